@@ -1,0 +1,98 @@
+//! The running hub: binds its listener first (so port 0 works), opens the store, builds the
+//! router, and serves until told to stop. Tests and `feedmesh serve` share this path.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::blobs::Blobs;
+use crate::config::Settings;
+use crate::mesh::Mesh;
+use crate::store::{self, Store};
+use crate::web::{self, AppState, FeedCache};
+
+pub struct App {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl App {
+    pub async fn build(settings: &Settings) -> anyhow::Result<App> {
+        let listener = TcpListener::bind(&settings.serve.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.serve.listen))?;
+        let store = store::open(&settings.data.database_url()).await?;
+        Self::with_store(settings, listener, store)
+    }
+
+    pub fn with_store(
+        settings: &Settings,
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<App> {
+        let addr = listener.local_addr()?;
+        let base_url = settings
+            .serve
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let blobs = Blobs::new(&settings.data.data_dir, settings.serve.max_file_bytes)
+            .with_context(|| {
+                format!(
+                    "cannot use data directory {}",
+                    settings.data.data_dir.display()
+                )
+            })?;
+        let state = Arc::new(AppState {
+            mesh: Mesh::new(store, blobs),
+            base_url,
+            max_entry_bytes: settings.serve.max_entry_bytes,
+            cache: FeedCache::new(4096),
+        });
+        Ok(App { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.state.base_url
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router =
+            web::router(self.state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

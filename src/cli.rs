@@ -1,0 +1,266 @@
+//! The command line: `serve`, and the admin commands that act on the store directly.
+//! Human messages go to stderr; what a script wants (a token, a URL) is stdout's last line.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, shutdown_signal};
+use crate::config::{DataArgs, ServeArgs, Settings};
+use crate::domain::{CollectionName, DeviceName, UserName};
+use crate::secrets;
+use crate::store::{self, Store};
+
+/// feedmesh: link your devices and services through RSS/Atom feeds.
+///
+/// Start with `feedmesh serve`, then add a user, a device token and a collection.
+#[derive(Parser, Debug)]
+#[command(name = "feedmesh", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the hub: AtomPub publishing, FeedSync merging and every feed over HTTP.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage device tokens (each token belongs to one device of one user).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Manage collections (FeedSync item sets, each an AtomPub collection).
+    #[command(subcommand)]
+    Collection(CollectionCmd),
+    /// Manage feed keys: secret feed URLs for readers that cannot log in.
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user (name: a-z 0-9 - _ .).
+    Add { name: String },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token for a device of USER and print it (once: only its hash is stored).
+    Add {
+        user: String,
+        /// The device the token is for; it becomes the endpoint USER/DEVICE.
+        #[arg(long, value_name = "NAME")]
+        device: String,
+    },
+    /// List USER's tokens (id, device, prefix, state).
+    List { user: String },
+    /// Revoke token ID of USER; requests with it get 401 at once.
+    Revoke { user: String, id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CollectionCmd {
+    /// Add collection NAME for USER.
+    Add { user: String, name: String },
+    /// List USER's collections.
+    List { user: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create a key for one of USER's feeds (e.g. /u/alice/stream.atom) and print its URL.
+    Add {
+        user: String,
+        feed: String,
+        /// Public URL of the hub, for the printed feed URL.
+        #[arg(
+            long,
+            env = "FEEDMESH_BASE_URL",
+            default_value = "http://127.0.0.1:8080",
+            value_name = "URL"
+        )]
+        base_url: String,
+    },
+    /// List USER's feed keys.
+    List { user: String },
+    /// Revoke feed key ID of USER.
+    Revoke { user: String, id: i64 },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(serve) => {
+            let settings = Settings {
+                data: cli.data,
+                serve,
+            };
+            let app = App::build(&settings).await?;
+            tracing::info!(address = %app.local_addr(), base_url = app.base_url(), "feedmesh is serving");
+            eprintln!(
+                "feedmesh {} serving on http://{} (data: {})",
+                env!("CARGO_PKG_VERSION"),
+                app.local_addr(),
+                settings.data.database_url()
+            );
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::User(cmd) => {
+            let store = open(&cli.data).await?;
+            match cmd {
+                UserCmd::Add { name } => {
+                    let name = UserName::parse(&name)?;
+                    let user = store
+                        .create_user(&name)
+                        .await
+                        .with_context(|| format!("cannot add user {name}"))?;
+                    eprintln!("added user {}", user.name);
+                }
+                UserCmd::List => {
+                    for u in store.users().await? {
+                        println!("{}\t{}", u.name, u.created_at);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Token(cmd) => {
+            let store = open(&cli.data).await?;
+            match cmd {
+                TokenCmd::Add { user, device } => {
+                    let user = UserName::parse(&user)?;
+                    let device = DeviceName::parse(&device)?;
+                    let token = secrets::generate("fm_")?;
+                    let info = store
+                        .add_token(
+                            &user,
+                            &device,
+                            &secrets::hash(&token),
+                            &secrets::display_prefix(&token),
+                        )
+                        .await
+                        .with_context(|| format!("cannot add a token for {user}"))?;
+                    eprintln!(
+                        "token {} for {user}/{device}; it is shown once, only its hash is stored:",
+                        info.id
+                    );
+                    println!("{token}");
+                }
+                TokenCmd::List { user } => {
+                    let user = UserName::parse(&user)?;
+                    store
+                        .user(user.as_str())
+                        .await
+                        .with_context(|| format!("no user {user}"))?;
+                    println!("ID\tDEVICE\tPREFIX\tCREATED\tSTATE");
+                    for t in store.tokens(&user).await? {
+                        let state = if t.revoked { "revoked" } else { "live" };
+                        println!(
+                            "{}\t{}\t{}…\t{}\t{state}",
+                            t.id, t.device, t.prefix, t.created_at
+                        );
+                    }
+                }
+                TokenCmd::Revoke { user, id } => {
+                    let user = UserName::parse(&user)?;
+                    store
+                        .revoke_token(&user, id)
+                        .await
+                        .with_context(|| format!("cannot revoke token {id} of {user}"))?;
+                    eprintln!("revoked token {id} of {user}");
+                }
+            }
+            Ok(())
+        }
+        Command::Collection(cmd) => {
+            let store = open(&cli.data).await?;
+            match cmd {
+                CollectionCmd::Add { user, name } => {
+                    let u = store
+                        .user(&user)
+                        .await
+                        .with_context(|| format!("no user {user:?}"))?;
+                    let name = CollectionName::parse(&name)?;
+                    store
+                        .create_collection(u.id, &name)
+                        .await
+                        .with_context(|| format!("cannot add collection {name} for {user}"))?;
+                    eprintln!("added collection {name} for {user}");
+                }
+                CollectionCmd::List { user } => {
+                    let u = store
+                        .user(&user)
+                        .await
+                        .with_context(|| format!("no user {user:?}"))?;
+                    for c in store.collections(u.id).await? {
+                        println!("{}\t{}", c.name, c.created_at);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Key(cmd) => {
+            let store = open(&cli.data).await?;
+            match cmd {
+                KeyCmd::Add {
+                    user,
+                    feed,
+                    base_url,
+                } => {
+                    let u = store
+                        .user(&user)
+                        .await
+                        .with_context(|| format!("no user {user:?}"))?;
+                    let path = feed
+                        .strip_prefix(base_url.trim_end_matches('/'))
+                        .unwrap_or(&feed);
+                    if !crate::web::owned_feed_path(&user, path) {
+                        anyhow::bail!(
+                            "{feed:?} is not a feed of {user}: give a path like /u/{user}/stream.atom"
+                        );
+                    }
+                    let key = secrets::generate("fk_")?;
+                    let k = store
+                        .add_feed_key(u.id, crate::web::feed_key_path(path), &secrets::hash(&key))
+                        .await?;
+                    eprintln!("feed key {} for {path}; the URL is shown once:", k.id);
+                    println!("{}{path}?key={key}", base_url.trim_end_matches('/'));
+                }
+                KeyCmd::List { user } => {
+                    let u = store
+                        .user(&user)
+                        .await
+                        .with_context(|| format!("no user {user:?}"))?;
+                    println!("ID\tFEED\tCREATED\tSTATE");
+                    for k in store.feed_keys(u.id).await? {
+                        let state = if k.revoked { "revoked" } else { "live" };
+                        println!("{}\t{}\t{}\t{state}", k.id, k.feed_path, k.created_at);
+                    }
+                }
+                KeyCmd::Revoke { user, id } => {
+                    let u = store
+                        .user(&user)
+                        .await
+                        .with_context(|| format!("no user {user:?}"))?;
+                    store
+                        .revoke_feed_key(u.id, id)
+                        .await
+                        .with_context(|| format!("cannot revoke key {id}"))?;
+                    eprintln!("revoked feed key {id} of {user}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn open(data: &DataArgs) -> anyhow::Result<Arc<dyn Store>> {
+    store::open(&data.database_url()).await
+}

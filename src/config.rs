@@ -1,0 +1,74 @@
+//! Settings shared by every command: where the data lives and how the hub is reached.
+//! Flags win over `FEEDMESH_*` environment variables, which win over the defaults.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Where the hub keeps its data.
+#[derive(Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// [default: sqlite://DATA_DIR/feedmesh.db]
+    #[arg(
+        long = "database",
+        env = "FEEDMESH_DATABASE_URL",
+        global = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    /// Directory for the SQLite database and stored files (blobs).
+    #[arg(
+        long,
+        env = "FEEDMESH_DATA_DIR",
+        global = true,
+        default_value = "feedmesh-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+}
+
+impl DataArgs {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("feedmesh.db").display()))
+    }
+}
+
+/// How `serve` listens and what it allows.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "FEEDMESH_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: String,
+
+    /// Public URL of the hub, written into feeds and links [default: http://LISTEN-ADDRESS]
+    #[arg(long, env = "FEEDMESH_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Let outbound requests reach loopback and private addresses (off: they are refused).
+    #[arg(long, env = "FEEDMESH_ALLOW_PRIVATE_NETWORK")]
+    pub allow_private_network: bool,
+
+    /// Largest Atom entry accepted, in bytes (larger: 413).
+    #[arg(long, env = "FEEDMESH_MAX_ENTRY_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_entry_bytes: usize,
+
+    /// Largest file accepted as a media resource, in bytes (larger: 413).
+    #[arg(long, env = "FEEDMESH_MAX_FILE_BYTES", default_value_t = 4 << 30, value_name = "BYTES")]
+    pub max_file_bytes: u64,
+}
+
+/// Everything `App::build` needs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub data: DataArgs,
+    pub serve: ServeArgs,
+}

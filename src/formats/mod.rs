@@ -1,0 +1,95 @@
+//! Feed formats in and out: Atom (with FeedSync), RSS 2.0, JSON Feed 1.1, AtomPub documents.
+//! No database and no HTTP here: the web layer hands in a [`FeedView`] and gets bytes back.
+
+pub mod atom_in;
+pub mod atom_out;
+pub mod json_out;
+pub mod rss_out;
+pub mod xml;
+
+use crate::domain::entry::Entry;
+use crate::domain::feedsync::{SyncMeta, Version};
+use crate::domain::time::Timestamp;
+
+/// The formats every feed is served in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    Atom,
+    Rss,
+    Json,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Atom => "application/atom+xml; charset=utf-8",
+            Format::Rss => "application/rss+xml; charset=utf-8",
+            Format::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Atom => "atom",
+            Format::Rss => "rss",
+            Format::Json => "json",
+        }
+    }
+    pub fn from_extension(ext: &str) -> Option<Format> {
+        match ext {
+            "atom" => Some(Format::Atom),
+            "rss" => Some(Format::Rss),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// FeedSync `sx:sharing` of a collection feed (§4.3): partial when `since` is set.
+#[derive(Clone, Debug)]
+pub struct Sharing {
+    pub since: Option<String>,
+    pub until: String,
+    pub complete_url: Option<String>,
+}
+
+/// Everything a writer needs about a feed, already resolved to URLs and strings.
+pub struct FeedView<'a> {
+    pub id: String,
+    pub title: String,
+    pub self_url: String,
+    pub alternate_url: String,
+    pub updated: Timestamp,
+    pub author: String,
+    /// RFC 5005 `rel="next"`.
+    pub next_url: Option<String>,
+    pub sharing: Option<Sharing>,
+    pub entries: Vec<EntryView<'a>>,
+}
+
+/// One entry of a feed: a stored version plus the publisher-specific parts.
+pub struct EntryView<'a> {
+    pub id: String,
+    pub version: &'a Version<Entry>,
+    /// Written as `sx:sync` (with these conflicts) only in FeedSync feeds.
+    pub sync: Option<(&'a SyncMeta, &'a [Version<Entry>])>,
+    pub edit_url: Option<String>,
+    pub edit_media_url: Option<String>,
+    /// Used as the alternate link when the payload has none.
+    pub fallback_link: String,
+    /// Extra categories, e.g. the collection and the kind of change.
+    pub tags: Vec<String>,
+    /// The URL of the stored file, for media entries.
+    pub media_url: Option<String>,
+}
+
+impl EntryView<'_> {
+    pub fn payload(&self) -> &Entry {
+        &self.version.payload
+    }
+    pub fn link(&self) -> &str {
+        self.payload().alternate().unwrap_or(&self.fallback_link)
+    }
+    pub fn deleted(&self) -> bool {
+        self.version.sync.deleted
+    }
+}

@@ -1,0 +1,15 @@
+//! feedmesh: a self-hosted hub that links devices and services through feeds.
+//! See ARCHITECTURE.md for the map of this crate.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod formats;
+pub mod mesh;
+pub mod secrets;
+pub mod store;
+pub mod web;

@@ -1,0 +1,318 @@
+//! Use cases: publish, update, delete, merge and upload, one function each, called alike
+//! by the AtomPub handlers and (later) the sync exchange and connectors. Every write is a
+//! read-merge-write with compare-and-swap on the item's sequence number, retried on a race.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+
+use crate::blobs::Blobs;
+use crate::domain::entry::{Entry, Media, StoredItem, Text};
+use crate::domain::feedsync::{self, MergeKind, Resolve};
+use crate::domain::time::Timestamp;
+use crate::error::{AppError, AppResult};
+use crate::formats::atom_in::ParsedEntry;
+use crate::store::{ChangeKind, Collection, ItemRecord, ItemWrite, Principal, Store, StoreError};
+
+const MAX_RETRIES: usize = 16;
+
+pub struct Mesh {
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+}
+
+/// The outcome of a write: the item as stored now, and what happened.
+pub struct Accepted {
+    pub record: ItemRecord,
+    /// `None` when nothing changed (an echo of what the hub already had).
+    pub change: Option<ChangeKind>,
+    pub created: bool,
+}
+
+/// What to do to an existing item, given its current state.
+enum Edit<'a> {
+    Update(Entry),
+    Delete,
+    Resolve(Entry),
+    Merge(&'a StoredItem),
+}
+
+impl Mesh {
+    pub fn new(store: Arc<dyn Store>, blobs: Blobs) -> Self {
+        Mesh { store, blobs }
+    }
+
+    /// AtomPub POST of an entry: a new item (FeedSync create), or, when the entry carries
+    /// `sx:sync`, a merge with whatever the hub holds under that id.
+    pub async fn publish(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        parsed: ParsedEntry,
+    ) -> AppResult<Accepted> {
+        match parsed.into_item() {
+            Ok(incoming) => self.merge(who, col, incoming).await,
+            Err(plain) => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let now = Timestamp::now();
+                let item = feedsync::create(id, &who.by(), now, false, plain.entry);
+                let seq = self
+                    .write(who, col, None, &item, ChangeKind::Create)
+                    .await?;
+                Ok(Accepted {
+                    record: ItemRecord {
+                        seq,
+                        changed_at: now,
+                        item,
+                    },
+                    change: Some(ChangeKind::Create),
+                    created: true,
+                })
+            }
+        }
+    }
+
+    /// AtomPub POST of a file: a media resource plus its media-link entry (RFC 5023 §9.6).
+    pub async fn publish_media(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        body: Body,
+        media_type: String,
+        slug: Option<String>,
+    ) -> AppResult<Accepted> {
+        let (sha256, size) = self.blobs.put(body).await?;
+        self.store.record_blob(&sha256, size).await?;
+        let title = slug
+            .clone()
+            .unwrap_or_else(|| format!("file {}", &sha256[..12]));
+        let now = Timestamp::now();
+        let entry = Entry {
+            title: Text::plain(title),
+            updated: now,
+            media: Some(Media {
+                sha256,
+                size,
+                media_type,
+                slug,
+            }),
+            ..Entry::default()
+        };
+        let item = feedsync::create(
+            uuid::Uuid::new_v4().to_string(),
+            &who.by(),
+            now,
+            false,
+            entry,
+        );
+        let seq = self
+            .write(who, col, None, &item, ChangeKind::Create)
+            .await?;
+        Ok(Accepted {
+            record: ItemRecord {
+                seq,
+                changed_at: now,
+                item,
+            },
+            change: Some(ChangeKind::Create),
+            created: true,
+        })
+    }
+
+    /// AtomPub PUT: an edit by this endpoint (FeedSync update), a merge if the body carries
+    /// `sx:sync`, or with `resolve` a conflict resolution that keeps the body's content.
+    pub async fn replace(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        sync_id: &str,
+        if_match: Option<u64>,
+        parsed: ParsedEntry,
+        resolve: bool,
+    ) -> AppResult<Accepted> {
+        match parsed.into_item() {
+            Ok(incoming) => {
+                if incoming.id() != sync_id {
+                    return Err(AppError::BadRequest(format!(
+                        "sx:sync id {:?} does not match the member's id {sync_id:?}",
+                        incoming.id()
+                    )));
+                }
+                self.edit(who, col, sync_id, if_match, Edit::Merge(&incoming))
+                    .await
+            }
+            Err(plain) if resolve => {
+                self.edit(who, col, sync_id, if_match, Edit::Resolve(plain.entry))
+                    .await
+            }
+            Err(plain) => {
+                self.edit(who, col, sync_id, if_match, Edit::Update(plain.entry))
+                    .await
+            }
+        }
+    }
+
+    /// AtomPub DELETE: a FeedSync tombstone, kept so the deletion propagates.
+    pub async fn delete(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        sync_id: &str,
+        if_match: Option<u64>,
+    ) -> AppResult<Accepted> {
+        self.edit(who, col, sync_id, if_match, Edit::Delete).await
+    }
+
+    /// Merges an incoming FeedSync item (§2.5) into the collection.
+    pub async fn merge(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        incoming: StoredItem,
+    ) -> AppResult<Accepted> {
+        incoming.validate()?;
+        for _ in 0..MAX_RETRIES {
+            let local = self.store.item(col.id, incoming.id()).await?;
+            if local.is_none() {
+                let change = kind_of(MergeKind::Added, &incoming);
+                match self.write(who, col, None, &incoming, change).await {
+                    Ok(seq) => {
+                        return Ok(Accepted {
+                            record: ItemRecord {
+                                seq,
+                                changed_at: Timestamp::now(),
+                                item: incoming,
+                            },
+                            change: Some(change),
+                            created: true,
+                        });
+                    }
+                    Err(AppError::Conflict(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            match self
+                .edit(who, col, incoming.id(), None, Edit::Merge(&incoming))
+                .await
+            {
+                Err(AppError::NotFound(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(AppError::Conflict(
+            "too many concurrent writes to this item; retry".into(),
+        ))
+    }
+
+    async fn edit(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        sync_id: &str,
+        if_match: Option<u64>,
+        edit: Edit<'_>,
+    ) -> AppResult<Accepted> {
+        for _ in 0..MAX_RETRIES {
+            let Some(current) = self.store.item(col.id, sync_id).await? else {
+                return Err(AppError::NotFound("entry"));
+            };
+            if if_match.is_some_and(|etag| etag != current.seq) {
+                return Err(AppError::PreconditionFailed);
+            }
+            let mut item = current.item.clone();
+            let now = Timestamp::now();
+            let by = who.by();
+            let change = match &edit {
+                Edit::Update(entry) => {
+                    let entry = with_media(entry, &item);
+                    feedsync::update(&mut item, &by, now, Some(entry), false);
+                    ChangeKind::Update
+                }
+                Edit::Delete => {
+                    feedsync::update(&mut item, &by, now, None, true);
+                    ChangeKind::Delete
+                }
+                Edit::Resolve(entry) => {
+                    let entry = with_media(entry, &item);
+                    feedsync::resolve(&mut item, &by, now, Some(entry), false, Resolve::All);
+                    ChangeKind::Resolve
+                }
+                Edit::Merge(incoming) => {
+                    let merged = feedsync::merge(Some(&item), (*incoming).clone())?;
+                    if merged.kind == MergeKind::Unchanged {
+                        return Ok(Accepted {
+                            record: current,
+                            change: None,
+                            created: false,
+                        });
+                    }
+                    item = merged.item;
+                    kind_of(merged.kind, &item)
+                }
+            };
+            match self.write(who, col, Some(current.seq), &item, change).await {
+                Ok(seq) => {
+                    return Ok(Accepted {
+                        record: ItemRecord {
+                            seq,
+                            changed_at: now,
+                            item,
+                        },
+                        change: Some(change),
+                        created: false,
+                    });
+                }
+                Err(AppError::Conflict(_)) if if_match.is_some() => {
+                    return Err(AppError::PreconditionFailed);
+                }
+                Err(AppError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(AppError::Conflict(
+            "too many concurrent writes to this item; retry".into(),
+        ))
+    }
+
+    async fn write(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        expected_seq: Option<u64>,
+        item: &StoredItem,
+        kind: ChangeKind,
+    ) -> AppResult<u64> {
+        let write = ItemWrite {
+            user_id: col.user_id,
+            collection_id: col.id,
+            expected_seq,
+            item,
+            kind,
+            endpoint_id: Some(who.endpoint_id),
+            at: Timestamp::now(),
+        };
+        match self.store.write_item(write).await {
+            Ok(seq) => Ok(seq),
+            Err(StoreError::Conflict) => Err(AppError::Conflict("concurrent write".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A media-link entry keeps its file when an edit sends only new metadata.
+fn with_media(entry: &Entry, current: &StoredItem) -> Entry {
+    let mut e = entry.clone();
+    if e.media.is_none() {
+        e.media = current.current.payload.media.clone();
+    }
+    e
+}
+
+fn kind_of(kind: MergeKind, item: &StoredItem) -> ChangeKind {
+    match kind {
+        MergeKind::Conflict => ChangeKind::Conflict,
+        MergeKind::Added if !item.current.sync.deleted => ChangeKind::Create,
+        _ if item.current.sync.deleted => ChangeKind::Delete,
+        _ => ChangeKind::Update,
+    }
+}

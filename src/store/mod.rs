@@ -1,0 +1,228 @@
+//! Persistence: the [`Store`] trait (no SQL in it) and its SQLite and PostgreSQL backends.
+//! Only this module holds SQL. Callers never see a database error type.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::entry::{Entry, StoredItem};
+use crate::domain::feedsync::Version;
+use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    /// A concurrent write changed the row first; the caller re-reads and retries.
+    #[error("concurrent write")]
+    Conflict,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub name: UserName,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub device: String,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub revoked: bool,
+}
+
+/// Who a credential speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: i64,
+    pub user: String,
+    pub endpoint_id: i64,
+    pub endpoint: String,
+}
+
+impl Principal {
+    /// The FeedSync `by` of this endpoint: `alice/laptop`.
+    pub fn by(&self) -> String {
+        format!("{}/{}", self.user, self.endpoint)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FeedKey {
+    pub id: i64,
+    pub user_id: i64,
+    pub user: String,
+    pub feed_path: String,
+    pub created_at: Timestamp,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collection {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub id: i64,
+    pub name: String,
+}
+
+/// An item as stored, with the sequence number of the change that last touched it.
+#[derive(Clone, Debug)]
+pub struct ItemRecord {
+    pub seq: u64,
+    /// When the hub accepted that change.
+    pub changed_at: Timestamp,
+    pub item: StoredItem,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Create,
+    Update,
+    Delete,
+    Conflict,
+    Resolve,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Create => "create",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+            ChangeKind::Conflict => "conflict",
+            ChangeKind::Resolve => "resolve",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "create" => ChangeKind::Create,
+            "update" => ChangeKind::Update,
+            "delete" => ChangeKind::Delete,
+            "conflict" => ChangeKind::Conflict,
+            "resolve" => ChangeKind::Resolve,
+            _ => return None,
+        })
+    }
+}
+
+/// One accepted change, with the item's winning version right after it.
+#[derive(Clone, Debug)]
+pub struct ChangeRecord {
+    pub seq: u64,
+    pub collection: String,
+    pub sync_id: String,
+    pub endpoint: Option<String>,
+    pub kind: ChangeKind,
+    pub at: Timestamp,
+    pub version: Version<Entry>,
+}
+
+/// A write of one item and the change it makes, done atomically.
+pub struct ItemWrite<'a> {
+    pub user_id: i64,
+    pub collection_id: i64,
+    /// `None`: the item must not exist yet. `Some(seq)`: it must still be at `seq`.
+    pub expected_seq: Option<u64>,
+    pub item: &'a StoredItem,
+    pub kind: ChangeKind,
+    pub endpoint_id: Option<i64>,
+    pub at: Timestamp,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_user(&self, name: &UserName) -> Result<User>;
+    async fn users(&self) -> Result<Vec<User>>;
+    async fn user(&self, name: &str) -> Result<User>;
+
+    /// Adds a token for the user's device, creating the endpoint on first use.
+    async fn add_token(
+        &self,
+        user: &UserName,
+        device: &DeviceName,
+        token_hash: &str,
+        prefix: &str,
+    ) -> Result<TokenInfo>;
+    async fn tokens(&self, user: &UserName) -> Result<Vec<TokenInfo>>;
+    async fn revoke_token(&self, user: &UserName, token_id: i64) -> Result<()>;
+    /// The principal of a live (not revoked) token.
+    async fn principal(&self, token_hash: &str) -> Result<Option<Principal>>;
+    async fn endpoint(&self, user_id: i64, name: &str) -> Result<Endpoint>;
+
+    async fn add_feed_key(&self, user_id: i64, feed_path: &str, key_hash: &str) -> Result<FeedKey>;
+    async fn feed_keys(&self, user_id: i64) -> Result<Vec<FeedKey>>;
+    async fn revoke_feed_key(&self, user_id: i64, key_id: i64) -> Result<()>;
+    /// A live (not revoked) feed key.
+    async fn feed_key(&self, key_hash: &str) -> Result<Option<FeedKey>>;
+
+    async fn create_collection(&self, user_id: i64, name: &CollectionName) -> Result<Collection>;
+    async fn collections(&self, user_id: i64) -> Result<Vec<Collection>>;
+    async fn collection(&self, user_id: i64, name: &str) -> Result<Collection>;
+
+    async fn item(&self, collection_id: i64, sync_id: &str) -> Result<Option<ItemRecord>>;
+    /// Writes the item and records the change; returns the change's sequence number.
+    /// Fails with [`StoreError::Conflict`] when `expected_seq` no longer holds.
+    async fn write_item(&self, write: ItemWrite<'_>) -> Result<u64>;
+    /// Items of a collection changed after `after`, oldest change first.
+    async fn items_since(
+        &self,
+        collection_id: i64,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ItemRecord>>;
+    /// The sequence number of the collection's latest change (0 if none).
+    async fn collection_head(&self, collection_id: i64) -> Result<u64>;
+
+    /// The user's changes (or one endpoint's), newest first, before `before` if given.
+    async fn changes(
+        &self,
+        user_id: i64,
+        endpoint_id: Option<i64>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>>;
+    /// The user's latest sequence number (0 if none).
+    async fn user_head(&self, user_id: i64) -> Result<u64>;
+
+    async fn record_blob(&self, sha256: &str, size: u64) -> Result<()>;
+    async fn blob_size(&self, sha256: &str) -> Result<Option<u64>>;
+}
+
+/// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Ok(Arc::new(sqlite::open(path).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::open(url).await?))
+    } else {
+        anyhow::bail!(
+            "unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+        )
+    }
+}

@@ -1,0 +1,520 @@
+//! The SQL behind [`Store`], written once in the dialect SQLite and PostgreSQL share
+//! (`$N` parameters, `RETURNING`, 64-bit integers, text documents) over sqlx's `Any` driver.
+
+use async_trait::async_trait;
+use sqlx::AnyPool;
+use sqlx::any::AnyRow;
+use sqlx::{Acquire, Row};
+
+use super::{
+    ChangeKind, ChangeRecord, Collection, Endpoint, FeedKey, ItemRecord, ItemWrite, Principal,
+    Result, Store, StoreError, TokenInfo, User,
+};
+use crate::domain::entry::StoredItem;
+use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct SqlStore {
+    backend: Backend,
+    /// SQLite: one connection, so writers never fight over the lock. PostgreSQL: the pool.
+    writer: AnyPool,
+    readers: AnyPool,
+}
+
+impl SqlStore {
+    pub fn new(backend: Backend, writer: AnyPool, readers: AnyPool) -> Self {
+        SqlStore {
+            backend,
+            writer,
+            readers,
+        }
+    }
+}
+
+fn now() -> i64 {
+    Timestamp::now().unix()
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn insert_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| {
+        if unique_violation(&e) {
+            StoreError::AlreadyExists(what)
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+fn seq(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn sql_seq(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn user_row(r: &AnyRow) -> Result<User> {
+    let name: String = r.try_get("name")?;
+    Ok(User {
+        id: r.try_get("id")?,
+        name: UserName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: Timestamp::from_unix(r.try_get("created_at")?),
+    })
+}
+
+fn token_row(r: &AnyRow) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: r.try_get("id")?,
+        device: r.try_get("device")?,
+        prefix: r.try_get("prefix")?,
+        created_at: Timestamp::from_unix(r.try_get("created_at")?),
+        revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+    })
+}
+
+fn key_row(r: &AnyRow) -> Result<FeedKey> {
+    Ok(FeedKey {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        user: r.try_get("user_name")?,
+        feed_path: r.try_get("feed_path")?,
+        created_at: Timestamp::from_unix(r.try_get("created_at")?),
+        revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+    })
+}
+
+fn collection_row(r: &AnyRow) -> Result<Collection> {
+    Ok(Collection {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        name: r.try_get("name")?,
+        created_at: Timestamp::from_unix(r.try_get("created_at")?),
+    })
+}
+
+fn item_row(r: &AnyRow) -> Result<ItemRecord> {
+    let doc: String = r.try_get("document")?;
+    Ok(ItemRecord {
+        seq: seq(r.try_get("seq")?),
+        changed_at: Timestamp::from_unix(r.try_get("changed_at")?),
+        item: serde_json::from_str(&doc)
+            .map_err(|e| StoreError::Corrupt(format!("item document: {e}")))?,
+    })
+}
+
+fn change_row(r: &AnyRow) -> Result<ChangeRecord> {
+    let version: String = r.try_get("version")?;
+    let kind: String = r.try_get("kind")?;
+    Ok(ChangeRecord {
+        seq: seq(r.try_get("seq")?),
+        collection: r.try_get("collection")?,
+        sync_id: r.try_get("sync_id")?,
+        endpoint: r.try_get("endpoint")?,
+        kind: ChangeKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
+        at: Timestamp::from_unix(r.try_get("at")?),
+        version: serde_json::from_str(&version)
+            .map_err(|e| StoreError::Corrupt(format!("change version: {e}")))?,
+    })
+}
+
+macro_rules! key_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT k.id, k.user_id, u.name AS user_name, k.feed_path, k.created_at, k.revoked_at ",
+            "FROM feed_keys k JOIN users u ON u.id = k.user_id ",
+            $where
+        )
+    };
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn create_user(&self, name: &UserName) -> Result<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (name, created_at) VALUES ($1, $2) RETURNING id, name, created_at",
+        )
+        .bind(name.as_str())
+        .bind(now())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(insert_err("user"))?;
+        user_row(&row)
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM users ORDER BY name")
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(user_row).collect()
+    }
+
+    async fn user(&self, name: &str) -> Result<User> {
+        let row = sqlx::query("SELECT id, name, created_at FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        user_row(&row)
+    }
+
+    async fn add_token(
+        &self,
+        user: &UserName,
+        device: &DeviceName,
+        token_hash: &str,
+        prefix: &str,
+    ) -> Result<TokenInfo> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
+            .bind(user.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        sqlx::query(
+            "INSERT INTO endpoints (user_id, name, kind, created_at) VALUES ($1, $2, 'device', $3) \
+             ON CONFLICT (user_id, name) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(device.as_str())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        let endpoint_id: i64 =
+            sqlx::query_scalar("SELECT id FROM endpoints WHERE user_id = $1 AND name = $2")
+                .bind(user_id)
+                .bind(device.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tokens (endpoint_id, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(endpoint_id)
+        .bind(token_hash)
+        .bind(prefix)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(insert_err("token"))?;
+        tx.commit().await?;
+        Ok(TokenInfo {
+            id,
+            device: device.to_string(),
+            prefix: prefix.to_string(),
+            created_at: Timestamp::now(),
+            revoked: false,
+        })
+    }
+
+    async fn tokens(&self, user: &UserName) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT t.id, e.name AS device, t.prefix, t.created_at, t.revoked_at FROM tokens t \
+             JOIN endpoints e ON e.id = t.endpoint_id JOIN users u ON u.id = e.user_id \
+             WHERE u.name = $1 ORDER BY t.id",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn revoke_token(&self, user: &UserName, token_id: i64) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND endpoint_id IN \
+             (SELECT e.id FROM endpoints e JOIN users u ON u.id = e.user_id WHERE u.name = $3)",
+        )
+        .bind(now())
+        .bind(token_id)
+        .bind(user.as_str())
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("live token"));
+        }
+        Ok(())
+    }
+
+    async fn principal(&self, token_hash: &str) -> Result<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT u.id AS user_id, u.name AS user_name, e.id AS endpoint_id, e.name AS endpoint_name \
+             FROM tokens t JOIN endpoints e ON e.id = t.endpoint_id JOIN users u ON u.id = e.user_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| {
+            Ok(Principal {
+                user_id: r.try_get("user_id")?,
+                user: r.try_get("user_name")?,
+                endpoint_id: r.try_get("endpoint_id")?,
+                endpoint: r.try_get("endpoint_name")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn endpoint(&self, user_id: i64, name: &str) -> Result<Endpoint> {
+        let row = sqlx::query("SELECT id, name FROM endpoints WHERE user_id = $1 AND name = $2")
+            .bind(user_id)
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?
+            .ok_or(StoreError::NotFound("endpoint"))?;
+        Ok(Endpoint {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+        })
+    }
+
+    async fn add_feed_key(&self, user_id: i64, feed_path: &str, key_hash: &str) -> Result<FeedKey> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO feed_keys (user_id, feed_path, key_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(user_id)
+        .bind(feed_path)
+        .bind(key_hash)
+        .bind(now())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(insert_err("feed key"))?;
+        let row = sqlx::query(key_select!("WHERE k.id = $1"))
+            .bind(id)
+            .fetch_one(&self.writer)
+            .await?;
+        key_row(&row)
+    }
+
+    async fn feed_keys(&self, user_id: i64) -> Result<Vec<FeedKey>> {
+        let rows = sqlx::query(key_select!("WHERE k.user_id = $1 ORDER BY k.id"))
+            .bind(user_id)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn revoke_feed_key(&self, user_id: i64, key_id: i64) -> Result<()> {
+        let done = sqlx::query("UPDATE feed_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(key_id)
+            .bind(user_id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("live feed key"));
+        }
+        Ok(())
+    }
+
+    async fn feed_key(&self, key_hash: &str) -> Result<Option<FeedKey>> {
+        let row = sqlx::query(key_select!(
+            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+        ))
+        .bind(key_hash)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    async fn create_collection(&self, user_id: i64, name: &CollectionName) -> Result<Collection> {
+        let row = sqlx::query(
+            "INSERT INTO collections (user_id, name, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, user_id, name, created_at",
+        )
+        .bind(user_id)
+        .bind(name.as_str())
+        .bind(now())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(insert_err("collection"))?;
+        collection_row(&row)
+    }
+
+    async fn collections(&self, user_id: i64) -> Result<Vec<Collection>> {
+        let rows = sqlx::query("SELECT id, user_id, name, created_at FROM collections WHERE user_id = $1 ORDER BY name")
+            .bind(user_id)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(collection_row).collect()
+    }
+
+    async fn collection(&self, user_id: i64, name: &str) -> Result<Collection> {
+        let row = sqlx::query("SELECT id, user_id, name, created_at FROM collections WHERE user_id = $1 AND name = $2")
+            .bind(user_id)
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?
+            .ok_or(StoreError::NotFound("collection"))?;
+        collection_row(&row)
+    }
+
+    async fn item(&self, collection_id: i64, sync_id: &str) -> Result<Option<ItemRecord>> {
+        // Read through the writer on SQLite so a read-merge-write sees the latest commit.
+        let pool = match self.backend {
+            Backend::Sqlite => &self.writer,
+            Backend::Postgres => &self.readers,
+        };
+        let row = sqlx::query(
+            "SELECT seq, changed_at, document FROM items WHERE collection_id = $1 AND sync_id = $2",
+        )
+        .bind(collection_id)
+        .bind(sync_id)
+        .fetch_optional(pool)
+        .await?;
+        row.as_ref().map(item_row).transpose()
+    }
+
+    async fn write_item(&self, w: ItemWrite<'_>) -> Result<u64> {
+        let item: &StoredItem = w.item;
+        let document =
+            serde_json::to_string(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let version =
+            serde_json::to_string(&item.current).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sync = &item.current.sync;
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let seq_new: i64 = sqlx::query_scalar(
+            "UPDATE users SET head_seq = head_seq + 1 WHERE id = $1 RETURNING head_seq",
+        )
+        .bind(w.user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("user"))?;
+        let written = match w.expected_seq {
+            None => sqlx::query(
+                "INSERT INTO items (collection_id, sync_id, seq, deleted, conflicts, document, changed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (collection_id, sync_id) DO NOTHING",
+            )
+            .bind(w.collection_id)
+            .bind(&sync.id)
+            .bind(seq_new)
+            .bind(i64::from(sync.deleted))
+            .bind(item.conflicts.len() as i64)
+            .bind(&document)
+            .bind(w.at.unix())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Some(expected) => sqlx::query(
+                "UPDATE items SET seq = $1, deleted = $2, conflicts = $3, document = $4, changed_at = $8 \
+                 WHERE collection_id = $5 AND sync_id = $6 AND seq = $7",
+            )
+            .bind(seq_new)
+            .bind(i64::from(sync.deleted))
+            .bind(item.conflicts.len() as i64)
+            .bind(&document)
+            .bind(w.collection_id)
+            .bind(&sync.id)
+            .bind(sql_seq(expected))
+            .bind(w.at.unix())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        if written == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict);
+        }
+        sqlx::query(
+            "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(w.user_id)
+        .bind(seq_new)
+        .bind(w.collection_id)
+        .bind(&sync.id)
+        .bind(w.endpoint_id)
+        .bind(w.kind.as_str())
+        .bind(w.at.unix())
+        .bind(&version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(seq(seq_new))
+    }
+
+    async fn items_since(
+        &self,
+        collection_id: i64,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ItemRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, changed_at, document FROM items WHERE collection_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(collection_id)
+        .bind(sql_seq(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(item_row).collect()
+    }
+
+    async fn collection_head(&self, collection_id: i64) -> Result<u64> {
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM items WHERE collection_id = $1")
+                .bind(collection_id)
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(seq(head.unwrap_or(0)))
+    }
+
+    async fn changes(
+        &self,
+        user_id: i64,
+        endpoint_id: Option<i64>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>> {
+        let rows = sqlx::query(
+            "SELECT c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version \
+             FROM changes c JOIN collections col ON col.id = c.collection_id \
+             LEFT JOIN endpoints e ON e.id = c.endpoint_id \
+             WHERE c.user_id = $1 AND ($2 < 0 OR c.endpoint_id = $2) AND c.seq < $3 \
+             ORDER BY c.seq DESC LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(endpoint_id.unwrap_or(-1))
+        .bind(before.map(sql_seq).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(change_row).collect()
+    }
+
+    async fn user_head(&self, user_id: i64) -> Result<u64> {
+        let head: Option<i64> = sqlx::query_scalar("SELECT head_seq FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        head.map(seq).ok_or(StoreError::NotFound("user"))
+    }
+
+    async fn record_blob(&self, sha256: &str, size: u64) -> Result<()> {
+        sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
+            .bind(sha256)
+            .bind(sql_seq(size))
+            .bind(now())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn blob_size(&self, sha256: &str) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(size.map(seq))
+    }
+}

@@ -1,0 +1,326 @@
+//! AtomPub (RFC 5023): the service document, collection POST (entries and media), and
+//! member GET/PUT/DELETE with ETags; FeedSync metadata rides in every entry.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::{owner, principal};
+use super::cache::not_modified;
+use super::{AppState, SharedState};
+use crate::domain::time::Timestamp;
+use crate::error::{AppError, AppResult};
+use crate::formats::EntryView;
+use crate::formats::atom_in::{ParsedEntry, parse_entry_document};
+use crate::formats::atom_out::{self, ServiceCollection};
+use crate::mesh::Accepted;
+use crate::store::ItemRecord;
+
+const ENTRY_TYPE: &str = "application/atom+xml;type=entry";
+
+pub async fn service(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
+    let p = principal(&st, &headers).await?;
+    let collections = st.mesh.store.collections(p.user_id).await?;
+    let list: Vec<ServiceCollection> = collections
+        .iter()
+        .map(|c| ServiceCollection {
+            title: c.name.clone(),
+            href: st.collection_url(&p.user, &c.name),
+        })
+        .collect();
+    let body = atom_out::service_document(&p.user, &list);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/atomsvc+xml; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_ascii_lowercase())
+}
+
+fn is_atom_entry(ct: &str) -> bool {
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence == "application/atom+xml" && !ct.replace(' ', "").contains("type=feed")
+}
+
+/// Reads a bounded Atom entry body: 413 past the limit, 400 when it does not parse.
+async fn read_entry(st: &AppState, headers: &HeaderMap, body: Body) -> AppResult<ParsedEntry> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        AppError::TooLarge(format!(
+            "the entry is larger than the limit of {} bytes",
+            st.max_entry_bytes
+        ))
+    };
+    if declared.is_some_and(|n| n > st.max_entry_bytes as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, st.max_entry_bytes)
+        .await
+        .map_err(|_| too_large())?;
+    Ok(parse_entry_document(&bytes, Timestamp::now())?)
+}
+
+fn slug(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get("slug")?.to_str().ok()?;
+    let decoded = percent_decode(raw);
+    let clean: String = decoded
+        .chars()
+        .filter(|c| !c.is_control() && *c != '/' && *c != '\\')
+        .take(200)
+        .collect();
+    (!clean.trim().is_empty()).then(|| clean.trim().to_string())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or("zz"), 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// POST to a collection: an Atom entry becomes an item; any other body a media resource.
+pub async fn create(
+    State(st): State<SharedState>,
+    Path((user, collection)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Response> {
+    let who = owner(&st, &headers, &user).await?;
+    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    let ct = content_type(&headers);
+    let accepted = match ct.as_deref() {
+        Some(ct) if is_atom_entry(ct) => {
+            let parsed = read_entry(&st, &headers, body).await?;
+            st.mesh.publish(&who, &col, parsed).await?
+        }
+        Some(ct) if ct.starts_with("application/atom+xml") => {
+            return Err(AppError::UnsupportedMediaType(
+                "post one Atom entry (application/atom+xml;type=entry), not a feed".into(),
+            ));
+        }
+        other => {
+            let media_type = other.unwrap_or("application/octet-stream").to_string();
+            st.mesh
+                .publish_media(&who, &col, body, media_type, slug(&headers))
+                .await?
+        }
+    };
+    Ok(entry_response(&st, &user, &col.name, accepted))
+}
+
+fn etag(seq: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{seq}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// `If-Match: "SEQ"` as a sequence number; `*` or absent is no condition.
+fn if_match(headers: &HeaderMap) -> AppResult<Option<u64>> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| AppError::PreconditionFailed)?.trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    v.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| AppError::PreconditionFailed)
+}
+
+fn member_view<'a>(
+    st: &AppState,
+    user: &str,
+    collection: &str,
+    record: &'a ItemRecord,
+) -> EntryView<'a> {
+    let member = st.member_url(user, collection, record.item.id());
+    let media = record
+        .item
+        .current
+        .payload
+        .media
+        .as_ref()
+        .map(|_| format!("{member}/media"));
+    EntryView {
+        id: member.clone(),
+        version: &record.item.current,
+        sync: Some((&record.item.current.sync, record.item.conflicts.as_slice())),
+        edit_url: Some(member.clone()),
+        edit_media_url: media.clone(),
+        media_url: media,
+        fallback_link: member,
+        tags: Vec::new(),
+    }
+}
+
+fn entry_response(st: &AppState, user: &str, collection: &str, accepted: Accepted) -> Response {
+    let record = &accepted.record;
+    let body = atom_out::entry_document(&member_view(st, user, collection, record));
+    let status = if accepted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/atom+xml;type=entry;charset=utf-8"),
+    );
+    h.insert(header::ETAG, etag(record.seq));
+    let member = st.member_url(user, collection, record.item.id());
+    if let Ok(loc) = HeaderValue::from_str(&member) {
+        if accepted.created {
+            h.insert(header::LOCATION, loc.clone());
+        }
+        h.insert(header::CONTENT_LOCATION, loc);
+    }
+    if let Some(kind) = accepted.change {
+        h.insert("feedmesh-change", HeaderValue::from_static(kind.as_str()));
+    }
+    resp
+}
+
+pub async fn read(
+    State(st): State<SharedState>,
+    Path((user, collection, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let who = owner(&st, &headers, &user).await?;
+    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    let record = st
+        .mesh
+        .store
+        .item(col.id, &id)
+        .await?
+        .ok_or(AppError::NotFound("entry"))?;
+    let tag = etag(record.seq);
+    if not_modified(&headers, &tag, record.changed_at) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let accepted = Accepted {
+        record,
+        change: None,
+        created: false,
+    };
+    Ok(entry_response(&st, &user, &col.name, accepted))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ReplaceParams {
+    resolve: Option<String>,
+}
+
+pub async fn replace(
+    State(st): State<SharedState>,
+    Path((user, collection, id)): Path<(String, String, String)>,
+    Query(q): Query<ReplaceParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Response> {
+    let who = owner(&st, &headers, &user).await?;
+    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    if !content_type(&headers).is_some_and(|ct| is_atom_entry(&ct)) {
+        return Err(AppError::UnsupportedMediaType(format!(
+            "PUT an Atom entry ({ENTRY_TYPE})"
+        )));
+    }
+    let expected = if_match(&headers)?;
+    let resolve = matches!(q.resolve.as_deref(), Some("true" | "1" | "all"));
+    let parsed = read_entry(&st, &headers, body).await?;
+    let accepted = st
+        .mesh
+        .replace(&who, &col, &id, expected, parsed, resolve)
+        .await?;
+    Ok(entry_response(&st, &user, &col.name, accepted))
+}
+
+pub async fn remove(
+    State(st): State<SharedState>,
+    Path((user, collection, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let who = owner(&st, &headers, &user).await?;
+    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    let expected = if_match(&headers)?;
+    let accepted = st.mesh.delete(&who, &col, &id, expected).await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::ETAG, etag(accepted.record.seq))],
+    )
+        .into_response())
+}
+
+/// The media resource of a media-link entry: the stored file, streamed.
+pub async fn media(
+    State(st): State<SharedState>,
+    Path((user, collection, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let who = owner(&st, &headers, &user).await?;
+    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    let record = st
+        .mesh
+        .store
+        .item(col.id, &id)
+        .await?
+        .ok_or(AppError::NotFound("entry"))?;
+    let media = record
+        .item
+        .current
+        .payload
+        .media
+        .ok_or(AppError::NotFound("media resource"))?;
+    let tag = HeaderValue::from_str(&format!("\"{}\"", media.sha256))
+        .map_err(|e| AppError::Internal(e.into()))?;
+    if not_modified(&headers, &tag, record.changed_at) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let path = st
+        .mesh
+        .blobs
+        .path(&media.sha256)
+        .ok_or(AppError::NotFound("media resource"))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("blob {} missing: {e}", media.sha256)))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let ct = HeaderValue::from_str(&media.media_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    Ok((
+        [
+            (header::CONTENT_TYPE, ct),
+            (header::CONTENT_LENGTH, HeaderValue::from(media.size)),
+            (header::ETAG, tag),
+        ],
+        body,
+    )
+        .into_response())
+}

@@ -1,0 +1,119 @@
+//! Who is asking: a device token (`Authorization: Bearer`), HTTP Basic (user name + token,
+//! for feed readers), or a revocable feed key in the URL (`?key=`, for one feed only).
+//! Another user's resources answer 404, never their content.
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::AppState;
+use crate::error::{AppError, AppResult};
+use crate::secrets;
+use crate::store::Principal;
+
+enum Credential {
+    Bearer(String),
+    Basic { user: String, token: String },
+}
+
+fn credential(headers: &HeaderMap) -> AppResult<Option<Credential>> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| AppError::Unauthorized)?.trim();
+    let (scheme, rest) = value.split_once(' ').ok_or(AppError::Unauthorized)?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Some(Credential::Bearer(rest.to_string())));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = STANDARD.decode(rest).map_err(|_| AppError::Unauthorized)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| AppError::Unauthorized)?;
+        let (user, token) = decoded.split_once(':').ok_or(AppError::Unauthorized)?;
+        return Ok(Some(Credential::Basic {
+            user: user.to_string(),
+            token: token.to_string(),
+        }));
+    }
+    Err(AppError::Unauthorized)
+}
+
+/// The principal behind the request's token, if it sent one; a bad one is 401.
+pub async fn optional_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> AppResult<Option<Principal>> {
+    let (token, claimed_user) = match credential(headers)? {
+        None => return Ok(None),
+        Some(Credential::Bearer(t)) => (t, None),
+        Some(Credential::Basic { user, token }) => (token, Some(user)),
+    };
+    let principal = state
+        .mesh
+        .store
+        .principal(&secrets::hash(&token))
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    if claimed_user.is_some_and(|u| !secrets::same(&u, &principal.user)) {
+        return Err(AppError::Unauthorized);
+    }
+    Ok(Some(principal))
+}
+
+/// The principal behind the request's token; no token is 401.
+pub async fn principal(state: &AppState, headers: &HeaderMap) -> AppResult<Principal> {
+    optional_principal(state, headers)
+        .await?
+        .ok_or(AppError::Unauthorized)
+}
+
+/// The principal, who must be `user` (else the resource does not exist for them).
+pub async fn owner(state: &AppState, headers: &HeaderMap, user: &str) -> AppResult<Principal> {
+    let p = principal(state, headers).await?;
+    if p.user != user {
+        return Err(AppError::NotFound("user"));
+    }
+    Ok(p)
+}
+
+/// The user a feed may be read for: the owner's token, or a live key issued for this feed.
+pub struct FeedReader {
+    pub user_id: i64,
+}
+
+/// A feed key is bound to one feed in all its formats: its path without the extension.
+pub fn feed_key_path(path: &str) -> &str {
+    [".atom", ".rss", ".json"]
+        .iter()
+        .find_map(|ext| path.strip_suffix(ext))
+        .unwrap_or(path)
+}
+
+pub async fn feed_reader(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: Option<&str>,
+    user: &str,
+    path: &str,
+) -> AppResult<FeedReader> {
+    if let Some(p) = optional_principal(state, headers).await? {
+        if p.user != user {
+            return Err(AppError::NotFound("feed"));
+        }
+        return Ok(FeedReader { user_id: p.user_id });
+    }
+    let Some(key) = key else {
+        return Err(AppError::Unauthorized);
+    };
+    let k = state
+        .mesh
+        .store
+        .feed_key(&secrets::hash(key))
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    if k.user != user || !secrets::same(&k.feed_path, feed_key_path(path)) {
+        return Err(AppError::NotFound("feed"));
+    }
+    Ok(FeedReader { user_id: k.user_id })
+}

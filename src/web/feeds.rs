@@ -1,0 +1,296 @@
+//! Feeds out: a collection's FeedSync feed (complete, or partial after `?since=`), and the
+//! user's and each endpoint's stream of changes in Atom, RSS 2.0 and JSON Feed, paged.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+
+use super::auth::feed_reader;
+use super::cache::{CachedFeed, respond};
+use super::{SharedState, encode_segment};
+use crate::error::{AppError, AppResult};
+use crate::formats::{self, EntryView, FeedView, Format, Sharing};
+use crate::store::{ChangeRecord, ItemRecord};
+
+const STREAM_PAGE: u32 = 50;
+const COLLECTION_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+#[derive(serde::Deserialize)]
+pub struct FeedParams {
+    since: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+    key: Option<String>,
+}
+
+fn cursor(name: &str, v: Option<&str>) -> AppResult<Option<u64>> {
+    v.map(|s| {
+        s.trim().parse::<u64>().map_err(|_| {
+            AppError::BadRequest(format!(
+                "{name}={s:?} is not a cursor (a whole number from a previous feed)"
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn limit(v: Option<&str>, default: u32) -> AppResult<u32> {
+    match v {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                AppError::BadRequest(format!("limit={s:?} must be a number from 1 to {MAX_PAGE}"))
+            }),
+    }
+}
+
+/// `url?since=…` keeping the feed key, if the reader came with one.
+fn page_url(base: &str, param: &str, value: u64, limit: Option<&str>, key: Option<&str>) -> String {
+    let mut url = format!("{base}?{param}={value}");
+    if let Some(l) = limit {
+        url.push_str(&format!("&limit={}", encode_segment(l)));
+    }
+    if let Some(k) = key {
+        url.push_str(&format!("&key={}", encode_segment(k)));
+    }
+    url
+}
+
+fn render(format: Format, view: &FeedView<'_>) -> String {
+    match format {
+        Format::Atom => formats::atom_out::feed(view),
+        Format::Rss => formats::rss_out::feed(view),
+        Format::Json => formats::json_out::feed(view),
+    }
+}
+
+/// GET of an AtomPub collection: its FeedSync feed.
+pub async fn collection(
+    State(st): State<SharedState>,
+    Path((user, collection)): Path<(String, String)>,
+    Query(q): Query<FeedParams>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let reader = feed_reader(&st, &headers, q.key.as_deref(), &user, uri.path()).await?;
+    let since = cursor("since", q.since.as_deref())?;
+    let page = limit(q.limit.as_deref(), COLLECTION_PAGE)?;
+    let col = st
+        .mesh
+        .store
+        .collection(reader.user_id, &collection)
+        .await?;
+    let head = st.mesh.store.user_head(reader.user_id).await?;
+    let key = uri.to_string();
+    if let Some(cached) = st.cache.get(&key, head) {
+        return Ok(respond(&headers, &cached));
+    }
+    let records: Vec<ItemRecord> = st
+        .mesh
+        .store
+        .items_since(col.id, since.unwrap_or(0), page)
+        .await?;
+    let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
+    let url = st.collection_url(&user, &col.name);
+    let updated = records
+        .iter()
+        .map(|r| r.changed_at)
+        .max()
+        .unwrap_or(col.created_at);
+    let entries = records
+        .iter()
+        .map(|r| {
+            let member = st.member_url(&user, &col.name, r.item.id());
+            EntryView {
+                id: member.clone(),
+                version: &r.item.current,
+                sync: Some((&r.item.current.sync, r.item.conflicts.as_slice())),
+                edit_url: Some(member.clone()),
+                edit_media_url: r
+                    .item
+                    .current
+                    .payload
+                    .media
+                    .as_ref()
+                    .map(|_| format!("{member}/media")),
+                media_url: r
+                    .item
+                    .current
+                    .payload
+                    .media
+                    .as_ref()
+                    .map(|_| format!("{member}/media")),
+                fallback_link: member,
+                tags: Vec::new(),
+            }
+        })
+        .collect();
+    let view = FeedView {
+        id: url.clone(),
+        title: format!("{user}: {}", col.name),
+        self_url: format!("{}{}", st.base_url, uri),
+        alternate_url: url.clone(),
+        updated,
+        author: user.clone(),
+        next_url: (records.len() == page as usize)
+            .then(|| page_url(&url, "since", until, q.limit.as_deref(), q.key.as_deref())),
+        sharing: Some(Sharing {
+            since: since.map(|s| s.to_string()),
+            until: until.to_string(),
+            complete_url: since.map(|_| url.clone()),
+        }),
+        entries,
+    };
+    let body = render(Format::Atom, &view);
+    let feed = CachedFeed::new(
+        head,
+        body,
+        updated,
+        Format::Atom.content_type(),
+        Some(until.to_string()),
+    );
+    Ok(respond(&headers, &st.cache.put(key, feed)))
+}
+
+fn parse_feed_name(file: &str) -> AppResult<Format> {
+    file.strip_prefix("stream.")
+        .and_then(Format::from_extension)
+        .ok_or(AppError::NotFound("feed"))
+}
+
+/// `/u/{user}/stream.{atom,rss,json}`: every change of the user, newest first.
+pub async fn user_stream(
+    State(st): State<SharedState>,
+    Path((user, file)): Path<(String, String)>,
+    Query(q): Query<FeedParams>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let format = parse_feed_name(&file)?;
+    stream(st, user, None, format, q, uri, headers).await
+}
+
+/// `/u/{user}/endpoints/{device}/stream.{atom,rss,json}`: what that endpoint published.
+pub async fn endpoint_stream(
+    State(st): State<SharedState>,
+    Path((user, device, file)): Path<(String, String, String)>,
+    Query(q): Query<FeedParams>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let format = parse_feed_name(&file)?;
+    stream(st, user, Some(device), format, q, uri, headers).await
+}
+
+async fn stream(
+    st: SharedState,
+    user: String,
+    device: Option<String>,
+    format: Format,
+    q: FeedParams,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let reader = feed_reader(&st, &headers, q.key.as_deref(), &user, uri.path()).await?;
+    let before = cursor("before", q.before.as_deref())?;
+    let page = limit(q.limit.as_deref(), STREAM_PAGE)?;
+    let endpoint = match &device {
+        Some(d) => Some(st.mesh.store.endpoint(reader.user_id, d).await?),
+        None => None,
+    };
+    let head = st.mesh.store.user_head(reader.user_id).await?;
+    let key = uri.to_string();
+    if let Some(cached) = st.cache.get(&key, head) {
+        return Ok(respond(&headers, &cached));
+    }
+    let changes: Vec<ChangeRecord> = st
+        .mesh
+        .store
+        .changes(
+            reader.user_id,
+            endpoint.as_ref().map(|e| e.id),
+            before,
+            page,
+        )
+        .await?;
+    let updated = match changes.first() {
+        Some(c) => c.at,
+        None => st.mesh.store.user(&user).await?.created_at,
+    };
+    let base_path = match &device {
+        Some(d) => format!(
+            "{}/u/{}/endpoints/{}/stream",
+            st.base_url,
+            encode_segment(&user),
+            encode_segment(d)
+        ),
+        None => format!("{}/u/{}/stream", st.base_url, encode_segment(&user)),
+    };
+    let feed_url = format!("{base_path}.{}", format.extension());
+    let entries = changes
+        .iter()
+        .map(|c| {
+            let member = st.member_url(&user, &c.collection, &c.sync_id);
+            let media = c
+                .version
+                .payload
+                .media
+                .as_ref()
+                .map(|_| format!("{member}/media"));
+            let mut tags = vec![c.collection.clone(), c.kind.as_str().to_string()];
+            if let Some(e) = &c.endpoint {
+                tags.push(format!("{user}/{e}"));
+            }
+            EntryView {
+                id: format!(
+                    "{}/u/{}/changes/{}",
+                    st.base_url,
+                    encode_segment(&user),
+                    c.seq
+                ),
+                version: &c.version,
+                sync: None,
+                edit_url: Some(member.clone()),
+                edit_media_url: media.clone(),
+                media_url: media,
+                fallback_link: member,
+                tags,
+            }
+        })
+        .collect();
+    let title = match &device {
+        Some(d) => format!("{user}/{d}: published"),
+        None => format!("{user}: stream"),
+    };
+    let next_url = (changes.len() == page as usize)
+        .then(|| {
+            changes.last().map(|c| {
+                page_url(
+                    &feed_url,
+                    "before",
+                    c.seq,
+                    q.limit.as_deref(),
+                    q.key.as_deref(),
+                )
+            })
+        })
+        .flatten();
+    let view = FeedView {
+        id: feed_url.clone(),
+        title,
+        self_url: format!("{}{}", st.base_url, uri),
+        alternate_url: format!("{}/", st.base_url),
+        updated,
+        author: user.clone(),
+        next_url,
+        sharing: None,
+        entries,
+    };
+    let body = render(format, &view);
+    let feed = CachedFeed::new(head, body, updated, format.content_type(), None);
+    Ok(respond(&headers, &st.cache.put(key, feed)))
+}

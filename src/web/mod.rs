@@ -1,0 +1,92 @@
+//! HTTP: the one table of routes, shared state, and helpers. Handlers only translate a
+//! request into one use-case call and its result into a response.
+
+mod atompub;
+mod auth;
+mod cache;
+mod feeds;
+mod keys;
+mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::mesh::Mesh;
+
+pub use auth::feed_key_path;
+pub use cache::FeedCache;
+pub use keys::owned_feed_path;
+
+pub struct AppState {
+    pub mesh: Mesh,
+    /// Public URL of the hub, without a trailing slash.
+    pub base_url: String,
+    /// Largest Atom entry body accepted, in bytes.
+    pub max_entry_bytes: usize,
+    pub cache: FeedCache,
+}
+
+pub type SharedState = Arc<AppState>;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/", get(pages::landing))
+        .route("/login", get(pages::login))
+        .route("/healthz", get(pages::health))
+        .route("/atompub", get(atompub::service))
+        .route(
+            "/atompub/{user}/{collection}",
+            get(feeds::collection).post(atompub::create),
+        )
+        .route(
+            "/atompub/{user}/{collection}/{id}",
+            get(atompub::read)
+                .put(atompub::replace)
+                .delete(atompub::remove),
+        )
+        .route(
+            "/atompub/{user}/{collection}/{id}/media",
+            get(atompub::media),
+        )
+        .route("/u/{user}/{feed}", get(feeds::user_stream))
+        .route(
+            "/u/{user}/endpoints/{device}/{feed}",
+            get(feeds::endpoint_stream),
+        )
+        .route("/api/keys", get(keys::list).post(keys::create))
+        .route("/api/keys/{id}", axum::routing::delete(keys::revoke))
+        .with_state(state)
+}
+
+/// Percent-encodes one path segment (a FeedSync id may hold `/`, `?` and `#`).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@!$'()*+,;=".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl AppState {
+    pub fn collection_url(&self, user: &str, collection: &str) -> String {
+        format!(
+            "{}/atompub/{}/{}",
+            self.base_url,
+            encode_segment(user),
+            encode_segment(collection)
+        )
+    }
+    pub fn member_url(&self, user: &str, collection: &str, sync_id: &str) -> String {
+        format!(
+            "{}/{}",
+            self.collection_url(user, collection),
+            encode_segment(sync_id)
+        )
+    }
+}
