@@ -11,7 +11,7 @@ use crate::domain::entry::{Entry, Media, StoredItem, Text};
 use crate::domain::feedsync::{self, MergeKind, Resolve};
 use crate::domain::time::Timestamp;
 use crate::error::{AppError, AppResult};
-use crate::formats::atom_in::ParsedEntry;
+use crate::formats::atom_in::{Incoming, ParsedEntry};
 use crate::store::{ChangeKind, Collection, ItemRecord, ItemWrite, Principal, Store, StoreError};
 
 const MAX_RETRIES: usize = 16;
@@ -50,12 +50,12 @@ impl Mesh {
         col: &Collection,
         parsed: ParsedEntry,
     ) -> AppResult<Accepted> {
-        match parsed.into_item() {
-            Ok(incoming) => self.merge(who, col, incoming).await,
-            Err(plain) => {
+        match parsed.into_incoming() {
+            Incoming::Sync(incoming) => self.merge(who, col, incoming).await,
+            Incoming::Plain(entry) => {
                 let id = uuid::Uuid::new_v4().to_string();
                 let now = Timestamp::now();
-                let item = feedsync::create(id, &who.by(), now, false, plain.entry);
+                let item = feedsync::create(id, &who.by(), now, false, entry);
                 let seq = self
                     .write(who, col, None, &item, ChangeKind::Create)
                     .await?;
@@ -130,8 +130,8 @@ impl Mesh {
         parsed: ParsedEntry,
         resolve: bool,
     ) -> AppResult<Accepted> {
-        match parsed.into_item() {
-            Ok(incoming) => {
+        match parsed.into_incoming() {
+            Incoming::Sync(incoming) => {
                 if incoming.id() != sync_id {
                     return Err(AppError::BadRequest(format!(
                         "sx:sync id {:?} does not match the member's id {sync_id:?}",
@@ -141,12 +141,12 @@ impl Mesh {
                 self.edit(who, col, sync_id, if_match, Edit::Merge(&incoming))
                     .await
             }
-            Err(plain) if resolve => {
-                self.edit(who, col, sync_id, if_match, Edit::Resolve(plain.entry))
+            Incoming::Plain(entry) if resolve => {
+                self.edit(who, col, sync_id, if_match, Edit::Resolve(entry))
                     .await
             }
-            Err(plain) => {
-                self.edit(who, col, sync_id, if_match, Edit::Update(plain.entry))
+            Incoming::Plain(entry) => {
+                self.edit(who, col, sync_id, if_match, Edit::Update(entry))
                     .await
             }
         }

@@ -20,18 +20,23 @@ pub struct ParsedSync {
     pub conflicts: Vec<Version<Entry>>,
 }
 
+/// An entry as the hub treats it: a FeedSync item to merge, or a plain payload.
+pub enum Incoming {
+    Sync(Item<Entry>),
+    Plain(Entry),
+}
+
 impl ParsedEntry {
-    /// The FeedSync item this entry describes, if it carried `sx:sync`.
-    pub fn into_item(self) -> Result<Item<Entry>, ParsedEntry> {
+    pub fn into_incoming(self) -> Incoming {
         match self.sync {
-            Some(sync) => Ok(Item {
+            Some(sync) => Incoming::Sync(Item {
                 current: Version {
                     sync: sync.meta,
                     payload: self.entry,
                 },
                 conflicts: sync.conflicts,
             }),
-            None => Err(self),
+            None => Incoming::Plain(self.entry),
         }
     }
 }
@@ -67,7 +72,7 @@ pub fn parse_feed_document(body: &[u8], now: Timestamp) -> Result<Vec<ParsedEntr
     }
     let mut out = Vec::new();
     loop {
-        match r.next()? {
+        match r.next_node()? {
             Node::Start(s) if s.is(ATOM_NS, "entry") => out.push(entry(&mut r, now, true)?),
             Node::Start(s) => r.skip(&s)?,
             Node::Text(_) => {}
@@ -91,7 +96,7 @@ fn entry(
     let mut title = None;
     let mut sync = None;
     loop {
-        let s = match r.next()? {
+        let s = match r.next_node()? {
             Node::Start(s) => s,
             Node::Text(_) => continue,
             Node::End => break,
@@ -182,7 +187,7 @@ fn content(r: &mut Reader<'_>, s: &Start) -> Result<Content, XmlError> {
 fn person(r: &mut Reader<'_>) -> Result<Person, XmlError> {
     let mut p = Person::default();
     loop {
-        match r.next()? {
+        match r.next_node()? {
             Node::Start(s) if s.ns == ATOM_NS && s.name == "name" => p.name = r.text(&s)?,
             Node::Start(s) if s.ns == ATOM_NS && s.name == "email" => p.email = Some(r.text(&s)?),
             Node::Start(s) if s.ns == ATOM_NS && s.name == "uri" => p.uri = Some(r.text(&s)?),
@@ -245,7 +250,7 @@ fn sync_element(
     };
     let mut conflicts = Vec::new();
     loop {
-        let c = match r.next()? {
+        let c = match r.next_node()? {
             Node::Start(c) => c,
             Node::Text(_) => continue,
             Node::End => break,
@@ -269,7 +274,7 @@ fn sync_element(
                 return Err(XmlError::Invalid("sx:conflicts may not be nested".into()));
             }
             loop {
-                match r.next()? {
+                match r.next_node()? {
                     Node::Start(x) if x.is(ATOM_NS, "entry") => {
                         let p = entry(r, now, false)?;
                         let sync = p.sync.ok_or_else(|| {

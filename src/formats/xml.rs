@@ -95,7 +95,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    pub fn next(&mut self) -> Result<Node, XmlError> {
+    pub fn next_node(&mut self) -> Result<Node, XmlError> {
         if self.pending_end {
             self.pending_end = false;
             self.depth -= 1;
@@ -152,7 +152,7 @@ impl<'a> Reader<'a> {
             }
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Eof => return Ok(Node::Eof),
-            Event::Comment(_) | Event::Decl(_) | Event::PI(_) => return self.next(),
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) => return self.next_node(),
         };
         self.depth += 1;
         self.elements += 1;
@@ -192,7 +192,7 @@ impl<'a> Reader<'a> {
     /// The first element of the document.
     pub fn root(&mut self) -> Result<Start, XmlError> {
         loop {
-            match self.next()? {
+            match self.next_node()? {
                 Node::Start(s) => return Ok(s),
                 Node::Text(t) if t.trim().is_empty() => continue,
                 Node::Text(_) => {
@@ -206,7 +206,7 @@ impl<'a> Reader<'a> {
     /// After the root's end: only whitespace may follow.
     pub fn finish(&mut self) -> Result<(), XmlError> {
         loop {
-            match self.next()? {
+            match self.next_node()? {
                 Node::Eof => return Ok(()),
                 Node::Text(t) if t.trim().is_empty() => continue,
                 _ => return Err(XmlError::Syntax("content after the root element".into())),
@@ -219,7 +219,7 @@ impl<'a> Reader<'a> {
         let mut level = 1usize;
         let _ = start;
         while level > 0 {
-            match self.next()? {
+            match self.next_node()? {
                 Node::Start(_) => level += 1,
                 Node::End => level -= 1,
                 Node::Text(_) => {}
@@ -233,7 +233,7 @@ impl<'a> Reader<'a> {
     pub fn text(&mut self, start: &Start) -> Result<String, XmlError> {
         let mut out = String::new();
         loop {
-            match self.next()? {
+            match self.next_node()? {
                 Node::Text(t) => out.push_str(&t),
                 Node::End => return Ok(out),
                 Node::Start(s) => {
@@ -250,7 +250,7 @@ impl<'a> Reader<'a> {
     /// The raw inner markup of the element just started (for xhtml content).
     pub fn raw_inner(&mut self, start: &Start) -> Result<String, XmlError> {
         if start.empty {
-            self.next()?; // the synthetic End
+            self.next_node()?; // the synthetic End
             return Ok(String::new());
         }
         let begin = self.inner.buffer_position() as usize;
@@ -258,7 +258,7 @@ impl<'a> Reader<'a> {
         let mut end = begin;
         while level > 0 {
             let before = self.inner.buffer_position() as usize;
-            match self.next()? {
+            match self.next_node()? {
                 Node::Start(_) => level += 1,
                 Node::End => {
                     level -= 1;

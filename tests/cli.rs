@@ -1,0 +1,281 @@
+//! The `feedmesh` binary as users and scripts drive it: admin commands, `--help`, env vars,
+//! `serve` as a real process, and no acknowledged write lost to `kill -9`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::common::{ATOM_ENTRY, entry};
+
+const BIN: &str = env!("CARGO_BIN_EXE_feedmesh");
+
+fn feedmesh(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("FEEDMESH_DATA_DIR", dir)
+        .env_remove("FEEDMESH_DATABASE_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let (success, stdout, stderr) = feedmesh(dir, args);
+    assert!(success, "feedmesh {args:?} failed: {stderr}");
+    stdout
+}
+
+/// Starts `feedmesh serve` on a free port; returns the process and its base URL.
+fn serve(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("FEEDMESH_DATA_DIR", dir)
+        .env_remove("FEEDMESH_DATABASE_URL")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+#[test]
+fn admin_commands_manage_users_tokens_collections_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let (success, _, err) = feedmesh(d, &["user", "add", "alice"]);
+    assert!(!success && err.contains("already exists"), "{err}");
+    let (success, _, err) = feedmesh(d, &["user", "add", "Not Valid"]);
+    assert!(
+        !success && err.contains("user name") && err.contains("Not Valid"),
+        "{err}"
+    );
+    assert!(ok(d, &["user", "list"]).starts_with("alice\t"));
+
+    let out = ok(d, &["token", "add", "alice", "--device", "laptop"]);
+    let token = out.lines().last().unwrap();
+    assert!(token.starts_with("fm_") && token.len() > 40, "{out}");
+    let db = std::fs::read(d.join("feedmesh.db")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&db).contains(token),
+        "the token is stored in clear"
+    );
+    let list = ok(d, &["token", "list", "alice"]);
+    assert!(
+        list.contains("laptop") && list.contains("live") && !list.contains(token),
+        "{list}"
+    );
+    let (success, _, err) = feedmesh(d, &["token", "add", "nobody", "--device", "x"]);
+    assert!(!success && err.contains("user not found"), "{err}");
+
+    ok(d, &["collection", "add", "alice", "Notes"]);
+    assert!(ok(d, &["collection", "list", "alice"]).starts_with("Notes\t"));
+    let (success, _, err) = feedmesh(d, &["collection", "add", "alice", "Notes"]);
+    assert!(!success && err.contains("already exists"), "{err}");
+
+    let url = ok(
+        d,
+        &[
+            "key",
+            "add",
+            "alice",
+            "/u/alice/stream.atom",
+            "--base-url",
+            "http://hub.example",
+        ],
+    );
+    assert!(
+        url.lines()
+            .last()
+            .unwrap()
+            .starts_with("http://hub.example/u/alice/stream.atom?key=fk_"),
+        "{url}"
+    );
+    let (success, _, err) = feedmesh(d, &["key", "add", "alice", "/u/bob/stream.atom"]);
+    assert!(!success && err.contains("not a feed of alice"), "{err}");
+    assert!(ok(d, &["key", "list", "alice"]).contains("/u/alice/stream"));
+
+    let id = list.lines().nth(1).unwrap().split('\t').next().unwrap();
+    ok(d, &["token", "revoke", "alice", id]);
+    assert!(ok(d, &["token", "list", "alice"]).contains("revoked"));
+    let (success, _, _) = feedmesh(d, &["token", "revoke", "alice", id]);
+    assert!(!success, "revoking twice succeeded");
+}
+
+#[test]
+fn every_command_explains_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["user", "--help"],
+        vec!["user", "add", "--help"],
+        vec!["token", "add", "--help"],
+        vec!["token", "revoke", "--help"],
+        vec!["collection", "add", "--help"],
+        vec!["key", "add", "--help"],
+    ] {
+        let out = ok(dir.path(), &args);
+        assert!(out.contains("Usage:"), "{args:?}: {out}");
+    }
+    let serve = ok(dir.path(), &["serve", "--help"]);
+    for flag in [
+        "--listen",
+        "--database",
+        "--data-dir",
+        "--base-url",
+        "--allow-private-network",
+        "FEEDMESH_LISTEN",
+        "FEEDMESH_BASE_URL",
+    ] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}");
+    }
+    let (success, _, err) = feedmesh(dir.path(), &["serve", "--database", "mysql://x"]);
+    assert!(
+        !success && err.contains("unsupported database URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_runs_from_the_cli_with_env_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let token = ok(d, &["token", "add", "alice", "--device", "laptop"])
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    ok(d, &["collection", "add", "alice", "Notes"]);
+    let (mut child, url) = serve(d);
+    let client = http::Client::new();
+    let r = client.get(&format!("{url}/atompub"), &token);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(r.contains(&format!("{url}/atompub/alice/Notes")), "{r}");
+}
+
+/// A tiny blocking HTTP/1.1 client over std, so process tests need no async runtime.
+mod http {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    pub struct Client;
+
+    impl Client {
+        pub fn new() -> Self {
+            Client
+        }
+        pub fn get(&self, url: &str, token: &str) -> String {
+            request(url, "GET", token, "", "")
+        }
+    }
+
+    pub fn request(url: &str, method: &str, token: &str, content_type: &str, body: &str) -> String {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap();
+        let mut s = TcpStream::connect(host).unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let token = ok(d, &["token", "add", "alice", "--device", "laptop"])
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    ok(d, &["collection", "add", "alice", "Notes"]);
+    let (mut child, url) = serve(d);
+
+    // Four writers post as fast as they can; the hub is killed in the middle.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, token, acked, stop) = (
+                url.clone(),
+                token.clone(),
+                acknowledged.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let title = format!("w{w}-{i}");
+                    let target = format!("{url}/atompub/alice/Notes");
+                    let resp = std::panic::catch_unwind(|| {
+                        http::request(&target, "POST", &token, ATOM_ENTRY, &entry(&title, "x"))
+                    });
+                    match resp {
+                        Ok(r) if r.starts_with("HTTP/1.1 201") => acked.lock().unwrap().push(title),
+                        _ => break, // the hub is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    while acknowledged.lock().unwrap().len() < 150 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in writers {
+        let _ = w.join();
+    }
+    let acked = acknowledged.lock().unwrap().clone();
+
+    let (mut child, url) = serve(d);
+    let mut titles = String::new();
+    let mut next = Some(format!("{url}/atompub/alice/Notes?limit=1000"));
+    while let Some(page) = next.take() {
+        let body = http::Client::new().get(&page, &token);
+        next = body
+            .split("rel=\"next\" href=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .map(|s| s.replace("&amp;", "&"));
+        titles.push_str(&body);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(acked.len() >= 150);
+    for t in &acked {
+        assert!(
+            titles.contains(&format!(">{t}<")),
+            "acknowledged entry {t} was lost"
+        );
+    }
+}

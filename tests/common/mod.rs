@@ -1,0 +1,267 @@
+//! Test harness: a real hub on 127.0.0.1:0 over a fresh SQLite file or PostgreSQL database,
+//! real HTTP through reqwest, and helpers to find the outside programs tests talk to.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use feedmesh::app::App;
+use feedmesh::config::{DataArgs, ServeArgs, Settings};
+use feedmesh::domain::{CollectionName, DeviceName, UserName};
+use feedmesh::secrets;
+use feedmesh::store::{self, Store};
+
+pub const ATOM_ENTRY: &str = "application/atom+xml;type=entry";
+
+/// Whether missing peers and databases fail the run (CI) instead of skipping.
+pub fn required() -> bool {
+    std::env::var("FEEDMESH_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The path of an outside program, or None (a skip) when it is missing outside CI.
+pub fn peer(program: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            !required(),
+            "{program} is not installed; .ci/run installs it (scripts/deps)"
+        );
+        eprintln!("SKIP: {program} is not installed (run scripts/deps)");
+    }
+    found
+}
+
+/// A Python interpreter that has `module`, or None (a skip) outside CI.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("FEEDMESH_TEST_PYTHON").map(PathBuf::from),
+        Some(PathBuf::from("python3")),
+    ];
+    for py in candidates.into_iter().flatten() {
+        let ok = std::process::Command::new(&py)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(py);
+        }
+    }
+    assert!(
+        !required(),
+        "python module {module} is not installed; scripts/deps installs it"
+    );
+    eprintln!("SKIP: python module {module} is not installed");
+    None
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty PostgreSQL database, or None (a skip) when no server is configured.
+pub async fn postgres_url() -> Option<String> {
+    let Ok(admin) = std::env::var("FEEDMESH_TEST_POSTGRES_URL") else {
+        assert!(
+            !required(),
+            "FEEDMESH_TEST_POSTGRES_URL is not set; scripts/test starts PostgreSQL"
+        );
+        eprintln!("SKIP: FEEDMESH_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("fm_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .expect("create test database");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin);
+    Some(format!("{base}/{name}"))
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub dir: tempfile::TempDir,
+    pub db_url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
+    Settings {
+        data: DataArgs {
+            database_url: Some(db_url.to_string()),
+            data_dir: dir.to_path_buf(),
+        },
+        serve: ServeArgs {
+            listen: "127.0.0.1:0".into(),
+            base_url: None,
+            allow_private_network: true,
+            max_entry_bytes: 256 * 1024,
+            max_file_bytes: 8 * 1024 * 1024,
+        },
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_on(Db::Sqlite)
+            .await
+            .expect("sqlite is always there")
+    }
+
+    /// A hub on the given database; None when that database is not available (a skip).
+    pub async fn spawn_on(db: Db) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_url = match db {
+            Db::Sqlite => format!("sqlite://{}", dir.path().join("feedmesh.db").display()),
+            Db::Postgres => postgres_url().await?,
+        };
+        Some(Self::spawn_with(dir, db_url, |_| {}).await)
+    }
+
+    pub async fn spawn_with(
+        dir: tempfile::TempDir,
+        db_url: String,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let mut s = settings(dir.path(), &db_url);
+        tweak(&mut s);
+        let app = App::build(&s).await.expect("app builds");
+        let base = app.base_url().to_string();
+        let store = store::open(&db_url).await.expect("store opens");
+        let server = tokio::spawn(async move {
+            app.run_until_stopped(std::future::pending())
+                .await
+                .expect("server runs");
+        });
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            store,
+            dir,
+            db_url,
+            server,
+        }
+    }
+
+    /// Adds a user (if new) and a token for one of their devices; returns the token.
+    pub async fn token(&self, user: &str, device: &str) -> String {
+        let name = UserName::parse(user).unwrap();
+        if self.store.user(user).await.is_err() {
+            self.store.create_user(&name).await.unwrap();
+        }
+        let token = secrets::generate("fm_").unwrap();
+        self.store
+            .add_token(
+                &name,
+                &DeviceName::parse(device).unwrap(),
+                &secrets::hash(&token),
+                &secrets::display_prefix(&token),
+            )
+            .await
+            .unwrap();
+        token
+    }
+
+    pub async fn collection(&self, user: &str, name: &str) {
+        let u = self.store.user(user).await.unwrap();
+        self.store
+            .create_collection(u.id, &CollectionName::parse(name).unwrap())
+            .await
+            .unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post_entry(
+        &self,
+        token: &str,
+        path: &str,
+        body: impl Into<String>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", ATOM_ENTRY)
+            .body(body.into())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Everything the store holds for a user, to compare before and after bad requests.
+    pub async fn snapshot(&self, user: &str) -> String {
+        let u = self.store.user(user).await.unwrap();
+        let mut out = format!("head={}\n", self.store.user_head(u.id).await.unwrap());
+        for c in self.store.collections(u.id).await.unwrap() {
+            for r in self.store.items_since(c.id, 0, 10_000).await.unwrap() {
+                out.push_str(&format!(
+                    "{}/{}@{} {}\n",
+                    c.name,
+                    r.item.id(),
+                    r.seq,
+                    serde_json::to_string(&r.item).unwrap()
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A plain Atom entry.
+pub fn entry(title: &str, text: &str) -> String {
+    format!(
+        r#"<entry xmlns="http://www.w3.org/2005/Atom"><title>{title}</title><content type="text">{text}</content></entry>"#
+    )
+}
+
+/// An Atom entry with FeedSync metadata: `history` is `(sequence, when, by)`, topmost first.
+pub fn sync_entry(
+    id: &str,
+    updates: u32,
+    deleted: bool,
+    history: &[(u32, &str, &str)],
+    title: &str,
+) -> String {
+    let hist: String = history
+        .iter()
+        .map(|(s, w, b)| format!(r#"<sx:history sequence="{s}" when="{w}" by="{b}"/>"#))
+        .collect();
+    format!(
+        r#"<entry xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync"><title>{title}</title><content type="text">{title} body</content><sx:sync id="{id}" updates="{updates}" deleted="{deleted}">{hist}</sx:sync></entry>"#
+    )
+}

@@ -1,0 +1,10 @@
+//! The integration tests: one binary, real servers on 127.0.0.1:0, real databases.
+
+mod common;
+
+mod atompub;
+mod bad_input;
+mod cli;
+mod feeds;
+mod peers;
+mod store_story;

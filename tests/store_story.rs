@@ -1,0 +1,247 @@
+//! One story through the Store trait, run on SQLite and on PostgreSQL alike.
+
+use feedmesh::domain::entry::{Entry, StoredItem, Text};
+use feedmesh::domain::feedsync;
+use feedmesh::domain::{CollectionName, DeviceName, Timestamp, UserName};
+use feedmesh::store::{self, ChangeKind, ItemWrite, Store, StoreError};
+
+use crate::common::postgres_url;
+
+fn entry(title: &str) -> Entry {
+    Entry {
+        title: Text::plain(title),
+        updated: Timestamp::from_unix(1_700_000_000),
+        ..Entry::default()
+    }
+}
+
+async fn story(store: &dyn Store) {
+    // users
+    let alice = store
+        .create_user(&UserName::parse("alice").unwrap())
+        .await
+        .unwrap();
+    let bob = store
+        .create_user(&UserName::parse("bob").unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_user(&UserName::parse("alice").unwrap()).await,
+        Err(StoreError::AlreadyExists("user"))
+    ));
+    assert_eq!(store.users().await.unwrap().len(), 2);
+    assert!(matches!(
+        store.user("carol").await,
+        Err(StoreError::NotFound("user"))
+    ));
+
+    // tokens
+    let name = UserName::parse("alice").unwrap();
+    let laptop = DeviceName::parse("laptop").unwrap();
+    let t1 = store
+        .add_token(&name, &laptop, "hash1", "fm_abcd")
+        .await
+        .unwrap();
+    store
+        .add_token(&name, &laptop, "hash2", "fm_efgh")
+        .await
+        .unwrap();
+    let p = store.principal("hash1").await.unwrap().expect("live token");
+    assert_eq!(
+        (p.user.as_str(), p.endpoint.as_str(), p.by()),
+        ("alice", "laptop", "alice/laptop".to_string())
+    );
+    assert_eq!(store.tokens(&name).await.unwrap().len(), 2);
+    store.revoke_token(&name, t1.id).await.unwrap();
+    assert!(
+        store.principal("hash1").await.unwrap().is_none(),
+        "revoked token still works"
+    );
+    assert!(store.principal("hash2").await.unwrap().is_some());
+    let bob_name = UserName::parse("bob").unwrap();
+    assert!(
+        matches!(
+            store.revoke_token(&bob_name, t1.id + 1).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "bob revoked alice's token"
+    );
+
+    // feed keys
+    let key = store
+        .add_feed_key(alice.id, "/u/alice/stream", "khash")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.feed_key("khash").await.unwrap().unwrap().feed_path,
+        "/u/alice/stream"
+    );
+    assert!(
+        store.revoke_feed_key(bob.id, key.id).await.is_err(),
+        "bob revoked alice's key"
+    );
+    store.revoke_feed_key(alice.id, key.id).await.unwrap();
+    assert!(store.feed_key("khash").await.unwrap().is_none());
+
+    // collections
+    let notes = store
+        .create_collection(alice.id, &CollectionName::parse("Notes").unwrap())
+        .await
+        .unwrap();
+    let docs = store
+        .create_collection(alice.id, &CollectionName::parse("Docs").unwrap())
+        .await
+        .unwrap();
+    store
+        .create_collection(bob.id, &CollectionName::parse("Notes").unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_collection(alice.id, &CollectionName::parse("Notes").unwrap())
+            .await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(store.collections(alice.id).await.unwrap().len(), 2);
+    assert_eq!(store.collection(alice.id, "Notes").await.unwrap(), notes);
+    assert!(store.collection(bob.id, "Docs").await.is_err());
+
+    // items and changes: create, update with compare-and-swap, conflict on a stale seq
+    let endpoint = store.endpoint(alice.id, "laptop").await.unwrap();
+    let now = Timestamp::from_unix(1_700_000_100);
+    let mut item = feedsync::create("n1".into(), "alice/laptop", now, false, entry("one"));
+    let write = |item: &StoredItem, expected_seq, kind, collection_id| ItemWrite {
+        user_id: alice.id,
+        collection_id,
+        expected_seq,
+        item: Box::leak(Box::new(item.clone())),
+        kind,
+        endpoint_id: Some(endpoint.id),
+        at: now,
+    };
+    let s1 = store
+        .write_item(write(&item, None, ChangeKind::Create, notes.id))
+        .await
+        .unwrap();
+    assert_eq!(s1, 1);
+    assert!(matches!(
+        store
+            .write_item(write(&item, None, ChangeKind::Create, notes.id))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    feedsync::update(&mut item, "alice/laptop", now, Some(entry("two")), false);
+    let s2 = store
+        .write_item(write(&item, Some(s1), ChangeKind::Update, notes.id))
+        .await
+        .unwrap();
+    assert!(s2 > s1, "sequence numbers increase");
+    assert!(matches!(
+        store
+            .write_item(write(&item, Some(s1), ChangeKind::Update, notes.id))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let other = feedsync::create("d1".into(), "alice/laptop", now, false, entry("doc"));
+    let s3 = store
+        .write_item(write(&other, None, ChangeKind::Create, docs.id))
+        .await
+        .unwrap();
+
+    let got = store.item(notes.id, "n1").await.unwrap().unwrap();
+    assert_eq!(got.seq, s2);
+    assert_eq!(got.item, item);
+    assert!(store.item(docs.id, "n1").await.unwrap().is_none());
+    assert_eq!(store.user_head(alice.id).await.unwrap(), s3);
+    assert_eq!(store.user_head(bob.id).await.unwrap(), 0);
+    assert_eq!(store.collection_head(notes.id).await.unwrap(), s2);
+
+    let since = store.items_since(notes.id, 0, 10).await.unwrap();
+    assert_eq!(since.len(), 1);
+    assert!(
+        store
+            .items_since(notes.id, s2, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let changes = store.changes(alice.id, None, None, 10).await.unwrap();
+    let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, vec![s3, s2, s1], "newest first");
+    assert_eq!(changes[1].kind, ChangeKind::Update);
+    assert_eq!(changes[1].version.payload.title.value, "two");
+    assert_eq!(
+        changes[2].version.payload.title.value, "one",
+        "a change keeps the version it made"
+    );
+    assert_eq!(changes[0].collection, "Docs");
+    assert_eq!(changes[0].endpoint.as_deref(), Some("laptop"));
+    let older = store.changes(alice.id, None, Some(s2), 10).await.unwrap();
+    assert_eq!(older.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![s1]);
+    assert_eq!(
+        store
+            .changes(alice.id, Some(endpoint.id), None, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .changes(bob.id, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "bob sees alice's changes"
+    );
+
+    // blobs
+    store
+        .record_blob("ab".repeat(32).as_str(), 42)
+        .await
+        .unwrap();
+    store
+        .record_blob("ab".repeat(32).as_str(), 42)
+        .await
+        .unwrap();
+    assert_eq!(store.blob_size(&"ab".repeat(32)).await.unwrap(), Some(42));
+    assert_eq!(store.blob_size(&"cd".repeat(32)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn store_story_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("story.db").display());
+    let store = store::open(&url).await.unwrap();
+    story(store.as_ref()).await;
+    // Reopening runs the migrations again harmlessly and keeps the data.
+    drop(store);
+    let again = store::open(&url).await.unwrap();
+    assert_eq!(again.users().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn store_story_on_postgres() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let store = store::open(&url).await.unwrap();
+    story(store.as_ref()).await;
+    drop(store);
+    let again = store::open(&url).await.unwrap();
+    assert_eq!(again.users().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_bad_database_url_is_a_clear_error() {
+    let err = store::open("mysql://localhost/x")
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("sqlite://") && err.contains("postgres://"),
+        "{err}"
+    );
+}
