@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -12,6 +13,7 @@ use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::mesh::Mesh;
 use crate::store::{self, Store};
+use crate::ttl::TtlMap;
 use crate::web::{self, AppState, FeedCache};
 
 pub struct App {
@@ -53,6 +55,8 @@ impl App {
             base_url,
             max_entry_bytes: settings.serve.max_entry_bytes,
             cache: FeedCache::new(4096),
+            principals: TtlMap::new(Duration::from_secs(1), 100_000),
+            feed_keys: TtlMap::new(Duration::from_secs(1), 100_000),
         });
         Ok(App { listener, state })
     }

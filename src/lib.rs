@@ -12,4 +12,5 @@ pub mod formats;
 pub mod mesh;
 pub mod secrets;
 pub mod store;
+pub mod ttl;
 pub mod web;

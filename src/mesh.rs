@@ -3,6 +3,7 @@
 //! read-merge-write with compare-and-swap on the item's sequence number, retried on a race.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 
@@ -13,12 +14,17 @@ use crate::domain::time::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::formats::atom_in::{Incoming, ParsedEntry};
 use crate::store::{ChangeKind, Collection, ItemRecord, ItemWrite, Principal, Store, StoreError};
+use crate::ttl::TtlMap;
 
 const MAX_RETRIES: usize = 16;
+const HEAD_TTL: Duration = Duration::from_secs(1);
 
 pub struct Mesh {
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
+    /// Each user's latest change sequence number, refreshed by every local write and
+    /// re-read from the store at most a second after another process's write.
+    heads: TtlMap<i64, u64>,
 }
 
 /// The outcome of a write: the item as stored now, and what happened.
@@ -39,7 +45,21 @@ enum Edit<'a> {
 
 impl Mesh {
     pub fn new(store: Arc<dyn Store>, blobs: Blobs) -> Self {
-        Mesh { store, blobs }
+        Mesh {
+            store,
+            blobs,
+            heads: TtlMap::new(HEAD_TTL, 100_000),
+        }
+    }
+
+    /// The user's latest change sequence number (what feed caches are keyed by).
+    pub async fn head(&self, user_id: i64) -> AppResult<u64> {
+        if let Some(head) = self.heads.get(&user_id) {
+            return Ok(head);
+        }
+        let head = self.store.user_head(user_id).await?;
+        self.heads.upsert(user_id, head, |h| *h = (*h).max(head));
+        Ok(head)
     }
 
     /// AtomPub POST of an entry: a new item (FeedSync create), or, when the entry carries
@@ -292,7 +312,10 @@ impl Mesh {
             at: Timestamp::now(),
         };
         match self.store.write_item(write).await {
-            Ok(seq) => Ok(seq),
+            Ok(seq) => {
+                self.heads.upsert(col.user_id, seq, |h| *h = (*h).max(seq));
+                Ok(seq)
+            }
             Err(StoreError::Conflict) => Err(AppError::Conflict("concurrent write".into())),
             Err(e) => Err(e.into()),
         }

@@ -198,14 +198,33 @@ async fn readers_authenticate_with_basic_or_a_feed_key() {
 }
 
 #[tokio::test]
-async fn a_revoked_token_stops_working_at_once() {
+async fn a_revoked_token_never_writes_and_stops_reading_within_a_second() {
     let (app, token) = with_entries(1).await;
     assert_eq!(app.get(&token, "/u/alice/stream.atom").await.status(), 200);
     let name = feedmesh::domain::UserName::parse("alice").unwrap();
     let id = app.store.tokens(&name).await.unwrap()[0].id;
+    // Revoked by another process (as `feedmesh token revoke` does).
     app.store.revoke_token(&name, id).await.unwrap();
-    assert_eq!(app.get(&token, "/u/alice/stream.atom").await.status(), 401);
+    assert_eq!(
+        app.post_entry(&token, "/atompub/alice/Notes", entry("x", "y"))
+            .await
+            .status(),
+        401
+    );
     assert_eq!(app.get(&token, "/atompub").await.status(), 401);
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let status = app.get(&token, "/u/alice/stream.atom").await.status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_millis(1500),
+            "still reading after revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

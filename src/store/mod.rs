@@ -22,6 +22,8 @@ pub enum StoreError {
     /// A concurrent write changed the row first; the caller re-reads and retries.
     #[error("concurrent write")]
     Conflict,
+    #[error("batched write failed: {0}")]
+    Batch(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

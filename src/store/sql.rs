@@ -1,10 +1,13 @@
 //! The SQL behind [`Store`], written once in the dialect SQLite and PostgreSQL share
 //! (`$N` parameters, `RETURNING`, 64-bit integers, text documents) over sqlx's `Any` driver.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::AnyPool;
 use sqlx::any::AnyRow;
 use sqlx::{Acquire, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ChangeKind, ChangeRecord, Collection, Endpoint, FeedKey, ItemRecord, ItemWrite, Principal,
@@ -20,20 +23,204 @@ pub enum Backend {
 }
 
 pub struct SqlStore {
-    backend: Backend,
     /// SQLite: one connection, so writers never fight over the lock. PostgreSQL: the pool.
     writer: AnyPool,
     readers: AnyPool,
+    /// SQLite only: item writes go through one task that commits them in batches.
+    batcher: Option<mpsc::Sender<Job>>,
 }
+
+/// One item write, owned, waiting for the group commit.
+struct Job {
+    user_id: i64,
+    collection_id: i64,
+    sync_id: String,
+    expected_seq: Option<u64>,
+    deleted: bool,
+    conflicts: i64,
+    document: String,
+    version: String,
+    kind: ChangeKind,
+    endpoint_id: Option<i64>,
+    at: i64,
+    reply: oneshot::Sender<Result<u64>>,
+}
+
+const BATCH: usize = 512;
 
 impl SqlStore {
     pub fn new(backend: Backend, writer: AnyPool, readers: AnyPool) -> Self {
+        let batcher = (backend == Backend::Sqlite).then(|| {
+            let (tx, rx) = mpsc::channel(4 * BATCH);
+            tokio::spawn(group_commit(writer.clone(), rx));
+            tx
+        });
         SqlStore {
-            backend,
             writer,
             readers,
+            batcher,
         }
     }
+}
+
+/// SQLite group commit: every item write waiting when a transaction starts joins it, so one
+/// commit acknowledges many writes. A write is answered only after its commit.
+async fn group_commit(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        match write_batch(&pool, &jobs).await {
+            Ok(results) => {
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = jobs.len(), "batch of item writes failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(StoreError::Batch(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Result<u64>>> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut heads: HashMap<i64, (i64, bool)> = HashMap::new();
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let head = match heads.get(&job.user_id) {
+            Some((h, _)) => *h,
+            None => {
+                let h: Option<i64> = sqlx::query_scalar("SELECT head_seq FROM users WHERE id = $1")
+                    .bind(job.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(h) = h else {
+                    results.push(Err(StoreError::NotFound("user")));
+                    continue;
+                };
+                heads.insert(job.user_id, (h, false));
+                h
+            }
+        };
+        let seq_new = head + 1;
+        let row = ItemRow {
+            collection_id: job.collection_id,
+            sync_id: &job.sync_id,
+            expected_seq: job.expected_seq,
+            seq_new,
+            deleted: job.deleted,
+            conflicts: job.conflicts,
+            document: &job.document,
+            at: job.at,
+        };
+        if write_item_row(&mut tx, &row).await? == 0 {
+            results.push(Err(StoreError::Conflict));
+            continue;
+        }
+        insert_change(
+            &mut tx,
+            job.user_id,
+            &row,
+            job.endpoint_id,
+            job.kind,
+            &job.version,
+        )
+        .await?;
+        heads.insert(job.user_id, (seq_new, true));
+        results.push(Ok(seq(seq_new)));
+    }
+    for (user_id, (head, changed)) in heads {
+        if changed {
+            sqlx::query("UPDATE users SET head_seq = $1 WHERE id = $2")
+                .bind(head)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The item row a write puts down.
+struct ItemRow<'a> {
+    collection_id: i64,
+    sync_id: &'a str,
+    /// None: insert; Some(seq): update only if the row is still at seq.
+    expected_seq: Option<u64>,
+    seq_new: i64,
+    deleted: bool,
+    conflicts: i64,
+    document: &'a str,
+    at: i64,
+}
+
+/// Returns the rows written: 0 when someone else wrote first.
+async fn write_item_row(conn: &mut sqlx::AnyConnection, r: &ItemRow<'_>) -> Result<u64> {
+    let done = match r.expected_seq {
+        None => sqlx::query(
+            "INSERT INTO items (collection_id, sync_id, seq, deleted, conflicts, document, changed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (collection_id, sync_id) DO NOTHING",
+        )
+        .bind(r.collection_id)
+        .bind(r.sync_id)
+        .bind(r.seq_new)
+        .bind(i64::from(r.deleted))
+        .bind(r.conflicts)
+        .bind(r.document)
+        .bind(r.at)
+        .execute(&mut *conn)
+        .await?,
+        Some(expected) => sqlx::query(
+            "UPDATE items SET seq = $1, deleted = $2, conflicts = $3, document = $4, changed_at = $8 \
+             WHERE collection_id = $5 AND sync_id = $6 AND seq = $7",
+        )
+        .bind(r.seq_new)
+        .bind(i64::from(r.deleted))
+        .bind(r.conflicts)
+        .bind(r.document)
+        .bind(r.collection_id)
+        .bind(r.sync_id)
+        .bind(sql_seq(expected))
+        .bind(r.at)
+        .execute(&mut *conn)
+        .await?,
+    };
+    Ok(done.rows_affected())
+}
+
+async fn insert_change(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    r: &ItemRow<'_>,
+    endpoint_id: Option<i64>,
+    kind: ChangeKind,
+    version: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(user_id)
+    .bind(r.seq_new)
+    .bind(r.collection_id)
+    .bind(r.sync_id)
+    .bind(endpoint_id)
+    .bind(kind.as_str())
+    .bind(r.at)
+    .bind(version)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn now() -> i64 {
@@ -359,17 +546,13 @@ impl Store for SqlStore {
     }
 
     async fn item(&self, collection_id: i64, sync_id: &str) -> Result<Option<ItemRecord>> {
-        // Read through the writer on SQLite so a read-merge-write sees the latest commit.
-        let pool = match self.backend {
-            Backend::Sqlite => &self.writer,
-            Backend::Postgres => &self.readers,
-        };
+        // A stale read is harmless: the write that follows is compare-and-swap on `seq`.
         let row = sqlx::query(
             "SELECT seq, changed_at, document FROM items WHERE collection_id = $1 AND sync_id = $2",
         )
         .bind(collection_id)
         .bind(sync_id)
-        .fetch_optional(pool)
+        .fetch_optional(&self.readers)
         .await?;
         row.as_ref().map(item_row).transpose()
     }
@@ -381,6 +564,31 @@ impl Store for SqlStore {
         let version =
             serde_json::to_string(&item.current).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sync = &item.current.sync;
+        if let Some(batcher) = &self.batcher {
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                user_id: w.user_id,
+                collection_id: w.collection_id,
+                sync_id: sync.id.clone(),
+                expected_seq: w.expected_seq,
+                deleted: sync.deleted,
+                conflicts: item.conflicts.len() as i64,
+                document,
+                version,
+                kind: w.kind,
+                endpoint_id: w.endpoint_id,
+                at: w.at.unix(),
+                reply,
+            };
+            batcher
+                .send(job)
+                .await
+                .map_err(|_| StoreError::Batch("the writer has stopped".into()))?;
+            return answer
+                .await
+                .map_err(|_| StoreError::Batch("the writer has stopped".into()))?;
+        }
+        // PostgreSQL: one transaction per write; the user's row lock orders sequence numbers.
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         let seq_new: i64 = sqlx::query_scalar(
@@ -390,55 +598,21 @@ impl Store for SqlStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound("user"))?;
-        let written = match w.expected_seq {
-            None => sqlx::query(
-                "INSERT INTO items (collection_id, sync_id, seq, deleted, conflicts, document, changed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (collection_id, sync_id) DO NOTHING",
-            )
-            .bind(w.collection_id)
-            .bind(&sync.id)
-            .bind(seq_new)
-            .bind(i64::from(sync.deleted))
-            .bind(item.conflicts.len() as i64)
-            .bind(&document)
-            .bind(w.at.unix())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            Some(expected) => sqlx::query(
-                "UPDATE items SET seq = $1, deleted = $2, conflicts = $3, document = $4, changed_at = $8 \
-                 WHERE collection_id = $5 AND sync_id = $6 AND seq = $7",
-            )
-            .bind(seq_new)
-            .bind(i64::from(sync.deleted))
-            .bind(item.conflicts.len() as i64)
-            .bind(&document)
-            .bind(w.collection_id)
-            .bind(&sync.id)
-            .bind(sql_seq(expected))
-            .bind(w.at.unix())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
+        let row = ItemRow {
+            collection_id: w.collection_id,
+            sync_id: &sync.id,
+            expected_seq: w.expected_seq,
+            seq_new,
+            deleted: sync.deleted,
+            conflicts: item.conflicts.len() as i64,
+            document: &document,
+            at: w.at.unix(),
         };
-        if written == 0 {
+        if write_item_row(&mut tx, &row).await? == 0 {
             tx.rollback().await?;
             return Err(StoreError::Conflict);
         }
-        sqlx::query(
-            "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(w.user_id)
-        .bind(seq_new)
-        .bind(w.collection_id)
-        .bind(&sync.id)
-        .bind(w.endpoint_id)
-        .bind(w.kind.as_str())
-        .bind(w.at.unix())
-        .bind(&version)
-        .execute(&mut *tx)
-        .await?;
+        insert_change(&mut tx, w.user_id, &row, w.endpoint_id, w.kind, &version).await?;
         tx.commit().await?;
         Ok(seq(seq_new))
     }

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{owner, principal};
+use super::auth::{Check, owner, principal};
 use super::cache::not_modified;
 use super::{AppState, SharedState};
 use crate::domain::time::Timestamp;
@@ -110,7 +110,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<Response> {
-    let who = owner(&st, &headers, &user).await?;
+    let who = owner(&st, &headers, &user, Check::Fresh).await?;
     let col = st.mesh.store.collection(who.user_id, &collection).await?;
     let ct = content_type(&headers);
     let accepted = match ct.as_deref() {
@@ -213,7 +213,7 @@ pub async fn read(
     Path((user, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let who = owner(&st, &headers, &user).await?;
+    let who = owner(&st, &headers, &user, Check::Cached).await?;
     let col = st.mesh.store.collection(who.user_id, &collection).await?;
     let record = st
         .mesh
@@ -245,7 +245,7 @@ pub async fn replace(
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<Response> {
-    let who = owner(&st, &headers, &user).await?;
+    let who = owner(&st, &headers, &user, Check::Fresh).await?;
     let col = st.mesh.store.collection(who.user_id, &collection).await?;
     if !content_type(&headers).is_some_and(|ct| is_atom_entry(&ct)) {
         return Err(AppError::UnsupportedMediaType(format!(
@@ -267,7 +267,7 @@ pub async fn remove(
     Path((user, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let who = owner(&st, &headers, &user).await?;
+    let who = owner(&st, &headers, &user, Check::Fresh).await?;
     let col = st.mesh.store.collection(who.user_id, &collection).await?;
     let expected = if_match(&headers)?;
     let accepted = st.mesh.delete(&who, &col, &id, expected).await?;
@@ -284,7 +284,7 @@ pub async fn media(
     Path((user, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let who = owner(&st, &headers, &user).await?;
+    let who = owner(&st, &headers, &user, Check::Cached).await?;
     let col = st.mesh.store.collection(who.user_id, &collection).await?;
     let record = st
         .mesh

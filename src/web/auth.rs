@@ -39,38 +39,66 @@ fn credential(headers: &HeaderMap) -> AppResult<Option<Credential>> {
     Err(AppError::Unauthorized)
 }
 
+/// How recent a credential check must be. Writes always ask the store, so a revoked token
+/// never writes; reads may trust a check made less than a second ago.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Fresh,
+    Cached,
+}
+
 /// The principal behind the request's token, if it sent one; a bad one is 401.
 pub async fn optional_principal(
     state: &AppState,
     headers: &HeaderMap,
+    check: Check,
 ) -> AppResult<Option<Principal>> {
     let (token, claimed_user) = match credential(headers)? {
         None => return Ok(None),
         Some(Credential::Bearer(t)) => (t, None),
         Some(Credential::Basic { user, token }) => (token, Some(user)),
     };
-    let principal = state
-        .mesh
-        .store
-        .principal(&secrets::hash(&token))
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+    let hash = secrets::hash(&token);
+    let cached = match check {
+        Check::Cached => state.principals.get(&hash),
+        Check::Fresh => None,
+    };
+    let principal = match cached {
+        Some(p) => p,
+        None => {
+            let p = state
+                .mesh
+                .store
+                .principal(&hash)
+                .await?
+                .ok_or(AppError::Unauthorized)?;
+            state.principals.put(hash, p.clone());
+            p
+        }
+    };
     if claimed_user.is_some_and(|u| !secrets::same(&u, &principal.user)) {
         return Err(AppError::Unauthorized);
     }
     Ok(Some(principal))
 }
 
-/// The principal behind the request's token; no token is 401.
+/// The principal behind the request's token, checked against the store; no token is 401.
 pub async fn principal(state: &AppState, headers: &HeaderMap) -> AppResult<Principal> {
-    optional_principal(state, headers)
+    optional_principal(state, headers, Check::Fresh)
         .await?
         .ok_or(AppError::Unauthorized)
 }
 
 /// The principal, who must be `user` (else the resource does not exist for them).
-pub async fn owner(state: &AppState, headers: &HeaderMap, user: &str) -> AppResult<Principal> {
-    let p = principal(state, headers).await?;
+pub async fn owner(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &str,
+    check: Check,
+) -> AppResult<Principal> {
+    let p = optional_principal(state, headers, check)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
     if p.user != user {
         return Err(AppError::NotFound("user"));
     }
@@ -97,7 +125,7 @@ pub async fn feed_reader(
     user: &str,
     path: &str,
 ) -> AppResult<FeedReader> {
-    if let Some(p) = optional_principal(state, headers).await? {
+    if let Some(p) = optional_principal(state, headers, Check::Cached).await? {
         if p.user != user {
             return Err(AppError::NotFound("feed"));
         }
@@ -106,12 +134,20 @@ pub async fn feed_reader(
     let Some(key) = key else {
         return Err(AppError::Unauthorized);
     };
-    let k = state
-        .mesh
-        .store
-        .feed_key(&secrets::hash(key))
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+    let hash = secrets::hash(key);
+    let k = match state.feed_keys.get(&hash) {
+        Some(k) => k,
+        None => {
+            let k = state
+                .mesh
+                .store
+                .feed_key(&hash)
+                .await?
+                .ok_or(AppError::Unauthorized)?;
+            state.feed_keys.put(hash, k.clone());
+            k
+        }
+    };
     if k.user != user || !secrets::same(&k.feed_path, feed_key_path(path)) {
         return Err(AppError::NotFound("feed"));
     }

@@ -84,7 +84,7 @@ pub async fn collection(
         .store
         .collection(reader.user_id, &collection)
         .await?;
-    let head = st.mesh.store.user_head(reader.user_id).await?;
+    let head = st.mesh.head(reader.user_id).await?;
     let key = uri.to_string();
     if let Some(cached) = st.cache.get(&key, head) {
         return Ok(respond(&headers, &cached));
@@ -202,7 +202,7 @@ async fn stream(
         Some(d) => Some(st.mesh.store.endpoint(reader.user_id, d).await?),
         None => None,
     };
-    let head = st.mesh.store.user_head(reader.user_id).await?;
+    let head = st.mesh.head(reader.user_id).await?;
     let key = uri.to_string();
     if let Some(cached) = st.cache.get(&key, head) {
         return Ok(respond(&headers, &cached));

@@ -89,5 +89,6 @@ pub async fn revoke(
 ) -> AppResult<Response> {
     let p = principal(&st, &headers).await?;
     st.mesh.store.revoke_feed_key(p.user_id, id).await?;
+    st.feed_keys.remove_where(|k| k.id == id);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -14,6 +14,8 @@ use axum::Router;
 use axum::routing::get;
 
 use crate::mesh::Mesh;
+use crate::store::{FeedKey, Principal};
+use crate::ttl::TtlMap;
 
 pub use auth::feed_key_path;
 pub use cache::FeedCache;
@@ -26,6 +28,9 @@ pub struct AppState {
     /// Largest Atom entry body accepted, in bytes.
     pub max_entry_bytes: usize,
     pub cache: FeedCache,
+    /// Read-path credentials (token or key hash → who), trusted for at most a second.
+    pub principals: TtlMap<String, Principal>,
+    pub feed_keys: TtlMap<String, FeedKey>,
 }
 
 pub type SharedState = Arc<AppState>;

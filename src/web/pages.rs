@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::SharedState;
-use super::auth::optional_principal;
+use super::auth::{Check, optional_principal};
 use crate::error::{AppError, AppResult};
 
 pub struct FeedLink {
@@ -27,7 +27,9 @@ struct Landing {
 
 pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
     // A bad credential on the landing page just shows the public page.
-    let who = optional_principal(&st, &headers).await.unwrap_or(None);
+    let who = optional_principal(&st, &headers, Check::Cached)
+        .await
+        .unwrap_or(None);
     let mut page = Landing {
         version: env!("CARGO_PKG_VERSION"),
         base_url: st.base_url.clone(),
@@ -65,7 +67,7 @@ pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> AppRe
 
 /// Asks the browser for a user name and token (HTTP Basic), then shows the landing page.
 pub async fn login(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
-    match optional_principal(&st, &headers).await {
+    match optional_principal(&st, &headers, Check::Cached).await {
         Ok(Some(_)) => Ok(Redirect::to("/").into_response()),
         _ => Err(AppError::Unauthorized),
     }
