@@ -36,6 +36,7 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::NotFound(what) => AppError::NotFound(what),
             StoreError::AlreadyExists(what) => AppError::Conflict(format!("{what} already exists")),
+            StoreError::Revoked => AppError::Unauthorized,
             other => AppError::Internal(other.into()),
         }
     }

@@ -16,7 +16,7 @@ use crate::formats::atom_in::{Incoming, ParsedEntry};
 use crate::store::{ChangeKind, Collection, ItemRecord, ItemWrite, Principal, Store, StoreError};
 use crate::ttl::TtlMap;
 
-const MAX_RETRIES: usize = 16;
+const MAX_RETRIES: u32 = 40;
 const HEAD_TTL: Duration = Duration::from_secs(1);
 
 pub struct Mesh {
@@ -25,6 +25,8 @@ pub struct Mesh {
     /// Each user's latest change sequence number, refreshed by every local write and
     /// re-read from the store at most a second after another process's write.
     heads: TtlMap<i64, u64>,
+    /// Collections by (user, name); they are never renamed or removed, so a second is safe.
+    collections: TtlMap<(i64, String), Collection>,
 }
 
 /// The outcome of a write: the item as stored now, and what happened.
@@ -49,7 +51,19 @@ impl Mesh {
             store,
             blobs,
             heads: TtlMap::new(HEAD_TTL, 100_000),
+            collections: TtlMap::new(HEAD_TTL, 100_000),
         }
+    }
+
+    /// A collection of the user, by name.
+    pub async fn collection(&self, user_id: i64, name: &str) -> AppResult<Collection> {
+        let key = (user_id, name.to_string());
+        if let Some(c) = self.collections.get(&key) {
+            return Ok(c);
+        }
+        let c = self.store.collection(user_id, name).await?;
+        self.collections.put(key, c.clone());
+        Ok(c)
     }
 
     /// The user's latest change sequence number (what feed caches are keyed by).
@@ -73,7 +87,7 @@ impl Mesh {
         match parsed.into_incoming() {
             Incoming::Sync(incoming) => self.merge(who, col, incoming).await,
             Incoming::Plain(entry) => {
-                let id = uuid::Uuid::new_v4().to_string();
+                let id = uuid::Uuid::now_v7().to_string();
                 let now = Timestamp::now();
                 let item = feedsync::create(id, &who.by(), now, false, entry);
                 let seq = self
@@ -119,7 +133,7 @@ impl Mesh {
             ..Entry::default()
         };
         let item = feedsync::create(
-            uuid::Uuid::new_v4().to_string(),
+            uuid::Uuid::now_v7().to_string(),
             &who.by(),
             now,
             false,
@@ -191,7 +205,8 @@ impl Mesh {
         incoming: StoredItem,
     ) -> AppResult<Accepted> {
         incoming.validate()?;
-        for _ in 0..MAX_RETRIES {
+        for attempt in 0..MAX_RETRIES {
+            backoff(attempt).await;
             let local = self.store.item(col.id, incoming.id()).await?;
             if local.is_none() {
                 let change = kind_of(MergeKind::Added, &incoming);
@@ -232,7 +247,8 @@ impl Mesh {
         if_match: Option<u64>,
         edit: Edit<'_>,
     ) -> AppResult<Accepted> {
-        for _ in 0..MAX_RETRIES {
+        for attempt in 0..MAX_RETRIES {
+            backoff(attempt).await;
             let Some(current) = self.store.item(col.id, sync_id).await? else {
                 return Err(AppError::NotFound("entry"));
             };
@@ -310,6 +326,7 @@ impl Mesh {
             kind,
             endpoint_id: Some(who.endpoint_id),
             at: Timestamp::now(),
+            live_token: Some(&who.token_hash),
         };
         match self.store.write_item(write).await {
             Ok(seq) => {
@@ -317,9 +334,23 @@ impl Mesh {
                 Ok(seq)
             }
             Err(StoreError::Conflict) => Err(AppError::Conflict("concurrent write".into())),
+            Err(StoreError::Revoked) => Err(AppError::Unauthorized),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Before retry `attempt` of a lost race: nothing the first time, then a random pause of up
+/// to 2^attempt × 100 µs (capped at 50 ms), so writers of one hot item spread out.
+async fn backoff(attempt: u32) {
+    if attempt == 0 {
+        return;
+    }
+    let mut r = [0u8; 4];
+    let _ = getrandom::fill(&mut r);
+    let cap_us = (100u64 << attempt.min(9)).min(50_000);
+    let pause = u64::from(u32::from_le_bytes(r)) % cap_us;
+    tokio::time::sleep(Duration::from_micros(pause)).await;
 }
 
 /// A media-link entry keeps its file when an edit sends only new metadata.

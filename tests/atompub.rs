@@ -421,3 +421,51 @@ async fn one_user_never_sees_anothers_collections() {
         401
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_edits_of_one_item_lose_no_update() {
+    let (app, token) = setup(Db::Sqlite).await.unwrap();
+    let r = app
+        .post_entry(&token, "/atompub/alice/Notes", entry("counter", "0"))
+        .await;
+    let location = header(&r, "location");
+    let edits: Vec<_> = (0..24)
+        .map(|i| {
+            let (client, location, token) = (app.client.clone(), location.clone(), token.clone());
+            tokio::spawn(async move {
+                client
+                    .put(&location)
+                    .bearer_auth(&token)
+                    .header("content-type", ATOM_ENTRY)
+                    .body(entry("counter", &format!("edit {i}")))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for e in edits {
+        assert_eq!(e.await.unwrap(), 200);
+    }
+    let body = app
+        .client
+        .get(&location)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Every edit is one FeedSync update: 1 create + 24 updates, each in the history.
+    assert!(body.contains(r#"updates="25""#), "{body}");
+    assert_eq!(body.matches("<sx:history ").count(), 25);
+    let u = app.store.user("alice").await.unwrap();
+    let changes = app.store.changes(u.id, None, None, 100).await.unwrap();
+    assert_eq!(changes.len(), 25);
+    assert!(
+        changes.windows(2).all(|w| w[0].seq > w[1].seq),
+        "sequence numbers are unique and ordered"
+    );
+}

@@ -118,6 +118,7 @@ async fn story(store: &dyn Store) {
         kind,
         endpoint_id: Some(endpoint.id),
         at: now,
+        live_token: Some("hash2"),
     };
     let s1 = store
         .write_item(write(&item, None, ChangeKind::Create, notes.id))
@@ -142,6 +143,15 @@ async fn story(store: &dyn Store) {
             .await,
         Err(StoreError::Conflict)
     ));
+    // A write whose token was revoked does not commit.
+    let revoked = feedsync::create("r1".into(), "alice/laptop", now, false, entry("revoked"));
+    let mut w = write(&revoked, None, ChangeKind::Create, notes.id);
+    w.live_token = Some("hash1");
+    assert!(matches!(
+        store.write_item(w).await,
+        Err(StoreError::Revoked)
+    ));
+    assert!(store.item(notes.id, "r1").await.unwrap().is_none());
     let other = feedsync::create("d1".into(), "alice/laptop", now, false, entry("doc"));
     let s3 = store
         .write_item(write(&other, None, ChangeKind::Create, docs.id))

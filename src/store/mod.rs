@@ -22,6 +22,9 @@ pub enum StoreError {
     /// A concurrent write changed the row first; the caller re-reads and retries.
     #[error("concurrent write")]
     Conflict,
+    /// The write's token was revoked before it could commit.
+    #[error("token revoked")]
+    Revoked,
     #[error("batched write failed: {0}")]
     Batch(String),
     #[error("stored data is corrupt: {0}")]
@@ -57,6 +60,8 @@ pub struct Principal {
     pub user: String,
     pub endpoint_id: i64,
     pub endpoint: String,
+    /// The hash of the token this principal came from; item writes commit only while it is live.
+    pub token_hash: String,
 }
 
 impl Principal {
@@ -152,6 +157,9 @@ pub struct ItemWrite<'a> {
     pub kind: ChangeKind,
     pub endpoint_id: Option<i64>,
     pub at: Timestamp,
+    /// When set, the write commits only if this token (hash) is still live at commit time:
+    /// a token revoked a moment ago never writes, even if its check was cached.
+    pub live_token: Option<&'a str>,
 }
 
 #[async_trait]

@@ -43,10 +43,12 @@ struct Job {
     kind: ChangeKind,
     endpoint_id: Option<i64>,
     at: i64,
+    live_token: Option<String>,
     reply: oneshot::Sender<Result<u64>>,
 }
 
 const BATCH: usize = 512;
+const LINGER_TURNS: usize = 4;
 
 impl SqlStore {
     pub fn new(backend: Backend, writer: AnyPool, readers: AnyPool) -> Self {
@@ -68,11 +70,18 @@ impl SqlStore {
 async fn group_commit(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
-        while jobs.len() < BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+        // Give requests already in flight a moment to join: a few scheduler turns, not a timer.
+        for _ in 0..LINGER_TURNS {
+            while jobs.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
             }
+            if jobs.len() >= BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
         match write_batch(&pool, &jobs).await {
             Ok(results) => {
@@ -90,65 +99,130 @@ async fn group_commit(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Writes a batch in one transaction with few statements: one multi-row insert for new
+/// items, one compare-and-swap update per edited item, one multi-row insert for changes.
+/// Each job gets the next sequence number of its user in job order; a job that loses its
+/// race (the item exists, or moved on) leaves a gap, which cursors do not mind.
 async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Result<u64>>> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let mut heads: HashMap<i64, (i64, bool)> = HashMap::new();
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let head = match heads.get(&job.user_id) {
-            Some((h, _)) => *h,
-            None => {
-                let h: Option<i64> = sqlx::query_scalar("SELECT head_seq FROM users WHERE id = $1")
-                    .bind(job.user_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(h) = h else {
-                    results.push(Err(StoreError::NotFound("user")));
-                    continue;
-                };
-                heads.insert(job.user_id, (h, false));
-                h
-            }
-        };
-        let seq_new = head + 1;
-        let row = ItemRow {
-            collection_id: job.collection_id,
-            sync_id: &job.sync_id,
-            expected_seq: job.expected_seq,
-            seq_new,
-            deleted: job.deleted,
-            conflicts: job.conflicts,
-            document: &job.document,
-            at: job.at,
-        };
-        if write_item_row(&mut tx, &row).await? == 0 {
-            results.push(Err(StoreError::Conflict));
-            continue;
+    // One query checks every credential of the batch at commit time.
+    let tokens: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| j.live_token.as_deref())
+        .collect();
+    let mut live: Vec<String> = Vec::new();
+    if !tokens.is_empty() {
+        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
+            "SELECT token_hash FROM tokens WHERE revoked_at IS NULL AND token_hash IN (",
+        );
+        let mut list = q.separated(", ");
+        for t in &tokens {
+            list.push_bind(t.to_string());
         }
-        insert_change(
-            &mut tx,
-            job.user_id,
-            &row,
-            job.endpoint_id,
-            job.kind,
-            &job.version,
-        )
-        .await?;
-        heads.insert(job.user_id, (seq_new, true));
-        results.push(Ok(seq(seq_new)));
+        q.push(")");
+        live = q.build_query_scalar().fetch_all(&mut *tx).await?;
     }
-    for (user_id, (head, changed)) in heads {
-        if changed {
-            sqlx::query("UPDATE users SET head_seq = $1 WHERE id = $2")
-                .bind(head)
-                .bind(user_id)
-                .execute(&mut *tx)
+    let allowed: Vec<bool> = jobs
+        .iter()
+        .map(|j| j.live_token.as_ref().is_none_or(|t| live.contains(t)))
+        .collect();
+    let mut heads: HashMap<i64, i64> = HashMap::new();
+    for job in jobs {
+        if let std::collections::hash_map::Entry::Vacant(slot) = heads.entry(job.user_id) {
+            let head: Option<i64> = sqlx::query_scalar("SELECT head_seq FROM users WHERE id = $1")
+                .bind(job.user_id)
+                .fetch_optional(&mut *tx)
                 .await?;
+            if let Some(h) = head {
+                slot.insert(h);
+            }
         }
+    }
+    let seqs: Vec<Option<i64>> = jobs
+        .iter()
+        .zip(&allowed)
+        .map(|(j, ok)| {
+            heads.get_mut(&j.user_id).filter(|_| *ok).map(|h| {
+                *h += 1;
+                *h
+            })
+        })
+        .collect();
+
+    let mut written: Vec<bool> = vec![false; jobs.len()];
+    let inserts: Vec<usize> = (0..jobs.len())
+        .filter(|&i| seqs[i].is_some() && jobs[i].expected_seq.is_none())
+        .collect();
+    if !inserts.is_empty() {
+        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
+            "INSERT INTO items (collection_id, sync_id, seq, deleted, conflicts, document, changed_at) ",
+        );
+        q.push_values(&inserts, |mut b, &i| {
+            let job = &jobs[i];
+            b.push_bind(job.collection_id)
+                .push_bind(job.sync_id.clone())
+                .push_bind(seqs[i].unwrap_or_default())
+                .push_bind(i64::from(job.deleted))
+                .push_bind(job.conflicts)
+                .push_bind(job.document.clone())
+                .push_bind(job.at);
+        });
+        q.push(" ON CONFLICT (collection_id, sync_id) DO NOTHING RETURNING seq");
+        let inserted: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        for &i in &inserts {
+            written[i] = seqs[i].is_some_and(|s| inserted.contains(&s));
+        }
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        if let (Some(seq_new), Some(_)) = (seqs[i], job.expected_seq) {
+            let row = ItemRow {
+                collection_id: job.collection_id,
+                sync_id: &job.sync_id,
+                expected_seq: job.expected_seq,
+                seq_new,
+                deleted: job.deleted,
+                conflicts: job.conflicts,
+                document: &job.document,
+                at: job.at,
+            };
+            written[i] = write_item_row(&mut tx, &row).await? == 1;
+        }
+    }
+    let done: Vec<usize> = (0..jobs.len()).filter(|&i| written[i]).collect();
+    if !done.is_empty() {
+        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
+            "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version) ",
+        );
+        q.push_values(&done, |mut b, &i| {
+            let job = &jobs[i];
+            b.push_bind(job.user_id)
+                .push_bind(seqs[i].unwrap_or_default())
+                .push_bind(job.collection_id)
+                .push_bind(job.sync_id.clone())
+                .push_bind(job.endpoint_id)
+                .push_bind(job.kind.as_str())
+                .push_bind(job.at)
+                .push_bind(job.version.clone());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for (user_id, head) in &heads {
+        sqlx::query("UPDATE users SET head_seq = $1 WHERE id = $2 AND head_seq < $1")
+            .bind(*head)
+            .bind(*user_id)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
-    Ok(results)
+    Ok((0..jobs.len())
+        .map(|i| match (seqs[i], written[i]) {
+            (None, _) if !allowed[i] => Err(StoreError::Revoked),
+            (None, _) => Err(StoreError::NotFound("user")),
+            (Some(s), true) => Ok(seq(s)),
+            (Some(_), false) => Err(StoreError::Conflict),
+        })
+        .collect())
 }
 
 /// The item row a write puts down.
@@ -442,6 +516,7 @@ impl Store for SqlStore {
         .await?;
         row.map(|r| {
             Ok(Principal {
+                token_hash: token_hash.to_string(),
                 user_id: r.try_get("user_id")?,
                 user: r.try_get("user_name")?,
                 endpoint_id: r.try_get("endpoint_id")?,
@@ -578,6 +653,7 @@ impl Store for SqlStore {
                 kind: w.kind,
                 endpoint_id: w.endpoint_id,
                 at: w.at.unix(),
+                live_token: w.live_token.map(str::to_string),
                 reply,
             };
             batcher
@@ -591,6 +667,18 @@ impl Store for SqlStore {
         // PostgreSQL: one transaction per write; the user's row lock orders sequence numbers.
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
+        if let Some(token) = w.live_token {
+            let live: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(token)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if live.is_none() {
+                tx.rollback().await?;
+                return Err(StoreError::Revoked);
+            }
+        }
         let seq_new: i64 = sqlx::query_scalar(
             "UPDATE users SET head_seq = head_seq + 1 WHERE id = $1 RETURNING head_seq",
         )

@@ -110,8 +110,10 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<Response> {
-    let who = owner(&st, &headers, &user, Check::Fresh).await?;
-    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    // Entry writes are re-checked at commit (`live_token`); files are checked up front so a
+    // revoked token cannot leave one on disk.
+    let who = owner(&st, &headers, &user, Check::Cached).await?;
+    let col = st.mesh.collection(who.user_id, &collection).await?;
     let ct = content_type(&headers);
     let accepted = match ct.as_deref() {
         Some(ct) if is_atom_entry(ct) => {
@@ -124,6 +126,7 @@ pub async fn create(
             ));
         }
         other => {
+            let who = principal(&st, &headers).await?;
             let media_type = other.unwrap_or("application/octet-stream").to_string();
             st.mesh
                 .publish_media(&who, &col, body, media_type, slug(&headers))
@@ -214,7 +217,7 @@ pub async fn read(
     headers: HeaderMap,
 ) -> AppResult<Response> {
     let who = owner(&st, &headers, &user, Check::Cached).await?;
-    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    let col = st.mesh.collection(who.user_id, &collection).await?;
     let record = st
         .mesh
         .store
@@ -245,8 +248,8 @@ pub async fn replace(
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<Response> {
-    let who = owner(&st, &headers, &user, Check::Fresh).await?;
-    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    let who = owner(&st, &headers, &user, Check::Cached).await?;
+    let col = st.mesh.collection(who.user_id, &collection).await?;
     if !content_type(&headers).is_some_and(|ct| is_atom_entry(&ct)) {
         return Err(AppError::UnsupportedMediaType(format!(
             "PUT an Atom entry ({ENTRY_TYPE})"
@@ -267,8 +270,8 @@ pub async fn remove(
     Path((user, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let who = owner(&st, &headers, &user, Check::Fresh).await?;
-    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    let who = owner(&st, &headers, &user, Check::Cached).await?;
+    let col = st.mesh.collection(who.user_id, &collection).await?;
     let expected = if_match(&headers)?;
     let accepted = st.mesh.delete(&who, &col, &id, expected).await?;
     Ok((
@@ -285,7 +288,7 @@ pub async fn media(
     headers: HeaderMap,
 ) -> AppResult<Response> {
     let who = owner(&st, &headers, &user, Check::Cached).await?;
-    let col = st.mesh.store.collection(who.user_id, &collection).await?;
+    let col = st.mesh.collection(who.user_id, &collection).await?;
     let record = st
         .mesh
         .store
