@@ -15,7 +15,12 @@ pub fn generate(prefix: &str) -> anyhow::Result<String> {
 
 /// What the database keeps: hex SHA-256 of the secret.
 pub fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    hex::encode(digest(secret))
+}
+
+/// The raw SHA-256 of a secret (an allocation-free cache key).
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// The first characters, to tell tokens apart in listings without revealing them.

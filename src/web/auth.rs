@@ -58,9 +58,9 @@ pub async fn optional_principal(
         Some(Credential::Bearer(t)) => (t, None),
         Some(Credential::Basic { user, token }) => (token, Some(user)),
     };
-    let hash = secrets::hash(&token);
+    let digest = secrets::digest(&token);
     let cached = match check {
-        Check::Cached => state.principals.get(&hash),
+        Check::Cached => state.principals.get(&digest),
         Check::Fresh => None,
     };
     let principal = match cached {
@@ -69,10 +69,10 @@ pub async fn optional_principal(
             let p = state
                 .mesh
                 .store
-                .principal(&hash)
+                .principal(&hex::encode(digest))
                 .await?
                 .ok_or(AppError::Unauthorized)?;
-            state.principals.put(hash, p.clone());
+            state.principals.put(digest, p.clone());
             p
         }
     };
@@ -134,17 +134,17 @@ pub async fn feed_reader(
     let Some(key) = key else {
         return Err(AppError::Unauthorized);
     };
-    let hash = secrets::hash(key);
-    let k = match state.feed_keys.get(&hash) {
+    let digest = secrets::digest(key);
+    let k = match state.feed_keys.get(&digest) {
         Some(k) => k,
         None => {
             let k = state
                 .mesh
                 .store
-                .feed_key(&hash)
+                .feed_key(&hex::encode(digest))
                 .await?
                 .ok_or(AppError::Unauthorized)?;
-            state.feed_keys.put(hash, k.clone());
+            state.feed_keys.put(digest, k.clone());
             k
         }
     };

@@ -85,10 +85,11 @@ pub async fn collection(
         .collection(reader.user_id, &collection)
         .await?;
     let head = st.mesh.head(reader.user_id).await?;
-    let key = uri.to_string();
-    if let Some(cached) = st.cache.get(&key, head) {
+    let key = uri.path_and_query().map_or("", |p| p.as_str());
+    if let Some(cached) = st.cache.get(key, head) {
         return Ok(respond(&headers, &cached));
     }
+    let key = key.to_string();
     let records: Vec<ItemRecord> = st
         .mesh
         .store
@@ -203,10 +204,11 @@ async fn stream(
         None => None,
     };
     let head = st.mesh.head(reader.user_id).await?;
-    let key = uri.to_string();
-    if let Some(cached) = st.cache.get(&key, head) {
+    let key = uri.path_and_query().map_or("", |p| p.as_str());
+    if let Some(cached) = st.cache.get(key, head) {
         return Ok(respond(&headers, &cached));
     }
+    let key = key.to_string();
     let changes: Vec<ChangeRecord> = st
         .mesh
         .store

@@ -29,8 +29,8 @@ pub struct AppState {
     pub max_entry_bytes: usize,
     pub cache: FeedCache,
     /// Read-path credentials (token or key hash → who), trusted for at most a second.
-    pub principals: TtlMap<String, Principal>,
-    pub feed_keys: TtlMap<String, FeedKey>,
+    pub principals: TtlMap<[u8; 32], Principal>,
+    pub feed_keys: TtlMap<[u8; 32], FeedKey>,
 }
 
 pub type SharedState = Arc<AppState>;
