@@ -30,11 +30,7 @@ impl App {
         Self::with_store(settings, listener, store)
     }
 
-    pub fn with_store(
-        settings: &Settings,
-        listener: TcpListener,
-        store: Arc<dyn Store>,
-    ) -> anyhow::Result<App> {
+    pub fn with_store(settings: &Settings, listener: TcpListener, store: Arc<dyn Store>) -> anyhow::Result<App> {
         let addr = listener.local_addr()?;
         let base_url = settings
             .serve
@@ -44,12 +40,7 @@ impl App {
             .trim_end_matches('/')
             .to_string();
         let blobs = Blobs::new(&settings.data.data_dir, settings.serve.max_file_bytes)
-            .with_context(|| {
-                format!(
-                    "cannot use data directory {}",
-                    settings.data.data_dir.display()
-                )
-            })?;
+            .with_context(|| format!("cannot use data directory {}", settings.data.data_dir.display()))?;
         let state = Arc::new(AppState {
             mesh: Mesh::new(store, blobs),
             base_url,
@@ -62,21 +53,15 @@ impl App {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listener.local_addr().expect("bound listener has an address")
     }
 
     pub fn base_url(&self) -> &str {
         &self.state.base_url
     }
 
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let router =
-            web::router(self.state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let router = web::router(self.state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;
@@ -91,8 +76,7 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -25,10 +25,7 @@ impl Blobs {
     }
 
     pub fn path(&self, sha256: &str) -> Option<PathBuf> {
-        let valid = sha256.len() == 64
-            && sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         valid.then(|| self.dir.join(&sha256[..2]).join(sha256))
     }
 
@@ -62,8 +59,7 @@ impl Blobs {
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|e| AppError::BadRequest(format!("upload interrupted: {e}")))?;
+            let frame = frame.map_err(|e| AppError::BadRequest(format!("upload interrupted: {e}")))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };

@@ -98,10 +98,7 @@ pub enum KeyCmd {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(serve) => {
-            let settings = Settings {
-                data: cli.data,
-                serve,
-            };
+            let settings = Settings { data: cli.data, serve };
             let app = App::build(&settings).await?;
             tracing::info!(address = %app.local_addr(), base_url = app.base_url(), "feedmesh is serving");
             eprintln!(
@@ -139,12 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let device = DeviceName::parse(&device)?;
                     let token = secrets::generate("fm_")?;
                     let info = store
-                        .add_token(
-                            &user,
-                            &device,
-                            &secrets::hash(&token),
-                            &secrets::display_prefix(&token),
-                        )
+                        .add_token(&user, &device, &secrets::hash(&token), &secrets::display_prefix(&token))
                         .await
                         .with_context(|| format!("cannot add a token for {user}"))?;
                     eprintln!(
@@ -162,10 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("ID\tDEVICE\tPREFIX\tCREATED\tSTATE");
                     for t in store.tokens(&user).await? {
                         let state = if t.revoked { "revoked" } else { "live" };
-                        println!(
-                            "{}\t{}\t{}…\t{}\t{state}",
-                            t.id, t.device, t.prefix, t.created_at
-                        );
+                        println!("{}\t{}\t{}…\t{}\t{state}", t.id, t.device, t.prefix, t.created_at);
                     }
                 }
                 TokenCmd::Revoke { user, id } => {
@@ -183,10 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open(&cli.data).await?;
             match cmd {
                 CollectionCmd::Add { user, name } => {
-                    let u = store
-                        .user(&user)
-                        .await
-                        .with_context(|| format!("no user {user:?}"))?;
+                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
                     let name = CollectionName::parse(&name)?;
                     store
                         .create_collection(u.id, &name)
@@ -195,10 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("added collection {name} for {user}");
                 }
                 CollectionCmd::List { user } => {
-                    let u = store
-                        .user(&user)
-                        .await
-                        .with_context(|| format!("no user {user:?}"))?;
+                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
                     for c in store.collections(u.id).await? {
                         println!("{}\t{}", c.name, c.created_at);
                     }
@@ -209,22 +192,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(cmd) => {
             let store = open(&cli.data).await?;
             match cmd {
-                KeyCmd::Add {
-                    user,
-                    feed,
-                    base_url,
-                } => {
-                    let u = store
-                        .user(&user)
-                        .await
-                        .with_context(|| format!("no user {user:?}"))?;
-                    let path = feed
-                        .strip_prefix(base_url.trim_end_matches('/'))
-                        .unwrap_or(&feed);
+                KeyCmd::Add { user, feed, base_url } => {
+                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
+                    let path = feed.strip_prefix(base_url.trim_end_matches('/')).unwrap_or(&feed);
                     if !crate::web::owned_feed_path(&user, path) {
-                        anyhow::bail!(
-                            "{feed:?} is not a feed of {user}: give a path like /u/{user}/stream.atom"
-                        );
+                        anyhow::bail!("{feed:?} is not a feed of {user}: give a path like /u/{user}/stream.atom");
                     }
                     let key = secrets::generate("fk_")?;
                     let k = store
@@ -234,10 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}{path}?key={key}", base_url.trim_end_matches('/'));
                 }
                 KeyCmd::List { user } => {
-                    let u = store
-                        .user(&user)
-                        .await
-                        .with_context(|| format!("no user {user:?}"))?;
+                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
                     println!("ID\tFEED\tCREATED\tSTATE");
                     for k in store.feed_keys(u.id).await? {
                         let state = if k.revoked { "revoked" } else { "live" };
@@ -245,10 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 KeyCmd::Revoke { user, id } => {
-                    let u = store
-                        .user(&user)
-                        .await
-                        .with_context(|| format!("no user {user:?}"))?;
+                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
                     store
                         .revoke_feed_key(u.id, id)
                         .await

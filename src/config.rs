@@ -10,12 +10,7 @@ use clap::Args;
 pub struct DataArgs {
     /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
     /// [default: sqlite://DATA_DIR/feedmesh.db]
-    #[arg(
-        long = "database",
-        env = "FEEDMESH_DATABASE_URL",
-        global = true,
-        value_name = "URL"
-    )]
+    #[arg(long = "database", env = "FEEDMESH_DATABASE_URL", global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
     /// Directory for the SQLite database and stored files (blobs).
@@ -41,12 +36,7 @@ impl DataArgs {
 #[derive(Args, Clone, Debug)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(
-        long,
-        env = "FEEDMESH_LISTEN",
-        default_value = "127.0.0.1:8080",
-        value_name = "ADDR"
-    )]
+    #[arg(long, env = "FEEDMESH_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: String,
 
     /// Public URL of the hub, written into feeds and links [default: http://LISTEN-ADDRESS]

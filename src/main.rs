@@ -5,8 +5,8 @@ use feedmesh::cli::{Cli, run};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FEEDMESH_LOG")
-        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("FEEDMESH_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -78,21 +78,14 @@ impl Mesh {
 
     /// AtomPub POST of an entry: a new item (FeedSync create), or, when the entry carries
     /// `sx:sync`, a merge with whatever the hub holds under that id.
-    pub async fn publish(
-        &self,
-        who: &Principal,
-        col: &Collection,
-        parsed: ParsedEntry,
-    ) -> AppResult<Accepted> {
+    pub async fn publish(&self, who: &Principal, col: &Collection, parsed: ParsedEntry) -> AppResult<Accepted> {
         match parsed.into_incoming() {
             Incoming::Sync(incoming) => self.merge(who, col, incoming).await,
             Incoming::Plain(entry) => {
                 let id = uuid::Uuid::now_v7().to_string();
                 let now = Timestamp::now();
                 let item = feedsync::create(id, &who.by(), now, false, entry);
-                let seq = self
-                    .write(who, col, None, &item, ChangeKind::Create)
-                    .await?;
+                let seq = self.write(who, col, None, &item, ChangeKind::Create).await?;
                 Ok(Accepted {
                     record: ItemRecord {
                         seq,
@@ -117,9 +110,7 @@ impl Mesh {
     ) -> AppResult<Accepted> {
         let (sha256, size) = self.blobs.put(body).await?;
         self.store.record_blob(&sha256, size).await?;
-        let title = slug
-            .clone()
-            .unwrap_or_else(|| format!("file {}", &sha256[..12]));
+        let title = slug.clone().unwrap_or_else(|| format!("file {}", &sha256[..12]));
         let now = Timestamp::now();
         let entry = Entry {
             title: Text::plain(title),
@@ -132,16 +123,8 @@ impl Mesh {
             }),
             ..Entry::default()
         };
-        let item = feedsync::create(
-            uuid::Uuid::now_v7().to_string(),
-            &who.by(),
-            now,
-            false,
-            entry,
-        );
-        let seq = self
-            .write(who, col, None, &item, ChangeKind::Create)
-            .await?;
+        let item = feedsync::create(uuid::Uuid::now_v7().to_string(), &who.by(), now, false, entry);
+        let seq = self.write(who, col, None, &item, ChangeKind::Create).await?;
         Ok(Accepted {
             record: ItemRecord {
                 seq,
@@ -172,17 +155,10 @@ impl Mesh {
                         incoming.id()
                     )));
                 }
-                self.edit(who, col, sync_id, if_match, Edit::Merge(&incoming))
-                    .await
+                self.edit(who, col, sync_id, if_match, Edit::Merge(&incoming)).await
             }
-            Incoming::Plain(entry) if resolve => {
-                self.edit(who, col, sync_id, if_match, Edit::Resolve(entry))
-                    .await
-            }
-            Incoming::Plain(entry) => {
-                self.edit(who, col, sync_id, if_match, Edit::Update(entry))
-                    .await
-            }
+            Incoming::Plain(entry) if resolve => self.edit(who, col, sync_id, if_match, Edit::Resolve(entry)).await,
+            Incoming::Plain(entry) => self.edit(who, col, sync_id, if_match, Edit::Update(entry)).await,
         }
     }
 
@@ -198,12 +174,7 @@ impl Mesh {
     }
 
     /// Merges an incoming FeedSync item (§2.5) into the collection.
-    pub async fn merge(
-        &self,
-        who: &Principal,
-        col: &Collection,
-        incoming: StoredItem,
-    ) -> AppResult<Accepted> {
+    pub async fn merge(&self, who: &Principal, col: &Collection, incoming: StoredItem) -> AppResult<Accepted> {
         incoming.validate()?;
         for attempt in 0..MAX_RETRIES {
             backoff(attempt).await;
@@ -226,10 +197,7 @@ impl Mesh {
                     Err(e) => return Err(e),
                 }
             }
-            match self
-                .edit(who, col, incoming.id(), None, Edit::Merge(&incoming))
-                .await
-            {
+            match self.edit(who, col, incoming.id(), None, Edit::Merge(&incoming)).await {
                 Err(AppError::NotFound(_)) => continue,
                 other => return other,
             }

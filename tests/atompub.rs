@@ -29,8 +29,7 @@ async fn lifecycle(db: Db) {
     assert!(header(&svc, "content-type").starts_with("application/atomsvc+xml"));
     let svc = svc.text().await.unwrap();
     assert!(
-        svc.contains("<workspace>")
-            && svc.contains(&format!("href=\"{}/atompub/alice/Notes\"", app.base)),
+        svc.contains("<workspace>") && svc.contains(&format!("href=\"{}/atompub/alice/Notes\"", app.base)),
         "{svc}"
     );
     assert!(svc.contains("<accept>application/atom+xml;type=entry</accept>"));
@@ -54,13 +53,7 @@ async fn lifecycle(db: Db) {
     assert!(body.contains("<title type=\"text\">Groceries</title>"));
 
     // Read, and a conditional read.
-    let got = app
-        .client
-        .get(&location)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let got = app.client.get(&location).bearer_auth(&token).send().await.unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(header(&got, "etag"), etag1);
     let again = app
@@ -74,74 +67,30 @@ async fn lifecycle(db: Db) {
     assert_eq!(again.status(), 304);
 
     // Update: a stale ETag is refused, the current one accepted.
-    let put = |etag: String, body: String| {
-        app.client
-            .put(&location)
-            .bearer_auth(&token)
-            .header("content-type", ATOM_ENTRY)
-            .header("if-match", etag)
-            .body(body)
-            .send()
-    };
-    let ok = put(etag1.clone(), entry("Groceries", "milk, eggs"))
-        .await
-        .unwrap();
+    let ok = app
+        .put_entry(&token, &location, entry("Groceries", "milk, eggs"), Some(&etag1))
+        .await;
     assert_eq!(ok.status(), 200);
     let etag2 = header(&ok, "etag");
     assert_ne!(etag1, etag2);
     let body = ok.text().await.unwrap();
-    assert!(
-        body.contains(r#"updates="2""#) && body.contains("milk, eggs"),
-        "{body}"
-    );
-    let stale = put(etag1.clone(), entry("Groceries", "lost edit"))
-        .await
-        .unwrap();
+    assert!(body.contains(r#"updates="2""#) && body.contains("milk, eggs"), "{body}");
+    let stale = app
+        .put_entry(&token, &location, entry("Groceries", "lost edit"), Some(&etag1))
+        .await;
     assert_eq!(stale.status(), 412);
-    let after = app
-        .client
-        .get(&location)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        !after.contains("lost edit"),
-        "a stale PUT changed the entry"
-    );
+    let after = app.text(&token, &location).await;
+    assert!(!after.contains("lost edit"), "a stale PUT changed the entry");
 
     // Delete makes a tombstone that stays in the collection feed.
-    let del = app
-        .client
-        .delete(&location)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let del = app.client.delete(&location).bearer_auth(&token).send().await.unwrap();
     assert_eq!(del.status(), 204);
-    let tomb = app
-        .client
-        .get(&location)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let tomb = app.text(&token, &location).await;
     assert!(
         tomb.contains(r#"deleted="true""#) && tomb.contains(r#"updates="3""#),
         "{tomb}"
     );
-    let feed = app
-        .get(&token, "/atompub/alice/Notes")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let feed = app.get(&token, "/atompub/alice/Notes").await.text().await.unwrap();
     assert!(
         feed.contains(r#"deleted="true""#),
         "tombstone missing from the feed: {feed}"
@@ -219,26 +168,16 @@ async fn offline_edits_merge_and_conflicts_are_kept_then_resolved() {
     assert!(conflicts.contains("laptop text"), "{body}");
 
     // The conflict is in the collection's FeedSync feed for every device to see.
-    let feed = app
-        .get(&phone, "/atompub/alice/Notes")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let feed = app.get(&phone, "/atompub/alice/Notes").await.text().await.unwrap();
     assert!(feed.contains("<sx:conflicts>") && feed.contains("laptop text"));
 
     // A third device resolves: it keeps the chosen content, clears the conflicts and copies
     // the losing version's history in (§2.8), so the resolution wins everywhere.
     let desk = app.token("alice", "desk").await;
+    let resolve_url = app.url("/atompub/alice/Notes/note-1?resolve=true");
     let resolved = app
-        .client
-        .put(app.url("/atompub/alice/Notes/note-1?resolve=true"))
-        .bearer_auth(&desk)
-        .header("content-type", ATOM_ENTRY)
-        .body(entry("merged", "laptop + phone text"))
-        .send()
-        .await
-        .unwrap();
+        .put_entry(&desk, &resolve_url, entry("merged", "laptop + phone text"), None)
+        .await;
     assert_eq!(resolved.status(), 200);
     assert_eq!(header(&resolved, "feedmesh-change"), "resolve");
     let body = resolved.text().await.unwrap();
@@ -267,12 +206,8 @@ async fn offline_edits_merge_and_conflicts_are_kept_then_resolved() {
 async fn delete_concurrent_with_a_later_edit_keeps_both_versions() {
     let (app, laptop) = setup(Db::Sqlite).await.unwrap();
     let base = [(1, "2026-01-01T10:00:00Z", "alice/laptop")];
-    app.post_entry(
-        &laptop,
-        "/atompub/alice/Notes",
-        sync_entry("n2", 1, false, &base, "v1"),
-    )
-    .await;
+    app.post_entry(&laptop, "/atompub/alice/Notes", sync_entry("n2", 1, false, &base, "v1"))
+        .await;
     let deleted = [(2, "2026-01-01T10:10:00Z", "alice/laptop"), base[0]];
     let edited = [(2, "2026-01-01T10:05:00Z", "alice/phone"), base[0]];
     app.post_entry(
@@ -312,10 +247,7 @@ async fn media_resources_are_content_addressed_and_bounded() {
     assert_eq!(resp.status(), 201);
     let body = resp.text().await.unwrap();
     assert!(body.contains("rel=\"edit-media\""), "{body}");
-    assert!(
-        body.contains("<title type=\"text\">report v1.bin</title>"),
-        "{body}"
-    );
+    assert!(body.contains("<title type=\"text\">report v1.bin</title>"), "{body}");
     assert!(
         body.contains("<content type=\"application/octet-stream\" src=\""),
         "{body}"
@@ -326,13 +258,7 @@ async fn media_resources_are_content_addressed_and_bounded() {
         .and_then(|s| s.split('"').next())
         .unwrap()
         .to_string();
-    let got = app
-        .client
-        .get(&media_url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let got = app.client.get(&media_url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.headers()["content-type"], "application/octet-stream");
     assert_eq!(got.bytes().await.unwrap().as_ref(), bytes.as_slice());
@@ -341,10 +267,7 @@ async fn media_resources_are_content_addressed_and_bounded() {
     assert_eq!(post(bytes.clone(), "copy.bin").await.unwrap().status(), 201);
     let blob_files = walk(&app.dir.path().join("blobs"));
     assert_eq!(
-        blob_files
-            .iter()
-            .filter(|p| !p.contains("/blobs/tmp/"))
-            .count(),
+        blob_files.iter().filter(|p| !p.contains("/blobs/tmp/")).count(),
         1,
         "{blob_files:?}"
     );
@@ -380,11 +303,7 @@ async fn one_user_never_sees_anothers_collections() {
     let bob = app.token("bob", "desk").await;
     app.collection("bob", "Notes").await;
     let r = app
-        .post_entry(
-            &alice,
-            "/atompub/alice/Notes",
-            entry("secret", "alice only"),
-        )
+        .post_entry(&alice, "/atompub/alice/Notes", entry("secret", "alice only"))
         .await;
     let location = header(&r, "location");
     assert_eq!(
@@ -416,10 +335,7 @@ async fn one_user_never_sees_anothers_collections() {
     );
     let svc = app.get(&bob, "/atompub").await.text().await.unwrap();
     assert!(!svc.contains("/atompub/alice/"), "{svc}");
-    assert_eq!(
-        app.client.get(&location).send().await.unwrap().status(),
-        401
-    );
+    assert_eq!(app.client.get(&location).send().await.unwrap().status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,16 +364,7 @@ async fn concurrent_edits_of_one_item_lose_no_update() {
     for e in edits {
         assert_eq!(e.await.unwrap(), 200);
     }
-    let body = app
-        .client
-        .get(&location)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = app.text(&token, &location).await;
     // Every edit is one FeedSync update: 1 create + 24 updates, each in the history.
     assert!(body.contains(r#"updates="25""#), "{body}");
     assert_eq!(body.matches("<sx:history ").count(), 25);

@@ -27,6 +27,7 @@ async fn every_bad_body_is_refused_and_changes_nothing() {
         ("empty body", Vec::new(), 400),
         ("bad date", b"<entry xmlns=\"http://www.w3.org/2005/Atom\"><title>t</title><updated>soon</updated></entry>".to_vec(), 400),
         ("sx:sync updates=0", sync_entry("a", 0, false, &[(1, "2026-01-01T00:00:00Z", "x")], "t").into_bytes(), 400),
+        ("sx:sync updates past 2^31", sync_entry("a", u32::MAX, false, &[(1, "2026-01-01T00:00:00Z", "x")], "t").into_bytes(), 400),
         ("sx:sync bad id", sync_entry("has space", 1, false, &[(1, "2026-01-01T00:00:00Z", "x")], "t").into_bytes(), 400),
         ("sx:sync no history", sync_entry("a", 1, false, &[], "t").into_bytes(), 400),
         ("sx:history bad when", sync_entry("a", 1, false, &[(1, "yesterday", "x")], "t").into_bytes(), 400),
@@ -54,40 +55,18 @@ async fn every_bad_body_is_refused_and_changes_nothing() {
             !reason.trim().is_empty() && reason.trim().lines().count() == 1,
             "{what}: reason {reason:?}"
         );
-        assert_eq!(
-            app.snapshot("alice").await,
-            before,
-            "{what} changed the store"
-        );
+        assert_eq!(app.snapshot("alice").await, before, "{what} changed the store");
     }
 
     // The same through PUT on an existing member, plus a mismatched sync id.
-    let mismatched = sync_entry(
-        "other-id",
-        5,
-        false,
-        &[(5, "2026-01-01T00:00:00Z", "x")],
-        "t",
-    );
+    let mismatched = sync_entry("other-id", 5, false, &[(5, "2026-01-01T00:00:00Z", "x")], "t");
     for (what, body) in [
         ("malformed XML on PUT", "<entry>".to_string()),
         ("wrong sx:sync id on PUT", mismatched),
     ] {
-        let r = app
-            .client
-            .put(&location)
-            .bearer_auth(&token)
-            .header("content-type", ATOM_ENTRY)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = app.put_entry(&token, &location, body, None).await;
         assert_eq!(r.status(), 400, "{what}");
-        assert_eq!(
-            app.snapshot("alice").await,
-            before,
-            "{what} changed the store"
-        );
+        assert_eq!(app.snapshot("alice").await, before, "{what} changed the store");
     }
 
     // Wrong media type on PUT, unknown collection, wrong and revoked tokens.

@@ -145,10 +145,7 @@ fn every_command_explains_itself() {
         assert!(serve.contains(flag), "serve --help lacks {flag}");
     }
     let (success, _, err) = feedmesh(dir.path(), &["serve", "--database", "mysql://x"]);
-    assert!(
-        !success && err.contains("unsupported database URL"),
-        "{err}"
-    );
+    assert!(!success && err.contains("unsupported database URL"), "{err}");
 }
 
 #[test]
@@ -188,10 +185,7 @@ mod http {
 
     pub fn request(url: &str, method: &str, token: &str, content_type: &str, body: &str) -> String {
         let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest
-            .split_once('/')
-            .map(|(h, p)| (h, format!("/{p}")))
-            .unwrap();
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
         let mut s = TcpStream::connect(host).unwrap();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -222,12 +216,7 @@ fn kill_9_loses_no_acknowledged_write() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let (url, token, acked, stop) = (
-                url.clone(),
-                token.clone(),
-                acknowledged.clone(),
-                stop.clone(),
-            );
+            let (url, token, acked, stop) = (url.clone(), token.clone(), acknowledged.clone(), stop.clone());
             std::thread::spawn(move || {
                 for i in 0.. {
                     if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -273,9 +262,6 @@ fn kill_9_loses_no_acknowledged_write() {
     child.wait().unwrap();
     assert!(acked.len() >= 150);
     for t in &acked {
-        assert!(
-            titles.contains(&format!(">{t}<")),
-            "acknowledged entry {t} was lost"
-        );
+        assert!(titles.contains(&format!(">{t}<")), "acknowledged entry {t} was lost");
     }
 }

@@ -38,40 +38,18 @@ async fn stream_in_three_formats_newest_first() {
     ] {
         let r = app.get(&token, &format!("/u/alice/stream.{ext}")).await;
         assert_eq!(r.status(), 200, "{ext}");
-        assert!(
-            r.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(ct),
-            "{ext}"
-        );
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(ct), "{ext}");
         assert!(r.headers().contains_key("etag") && r.headers().contains_key("last-modified"));
         let body = r.text().await.unwrap();
         let (i2, i0) = (body.find("note 2").unwrap(), body.find("note 0").unwrap());
         assert!(i2 < i0, "{ext}: not newest first");
     }
-    let json: serde_json::Value = app
-        .get(&token, "/u/alice/stream.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let json: serde_json::Value = app.get(&token, "/u/alice/stream.json").await.json().await.unwrap();
     assert_eq!(json["version"], "https://jsonfeed.org/version/1.1");
     assert_eq!(json["items"].as_array().unwrap().len(), 3);
-    assert_eq!(
-        json["feed_url"],
-        format!("{}/u/alice/stream.json", app.base)
-    );
-    let atom = app
-        .get(&token, "/u/alice/stream.atom")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        links(&atom, "self"),
-        [format!("{}/u/alice/stream.atom", app.base)]
-    );
+    assert_eq!(json["feed_url"], format!("{}/u/alice/stream.json", app.base));
+    let atom = app.get(&token, "/u/alice/stream.atom").await.text().await.unwrap();
+    assert_eq!(links(&atom, "self"), [format!("{}/u/alice/stream.atom", app.base)]);
     assert_eq!(links(&atom, "alternate").len(), 4, "feed + one per entry");
     assert_eq!(app.get(&token, "/u/alice/stream.xml").await.status(), 404);
 }
@@ -84,12 +62,7 @@ async fn readers_authenticate_with_basic_or_a_feed_key() {
 
     let anon = app.client.get(&url).send().await.unwrap();
     assert_eq!(anon.status(), 401);
-    assert!(
-        anon.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("Basic")
-    );
+    assert!(anon.headers()["www-authenticate"].to_str().unwrap().contains("Basic"));
     assert_eq!(
         app.client
             .get(&url)
@@ -121,25 +94,12 @@ async fn readers_authenticate_with_basic_or_a_feed_key() {
         401
     );
     // Bob's own valid token on alice's feed: the feed does not exist for him.
-    let r = app
-        .client
-        .get(&url)
-        .basic_auth("bob", Some(&bob))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(&url).basic_auth("bob", Some(&bob)).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(!r.text().await.unwrap().contains("note 0"));
 
     // A feed key works without credentials, for that feed in every format, and nowhere else.
-    let created = app
-        .client
-        .post(app.url("/api/keys"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"feed": "/u/alice/stream.atom"}))
-        .send()
-        .await
-        .unwrap();
+    let created = app.feed_key(&token, "/u/alice/stream.atom").await;
     assert_eq!(created.status(), 201);
     let created: serde_json::Value = created.json().await.unwrap();
     let key = created["key"].as_str().unwrap().to_string();
@@ -167,14 +127,7 @@ async fn readers_authenticate_with_basic_or_a_feed_key() {
         401
     );
     // Bob cannot mint keys for alice's feeds.
-    let refused = app
-        .client
-        .post(app.url("/api/keys"))
-        .bearer_auth(&bob)
-        .json(&serde_json::json!({"feed": "/u/alice/stream.atom"}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app.feed_key(&bob, "/u/alice/stream.atom").await;
     assert_eq!(refused.status(), 400);
     // Revoked: 401 at once.
     let id = created["id"].as_i64().unwrap();
@@ -232,14 +185,8 @@ async fn conditional_get_answers_304_until_something_changes() {
     let (app, token) = with_entries(2).await;
     let first = app.get(&token, "/u/alice/stream.atom").await;
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
-    let modified = first.headers()["last-modified"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        etag.starts_with('"') && !etag.starts_with("W/"),
-        "strong ETag: {etag}"
-    );
+    let modified = first.headers()["last-modified"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "strong ETag: {etag}");
     let cond = |h: &'static str, v: String| {
         app.client
             .get(app.url("/u/alice/stream.atom"))
@@ -250,20 +197,8 @@ async fn conditional_get_answers_304_until_something_changes() {
     let r = cond("if-none-match", etag.clone()).await.unwrap();
     assert_eq!(r.status(), 304);
     assert!(r.text().await.unwrap().is_empty());
-    assert_eq!(
-        cond("if-modified-since", modified.clone())
-            .await
-            .unwrap()
-            .status(),
-        304
-    );
-    assert_eq!(
-        cond("if-none-match", "\"other\"".into())
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(cond("if-modified-since", modified.clone()).await.unwrap().status(), 304);
+    assert_eq!(cond("if-none-match", "\"other\"".into()).await.unwrap().status(), 200);
     assert_eq!(
         cond("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT".into())
             .await
@@ -287,16 +222,7 @@ async fn long_streams_are_paged_with_next_links() {
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let body = app
-            .client
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = app.text(&token, &url).await;
         pages += 1;
         seen.extend(
             body.matches("<title type=\"text\">note ")
@@ -316,10 +242,7 @@ async fn long_streams_are_paged_with_next_links() {
 async fn collection_feed_is_a_feedsync_feed_with_cursors() {
     let (app, token) = with_entries(3).await;
     let full = app.get(&token, "/atompub/alice/Notes").await;
-    let cursor = full.headers()["feedmesh-cursor"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let cursor = full.headers()["feedmesh-cursor"].to_str().unwrap().to_string();
     let body = full.text().await.unwrap();
     assert!(
         body.contains(&format!("<sx:sharing until=\"{cursor}\"/>")),
@@ -328,9 +251,7 @@ async fn collection_feed_is_a_feedsync_feed_with_cursors() {
     assert_eq!(body.matches("<sx:sync ").count(), 3);
 
     // Nothing new: an empty partial feed with the same cursor.
-    let empty = app
-        .get(&token, &format!("/atompub/alice/Notes?since={cursor}"))
-        .await;
+    let empty = app.get(&token, &format!("/atompub/alice/Notes?since={cursor}")).await;
     assert_eq!(empty.headers()["feedmesh-cursor"].to_str().unwrap(), cursor);
     let empty = empty.text().await.unwrap();
     assert_eq!(empty.matches("<entry>").count(), 0);
@@ -340,19 +261,10 @@ async fn collection_feed_is_a_feedsync_feed_with_cursors() {
     );
 
     // One new entry: only it, and the cursor moves on.
-    app.post_entry(
-        &token,
-        "/atompub/alice/Notes",
-        entry("later", "after the cursor"),
-    )
-    .await;
-    let partial = app
-        .get(&token, &format!("/atompub/alice/Notes?since={cursor}"))
+    app.post_entry(&token, "/atompub/alice/Notes", entry("later", "after the cursor"))
         .await;
-    let next_cursor = partial.headers()["feedmesh-cursor"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let partial = app.get(&token, &format!("/atompub/alice/Notes?since={cursor}")).await;
+    let next_cursor = partial.headers()["feedmesh-cursor"].to_str().unwrap().to_string();
     assert!(next_cursor.parse::<u64>().unwrap() > cursor.parse::<u64>().unwrap());
     let partial = partial.text().await.unwrap();
     assert_eq!(partial.matches("<entry>").count(), 1);
@@ -368,30 +280,11 @@ async fn collection_feed_is_a_feedsync_feed_with_cursors() {
     assert_eq!(page.matches("<entry>").count(), 2);
     let next = links(&page, "next");
     assert_eq!(next.len(), 1);
-    let rest = app
-        .client
-        .get(&next[0])
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let rest = app.text(&token, &next[0]).await;
     assert_eq!(rest.matches("<entry>").count(), 2);
 
-    assert_eq!(
-        app.get(&token, "/atompub/alice/Notes?since=abc")
-            .await
-            .status(),
-        400
-    );
-    assert_eq!(
-        app.get(&token, "/atompub/alice/Notes?limit=0")
-            .await
-            .status(),
-        400
-    );
+    assert_eq!(app.get(&token, "/atompub/alice/Notes?since=abc").await.status(), 400);
+    assert_eq!(app.get(&token, "/atompub/alice/Notes?limit=0").await.status(), 400);
     assert_eq!(app.get(&token, "/atompub/alice/Nope").await.status(), 404);
 }
 
@@ -399,12 +292,8 @@ async fn collection_feed_is_a_feedsync_feed_with_cursors() {
 async fn each_endpoint_has_its_own_stream() {
     let (app, laptop) = with_entries(2).await;
     let phone = app.token("alice", "phone").await;
-    app.post_entry(
-        &phone,
-        "/atompub/alice/Notes",
-        entry("from the phone", "hi"),
-    )
-    .await;
+    app.post_entry(&phone, "/atompub/alice/Notes", entry("from the phone", "hi"))
+        .await;
     let phone_feed = app
         .get(&laptop, "/u/alice/endpoints/phone/stream.atom")
         .await
@@ -421,9 +310,7 @@ async fn each_endpoint_has_its_own_stream() {
         .unwrap();
     assert_eq!(laptop_feed.matches("<item>").count(), 2);
     assert_eq!(
-        app.get(&laptop, "/u/alice/endpoints/tablet/stream.atom")
-            .await
-            .status(),
+        app.get(&laptop, "/u/alice/endpoints/tablet/stream.atom").await.status(),
         404
     );
 }
@@ -431,15 +318,7 @@ async fn each_endpoint_has_its_own_stream() {
 #[tokio::test]
 async fn landing_page_shows_version_and_your_feeds() {
     let (app, token) = with_entries(0).await;
-    let public = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let public = app.client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
     assert!(public.contains(env!("CARGO_PKG_VERSION")) && public.contains("Getting started"));
     assert!(!public.contains("Your feeds"));
     let mine = app
@@ -452,18 +331,7 @@ async fn landing_page_shows_version_and_your_feeds() {
         .text()
         .await
         .unwrap();
-    assert!(
-        mine.contains(&format!("{}/u/alice/stream.atom", app.base)),
-        "{mine}"
-    );
+    assert!(mine.contains(&format!("{}/u/alice/stream.atom", app.base)), "{mine}");
     assert!(mine.contains(&format!("{}/atompub/alice/Notes", app.base)));
-    assert_eq!(
-        app.client
-            .get(app.url("/login"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(app.client.get(app.url("/login")).send().await.unwrap().status(), 401);
 }

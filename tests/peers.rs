@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
-use crate::common::{ATOM_ENTRY, TestApp, peer, python_with, sync_entry};
+use crate::common::{ATOM_ENTRY, TestApp, node_with, peer, python_with, sync_entry};
 
 struct Expected {
     title: &'static str,
@@ -15,9 +15,7 @@ struct Expected {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// Six entries with titles, links, dates and content a reader must reproduce.
@@ -55,17 +53,7 @@ async fn published() -> (TestApp, String, Vec<Expected>, String) {
             text: "bold".into(),
         });
     }
-    let created: serde_json::Value = app
-        .client
-        .post(app.url("/api/keys"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"feed": "/u/alice/stream.atom"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: serde_json::Value = app.feed_key(&token, "/u/alice/stream.atom").await.json().await.unwrap();
     let key = created["key"].as_str().unwrap().to_string();
     (app, token, expected, key)
 }
@@ -97,10 +85,7 @@ fn schematron_rules(doc: &str) {
     let feed_author = head.contains("<author>");
     for e in entries.split("<entry").filter(|e| !e.trim().is_empty()) {
         let own = e.split("<sx:sync").next().unwrap_or(e);
-        assert!(
-            feed_author || own.contains("<author>"),
-            "entry without author: {own}"
-        );
+        assert!(feed_author || own.contains("<author>"), "entry without author: {own}");
         assert!(
             own.contains("<content") || own.contains("rel=\"alternate\""),
             "entry without content or alternate: {own}"
@@ -114,12 +99,8 @@ async fn every_atom_document_validates_with_jing() {
     let (app, token, _, _) = published().await;
     // Add the hard cases: conflicts, a tombstone, a media resource, xhtml content.
     let base = [(1, "2026-01-01T10:00:00Z", "alice/laptop")];
-    app.post_entry(
-        &token,
-        "/atompub/alice/Notes",
-        sync_entry("c1", 1, false, &base, "v1"),
-    )
-    .await;
+    app.post_entry(&token, "/atompub/alice/Notes", sync_entry("c1", 1, false, &base, "v1"))
+        .await;
     app.post_entry(
         &token,
         "/atompub/alice/Notes",
@@ -181,63 +162,30 @@ async fn every_atom_document_validates_with_jing() {
 
     let dir = tempfile::tempdir().unwrap();
     let docs = [
-        (
-            "collection.atom",
-            fetch(&app, &token, "/atompub/alice/Notes").await,
-        ),
-        (
-            "stream.atom",
-            fetch(&app, &token, "/u/alice/stream.atom").await,
-        ),
+        ("collection.atom", fetch(&app, &token, "/atompub/alice/Notes").await),
+        ("stream.atom", fetch(&app, &token, "/u/alice/stream.atom").await),
         (
             "endpoint.atom",
             fetch(&app, &token, "/u/alice/endpoints/laptop/stream.atom").await,
         ),
-        (
-            "member.atom",
-            app.client
-                .get(&member)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        ),
-        (
-            "conflicted.atom",
-            fetch(&app, &token, "/atompub/alice/Notes/c1").await,
-        ),
+        ("member.atom", app.text(&token, &member).await),
+        ("conflicted.atom", fetch(&app, &token, "/atompub/alice/Notes/c1").await),
     ];
     assert!(
-        docs[0].1.contains("<sx:conflicts>")
-            && docs[0].1.contains("deleted=\"true\"")
-            && docs[0].1.contains("src=")
+        docs[0].1.contains("<sx:conflicts>") && docs[0].1.contains("deleted=\"true\"") && docs[0].1.contains("src=")
     );
     for (name, doc) in &docs {
         let path = dir.path().join(name);
         std::fs::write(&path, doc).unwrap();
-        let (ok, out) = run(Command::new(&jing)
-            .arg("-c")
-            .arg(fixture("atom.rnc"))
-            .arg(&path))
-        .await;
+        let (ok, out) = run(Command::new(&jing).arg("-c").arg(fixture("atom.rnc")).arg(&path)).await;
         assert!(ok, "jing rejects {name}:\n{out}\n{doc}");
         schematron_rules(doc);
     }
     // The schema really checks: a feed without atom:id fails.
-    let broken = docs[1]
-        .1
-        .replacen("<id>", "<idx>", 1)
-        .replacen("</id>", "</idx>", 1);
+    let broken = docs[1].1.replacen("<id>", "<idx>", 1).replacen("</id>", "</idx>", 1);
     let path = dir.path().join("broken.atom");
     std::fs::write(&path, broken).unwrap();
-    let (ok, _) = run(Command::new(&jing)
-        .arg("-c")
-        .arg(fixture("atom.rnc"))
-        .arg(&path))
-    .await;
+    let (ok, _) = run(Command::new(&jing).arg("-c").arg(fixture("atom.rnc")).arg(&path)).await;
     assert!(!ok, "jing accepted a feed without an id");
 }
 
@@ -330,11 +278,7 @@ async fn newsboat_reads_atom_and_rss() {
                 "{ext}: date of {}",
                 exp.title
             );
-            assert!(
-                cols[3].contains(&exp.text),
-                "{ext}: content of {}: {row}",
-                exp.title
-            );
+            assert!(cols[3].contains(&exp.text), "{ext}: content of {}: {row}", exp.title);
         }
     }
 }
@@ -370,11 +314,7 @@ async fn sfeed_reads_atom_and_rss() {
                 exp.title
             );
             assert_eq!(cols[2], exp.link, "{ext}");
-            assert!(
-                cols[3].contains(&exp.text),
-                "{ext}: content of {}",
-                exp.title
-            );
+            assert!(cols[3].contains(&exp.text), "{ext}: content of {}", exp.title);
             assert_eq!(cols[4], "html", "{ext}");
         }
     }
@@ -397,21 +337,13 @@ jsonschema.validate(feed, schema, format_checker=jsonschema.FormatChecker())
 print("valid")
 "#;
     let schema = fixture("jsonfeed-1.1.schema.json");
-    let (ok, out) = run(Command::new(&python)
-        .args(["-c", script])
-        .arg(&schema)
-        .arg(&path))
-    .await;
+    let (ok, out) = run(Command::new(&python).args(["-c", script]).arg(&schema).arg(&path)).await;
     assert!(ok, "{out}\n{body}");
     // The schema really checks: an item without id fails.
     let mut broken: serde_json::Value = serde_json::from_str(&body).unwrap();
     broken["items"][0].as_object_mut().unwrap().remove("id");
     std::fs::write(&path, broken.to_string()).unwrap();
-    let (ok, _) = run(Command::new(&python)
-        .args(["-c", script])
-        .arg(&schema)
-        .arg(&path))
-    .await;
+    let (ok, _) = run(Command::new(&python).args(["-c", script]).arg(&schema).arg(&path)).await;
     assert!(!ok, "the schema accepted an item without id");
 
     let feed: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -420,9 +352,62 @@ print("valid")
     for exp in &expected {
         let item = items.iter().find(|i| i["title"] == exp.title).unwrap();
         assert_eq!(item["url"], exp.link.as_str());
-        let date =
-            chrono::DateTime::parse_from_rfc3339(item["date_modified"].as_str().unwrap()).unwrap();
+        let date = chrono::DateTime::parse_from_rfc3339(item["date_modified"].as_str().unwrap()).unwrap();
         assert_eq!(date.timestamp(), exp.epoch);
         assert!(item["content_html"].as_str().unwrap().contains(&exp.text));
+    }
+}
+
+#[tokio::test]
+async fn feedsmith_reads_json_feed_atom_and_rss() {
+    let Some((node, dir)) = node_with("feedsmith") else {
+        return;
+    };
+    let (app, token, expected, _) = published().await;
+    let script = r#"
+import { parseFeed } from 'feedsmith';
+import { readFileSync } from 'node:fs';
+const { format, feed } = parseFeed(readFileSync(process.argv[1], 'utf8'));
+const items = (feed.items || feed.entries || []).map((i) => ({
+  title: typeof i.title === 'string' ? i.title : i.title?.value ?? i.title,
+  link: i.url ?? i.link ?? (i.links || []).find((l) => !l.rel || l.rel === 'alternate')?.href,
+  date: i.date_modified ?? i.pubDate ?? i.updated,
+  content: i.content_html ?? i.description ?? i.content ?? '',
+}));
+console.log(JSON.stringify({ format, items }));
+"#;
+    let files = tempfile::tempdir().unwrap();
+    for (ext, format) in [("json", "json"), ("atom", "atom"), ("rss", "rss")] {
+        let path = files.path().join(format!("feed.{ext}"));
+        std::fs::write(&path, fetch(&app, &token, &format!("/u/alice/stream.{ext}")).await).unwrap();
+        let (ok, out) = run(Command::new(&node)
+            .current_dir(&dir)
+            .args(["--input-type=module", "-e", script])
+            .arg(&path))
+        .await;
+        assert!(ok, "{ext}: {out}");
+        let parsed: serde_json::Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{ext}: {e}: {out}"));
+        assert_eq!(parsed["format"], format, "{ext}");
+        let items = parsed["items"].as_array().unwrap();
+        assert_eq!(items.len(), expected.len(), "{ext}: {out}");
+        for exp in &expected {
+            let item = items
+                .iter()
+                .find(|i| i["title"] == exp.title)
+                .unwrap_or_else(|| panic!("{ext}: {} missing: {out}", exp.title));
+            assert_eq!(item["link"], exp.link.as_str(), "{ext}");
+            let date = item["date"].as_str().unwrap();
+            let epoch = chrono::DateTime::parse_from_rfc3339(date)
+                .or_else(|_| chrono::DateTime::parse_from_rfc2822(date))
+                .unwrap_or_else(|e| panic!("{ext}: date {date}: {e}"))
+                .timestamp();
+            assert_eq!(epoch, exp.epoch, "{ext}: date of {}", exp.title);
+            assert!(
+                item["content"].to_string().contains(&exp.text),
+                "{ext}: content of {}: {item}",
+                exp.title
+            );
+        }
     }
 }

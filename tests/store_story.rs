@@ -17,35 +17,20 @@ fn entry(title: &str) -> Entry {
 
 async fn story(store: &dyn Store) {
     // users
-    let alice = store
-        .create_user(&UserName::parse("alice").unwrap())
-        .await
-        .unwrap();
-    let bob = store
-        .create_user(&UserName::parse("bob").unwrap())
-        .await
-        .unwrap();
+    let alice = store.create_user(&UserName::parse("alice").unwrap()).await.unwrap();
+    let bob = store.create_user(&UserName::parse("bob").unwrap()).await.unwrap();
     assert!(matches!(
         store.create_user(&UserName::parse("alice").unwrap()).await,
         Err(StoreError::AlreadyExists("user"))
     ));
     assert_eq!(store.users().await.unwrap().len(), 2);
-    assert!(matches!(
-        store.user("carol").await,
-        Err(StoreError::NotFound("user"))
-    ));
+    assert!(matches!(store.user("carol").await, Err(StoreError::NotFound("user"))));
 
     // tokens
     let name = UserName::parse("alice").unwrap();
     let laptop = DeviceName::parse("laptop").unwrap();
-    let t1 = store
-        .add_token(&name, &laptop, "hash1", "fm_abcd")
-        .await
-        .unwrap();
-    store
-        .add_token(&name, &laptop, "hash2", "fm_efgh")
-        .await
-        .unwrap();
+    let t1 = store.add_token(&name, &laptop, "hash1", "fm_abcd").await.unwrap();
+    store.add_token(&name, &laptop, "hash2", "fm_efgh").await.unwrap();
     let p = store.principal("hash1").await.unwrap().expect("live token");
     assert_eq!(
         (p.user.as_str(), p.endpoint.as_str(), p.by()),
@@ -68,10 +53,7 @@ async fn story(store: &dyn Store) {
     );
 
     // feed keys
-    let key = store
-        .add_feed_key(alice.id, "/u/alice/stream", "khash")
-        .await
-        .unwrap();
+    let key = store.add_feed_key(alice.id, "/u/alice/stream", "khash").await.unwrap();
     assert_eq!(
         store.feed_key("khash").await.unwrap().unwrap().feed_path,
         "/u/alice/stream"
@@ -126,9 +108,7 @@ async fn story(store: &dyn Store) {
         .unwrap();
     assert_eq!(s1, 1);
     assert!(matches!(
-        store
-            .write_item(write(&item, None, ChangeKind::Create, notes.id))
-            .await,
+        store.write_item(write(&item, None, ChangeKind::Create, notes.id)).await,
         Err(StoreError::Conflict)
     ));
     feedsync::update(&mut item, "alice/laptop", now, Some(entry("two")), false);
@@ -147,10 +127,7 @@ async fn story(store: &dyn Store) {
     let revoked = feedsync::create("r1".into(), "alice/laptop", now, false, entry("revoked"));
     let mut w = write(&revoked, None, ChangeKind::Create, notes.id);
     w.live_token = Some("hash1");
-    assert!(matches!(
-        store.write_item(w).await,
-        Err(StoreError::Revoked)
-    ));
+    assert!(matches!(store.write_item(w).await, Err(StoreError::Revoked)));
     assert!(store.item(notes.id, "r1").await.unwrap().is_none());
     let other = feedsync::create("d1".into(), "alice/laptop", now, false, entry("doc"));
     let s3 = store
@@ -168,13 +145,7 @@ async fn story(store: &dyn Store) {
 
     let since = store.items_since(notes.id, 0, 10).await.unwrap();
     assert_eq!(since.len(), 1);
-    assert!(
-        store
-            .items_since(notes.id, s2, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.items_since(notes.id, s2, 10).await.unwrap().is_empty());
 
     let changes = store.changes(alice.id, None, None, 10).await.unwrap();
     let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
@@ -190,31 +161,17 @@ async fn story(store: &dyn Store) {
     let older = store.changes(alice.id, None, Some(s2), 10).await.unwrap();
     assert_eq!(older.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![s1]);
     assert_eq!(
-        store
-            .changes(alice.id, Some(endpoint.id), None, 1)
-            .await
-            .unwrap()
-            .len(),
+        store.changes(alice.id, Some(endpoint.id), None, 1).await.unwrap().len(),
         1
     );
     assert!(
-        store
-            .changes(bob.id, None, None, 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        store.changes(bob.id, None, None, 10).await.unwrap().is_empty(),
         "bob sees alice's changes"
     );
 
     // blobs
-    store
-        .record_blob("ab".repeat(32).as_str(), 42)
-        .await
-        .unwrap();
-    store
-        .record_blob("ab".repeat(32).as_str(), 42)
-        .await
-        .unwrap();
+    store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();
+    store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();
     assert_eq!(store.blob_size(&"ab".repeat(32)).await.unwrap(), Some(42));
     assert_eq!(store.blob_size(&"cd".repeat(32)).await.unwrap(), None);
 }
@@ -250,8 +207,5 @@ async fn a_bad_database_url_is_a_clear_error() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(
-        err.contains("sqlite://") && err.contains("postgres://"),
-        "{err}"
-    );
+    assert!(err.contains("sqlite://") && err.contains("postgres://"), "{err}");
 }

@@ -83,11 +83,11 @@ impl<P> Item<P> {
 pub enum SyncError {
     #[error("sx:sync id {0:?} is not a valid FeedSync id (RFC 2141 NSS characters, 1-512 long)")]
     BadId(String),
-    #[error("sx:sync updates must be at least 1")]
+    #[error("sx:sync updates must be from 1 to 2147483647")]
     BadUpdates,
     #[error("sx:sync has no sx:history")]
     NoHistory,
-    #[error("sx:history sequence must be at least 1")]
+    #[error("sx:history sequence must be from 1 to 2147483647")]
     BadSequence,
     #[error("sx:history needs a when or a by")]
     HistoryWithoutWhenOrBy,
@@ -101,6 +101,9 @@ pub enum SyncError {
     IdMismatch { local: String, incoming: String },
 }
 
+/// The largest `updates` or `sequence` accepted from outside, so that counting on never overflows.
+pub const MAX_COUNT: u32 = i32::MAX as u32;
+
 /// Checks the id against the RFC 2141 NSS character set (§1.2).
 pub fn validate_id(id: &str) -> Result<(), SyncError> {
     let bytes = id.as_bytes();
@@ -110,9 +113,7 @@ pub fn validate_id(id: &str) -> Result<(), SyncError> {
     while i < bytes.len() {
         let c = bytes[i];
         if c == b'%' {
-            if i + 2 >= bytes.len()
-                || !(bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit())
-            {
+            if i + 2 >= bytes.len() || !(bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit()) {
                 ok_chars = false;
                 break;
             }
@@ -144,14 +145,14 @@ impl SyncMeta {
     /// Structural checks on metadata that came from outside (§1.2).
     pub fn validate(&self) -> Result<(), SyncError> {
         validate_id(&self.id)?;
-        if self.updates < 1 {
+        if !(1..=MAX_COUNT).contains(&self.updates) {
             return Err(SyncError::BadUpdates);
         }
         if self.history.is_empty() {
             return Err(SyncError::NoHistory);
         }
         for h in &self.history {
-            if h.sequence < 1 {
+            if !(1..=MAX_COUNT).contains(&h.sequence) {
                 return Err(SyncError::BadSequence);
             }
             if h.when.is_none() && h.by.is_none() {
@@ -195,10 +196,7 @@ pub fn beats(x: &SyncMeta, w: &SyncMeta) -> bool {
         (Some(a), Some(b)) if a != b => return a > b,
         _ => {}
     }
-    let (xb, wb) = (
-        hx.and_then(|h| h.by.as_deref()),
-        hw.and_then(|h| h.by.as_deref()),
-    );
+    let (xb, wb) = (hx.and_then(|h| h.by.as_deref()), hw.and_then(|h| h.by.as_deref()));
     match (xb, wb) {
         (Some(_), None) => true,
         (None, Some(_)) => false,
@@ -233,7 +231,7 @@ pub fn create<P>(id: String, by: &str, now: Timestamp, noconflicts: bool, payloa
 /// when `payload` is `None`.
 pub fn update<P>(item: &mut Item<P>, me: &str, now: Timestamp, payload: Option<P>, delete: bool) {
     let sync = &mut item.current.sync;
-    let mut updates = sync.updates + 1;
+    let mut updates = sync.updates.saturating_add(1);
     // Defensive guard (A13): never reuse a sequence for the same `by`.
     let highest_mine = sync
         .history
@@ -244,7 +242,7 @@ pub fn update<P>(item: &mut Item<P>, me: &str, now: Timestamp, payload: Option<P
         .unwrap_or(0);
     if highest_mine >= updates {
         tracing::warn!(id = %sync.id, by = me, "history already holds a higher sequence for this endpoint; raising");
-        updates = highest_mine + 1;
+        updates = highest_mine.saturating_add(1);
     }
     sync.updates = updates;
     sync.history.insert(
@@ -257,8 +255,7 @@ pub fn update<P>(item: &mut Item<P>, me: &str, now: Timestamp, payload: Option<P
     );
     // 1.0.1 step 3.2.4 (A1): drop conflicts the updated item now subsumes.
     let current_sync = sync.clone();
-    item.conflicts
-        .retain(|c| !c.sync.is_subsumed_by(&current_sync));
+    item.conflicts.retain(|c| !c.sync.is_subsumed_by(&current_sync));
     item.current.sync.deleted = delete;
     if let Some(p) = payload {
         item.current.payload = p;
@@ -359,11 +356,7 @@ fn pass<P: Clone>(
 ) {
     for slot in outer.iter_mut() {
         let Some(x) = slot.as_ref() else { continue };
-        if inner
-            .iter()
-            .flatten()
-            .any(|y| x.sync.is_subsumed_by(&y.sync))
-        {
+        if inner.iter().flatten().any(|y| x.sync.is_subsumed_by(&y.sync)) {
             *slot = None;
             continue;
         }
@@ -385,12 +378,8 @@ fn same_metadata<P>(a: &Item<P>, b: &Item<P>) -> bool {
         return false;
     }
     a.conflicts.len() == b.conflicts.len()
-        && a.conflicts
-            .iter()
-            .all(|c| b.conflicts.iter().any(|d| d.sync == c.sync))
-        && b.conflicts
-            .iter()
-            .all(|d| a.conflicts.iter().any(|c| c.sync == d.sync))
+        && a.conflicts.iter().all(|c| b.conflicts.iter().any(|d| d.sync == c.sync))
+        && b.conflicts.iter().all(|d| a.conflicts.iter().any(|c| c.sync == d.sync))
 }
 
 /// Which conflicts a resolution settles.
@@ -401,14 +390,7 @@ pub enum Resolve {
 
 /// §2.8 conflict resolution: the chosen payload (or deletion) becomes a new update by `me`,
 /// and the resolved conflicts' history is copied in so the resolution spreads (T17, T18).
-pub fn resolve<P>(
-    item: &mut Item<P>,
-    me: &str,
-    now: Timestamp,
-    payload: Option<P>,
-    delete: bool,
-    _which: Resolve,
-) {
+pub fn resolve<P>(item: &mut Item<P>, me: &str, now: Timestamp, payload: Option<P>, delete: bool, _which: Resolve) {
     let resolved = std::mem::take(&mut item.conflicts);
     update(item, me, now, payload, delete);
     for c in resolved {

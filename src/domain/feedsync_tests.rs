@@ -17,12 +17,7 @@ fn meta(spec: &str) -> SyncMeta {
         match word {
             "del" => sync.deleted = true,
             "nc" => sync.noconflicts = true,
-            w => {
-                sync.updates = w
-                    .strip_prefix('u')
-                    .and_then(|n| n.parse().ok())
-                    .expect("uN")
-            }
+            w => sync.updates = w.strip_prefix('u').and_then(|n| n.parse().ok()).expect("uN"),
         }
     }
     for entry in hist
@@ -58,10 +53,7 @@ fn v(name: &'static str, spec: &str) -> Version<&'static str> {
     }
 }
 
-fn item(
-    current: Version<&'static str>,
-    conflicts: Vec<Version<&'static str>>,
-) -> Item<&'static str> {
+fn item(current: Version<&'static str>, conflicts: Vec<Version<&'static str>>) -> Item<&'static str> {
     Item { current, conflicts }
 }
 
@@ -113,10 +105,7 @@ fn c2_update() {
 fn c3_delete_keeps_payload() {
     let mut it = one(v("Bv", "u2 [B#2@10:05, A#1@10:00]"));
     update(&mut it, "A", clock("10:10"), None, true);
-    assert_eq!(
-        it.current.sync,
-        meta("u3 del [A#3@10:10, B#2@10:05, A#1@10:00]")
-    );
+    assert_eq!(it.current.sync, meta("u3 del [A#3@10:10, B#2@10:05, A#1@10:00]"));
     assert_eq!(it.current.payload, "Bv");
 }
 
@@ -124,10 +113,7 @@ fn c3_delete_keeps_payload() {
 fn c4_undelete() {
     let mut it = one(v("Bv", "u3 del [A#3@10:10, B#2@10:05, A#1@10:00]"));
     update(&mut it, "B", clock("10:20"), Some("B2"), false);
-    assert_eq!(
-        it.current.sync,
-        meta("u4 [B#4@10:20, A#3@10:10, B#2@10:05, A#1@10:00]")
-    );
+    assert_eq!(it.current.sync, meta("u4 [B#4@10:20, A#3@10:10, B#2@10:05, A#1@10:00]"));
 }
 
 fn c5_start() -> Item<&'static str> {
@@ -141,10 +127,7 @@ fn c5_start() -> Item<&'static str> {
 fn c5_update_drops_conflicts_by_the_same_endpoint() {
     let mut it = c5_start();
     update(&mut it, "A", clock("10:40"), Some("A3"), false);
-    assert_eq!(
-        it.current.sync,
-        meta("u3 [A#3@10:40, B#2@10:07, X#1@10:00]")
-    );
+    assert_eq!(it.current.sync, meta("u3 [A#3@10:40, B#2@10:07, X#1@10:00]"));
     assert!(it.conflicts.is_empty());
 }
 
@@ -152,10 +135,7 @@ fn c5_update_drops_conflicts_by_the_same_endpoint() {
 fn c6_update_keeps_conflicts_by_other_endpoints() {
     let mut it = c5_start();
     update(&mut it, "C", clock("10:40"), Some("C3"), false);
-    assert_eq!(
-        it.current.sync,
-        meta("u3 [C#3@10:40, B#2@10:07, X#1@10:00]")
-    );
+    assert_eq!(it.current.sync, meta("u3 [C#3@10:40, B#2@10:07, X#1@10:00]"));
     assert_eq!(conflict_names(&it), ["Av"]);
 }
 
@@ -178,14 +158,7 @@ fn update_never_reuses_a_sequence_for_the_same_by() {
 
 #[test]
 fn t1_new_item() {
-    check(
-        None,
-        one(v("Iv", "u1 [A#1@10:00]")),
-        MergeKind::Added,
-        "Iv",
-        &[],
-        1,
-    );
+    check(None, one(v("Iv", "u1 [A#1@10:00]")), MergeKind::Added, "Iv", &[], 1);
 }
 
 #[test]
@@ -252,22 +225,8 @@ fn t6_equal_updates_later_when_wins() {
 fn t7_tie_on_when_by_decides_either_way_round() {
     let ep1 = || one(v("EP1v", "u2 [EP1#2@10:05, X#1@10:00]"));
     let ep2 = || one(v("EP2v", "u2 [EP2#2@10:05, X#1@10:00]"));
-    check(
-        Some(ep1()),
-        ep2(),
-        MergeKind::Conflict,
-        "EP2v",
-        &["EP1v"],
-        2,
-    );
-    check(
-        Some(ep2()),
-        ep1(),
-        MergeKind::Conflict,
-        "EP2v",
-        &["EP1v"],
-        2,
-    );
+    check(Some(ep1()), ep2(), MergeKind::Conflict, "EP2v", &["EP1v"], 2);
+    check(Some(ep2()), ep1(), MergeKind::Conflict, "EP2v", &["EP1v"], 2);
 }
 
 #[test]
@@ -432,14 +391,7 @@ fn sample3_cross_check_merge() {
         "EP2v",
         "u4 [EP2#4@00:14:39, EP2#3@00:14:38, EP1#2@00:14:38, EP1#1@00:14:37]",
     ));
-    let merged = check(
-        Some(local),
-        incoming,
-        MergeKind::Conflict,
-        "EP2v",
-        &["EP1v"],
-        4,
-    );
+    let merged = check(Some(local), incoming, MergeKind::Conflict, "EP2v", &["EP1v"], 4);
     assert_eq!(merged, t17_before());
 }
 
@@ -448,9 +400,7 @@ fn t17_resolution_copies_unsubsumed_history() {
     let it = t17_resolved();
     assert_eq!(
         it.current.sync,
-        meta(
-            "u5 [EP2#5@00:14:40, EP1#4@00:14:38, EP2#4@00:14:39, EP2#3@00:14:38, EP1#2@00:14:38, EP1#1@00:14:37]"
-        )
+        meta("u5 [EP2#5@00:14:40, EP1#4@00:14:38, EP2#4@00:14:39, EP2#3@00:14:38, EP1#2@00:14:38, EP1#1@00:14:37]")
     );
     assert_eq!(it.current.payload, "EP2v");
     assert!(it.conflicts.is_empty());
@@ -458,23 +408,9 @@ fn t17_resolution_copies_unsubsumed_history() {
 
 #[test]
 fn t18_resolution_propagates_to_either_pre_resolution_state() {
-    check(
-        Some(t17_before()),
-        t17_resolved(),
-        MergeKind::Updated,
-        "EP2v",
-        &[],
-        5,
-    );
+    check(Some(t17_before()), t17_resolved(), MergeKind::Updated, "EP2v", &[], 5);
     let ep1v = one(v("EP1v", "u4 [EP1#4@00:14:38, EP2#3, EP1#2, EP1#1]"));
-    check(
-        Some(ep1v),
-        t17_resolved(),
-        MergeKind::Updated,
-        "EP2v",
-        &[],
-        5,
-    );
+    check(Some(ep1v), t17_resolved(), MergeKind::Updated, "EP2v", &[], 5);
 }
 
 #[test]
@@ -609,7 +545,11 @@ fn validation_rejects_nonsense() {
     assert_eq!(s.validate(), Ok(()));
     s.updates = 0;
     assert_eq!(s.validate(), Err(SyncError::BadUpdates));
+    s.updates = u32::MAX;
+    assert_eq!(s.validate(), Err(SyncError::BadUpdates));
     let mut s = meta("u1 [A#0@10:00]");
+    assert_eq!(s.validate(), Err(SyncError::BadSequence));
+    s.history[0].sequence = MAX_COUNT + 1;
     assert_eq!(s.validate(), Err(SyncError::BadSequence));
     s.history[0] = History {
         sequence: 1,
@@ -714,9 +654,7 @@ mod properties {
                 for from in 0..3 {
                     for to in 0..3 {
                         if from != to {
-                            let merged =
-                                merge(Some(&self.replicas[to]), self.replicas[from].clone())
-                                    .unwrap();
+                            let merged = merge(Some(&self.replicas[to]), self.replicas[from].clone()).unwrap();
                             changed |= merged.kind != MergeKind::Unchanged;
                             self.replicas[to] = merged.item;
                         }

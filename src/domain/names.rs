@@ -17,10 +17,7 @@ fn check(
     ok: impl Fn(char) -> bool,
     max: usize,
 ) -> Result<(), NameError> {
-    let first_ok = value
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     if first_ok && value.len() <= max && value.chars().all(ok) {
         Ok(())
     } else {
@@ -105,9 +102,6 @@ mod tests {
         assert!(CollectionName::parse("Notes").is_ok());
         assert!(CollectionName::parse("My Notes").is_err());
         let err = DeviceName::parse("lap top").unwrap_err().to_string();
-        assert!(
-            err.contains("device name") && err.contains("lap top"),
-            "{err}"
-        );
+        assert!(err.contains("device name") && err.contains("lap top"), "{err}");
     }
 }

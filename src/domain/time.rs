@@ -32,15 +32,11 @@ impl Timestamp {
     }
     /// RFC 822 date as RSS 2.0 wants it.
     pub fn rfc2822(self) -> String {
-        self.datetime()
-            .format("%a, %d %b %Y %H:%M:%S +0000")
-            .to_string()
+        self.datetime().format("%a, %d %b %Y %H:%M:%S +0000").to_string()
     }
     /// IMF-fixdate for HTTP headers (RFC 9110).
     pub fn http_date(self) -> String {
-        self.datetime()
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string()
+        self.datetime().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
     }
 }
 

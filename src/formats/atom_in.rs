@@ -84,11 +84,7 @@ pub fn parse_feed_document(body: &[u8], now: Timestamp) -> Result<Vec<ParsedEntr
     Ok(out)
 }
 
-fn entry(
-    r: &mut Reader<'_>,
-    now: Timestamp,
-    allow_conflicts: bool,
-) -> Result<ParsedEntry, XmlError> {
+fn entry(r: &mut Reader<'_>, now: Timestamp, allow_conflicts: bool) -> Result<ParsedEntry, XmlError> {
     let mut e = Entry {
         updated: now,
         ..Entry::default()
@@ -141,9 +137,7 @@ fn entry(
             }
         } else if is_sx(&s, "sync") {
             if sync.is_some() {
-                return Err(XmlError::Invalid(
-                    "an entry may carry only one sx:sync".into(),
-                ));
+                return Err(XmlError::Invalid("an entry may carry only one sx:sync".into()));
             }
             sync = Some(sync_element(r, &s, now, allow_conflicts)?);
         } else {
@@ -201,13 +195,8 @@ fn person(r: &mut Reader<'_>) -> Result<Person, XmlError> {
 
 fn date(r: &mut Reader<'_>, s: &Start) -> Result<Timestamp, XmlError> {
     let t = r.text(s)?;
-    Timestamp::parse_rfc3339(&t).ok_or_else(|| {
-        XmlError::Invalid(format!(
-            "atom:{} {:?} is not an RFC 3339 date",
-            s.name,
-            t.trim()
-        ))
-    })
+    Timestamp::parse_rfc3339(&t)
+        .ok_or_else(|| XmlError::Invalid(format!("atom:{} {:?} is not an RFC 3339 date", s.name, t.trim())))
 }
 
 /// A16: `true`/`false`/`1`/`0`, any case.
@@ -216,9 +205,7 @@ fn boolean(name: &str, v: Option<&str>) -> Result<bool, XmlError> {
         None => Ok(false),
         Some(v) if v == "true" || v == "1" => Ok(true),
         Some(v) if v == "false" || v == "0" => Ok(false),
-        Some(v) => Err(XmlError::Invalid(format!(
-            "sx:sync {name}={v:?} is not a boolean"
-        ))),
+        Some(v) => Err(XmlError::Invalid(format!("sx:sync {name}={v:?} is not a boolean"))),
     }
 }
 
@@ -231,12 +218,7 @@ fn number(what: &str, v: Option<&str>) -> Result<u32, XmlError> {
         .ok_or_else(|| XmlError::Invalid(format!("{what}={v:?} is not a whole number from 1")))
 }
 
-fn sync_element(
-    r: &mut Reader<'_>,
-    s: &Start,
-    now: Timestamp,
-    allow_conflicts: bool,
-) -> Result<ParsedSync, XmlError> {
+fn sync_element(r: &mut Reader<'_>, s: &Start, now: Timestamp, allow_conflicts: bool) -> Result<ParsedSync, XmlError> {
     let id = s
         .attr("id")
         .ok_or_else(|| XmlError::Invalid("sx:sync has no id".into()))?
@@ -258,9 +240,10 @@ fn sync_element(
         };
         if is_sx(&c, "history") {
             let when = match c.attr("when") {
-                Some(w) => Some(Timestamp::parse_rfc3339(w).ok_or_else(|| {
-                    XmlError::Invalid(format!("sx:history when={w:?} is not an RFC 3339 date"))
-                })?),
+                Some(w) => Some(
+                    Timestamp::parse_rfc3339(w)
+                        .ok_or_else(|| XmlError::Invalid(format!("sx:history when={w:?} is not an RFC 3339 date")))?,
+                ),
                 None => None,
             };
             meta.history.push(History {
@@ -277,9 +260,9 @@ fn sync_element(
                 match r.next_node()? {
                     Node::Start(x) if x.is(ATOM_NS, "entry") => {
                         let p = entry(r, now, false)?;
-                        let sync = p.sync.ok_or_else(|| {
-                            XmlError::Invalid("a conflict entry has no sx:sync".into())
-                        })?;
+                        let sync = p
+                            .sync
+                            .ok_or_else(|| XmlError::Invalid("a conflict entry has no sx:sync".into()))?;
                         conflicts.push(Version {
                             sync: sync.meta,
                             payload: p.entry,
@@ -343,10 +326,7 @@ mod tests {
     #[test]
     fn refuses_bombs_and_nonsense() {
         let bomb = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><entry xmlns="http://www.w3.org/2005/Atom"><title>&lol2;</title></entry>"#;
-        assert_eq!(
-            parse_entry_document(bomb, NOW).unwrap_err(),
-            XmlError::Doctype
-        );
+        assert_eq!(parse_entry_document(bomb, NOW).unwrap_err(), XmlError::Doctype);
         let ext = br#"<entry xmlns="http://www.w3.org/2005/Atom"><title>&xxe;</title></entry>"#;
         assert!(matches!(
             parse_entry_document(ext, NOW),
@@ -386,10 +366,7 @@ mod tests {
           <entry><title>one</title></entry><entry><title>two</title></entry></feed>"#;
         let entries = parse_feed_document(doc, NOW).unwrap();
         assert_eq!(
-            entries
-                .iter()
-                .map(|e| e.entry.title.value.as_str())
-                .collect::<Vec<_>>(),
+            entries.iter().map(|e| e.entry.title.value.as_str()).collect::<Vec<_>>(),
             ["one", "two"]
         );
         assert_eq!(entries[0].entry.updated, NOW);

@@ -9,8 +9,7 @@ use crate::domain::feedsync::{SyncMeta, Version};
 use super::xml::{esc, xml_safe};
 use super::{EntryView, FeedView};
 
-const NAMESPACES: &str =
-    r#"xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync""#;
+const NAMESPACES: &str = r#"xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync""#;
 
 /// A whole feed document.
 pub fn feed(view: &FeedView<'_>) -> String {
@@ -21,11 +20,7 @@ pub fn feed(view: &FeedView<'_>) -> String {
     element(&mut o, "id", &view.id);
     element(&mut o, "title", &view.title);
     element(&mut o, "updated", &view.updated.rfc3339());
-    let _ = writeln!(
-        o,
-        "<author><name>{}</name></author>",
-        esc(&xml_safe(&view.author))
-    );
+    let _ = writeln!(o, "<author><name>{}</name></author>", esc(&xml_safe(&view.author)));
     link(&mut o, "self", &view.self_url, Some("application/atom+xml"));
     link(&mut o, "alternate", &view.alternate_url, Some("text/html"));
     if let Some(next) = &view.next_url {
@@ -39,11 +34,7 @@ pub fn feed(view: &FeedView<'_>) -> String {
         let _ = write!(o, " until=\"{}\"", esc(&s.until));
         match &s.complete_url {
             Some(c) => {
-                let _ = writeln!(
-                    o,
-                    "><sx:related link=\"{}\" type=\"complete\"/></sx:sharing>",
-                    esc(c)
-                );
+                let _ = writeln!(o, "><sx:related link=\"{}\" type=\"complete\"/></sx:sharing>", esc(c));
             }
             None => o.push_str("/>\n"),
         }
@@ -132,11 +123,7 @@ fn payload(o: &mut String, p: &Entry, media_url: Option<&str>, deleted: bool) {
     }
     for l in &p.links {
         let _ = write!(o, "<link href=\"{}\"", esc(&xml_safe(&l.href)));
-        for (k, v) in [
-            ("rel", &l.rel),
-            ("type", &l.media_type),
-            ("title", &l.title),
-        ] {
+        for (k, v) in [("rel", &l.rel), ("type", &l.media_type), ("title", &l.title)] {
             if let Some(v) = v {
                 let _ = write!(o, " {k}=\"{}\"", esc(&xml_safe(v)));
             }
@@ -148,39 +135,21 @@ fn payload(o: &mut String, p: &Entry, media_url: Option<&str>, deleted: bool) {
     }
     let mut summary = p.summary.clone();
     if let (Some(m), Some(url)) = (&p.media, media_url) {
-        let _ = writeln!(
-            o,
-            "<content type=\"{}\" src=\"{}\"/>",
-            esc(&m.media_type),
-            esc(url)
-        );
+        let _ = writeln!(o, "<content type=\"{}\" src=\"{}\"/>", esc(&m.media_type), esc(url));
         if summary.is_none() {
             let name = m.slug.as_deref().unwrap_or("file");
-            summary = Some(Text::plain(format!(
-                "{name} ({} bytes, {})",
-                m.size, m.media_type
-            )));
+            summary = Some(Text::plain(format!("{name} ({} bytes, {})", m.size, m.media_type)));
         }
     } else if let Some(c) = &p.content {
         match &c.src {
             Some(src) => {
-                let _ = writeln!(
-                    o,
-                    "<content type=\"{}\" src=\"{}\"/>",
-                    esc(&c.kind),
-                    esc(src)
-                );
+                let _ = writeln!(o, "<content type=\"{}\" src=\"{}\"/>", esc(&c.kind), esc(src));
                 if summary.is_none() {
                     summary = Some(Text::plain(p.title.value.clone()));
                 }
             }
             None if c.kind == "xhtml" || (c.kind.contains('/') && c.kind.ends_with("xml")) => {
-                let _ = writeln!(
-                    o,
-                    "<content type=\"{}\">{}</content>",
-                    esc(&c.kind),
-                    xml_safe(&c.value)
-                );
+                let _ = writeln!(o, "<content type=\"{}\">{}</content>", esc(&c.kind), xml_safe(&c.value));
             }
             None => {
                 let _ = writeln!(
@@ -199,13 +168,7 @@ fn payload(o: &mut String, p: &Entry, media_url: Option<&str>, deleted: bool) {
     }
 }
 
-fn sync_element(
-    o: &mut String,
-    s: &SyncMeta,
-    conflicts: &[Version<Entry>],
-    id: &str,
-    media_url: Option<&str>,
-) {
+fn sync_element(o: &mut String, s: &SyncMeta, conflicts: &[Version<Entry>], id: &str, media_url: Option<&str>) {
     let _ = write!(
         o,
         "<sx:sync id=\"{}\" updates=\"{}\" deleted=\"{}\" noconflicts=\"{}\">",

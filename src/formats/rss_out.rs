@@ -10,11 +10,7 @@ pub fn feed(view: &FeedView<'_>) -> String {
     o.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<rss version=\"2.0\" xmlns:atom=\"http://www.w3.org/2005/Atom\">\n<channel>\n");
     let _ = writeln!(o, "<title>{}</title>", esc(&xml_safe(&view.title)));
     let _ = writeln!(o, "<link>{}</link>", esc(&view.alternate_url));
-    let _ = writeln!(
-        o,
-        "<description>{}</description>",
-        esc(&xml_safe(&view.title))
-    );
+    let _ = writeln!(o, "<description>{}</description>", esc(&xml_safe(&view.title)));
     let _ = writeln!(
         o,
         "<atom:link rel=\"self\" type=\"application/rss+xml\" href=\"{}\"/>",
@@ -27,11 +23,7 @@ pub fn feed(view: &FeedView<'_>) -> String {
             esc(next)
         );
     }
-    let _ = writeln!(
-        o,
-        "<lastBuildDate>{}</lastBuildDate>",
-        view.updated.rfc2822()
-    );
+    let _ = writeln!(o, "<lastBuildDate>{}</lastBuildDate>", view.updated.rfc2822());
     o.push_str("<generator>feedmesh</generator>\n");
     for e in &view.entries {
         let p = e.payload();
@@ -51,11 +43,7 @@ pub fn feed(view: &FeedView<'_>) -> String {
             );
         }
         if let Some((text, html)) = p.best_text() {
-            let body = if html {
-                text.to_string()
-            } else {
-                esc(text).into_owned()
-            };
+            let body = if html { text.to_string() } else { esc(text).into_owned() };
             let _ = writeln!(o, "<description>{}</description>", esc(&xml_safe(&body)));
         }
         for c in p

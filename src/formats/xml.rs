@@ -56,10 +56,7 @@ impl Start {
         self.ns == ns && self.name == name
     }
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -132,9 +129,7 @@ impl<'a> Reader<'a> {
             }
             Event::CData(t) => {
                 return Ok(Node::Text(
-                    t.decode()
-                        .map_err(|e| XmlError::Syntax(e.to_string()))?
-                        .into_owned(),
+                    t.decode().map_err(|e| XmlError::Syntax(e.to_string()))?.into_owned(),
                 ));
             }
             Event::GeneralRef(r) => {
@@ -173,20 +168,12 @@ impl<'a> Reader<'a> {
             let value = a
                 .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                 .map_err(|e| XmlError::Syntax(e.to_string()))?;
-            attrs.push((
-                String::from_utf8_lossy(key).into_owned(),
-                value.into_owned(),
-            ));
+            attrs.push((String::from_utf8_lossy(key).into_owned(), value.into_owned()));
         }
         if empty {
             self.pending_end = true;
         }
-        Ok(Node::Start(Start {
-            ns,
-            name,
-            attrs,
-            empty,
-        }))
+        Ok(Node::Start(Start { ns, name, attrs, empty }))
     }
 
     /// The first element of the document.
@@ -281,7 +268,8 @@ pub fn esc(s: &str) -> Cow<'_, str> {
 
 /// Removes characters XML 1.0 cannot carry (controls other than tab, CR, LF).
 pub fn xml_safe(s: &str) -> Cow<'_, str> {
-    let bad = |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    let bad =
+        |c: char| matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
     if s.chars().any(bad) {
         Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
     } else {

@@ -197,12 +197,7 @@ pub trait Store: Send + Sync + 'static {
     /// Fails with [`StoreError::Conflict`] when `expected_seq` no longer holds.
     async fn write_item(&self, write: ItemWrite<'_>) -> Result<u64>;
     /// Items of a collection changed after `after`, oldest change first.
-    async fn items_since(
-        &self,
-        collection_id: i64,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<ItemRecord>>;
+    async fn items_since(&self, collection_id: i64, after: u64, limit: u32) -> Result<Vec<ItemRecord>>;
     /// The sequence number of the collection's latest change (0 if none).
     async fn collection_head(&self, collection_id: i64) -> Result<u64>;
 
@@ -223,16 +218,11 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         Ok(Arc::new(sqlite::open(path).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::open(url).await?))
     } else {
-        anyhow::bail!(
-            "unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB"
-        )
+        anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB")
     }
 }

@@ -10,8 +10,8 @@ use sqlx::{Acquire, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ChangeKind, ChangeRecord, Collection, Endpoint, FeedKey, ItemRecord, ItemWrite, Principal,
-    Result, Store, StoreError, TokenInfo, User,
+    ChangeKind, ChangeRecord, Collection, Endpoint, FeedKey, ItemRecord, ItemWrite, Principal, Result, Store,
+    StoreError, TokenInfo, User,
 };
 use crate::domain::entry::StoredItem;
 use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
@@ -107,10 +107,7 @@ async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Result<u64>>> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     // One query checks every credential of the batch at commit time.
-    let tokens: Vec<&str> = jobs
-        .iter()
-        .filter_map(|j| j.live_token.as_deref())
-        .collect();
+    let tokens: Vec<&str> = jobs.iter().filter_map(|j| j.live_token.as_deref()).collect();
     let mut live: Vec<String> = Vec::new();
     if !tokens.is_empty() {
         let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
@@ -241,33 +238,37 @@ struct ItemRow<'a> {
 /// Returns the rows written: 0 when someone else wrote first.
 async fn write_item_row(conn: &mut sqlx::AnyConnection, r: &ItemRow<'_>) -> Result<u64> {
     let done = match r.expected_seq {
-        None => sqlx::query(
-            "INSERT INTO items (collection_id, sync_id, seq, deleted, conflicts, document, changed_at) \
+        None => {
+            sqlx::query(
+                "INSERT INTO items (collection_id, sync_id, seq, deleted, conflicts, document, changed_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (collection_id, sync_id) DO NOTHING",
-        )
-        .bind(r.collection_id)
-        .bind(r.sync_id)
-        .bind(r.seq_new)
-        .bind(i64::from(r.deleted))
-        .bind(r.conflicts)
-        .bind(r.document)
-        .bind(r.at)
-        .execute(&mut *conn)
-        .await?,
-        Some(expected) => sqlx::query(
-            "UPDATE items SET seq = $1, deleted = $2, conflicts = $3, document = $4, changed_at = $8 \
+            )
+            .bind(r.collection_id)
+            .bind(r.sync_id)
+            .bind(r.seq_new)
+            .bind(i64::from(r.deleted))
+            .bind(r.conflicts)
+            .bind(r.document)
+            .bind(r.at)
+            .execute(&mut *conn)
+            .await?
+        }
+        Some(expected) => {
+            sqlx::query(
+                "UPDATE items SET seq = $1, deleted = $2, conflicts = $3, document = $4, changed_at = $8 \
              WHERE collection_id = $5 AND sync_id = $6 AND seq = $7",
-        )
-        .bind(r.seq_new)
-        .bind(i64::from(r.deleted))
-        .bind(r.conflicts)
-        .bind(r.document)
-        .bind(r.collection_id)
-        .bind(r.sync_id)
-        .bind(sql_seq(expected))
-        .bind(r.at)
-        .execute(&mut *conn)
-        .await?,
+            )
+            .bind(r.seq_new)
+            .bind(i64::from(r.deleted))
+            .bind(r.conflicts)
+            .bind(r.document)
+            .bind(r.collection_id)
+            .bind(r.sync_id)
+            .bind(sql_seq(expected))
+            .bind(r.at)
+            .execute(&mut *conn)
+            .await?
+        }
     };
     Ok(done.rows_affected())
 }
@@ -367,8 +368,7 @@ fn item_row(r: &AnyRow) -> Result<ItemRecord> {
     Ok(ItemRecord {
         seq: seq(r.try_get("seq")?),
         changed_at: Timestamp::from_unix(r.try_get("changed_at")?),
-        item: serde_json::from_str(&doc)
-            .map_err(|e| StoreError::Corrupt(format!("item document: {e}")))?,
+        item: serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("item document: {e}")))?,
     })
 }
 
@@ -380,11 +380,9 @@ fn change_row(r: &AnyRow) -> Result<ChangeRecord> {
         collection: r.try_get("collection")?,
         sync_id: r.try_get("sync_id")?,
         endpoint: r.try_get("endpoint")?,
-        kind: ChangeKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
+        kind: ChangeKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
         at: Timestamp::from_unix(r.try_get("at")?),
-        version: serde_json::from_str(&version)
-            .map_err(|e| StoreError::Corrupt(format!("change version: {e}")))?,
+        version: serde_json::from_str(&version).map_err(|e| StoreError::Corrupt(format!("change version: {e}")))?,
     })
 }
 
@@ -401,14 +399,12 @@ macro_rules! key_select {
 #[async_trait]
 impl Store for SqlStore {
     async fn create_user(&self, name: &UserName) -> Result<User> {
-        let row = sqlx::query(
-            "INSERT INTO users (name, created_at) VALUES ($1, $2) RETURNING id, name, created_at",
-        )
-        .bind(name.as_str())
-        .bind(now())
-        .fetch_one(&self.writer)
-        .await
-        .map_err(insert_err("user"))?;
+        let row = sqlx::query("INSERT INTO users (name, created_at) VALUES ($1, $2) RETURNING id, name, created_at")
+            .bind(name.as_str())
+            .bind(now())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(insert_err("user"))?;
         user_row(&row)
     }
 
@@ -451,12 +447,11 @@ impl Store for SqlStore {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        let endpoint_id: i64 =
-            sqlx::query_scalar("SELECT id FROM endpoints WHERE user_id = $1 AND name = $2")
-                .bind(user_id)
-                .bind(device.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+        let endpoint_id: i64 = sqlx::query_scalar("SELECT id FROM endpoints WHERE user_id = $1 AND name = $2")
+            .bind(user_id)
+            .bind(device.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tokens (endpoint_id, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -566,12 +561,13 @@ impl Store for SqlStore {
     }
 
     async fn revoke_feed_key(&self, user_id: i64, key_id: i64) -> Result<()> {
-        let done = sqlx::query("UPDATE feed_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
-            .bind(now())
-            .bind(key_id)
-            .bind(user_id)
-            .execute(&self.writer)
-            .await?;
+        let done =
+            sqlx::query("UPDATE feed_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(key_id)
+                .bind(user_id)
+                .execute(&self.writer)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("live feed key"));
         }
@@ -579,12 +575,10 @@ impl Store for SqlStore {
     }
 
     async fn feed_key(&self, key_hash: &str) -> Result<Option<FeedKey>> {
-        let row = sqlx::query(key_select!(
-            "WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
-        ))
-        .bind(key_hash)
-        .fetch_optional(&self.readers)
-        .await?;
+        let row = sqlx::query(key_select!("WHERE k.key_hash = $1 AND k.revoked_at IS NULL"))
+            .bind(key_hash)
+            .fetch_optional(&self.readers)
+            .await?;
         row.as_ref().map(key_row).transpose()
     }
 
@@ -603,10 +597,11 @@ impl Store for SqlStore {
     }
 
     async fn collections(&self, user_id: i64) -> Result<Vec<Collection>> {
-        let rows = sqlx::query("SELECT id, user_id, name, created_at FROM collections WHERE user_id = $1 ORDER BY name")
-            .bind(user_id)
-            .fetch_all(&self.readers)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, user_id, name, created_at FROM collections WHERE user_id = $1 ORDER BY name")
+                .bind(user_id)
+                .fetch_all(&self.readers)
+                .await?;
         rows.iter().map(collection_row).collect()
     }
 
@@ -622,22 +617,18 @@ impl Store for SqlStore {
 
     async fn item(&self, collection_id: i64, sync_id: &str) -> Result<Option<ItemRecord>> {
         // A stale read is harmless: the write that follows is compare-and-swap on `seq`.
-        let row = sqlx::query(
-            "SELECT seq, changed_at, document FROM items WHERE collection_id = $1 AND sync_id = $2",
-        )
-        .bind(collection_id)
-        .bind(sync_id)
-        .fetch_optional(&self.readers)
-        .await?;
+        let row = sqlx::query("SELECT seq, changed_at, document FROM items WHERE collection_id = $1 AND sync_id = $2")
+            .bind(collection_id)
+            .bind(sync_id)
+            .fetch_optional(&self.readers)
+            .await?;
         row.as_ref().map(item_row).transpose()
     }
 
     async fn write_item(&self, w: ItemWrite<'_>) -> Result<u64> {
         let item: &StoredItem = w.item;
-        let document =
-            serde_json::to_string(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let version =
-            serde_json::to_string(&item.current).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let document = serde_json::to_string(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let version = serde_json::to_string(&item.current).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sync = &item.current.sync;
         if let Some(batcher) = &self.batcher {
             let (reply, answer) = oneshot::channel();
@@ -668,24 +659,22 @@ impl Store for SqlStore {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         if let Some(token) = w.live_token {
-            let live: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-            )
-            .bind(token)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let live: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+                    .bind(token)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if live.is_none() {
                 tx.rollback().await?;
                 return Err(StoreError::Revoked);
             }
         }
-        let seq_new: i64 = sqlx::query_scalar(
-            "UPDATE users SET head_seq = head_seq + 1 WHERE id = $1 RETURNING head_seq",
-        )
-        .bind(w.user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound("user"))?;
+        let seq_new: i64 =
+            sqlx::query_scalar("UPDATE users SET head_seq = head_seq + 1 WHERE id = $1 RETURNING head_seq")
+                .bind(w.user_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound("user"))?;
         let row = ItemRow {
             collection_id: w.collection_id,
             sync_id: &sync.id,
@@ -705,12 +694,7 @@ impl Store for SqlStore {
         Ok(seq(seq_new))
     }
 
-    async fn items_since(
-        &self,
-        collection_id: i64,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<ItemRecord>> {
+    async fn items_since(&self, collection_id: i64, after: u64, limit: u32) -> Result<Vec<ItemRecord>> {
         let rows = sqlx::query(
             "SELECT seq, changed_at, document FROM items WHERE collection_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
@@ -723,11 +707,10 @@ impl Store for SqlStore {
     }
 
     async fn collection_head(&self, collection_id: i64) -> Result<u64> {
-        let head: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(seq) FROM items WHERE collection_id = $1")
-                .bind(collection_id)
-                .fetch_one(&self.readers)
-                .await?;
+        let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM items WHERE collection_id = $1")
+            .bind(collection_id)
+            .fetch_one(&self.readers)
+            .await?;
         Ok(seq(head.unwrap_or(0)))
     }
 

@@ -30,14 +30,7 @@ pub async fn service(State(st): State<SharedState>, headers: HeaderMap) -> AppRe
         })
         .collect();
     let body = atom_out::service_document(&p.user, &list);
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/atomsvc+xml; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/atomsvc+xml; charset=utf-8")], body).into_response())
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
@@ -137,8 +130,7 @@ pub async fn create(
 }
 
 fn etag(seq: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{seq}\""))
-        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+    HeaderValue::from_str(&format!("\"{seq}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
 /// `If-Match: "SEQ"` as a sequence number; `*` or absent is no condition.
@@ -157,12 +149,7 @@ fn if_match(headers: &HeaderMap) -> AppResult<Option<u64>> {
         .map_err(|_| AppError::PreconditionFailed)
 }
 
-fn member_view<'a>(
-    st: &AppState,
-    user: &str,
-    collection: &str,
-    record: &'a ItemRecord,
-) -> EntryView<'a> {
+fn member_view<'a>(st: &AppState, user: &str, collection: &str, record: &'a ItemRecord) -> EntryView<'a> {
     let member = st.member_url(user, collection, record.item.id());
     let media = record
         .item
@@ -258,10 +245,7 @@ pub async fn replace(
     let expected = if_match(&headers)?;
     let resolve = matches!(q.resolve.as_deref(), Some("true" | "1" | "all"));
     let parsed = read_entry(&st, &headers, body).await?;
-    let accepted = st
-        .mesh
-        .replace(&who, &col, &id, expected, parsed, resolve)
-        .await?;
+    let accepted = st.mesh.replace(&who, &col, &id, expected, parsed, resolve).await?;
     Ok(entry_response(&st, &user, &col.name, accepted))
 }
 
@@ -274,11 +258,7 @@ pub async fn remove(
     let col = st.mesh.collection(who.user_id, &collection).await?;
     let expected = if_match(&headers)?;
     let accepted = st.mesh.delete(&who, &col, &id, expected).await?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::ETAG, etag(accepted.record.seq))],
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(accepted.record.seq))]).into_response())
 }
 
 /// The media resource of a media-link entry: the stored file, streamed.
@@ -301,8 +281,7 @@ pub async fn media(
         .payload
         .media
         .ok_or(AppError::NotFound("media resource"))?;
-    let tag = HeaderValue::from_str(&format!("\"{}\"", media.sha256))
-        .map_err(|e| AppError::Internal(e.into()))?;
+    let tag = HeaderValue::from_str(&format!("\"{}\"", media.sha256)).map_err(|e| AppError::Internal(e.into()))?;
     if not_modified(&headers, &tag, record.changed_at) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }

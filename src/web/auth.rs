@@ -48,11 +48,7 @@ pub enum Check {
 }
 
 /// The principal behind the request's token, if it sent one; a bad one is 401.
-pub async fn optional_principal(
-    state: &AppState,
-    headers: &HeaderMap,
-    check: Check,
-) -> AppResult<Option<Principal>> {
+pub async fn optional_principal(state: &AppState, headers: &HeaderMap, check: Check) -> AppResult<Option<Principal>> {
     let (token, claimed_user) = match credential(headers)? {
         None => return Ok(None),
         Some(Credential::Bearer(t)) => (t, None),
@@ -90,12 +86,7 @@ pub async fn principal(state: &AppState, headers: &HeaderMap) -> AppResult<Princ
 }
 
 /// The principal, who must be `user` (else the resource does not exist for them).
-pub async fn owner(
-    state: &AppState,
-    headers: &HeaderMap,
-    user: &str,
-    check: Check,
-) -> AppResult<Principal> {
+pub async fn owner(state: &AppState, headers: &HeaderMap, user: &str, check: Check) -> AppResult<Principal> {
     let p = optional_principal(state, headers, check)
         .await?
         .ok_or(AppError::Unauthorized)?;

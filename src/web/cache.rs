@@ -36,8 +36,7 @@ impl CachedFeed {
         CachedFeed {
             head,
             body: Bytes::from(body),
-            etag: HeaderValue::from_str(&etag)
-                .unwrap_or_else(|_| HeaderValue::from_static("\"0\"")),
+            etag: HeaderValue::from_str(&etag).unwrap_or_else(|_| HeaderValue::from_static("\"0\"")),
             last_modified,
             last_modified_header: HeaderValue::from_str(&last_modified.http_date())
                 .unwrap_or_else(|_| HeaderValue::from_static("")),
@@ -79,19 +78,14 @@ impl FeedCache {
 
 /// Whether the request's validators say the client already has this representation.
 pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue, last_modified: Timestamp) -> bool {
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         let ours = etag.to_str().unwrap_or_default();
         return inm
             .split(',')
             .map(|t| t.trim().trim_start_matches("W/"))
             .any(|t| t == "*" || t == ours);
     }
-    if let Some(ims) = headers
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
+    if let Some(ims) = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok())
         && let Ok(since) = httpdate::parse_http_date(ims)
     {
         let since = since
@@ -113,23 +107,13 @@ pub fn respond(headers: &HeaderMap, feed: &CachedFeed) -> Response {
     };
     let h = resp.headers_mut();
     if !fresh {
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(feed.content_type),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(feed.content_type));
     }
     h.insert(header::ETAG, feed.etag.clone());
     h.insert(header::LAST_MODIFIED, feed.last_modified_header.clone());
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     h.insert(header::VARY, HeaderValue::from_static("Authorization"));
-    if let Some(cursor) = feed
-        .cursor
-        .as_deref()
-        .and_then(|c| HeaderValue::from_str(c).ok())
-    {
+    if let Some(cursor) = feed.cursor.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
         h.insert("feedmesh-cursor", cursor);
     }
     resp

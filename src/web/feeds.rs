@@ -42,9 +42,7 @@ fn limit(v: Option<&str>, default: u32) -> AppResult<u32> {
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                AppError::BadRequest(format!("limit={s:?} must be a number from 1 to {MAX_PAGE}"))
-            }),
+            .ok_or_else(|| AppError::BadRequest(format!("limit={s:?} must be a number from 1 to {MAX_PAGE}"))),
     }
 }
 
@@ -79,29 +77,17 @@ pub async fn collection(
     let reader = feed_reader(&st, &headers, q.key.as_deref(), &user, uri.path()).await?;
     let since = cursor("since", q.since.as_deref())?;
     let page = limit(q.limit.as_deref(), COLLECTION_PAGE)?;
-    let col = st
-        .mesh
-        .store
-        .collection(reader.user_id, &collection)
-        .await?;
+    let col = st.mesh.store.collection(reader.user_id, &collection).await?;
     let head = st.mesh.head(reader.user_id).await?;
     let key = uri.path_and_query().map_or("", |p| p.as_str());
     if let Some(cached) = st.cache.get(key, head) {
         return Ok(respond(&headers, &cached));
     }
     let key = key.to_string();
-    let records: Vec<ItemRecord> = st
-        .mesh
-        .store
-        .items_since(col.id, since.unwrap_or(0), page)
-        .await?;
+    let records: Vec<ItemRecord> = st.mesh.store.items_since(col.id, since.unwrap_or(0), page).await?;
     let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
     let url = st.collection_url(&user, &col.name);
-    let updated = records
-        .iter()
-        .map(|r| r.changed_at)
-        .max()
-        .unwrap_or(col.created_at);
+    let updated = records.iter().map(|r| r.changed_at).max().unwrap_or(col.created_at);
     let entries = records
         .iter()
         .map(|r| {
@@ -111,20 +97,8 @@ pub async fn collection(
                 version: &r.item.current,
                 sync: Some((&r.item.current.sync, r.item.conflicts.as_slice())),
                 edit_url: Some(member.clone()),
-                edit_media_url: r
-                    .item
-                    .current
-                    .payload
-                    .media
-                    .as_ref()
-                    .map(|_| format!("{member}/media")),
-                media_url: r
-                    .item
-                    .current
-                    .payload
-                    .media
-                    .as_ref()
-                    .map(|_| format!("{member}/media")),
+                edit_media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
+                media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
                 fallback_link: member,
                 tags: Vec::new(),
             }
@@ -212,12 +186,7 @@ async fn stream(
     let changes: Vec<ChangeRecord> = st
         .mesh
         .store
-        .changes(
-            reader.user_id,
-            endpoint.as_ref().map(|e| e.id),
-            before,
-            page,
-        )
+        .changes(reader.user_id, endpoint.as_ref().map(|e| e.id), before, page)
         .await?;
     let updated = match changes.first() {
         Some(c) => c.at,
@@ -237,23 +206,13 @@ async fn stream(
         .iter()
         .map(|c| {
             let member = st.member_url(&user, &c.collection, &c.sync_id);
-            let media = c
-                .version
-                .payload
-                .media
-                .as_ref()
-                .map(|_| format!("{member}/media"));
+            let media = c.version.payload.media.as_ref().map(|_| format!("{member}/media"));
             let mut tags = vec![c.collection.clone(), c.kind.as_str().to_string()];
             if let Some(e) = &c.endpoint {
                 tags.push(format!("{user}/{e}"));
             }
             EntryView {
-                id: format!(
-                    "{}/u/{}/changes/{}",
-                    st.base_url,
-                    encode_segment(&user),
-                    c.seq
-                ),
+                id: format!("{}/u/{}/changes/{}", st.base_url, encode_segment(&user), c.seq),
                 version: &c.version,
                 sync: None,
                 edit_url: Some(member.clone()),
@@ -270,15 +229,9 @@ async fn stream(
     };
     let next_url = (changes.len() == page as usize)
         .then(|| {
-            changes.last().map(|c| {
-                page_url(
-                    &feed_url,
-                    "before",
-                    c.seq,
-                    q.limit.as_deref(),
-                    q.key.as_deref(),
-                )
-            })
+            changes
+                .last()
+                .map(|c| page_url(&feed_url, "before", c.seq, q.limit.as_deref(), q.key.as_deref()))
         })
         .flatten();
     let view = FeedView {

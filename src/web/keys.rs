@@ -27,21 +27,12 @@ struct KeyOut {
 /// Which feed paths a user may hand out keys for.
 pub fn owned_feed_path(user: &str, path: &str) -> bool {
     let path = path.split('?').next().unwrap_or(path);
-    (path.starts_with(&format!("/u/{user}/")) || path.starts_with(&format!("/atompub/{user}/")))
-        && !path.contains("..")
+    (path.starts_with(&format!("/u/{user}/")) || path.starts_with(&format!("/atompub/{user}/"))) && !path.contains("..")
 }
 
-pub async fn create(
-    State(st): State<SharedState>,
-    headers: HeaderMap,
-    Json(req): Json<NewKey>,
-) -> AppResult<Response> {
+pub async fn create(State(st): State<SharedState>, headers: HeaderMap, Json(req): Json<NewKey>) -> AppResult<Response> {
     let p = principal(&st, &headers).await?;
-    let path = req
-        .feed
-        .strip_prefix(&st.base_url)
-        .unwrap_or(&req.feed)
-        .to_string();
+    let path = req.feed.strip_prefix(&st.base_url).unwrap_or(&req.feed).to_string();
     if !owned_feed_path(&p.user, &path) {
         return Err(AppError::BadRequest(format!(
             "feed {:?} is not one of your feeds (expected /u/{}/… or /atompub/{}/…)",
@@ -82,11 +73,7 @@ pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> AppResul
     Ok(Json(keys).into_response())
 }
 
-pub async fn revoke(
-    State(st): State<SharedState>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-) -> AppResult<Response> {
+pub async fn revoke(State(st): State<SharedState>, Path(id): Path<i64>, headers: HeaderMap) -> AppResult<Response> {
     let p = principal(&st, &headers).await?;
     st.mesh.store.revoke_feed_key(p.user_id, id).await?;
     st.feed_keys.remove_where(|k| k.id == id);

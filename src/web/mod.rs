@@ -47,19 +47,11 @@ pub fn router(state: SharedState) -> Router {
         )
         .route(
             "/atompub/{user}/{collection}/{id}",
-            get(atompub::read)
-                .put(atompub::replace)
-                .delete(atompub::remove),
+            get(atompub::read).put(atompub::replace).delete(atompub::remove),
         )
-        .route(
-            "/atompub/{user}/{collection}/{id}/media",
-            get(atompub::media),
-        )
+        .route("/atompub/{user}/{collection}/{id}/media", get(atompub::media))
         .route("/u/{user}/{feed}", get(feeds::user_stream))
-        .route(
-            "/u/{user}/endpoints/{device}/{feed}",
-            get(feeds::endpoint_stream),
-        )
+        .route("/u/{user}/endpoints/{device}/{feed}", get(feeds::endpoint_stream))
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", axum::routing::delete(keys::revoke))
         .with_state(state)
@@ -88,10 +80,6 @@ impl AppState {
         )
     }
     pub fn member_url(&self, user: &str, collection: &str, sync_id: &str) -> String {
-        format!(
-            "{}/{}",
-            self.collection_url(user, collection),
-            encode_segment(sync_id)
-        )
+        format!("{}/{}", self.collection_url(user, collection), encode_segment(sync_id))
     }
 }

@@ -27,9 +27,7 @@ struct Landing {
 
 pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
     // A bad credential on the landing page just shows the public page.
-    let who = optional_principal(&st, &headers, Check::Cached)
-        .await
-        .unwrap_or(None);
+    let who = optional_principal(&st, &headers, Check::Cached).await.unwrap_or(None);
     let mut page = Landing {
         version: env!("CARGO_PKG_VERSION"),
         base_url: st.base_url.clone(),
@@ -47,10 +45,7 @@ pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> AppRe
         }
         page.feeds.push(FeedLink {
             title: format!("What {} published (atom)", p.by()),
-            url: format!(
-                "{}/u/{}/endpoints/{}/stream.atom",
-                st.base_url, p.user, p.endpoint
-            ),
+            url: format!("{}/u/{}/endpoints/{}/stream.atom", st.base_url, p.user, p.endpoint),
         });
         for c in st.mesh.store.collections(p.user_id).await? {
             page.collections.push(FeedLink {

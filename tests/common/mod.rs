@@ -16,8 +16,7 @@ pub const ATOM_ENTRY: &str = "application/atom+xml;type=entry";
 
 /// Whether missing peers and databases fail the run (CI) instead of skipping.
 pub fn required() -> bool {
-    std::env::var("FEEDMESH_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true")
+    std::env::var("FEEDMESH_REQUIRE_PEERS").is_ok_and(|v| v == "1") || std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// The path of an outside program, or None (a skip) when it is missing outside CI.
@@ -60,6 +59,25 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
     None
 }
 
+/// Node and the folder where scripts/deps installed an npm package, or None (a skip) outside CI.
+pub fn node_with(package: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = std::env::var_os("FEEDMESH_PEERS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/feedmesh-peers")))?;
+    let installed = dir.join("node_modules").join(package).join("package.json").is_file();
+    let node = peer("node")?;
+    if !installed {
+        assert!(
+            !required(),
+            "npm package {package} is not installed in {}; scripts/deps installs it",
+            dir.display()
+        );
+        eprintln!("SKIP: npm package {package} is not installed");
+        return None;
+    }
+    Some((node, dir))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {
     Sqlite,
@@ -81,16 +99,10 @@ pub async fn postgres_url() -> Option<String> {
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
         .await
         .expect("connect to PostgreSQL");
-    sqlx::Executor::execute(
-        &mut conn,
-        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-    )
-    .await
-    .expect("create test database");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap_or(admin);
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
     Some(format!("{base}/{name}"))
 }
 
@@ -127,9 +139,7 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        Self::spawn_on(Db::Sqlite)
-            .await
-            .expect("sqlite is always there")
+        Self::spawn_on(Db::Sqlite).await.expect("sqlite is always there")
     }
 
     /// A hub on the given database; None when that database is not available (a skip).
@@ -142,11 +152,7 @@ impl TestApp {
         Some(Self::spawn_with(dir, db_url, |_| {}).await)
     }
 
-    pub async fn spawn_with(
-        dir: tempfile::TempDir,
-        db_url: String,
-        tweak: impl FnOnce(&mut Settings),
-    ) -> TestApp {
+    pub async fn spawn_with(dir: tempfile::TempDir, db_url: String, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let mut s = settings(dir.path(), &db_url);
         tweak(&mut s);
         let app = App::build(&s).await.expect("app builds");
@@ -198,12 +204,7 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
-    pub async fn post_entry(
-        &self,
-        token: &str,
-        path: &str,
-        body: impl Into<String>,
-    ) -> reqwest::Response {
+    pub async fn post_entry(&self, token: &str, path: &str, body: impl Into<String>) -> reqwest::Response {
         self.client
             .post(self.url(path))
             .bearer_auth(token)
@@ -221,6 +222,55 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// The body of a GET of `url` (absolute, or a path on this hub) with the token.
+    pub async fn text(&self, token: &str, url: &str) -> String {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            self.url(url)
+        };
+        self.client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// PUT an Atom entry to a member URL, with an `If-Match` when given.
+    pub async fn put_entry(
+        &self,
+        token: &str,
+        url: &str,
+        body: impl Into<String>,
+        if_match: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .put(url)
+            .bearer_auth(token)
+            .header("content-type", ATOM_ENTRY)
+            .body(body.into());
+        if let Some(etag) = if_match {
+            req = req.header("if-match", etag);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Creates a feed key for `feed` through the API; answers the JSON (`id`, `key`, `url`).
+    pub async fn feed_key(&self, token: &str, feed: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/keys"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "feed": feed }))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Everything the store holds for a user, to compare before and after bad requests.
@@ -250,13 +300,7 @@ pub fn entry(title: &str, text: &str) -> String {
 }
 
 /// An Atom entry with FeedSync metadata: `history` is `(sequence, when, by)`, topmost first.
-pub fn sync_entry(
-    id: &str,
-    updates: u32,
-    deleted: bool,
-    history: &[(u32, &str, &str)],
-    title: &str,
-) -> String {
+pub fn sync_entry(id: &str, updates: u32, deleted: bool, history: &[(u32, &str, &str)], title: &str) -> String {
     let hist: String = history
         .iter()
         .map(|(s, w, b)| format!(r#"<sx:history sequence="{s}" when="{w}" by="{b}"/>"#))
