@@ -253,9 +253,17 @@ pub fn update<P>(item: &mut Item<P>, me: &str, now: Timestamp, payload: Option<P
             by: Some(me.to_string()),
         },
     );
-    // 1.0.1 step 3.2.4 (A1): drop conflicts the updated item now subsumes.
+    // 1.0.1 step 3.2.4 (A1): drop conflicts the updated item now subsumes (this endpoint's
+    // own earlier versions), and keep what they had seen: their history is copied in as a
+    // resolution does (§2.8), or versions they superseded would come back as conflicts.
     let current_sync = sync.clone();
-    item.conflicts.retain(|c| !c.sync.is_subsumed_by(&current_sync));
+    let (dropped, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut item.conflicts)
+        .into_iter()
+        .partition(|c| c.sync.is_subsumed_by(&current_sync));
+    item.conflicts = kept;
+    for c in dropped {
+        copy_history(&mut item.current.sync.history, c.sync.history);
+    }
     item.current.sync.deleted = delete;
     if let Some(p) = payload {
         item.current.payload = p;
@@ -394,13 +402,18 @@ pub fn resolve<P>(item: &mut Item<P>, me: &str, now: Timestamp, payload: Option<
     let resolved = std::mem::take(&mut item.conflicts);
     update(item, me, now, payload, delete);
     for c in resolved {
-        for hc in c.sync.history {
-            let history = &mut item.current.sync.history;
-            if history.iter().any(|g| hc.is_subsumed_by(g)) {
-                continue; // A8: go on with the next entry
-            }
-            history.insert(1, hc);
+        copy_history(&mut item.current.sync.history, c.sync.history);
+    }
+}
+
+/// §2.8 step 3.2: inserts each entry of `from` that `history` does not subsume directly
+/// below the topmost entry, without touching `updates`.
+fn copy_history(history: &mut Vec<History>, from: Vec<History>) {
+    for hc in from {
+        if history.iter().any(|g| hc.is_subsumed_by(g)) {
+            continue; // A8: go on with the next entry
         }
+        history.insert(1, hc);
     }
 }
 

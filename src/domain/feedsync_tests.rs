@@ -140,6 +140,25 @@ fn c6_update_keeps_conflicts_by_other_endpoints() {
 }
 
 #[test]
+fn an_update_dropping_its_own_conflict_keeps_what_that_version_had_seen() {
+    // Found by the convergence property: the laptop's losing version had seen the phone's
+    // edit (P#3); the laptop edits again, which drops that version (C5), and P#3 must stay
+    // known, or a replica still holding the phone's version would see a conflict again.
+    let mut it = item(
+        v("Dv", "u4 del [D#4@10:00, D#3@10:00, D#2@10:00, A#1@10:00]"),
+        vec![v("A4", "u4 [A#4@10:00, P#3@10:00, P#2@10:00, A#1@10:00]")],
+    );
+    update(&mut it, "A", clock("10:10"), Some("A5"), false);
+    assert!(it.conflicts.is_empty());
+    assert_eq!(
+        it.current.sync,
+        meta("u5 [A#5@10:10, P#3@10:00, D#4@10:00, D#3@10:00, D#2@10:00, A#1@10:00]")
+    );
+    let phone = one(v("P3", "u3 [P#3@10:00, P#2@10:00, A#1@10:00]"));
+    check(Some(it), phone, MergeKind::Unchanged, "A5", &[], 5);
+}
+
+#[test]
 fn delete_also_drops_conflicts_by_the_same_endpoint() {
     let mut it = c5_start();
     update(&mut it, "A", clock("10:40"), None, true);
@@ -675,7 +694,7 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
         #[test]
         fn merge_is_idempotent(ops in prop::collection::vec(op(), 0..30)) {
