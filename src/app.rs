@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::mesh::Mesh;
+use crate::net::Outbound;
 use crate::store::{self, Store};
 use crate::ttl::TtlMap;
 use crate::web::{self, AppState, FeedCache};
@@ -48,6 +49,7 @@ impl App {
             cache: FeedCache::new(4096),
             principals: TtlMap::new(Duration::from_secs(1), 100_000),
             feed_keys: TtlMap::new(Duration::from_secs(1), 100_000),
+            outbound: Outbound::new(settings.serve.allow_private_network, Duration::from_secs(10))?,
         });
         Ok(App { listener, state })
     }

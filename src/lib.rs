@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod formats;
 pub mod mesh;
+pub mod net;
 pub mod secrets;
 pub mod store;
 pub mod ttl;

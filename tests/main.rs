@@ -6,5 +6,6 @@ mod atompub;
 mod bad_input;
 mod cli;
 mod feeds;
+mod outbound;
 mod peers;
 mod store_story;

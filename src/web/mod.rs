@@ -14,6 +14,7 @@ use axum::Router;
 use axum::routing::get;
 
 use crate::mesh::Mesh;
+use crate::net::Outbound;
 use crate::store::{FeedKey, Principal};
 use crate::ttl::TtlMap;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     /// Read-path credentials (token or key hash → who), trusted for at most a second.
     pub principals: TtlMap<[u8; 32], Principal>,
     pub feed_keys: TtlMap<[u8; 32], FeedKey>,
+    /// Every request the hub makes on someone else's behalf goes through this guard.
+    pub outbound: Outbound,
 }
 
 pub type SharedState = Arc<AppState>;

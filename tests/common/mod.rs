@@ -153,6 +153,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(dir: tempfile::TempDir, db_url: String, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        feedmesh::net::install_crypto();
         let mut s = settings(dir.path(), &db_url);
         tweak(&mut s);
         let app = App::build(&s).await.expect("app builds");
