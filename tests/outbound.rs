@@ -25,17 +25,14 @@ async fn callback_server() -> String {
 async fn the_default_refuses_loopback_by_address_and_by_name() {
     let base = callback_server().await;
     let guard = Outbound::new(false, Duration::from_secs(5)).unwrap();
-    let err = guard
-        .request(Method::GET, &format!("{base}/cb"))
-        .err()
-        .expect("refused");
+    let err = guard.request(Method::GET, &format!("{base}/cb")).expect_err("refused");
     assert!(matches!(err, OutboundError::Url(UrlError::Private(_))), "{err}");
     // A name resolving to loopback is refused at resolution time, before any connection.
     let port = base.rsplit(':').next().unwrap();
     let req = guard
         .request(Method::GET, &format!("http://localhost:{port}/cb"))
         .unwrap();
-    let err = guard.send(req).await.err().expect("refused");
+    let err = guard.send(req).await.expect_err("refused");
     assert!(matches!(err, OutboundError::Url(UrlError::Private(_))), "{err}");
     assert!(err.to_string().contains("--allow-private-network"));
 }
