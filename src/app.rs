@@ -11,6 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::blobs::Blobs;
 use crate::config::Settings;
+use tokio::sync::Notify;
+
+use crate::hub;
 use crate::mesh::Mesh;
 use crate::net::Outbound;
 use crate::store::{self, Store};
@@ -20,6 +23,8 @@ use crate::web::{self, AppState, FeedCache};
 pub struct App {
     listener: TcpListener,
     state: Arc<AppState>,
+    /// Background work that stops with the server.
+    _worker: hub::Worker,
 }
 
 impl App {
@@ -50,8 +55,20 @@ impl App {
             principals: TtlMap::new(Duration::from_secs(1), 100_000),
             feed_keys: TtlMap::new(Duration::from_secs(1), 100_000),
             outbound: Outbound::new(settings.serve.allow_private_network, Duration::from_secs(10))?,
+            hub: settings.hub.clone(),
+            hub_wake: Arc::new(Notify::new()),
         });
-        Ok(App { listener, state })
+        let worker = hub::spawn_worker(
+            state.mesh.store.clone(),
+            state.outbound.clone(),
+            state.hub.clone(),
+            state.hub_wake.clone(),
+        );
+        Ok(App {
+            listener,
+            state,
+            _worker: worker,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -98,7 +98,11 @@ pub enum KeyCmd {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(serve) => {
-            let settings = Settings { data: cli.data, serve };
+            let settings = Settings {
+                data: cli.data,
+                serve,
+                hub: Default::default(),
+            };
             let app = App::build(&settings).await?;
             tracing::info!(address = %app.local_addr(), base_url = app.base_url(), "feedmesh is serving");
             eprintln!(

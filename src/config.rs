@@ -61,4 +61,6 @@ pub struct ServeArgs {
 pub struct Settings {
     pub data: DataArgs,
     pub serve: ServeArgs,
+    /// WebSub lease and retry policy (defaults: leases 1 hour to 30 days, 10 days asked).
+    pub hub: crate::hub::HubSettings,
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod formats;
+pub mod hub;
 pub mod mesh;
 pub mod net;
 pub mod secrets;

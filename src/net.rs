@@ -169,6 +169,10 @@ impl Outbound {
         Ok(Outbound { client, allow_private })
     }
 
+    pub fn allows_private(&self) -> bool {
+        self.allow_private
+    }
+
     /// Checks the URL and returns a request builder for it.
     pub fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder, OutboundError> {
         let url = check_url(url, self.allow_private)?;

@@ -9,3 +9,4 @@ mod feeds;
 mod outbound;
 mod peers;
 mod store_story;
+mod websub;

@@ -169,6 +169,72 @@ async fn story(store: &dyn Store) {
         "bob sees alice's changes"
     );
 
+    // WebSub: a durable verification queue with claims, and subscriptions with cursors.
+    let req = feedmesh::store::HubRequest {
+        id: 0,
+        subscribe: true,
+        topic: "http://hub/u/alice/stream.atom?key=k".into(),
+        callback: "http://sub/cb".into(),
+        user_id: alice.id,
+        feed: "/u/alice/stream.atom".into(),
+        secret: Some("s".into()),
+        lease_seconds: 60,
+        attempts: 0,
+    };
+    let id = store.hub_enqueue(&req, 1_000).await.unwrap();
+    assert!(
+        store.hub_claim(999, 5_000, 10).await.unwrap().is_empty(),
+        "claimed before it was due"
+    );
+    let claimed = store.hub_claim(1_000, 5_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].id, claimed[0].attempts, claimed[0].secret.as_deref()),
+        (id, 1, Some("s"))
+    );
+    assert!(
+        store.hub_claim(2_000, 5_000, 10).await.unwrap().is_empty(),
+        "claimed twice within its lease"
+    );
+    assert_eq!(
+        store.hub_claim(6_001, 5_000, 10).await.unwrap().len(),
+        1,
+        "a crashed worker's claim never expired"
+    );
+    store.hub_retry(id, 10_000).await.unwrap();
+    assert!(store.hub_claim(9_999, 5_000, 10).await.unwrap().is_empty());
+    assert_eq!(store.hub_claim(10_000, 5_000, 10).await.unwrap()[0].attempts, 3);
+    store.hub_done(id).await.unwrap();
+    assert!(store.hub_claim(i64::MAX / 2, 5_000, 10).await.unwrap().is_empty());
+    let sub = feedmesh::store::Subscription {
+        topic: req.topic.clone(),
+        callback: req.callback.clone(),
+        user_id: alice.id,
+        feed: req.feed.clone(),
+        secret: Some("A".into()),
+        lease_seconds: 60,
+        expires_at: 61_000,
+    };
+    store.subscribe(&sub).await.unwrap();
+    store
+        .subscribe(&feedmesh::store::Subscription {
+            secret: Some("B".into()),
+            ..sub.clone()
+        })
+        .await
+        .unwrap();
+    let got = store.subscription(&sub.topic, &sub.callback).await.unwrap().unwrap();
+    assert_eq!(got.secret.as_deref(), Some("B"), "a renewal did not replace the state");
+    assert!(
+        store
+            .subscription(&sub.topic, "http://other/cb")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.unsubscribe(&sub.topic, &sub.callback).await.unwrap());
+    assert!(!store.unsubscribe(&sub.topic, &sub.callback).await.unwrap());
+
     // blobs
     store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();
     store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();

@@ -162,6 +162,34 @@ pub struct ItemWrite<'a> {
     pub live_token: Option<&'a str>,
 }
 
+/// A verified WebSub subscription to a hosted feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    pub callback: String,
+    pub user_id: i64,
+    /// The hosted feed's path (`/u/alice/stream.atom`), what the topic URL names.
+    pub feed: String,
+    pub secret: Option<String>,
+    pub lease_seconds: i64,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// A subscribe or unsubscribe waiting for its verification of intent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubRequest {
+    pub id: i64,
+    pub subscribe: bool,
+    pub topic: String,
+    pub callback: String,
+    pub user_id: i64,
+    pub feed: String,
+    pub secret: Option<String>,
+    pub lease_seconds: i64,
+    pub attempts: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, name: &UserName) -> Result<User>;
@@ -211,6 +239,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<ChangeRecord>>;
     /// The user's latest sequence number (0 if none).
     async fn user_head(&self, user_id: i64) -> Result<u64>;
+
+    /// Queues a verification of intent (`id` is ignored); runs at `run_at` (Unix ms).
+    async fn hub_enqueue(&self, request: &HubRequest, run_at: i64) -> Result<i64>;
+    /// Claims up to `limit` due requests for `lease_ms`; a crashed worker's claims expire.
+    async fn hub_claim(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<HubRequest>>;
+    async fn hub_done(&self, id: i64) -> Result<()>;
+    async fn hub_retry(&self, id: i64, run_at: i64) -> Result<()>;
+    /// Creates or replaces the (topic, callback) subscription; its delivery cursor starts at
+    /// the user's head for a new one and is kept on renewal.
+    async fn subscribe(&self, sub: &Subscription) -> Result<()>;
+    /// Removes a subscription; false if there was none.
+    async fn unsubscribe(&self, topic: &str, callback: &str) -> Result<bool>;
+    async fn subscription(&self, topic: &str, callback: &str) -> Result<Option<Subscription>>;
 
     async fn record_blob(&self, sha256: &str, size: u64) -> Result<()>;
     async fn blob_size(&self, sha256: &str) -> Result<Option<u64>>;

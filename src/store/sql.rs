@@ -13,6 +13,7 @@ use super::{
     ChangeKind, ChangeRecord, Collection, Endpoint, FeedKey, ItemRecord, ItemWrite, Principal, Result, Store,
     StoreError, TokenInfo, User,
 };
+use super::{HubRequest, Subscription};
 use crate::domain::entry::StoredItem;
 use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
 
@@ -23,6 +24,7 @@ pub enum Backend {
 }
 
 pub struct SqlStore {
+    backend: Backend,
     /// SQLite: one connection, so writers never fight over the lock. PostgreSQL: the pool.
     writer: AnyPool,
     readers: AnyPool,
@@ -58,6 +60,7 @@ impl SqlStore {
             tx
         });
         SqlStore {
+            backend,
             writer,
             readers,
             batcher,
@@ -743,6 +746,130 @@ impl Store for SqlStore {
             .fetch_optional(&self.readers)
             .await?;
         head.map(seq).ok_or(StoreError::NotFound("user"))
+    }
+
+    async fn hub_enqueue(&self, r: &HubRequest, run_at: i64) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO websub_requests (mode, topic, callback, user_id, feed, secret, lease_seconds, run_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(if r.subscribe { "subscribe" } else { "unsubscribe" })
+        .bind(&r.topic)
+        .bind(&r.callback)
+        .bind(r.user_id)
+        .bind(&r.feed)
+        .bind(r.secret.as_deref())
+        .bind(r.lease_seconds)
+        .bind(run_at)
+        .bind(now())
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(id)
+    }
+
+    async fn hub_claim(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<HubRequest>> {
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE websub_requests SET claimed_until = $1 + $2, attempts = attempts + 1 WHERE id IN \
+             (SELECT id FROM websub_requests WHERE run_at <= $1 AND claimed_until <= $1 ORDER BY run_at LIMIT $3{lock}) \
+             RETURNING id, mode, topic, callback, user_id, feed, secret, lease_seconds, attempts"
+        );
+        // The only dynamic part is the fixed locking clause above.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(lease_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let mode: String = r.try_get("mode")?;
+                Ok(HubRequest {
+                    id: r.try_get("id")?,
+                    subscribe: mode == "subscribe",
+                    topic: r.try_get("topic")?,
+                    callback: r.try_get("callback")?,
+                    user_id: r.try_get("user_id")?,
+                    feed: r.try_get("feed")?,
+                    secret: r.try_get("secret")?,
+                    lease_seconds: r.try_get("lease_seconds")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn hub_done(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM websub_requests WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn hub_retry(&self, id: i64, run_at: i64) -> Result<()> {
+        sqlx::query("UPDATE websub_requests SET run_at = $1, claimed_until = 0 WHERE id = $2")
+            .bind(run_at)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, s: &Subscription) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO websub_subscriptions \
+             (topic, callback, user_id, feed, secret, lease_seconds, expires_at, delivered_seq, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT head_seq FROM users WHERE id = $3), $8) \
+             ON CONFLICT (topic, callback) DO UPDATE SET user_id = excluded.user_id, feed = excluded.feed, \
+             secret = excluded.secret, lease_seconds = excluded.lease_seconds, expires_at = excluded.expires_at",
+        )
+        .bind(&s.topic)
+        .bind(&s.callback)
+        .bind(s.user_id)
+        .bind(&s.feed)
+        .bind(s.secret.as_deref())
+        .bind(s.lease_seconds)
+        .bind(s.expires_at)
+        .bind(now())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, topic: &str, callback: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM websub_subscriptions WHERE topic = $1 AND callback = $2")
+            .bind(topic)
+            .bind(callback)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn subscription(&self, topic: &str, callback: &str) -> Result<Option<Subscription>> {
+        let row = sqlx::query(
+            "SELECT topic, callback, user_id, feed, secret, lease_seconds, expires_at \
+             FROM websub_subscriptions WHERE topic = $1 AND callback = $2",
+        )
+        .bind(topic)
+        .bind(callback)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| {
+            Ok(Subscription {
+                topic: r.try_get("topic")?,
+                callback: r.try_get("callback")?,
+                user_id: r.try_get("user_id")?,
+                feed: r.try_get("feed")?,
+                secret: r.try_get("secret")?,
+                lease_seconds: r.try_get("lease_seconds")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
     }
 
     async fn record_blob(&self, sha256: &str, size: u64) -> Result<()> {

@@ -5,6 +5,7 @@ mod atompub;
 mod auth;
 mod cache;
 mod feeds;
+mod hub;
 mod keys;
 mod pages;
 
@@ -13,6 +14,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 
+use tokio::sync::Notify;
+
+use crate::hub::HubSettings;
 use crate::mesh::Mesh;
 use crate::net::Outbound;
 use crate::store::{FeedKey, Principal};
@@ -34,6 +38,9 @@ pub struct AppState {
     pub feed_keys: TtlMap<[u8; 32], FeedKey>,
     /// Every request the hub makes on someone else's behalf goes through this guard.
     pub outbound: Outbound,
+    pub hub: HubSettings,
+    /// Wakes the WebSub verification worker when a request is queued.
+    pub hub_wake: Arc<Notify>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -43,6 +50,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/", get(pages::landing))
         .route("/login", get(pages::login))
         .route("/healthz", get(pages::health))
+        .route("/hub", axum::routing::post(hub::request))
         .route("/atompub", get(atompub::service))
         .route(
             "/atompub/{user}/{collection}",

@@ -134,6 +134,11 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             max_entry_bytes: 256 * 1024,
             max_file_bytes: 8 * 1024 * 1024,
         },
+        hub: feedmesh::hub::HubSettings {
+            min_lease: 1,
+            retry_base: std::time::Duration::from_millis(50),
+            ..Default::default()
+        },
     }
 }
 

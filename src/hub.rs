@@ -1,0 +1,434 @@
+//! The WebSub hub (../shared/specs/websub.md): subscription requests and verification of
+//! intent. Requests are parsed and checked here (pure functions), queued durably in the
+//! store, and verified by a worker that claims them, so a restart loses none.
+//! Distribution to subscribers is the next step of issue 4; hosted feeds do not advertise
+//! this hub until it delivers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use tokio::sync::Notify;
+
+use crate::net::{Outbound, OutboundError, check_url, read_capped};
+use crate::secrets;
+use crate::store::{HubRequest, Store, Subscription};
+
+/// Lease and retry policy (F3, F4, C10, J1); tests shorten it.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    pub min_lease: u64,
+    pub max_lease: u64,
+    pub default_lease: u64,
+    /// Attempts of a verification GET that fails by timeout, connection error or 5xx.
+    pub verify_attempts: i64,
+    pub retry_base: Duration,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            min_lease: 3600,
+            max_lease: 30 * 86_400,
+            default_lease: 10 * 86_400,
+            verify_attempts: 4,
+            retry_base: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A form-encoded hub request, every pair kept in order (A7: repeated keys, literal dots).
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(body: &[u8]) -> Self {
+        Form(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+    pub fn first(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A6: decodes percent-encoded unreserved characters (`%7E` is `~`), leaves the rest.
+pub fn normalize_url(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && (v.is_ascii_alphanumeric() || b"-._~".contains(&v))
+        {
+            out.push(v as char);
+            i += 3;
+            continue;
+        }
+        let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// Why a hub request was refused (a 4xx with this text, B3).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    #[error("hub.mode {0:?} is not subscribe, unsubscribe or publish")]
+    Mode(String),
+    #[error("hub.callback: {0}")]
+    Callback(String),
+    #[error("hub.topic: {0}")]
+    Topic(String),
+    #[error("hub.secret must be shorter than 200 bytes")]
+    Secret,
+    #[error("hub.lease_seconds {0:?} is not a positive whole number")]
+    Lease(String),
+}
+
+/// The checked parameters of a subscribe or unsubscribe.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Intent {
+    pub subscribe: bool,
+    pub topic: String,
+    pub callback: String,
+    pub secret: Option<String>,
+    /// The lease granted, after clamping (C12).
+    pub lease_seconds: u64,
+}
+
+pub enum Parsed {
+    Intent(Intent),
+    Publish(Vec<String>),
+}
+
+/// Parses and checks a hub request (A, B, E4, S1); the topic's hosting is checked apart.
+pub fn parse_request(form: &Form, allow_private: bool, settings: &HubSettings) -> Result<Parsed, HubError> {
+    let mode = form.first("hub.mode").ok_or(HubError::Missing("hub.mode"))?;
+    let subscribe = match mode {
+        "subscribe" => true,
+        "unsubscribe" => false,
+        "publish" => {
+            let topics: Vec<String> = form
+                .all("hub.topic")
+                .chain(form.all("hub.url"))
+                .filter(|t| !t.is_empty())
+                .map(normalize_url)
+                .collect();
+            if topics.is_empty() {
+                return Err(HubError::Missing("hub.topic (or hub.url)"));
+            }
+            return Ok(Parsed::Publish(topics));
+        }
+        other => return Err(HubError::Mode(other.chars().take(40).collect())),
+    };
+    let callback = form
+        .first("hub.callback")
+        .filter(|c| !c.is_empty())
+        .ok_or(HubError::Missing("hub.callback"))?;
+    let topic = form
+        .first("hub.topic")
+        .filter(|t| !t.is_empty())
+        .ok_or(HubError::Missing("hub.topic"))?;
+    let callback = normalize_url(callback);
+    check_url(&callback, allow_private).map_err(|e| HubError::Callback(e.to_string()))?;
+    let topic = normalize_url(topic);
+    let secret = form.first("hub.secret").filter(|s| !s.is_empty()).map(str::to_string);
+    if secret.as_ref().is_some_and(|s| s.len() >= 200) {
+        return Err(HubError::Secret);
+    }
+    let lease_seconds = match (subscribe, form.first("hub.lease_seconds")) {
+        (true, Some(raw)) => {
+            let asked: u64 = raw
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| HubError::Lease(raw.chars().take(40).collect()))?;
+            asked.clamp(settings.min_lease, settings.max_lease)
+        }
+        _ => settings.default_lease, // B9: ignored on unsubscribe
+    };
+    Ok(Parsed::Intent(Intent {
+        subscribe,
+        topic,
+        callback,
+        secret,
+        lease_seconds,
+    }))
+}
+
+/// The verification URL: the callback's own query kept, the hub's parameters appended (C2).
+pub fn verification_url(callback: &str, req: &HubRequest, challenge: &str) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("hub.mode", if req.subscribe { "subscribe" } else { "unsubscribe" });
+    q.append_pair("hub.topic", &req.topic);
+    q.append_pair("hub.challenge", challenge);
+    if req.subscribe {
+        q.append_pair("hub.lease_seconds", &req.lease_seconds.to_string());
+    }
+    let sep = match callback.find('?') {
+        None => "?",
+        Some(_) if callback.ends_with('?') || callback.ends_with('&') => "",
+        Some(_) => "&",
+    };
+    format!("{callback}{sep}{}", q.finish())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How a verification attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Confirmed,
+    /// The subscriber said no (wrong echo, 404, another 4xx, a redirect): final.
+    Refused,
+    /// Timeout, connection error or 5xx: may be tried again.
+    Failed,
+}
+
+/// Stops the worker it holds when dropped (with the server that owns it).
+pub struct Worker(tokio::task::JoinHandle<()>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the verification worker: claims due requests, verifies each (up to 16 at once), and
+/// applies the outcome. Woken by `wake`, and every second anyway.
+pub fn spawn_worker(store: Arc<dyn Store>, outbound: Outbound, settings: HubSettings, wake: Arc<Notify>) -> Worker {
+    Worker(tokio::spawn(async move {
+        loop {
+            let claimed = match store.hub_claim(now_ms(), 60_000, 16).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim WebSub verifications");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let mut running = tokio::task::JoinSet::new();
+            for req in claimed {
+                let (store, outbound, settings) = (store.clone(), outbound.clone(), settings.clone());
+                running.spawn(async move { verify(store.as_ref(), &outbound, &settings, req).await });
+            }
+            while running.join_next().await.is_some() {}
+        }
+    }))
+}
+
+async fn verify(store: &dyn Store, outbound: &Outbound, settings: &HubSettings, req: HubRequest) {
+    let challenge = match secrets::generate("") {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no randomness for a WebSub challenge");
+            return;
+        }
+    };
+    let sent_at = now_ms();
+    let outcome = attempt(outbound, &verification_url(&req.callback, &req, &challenge), &challenge).await;
+    let result = match outcome {
+        Outcome::Confirmed if req.subscribe => {
+            let lease = req.lease_seconds;
+            let sub = Subscription {
+                topic: req.topic.clone(),
+                callback: req.callback.clone(),
+                user_id: req.user_id,
+                feed: req.feed.clone(),
+                secret: req.secret.clone(),
+                lease_seconds: lease,
+                // F6: the lease counts from when the verification was sent.
+                expires_at: sent_at + lease * 1000,
+            };
+            match store.subscribe(&sub).await {
+                Ok(()) => store.hub_done(req.id).await,
+                Err(e) => Err(e),
+            }
+        }
+        Outcome::Confirmed => match store.unsubscribe(&req.topic, &req.callback).await {
+            Ok(_) => store.hub_done(req.id).await,
+            Err(e) => Err(e),
+        },
+        // C9: a refusal leaves the state as it was.
+        Outcome::Refused => store.hub_done(req.id).await,
+        Outcome::Failed if req.attempts >= settings.verify_attempts => store.hub_done(req.id).await,
+        Outcome::Failed => {
+            let delay = settings.retry_base.as_millis() as i64 * (1 << (req.attempts - 1).clamp(0, 10));
+            store.hub_retry(req.id, now_ms() + delay).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot record a WebSub verification");
+    }
+}
+
+async fn attempt(outbound: &Outbound, url: &str, challenge: &str) -> Outcome {
+    let req = match outbound.request(Method::GET, url) {
+        Ok(r) => r,
+        Err(_) => return Outcome::Refused,
+    };
+    match outbound.send(req).await {
+        Err(OutboundError::Url(_)) => Outcome::Refused,
+        Err(OutboundError::Request(_)) => Outcome::Failed,
+        Ok(resp) if resp.status().is_server_error() => Outcome::Failed,
+        // C6: any 2xx whose body is exactly the challenge; C7: redirects are not followed.
+        Ok(resp) if resp.status().is_success() => {
+            let body = read_capped(resp, challenge.len() + 64).await;
+            if body == challenge.as_bytes() {
+                Outcome::Confirmed
+            } else {
+                Outcome::Refused
+            }
+        }
+        Ok(_) => Outcome::Refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(s: &str) -> Form {
+        Form::parse(s.as_bytes())
+    }
+
+    fn intent(s: &str) -> Result<Intent, HubError> {
+        match parse_request(&form(s), false, &HubSettings::default())? {
+            Parsed::Intent(i) => Ok(i),
+            Parsed::Publish(_) => panic!("publish"),
+        }
+    }
+
+    const OK: &str = "hub.mode=subscribe&hub.topic=https%3A%2F%2Fhub.example%2Fu%2Fa%2Fstream.atom&hub.callback=https%3A%2F%2Fsub.example%2Fcb";
+
+    #[test]
+    fn requests_parse_with_unknown_parameters_ignored() {
+        let i = intent(&format!("{OK}&foo=bar&hub.foo=hub.bar")).unwrap();
+        assert!(i.subscribe);
+        assert_eq!(i.callback, "https://sub.example/cb");
+        assert_eq!(i.lease_seconds, HubSettings::default().default_lease);
+        assert_eq!(i.secret, None);
+    }
+
+    #[test]
+    fn bad_requests_say_why() {
+        assert_eq!(
+            intent("hub.mode=subscribe&hub.topic=x").unwrap_err(),
+            HubError::Missing("hub.callback")
+        );
+        assert!(matches!(
+            intent("hub.mode=subscribe&hub.topic=x&hub.callback=").unwrap_err(),
+            HubError::Missing(_)
+        ));
+        assert!(matches!(
+            intent("hub.mode=watch&hub.topic=x&hub.callback=y").unwrap_err(),
+            HubError::Mode(_)
+        ));
+        assert!(matches!(
+            intent(&OK.replace("https%3A%2F%2Fsub", "ftp%3A%2F%2Fsub")).unwrap_err(),
+            HubError::Callback(_)
+        ));
+        assert!(matches!(
+            intent(&OK.replace("https%3A%2F%2Fsub.example", "http%3A%2F%2F127.0.0.1")).unwrap_err(),
+            HubError::Callback(_)
+        ));
+        for lease in ["abc", "-5", "0", "1.5"] {
+            assert!(matches!(
+                intent(&format!("{OK}&hub.lease_seconds={lease}")).unwrap_err(),
+                HubError::Lease(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn secrets_under_200_bytes_counted_as_utf8() {
+        assert!(intent(&format!("{OK}&hub.secret={}", "a".repeat(199))).is_ok());
+        assert_eq!(
+            intent(&format!("{OK}&hub.secret={}", "a".repeat(200))).unwrap_err(),
+            HubError::Secret
+        );
+        assert_eq!(
+            intent(&format!("{OK}&hub.secret={}", "%C3%A9".repeat(100))).unwrap_err(),
+            HubError::Secret
+        );
+    }
+
+    #[test]
+    fn leases_are_clamped_and_ignored_on_unsubscribe() {
+        let s = HubSettings::default();
+        assert_eq!(
+            intent(&format!("{OK}&hub.lease_seconds=5")).unwrap().lease_seconds,
+            s.min_lease
+        );
+        assert_eq!(
+            intent(&format!("{OK}&hub.lease_seconds=999999999"))
+                .unwrap()
+                .lease_seconds,
+            s.max_lease
+        );
+        let un = OK.replace("subscribe", "unsubscribe");
+        assert_eq!(
+            intent(&format!("{un}&hub.lease_seconds=abc")).unwrap().lease_seconds,
+            s.default_lease
+        );
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_kept() {
+        assert_eq!(normalize_url("http://h/a%7Eb%41%2F%C3%A9"), "http://h/a~bA%2F%C3%A9");
+        assert_eq!(normalize_url("http://h/é%"), "http://h/é%");
+    }
+
+    #[test]
+    fn publish_takes_every_topic_and_url() {
+        let Parsed::Publish(t) = parse_request(
+            &form("hub.mode=publish&hub.url=http://a/x&hub.topic=http://a/y"),
+            false,
+            &HubSettings::default(),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(t, ["http://a/y", "http://a/x"]);
+    }
+
+    #[test]
+    fn verification_keeps_the_callback_query_first() {
+        let req = HubRequest {
+            id: 1,
+            subscribe: true,
+            topic: "http://hub/t?key=k".into(),
+            callback: String::new(),
+            user_id: 1,
+            feed: String::new(),
+            secret: None,
+            lease_seconds: 60,
+            attempts: 1,
+        };
+        let url = verification_url("http://s/cb?z=y&a=b&hub.challenge=imahacker", &req, "CH");
+        assert!(
+            url.starts_with("http://s/cb?z=y&a=b&hub.challenge=imahacker&hub.mode=subscribe&"),
+            "{url}"
+        );
+        assert!(url.ends_with("&hub.challenge=CH&hub.lease_seconds=60"), "{url}");
+        assert!(url.contains("hub.topic=http%3A%2F%2Fhub%2Ft%3Fkey%3Dk"), "{url}");
+        assert!(verification_url("http://s/cb", &req, "CH").starts_with("http://s/cb?hub.mode="));
+    }
+}

@@ -1,0 +1,114 @@
+//! `POST /hub`: WebSub subscribe, unsubscribe and publish requests (form-encoded). The answer
+//! (202) never waits for verification, which a worker does from the durable queue (B4, J6).
+//! Only hosted topics are accepted: a topic is a feed's capability URL (`…?key=`).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::feed_key_path;
+use super::{AppState, SharedState};
+use crate::error::{AppError, AppResult};
+use crate::hub::{Form, HubError, Parsed, parse_request};
+use crate::secrets;
+use crate::store::HubRequest;
+
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The user and feed a hosted topic URL names, if it carries a live key for that feed.
+async fn hosted_topic(st: &AppState, topic: &str) -> AppResult<(i64, String)> {
+    let refuse = |why: &str| AppError::BadRequest(HubError::Topic(why.to_string()).to_string());
+    let rest = topic
+        .strip_prefix(&st.base_url)
+        .filter(|r| r.starts_with('/'))
+        .ok_or_else(|| refuse("only feeds this hub serves can be subscribed to here"))?;
+    let url = url::Url::parse(topic).map_err(|e| refuse(&e.to_string()))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    let feed_owner = {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["u", user, feed] if feed.starts_with("stream.") => Some(*user),
+            ["u", user, "endpoints", _, feed] if feed.starts_with("stream.") => Some(*user),
+            ["atompub", user, _collection] => Some(*user),
+            _ => None,
+        }
+    }
+    .ok_or_else(|| refuse("not a feed of this hub"))?;
+    let key = url
+        .query_pairs()
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| refuse("subscribe to the feed's key URL (…?key=, from POST /api/keys)"))?;
+    let found = st.mesh.store.feed_key(&secrets::hash(&key)).await?;
+    match found {
+        Some(k) if k.user == feed_owner && secrets::same(&k.feed_path, feed_key_path(path)) => {
+            Ok((k.user_id, path.to_string()))
+        }
+        _ => Err(refuse("the key in the topic URL is not a live key for this feed")),
+    }
+}
+
+pub async fn request(State(st): State<SharedState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
+    let form_encoded = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_encoded {
+        return Err(AppError::UnsupportedMediaType(
+            "send hub requests as application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| AppError::TooLarge(format!("hub requests are limited to {MAX_FORM_BYTES} bytes")))?;
+    let form = Form::parse(&bytes);
+    let parsed =
+        parse_request(&form, st.outbound.allows_private(), &st.hub).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    match parsed {
+        Parsed::Publish(topics) => {
+            // Hosted topics change through AtomPub; a ping only has to name one of them.
+            for t in &topics {
+                hosted_topic(&st, t).await?;
+            }
+        }
+        Parsed::Intent(intent) => {
+            let (user_id, feed) = hosted_topic(&st, &intent.topic).await?;
+            // E3: unsubscribing what is not subscribed changes nothing and calls nobody.
+            let known = intent.subscribe
+                || st
+                    .mesh
+                    .store
+                    .subscription(&intent.topic, &intent.callback)
+                    .await?
+                    .is_some();
+            if known {
+                let req = HubRequest {
+                    id: 0,
+                    subscribe: intent.subscribe,
+                    topic: intent.topic,
+                    callback: intent.callback,
+                    user_id,
+                    feed,
+                    secret: intent.secret,
+                    lease_seconds: i64::try_from(intent.lease_seconds).unwrap_or(i64::MAX),
+                    attempts: 0,
+                };
+                st.mesh.store.hub_enqueue(&req, 0).await?;
+                st.hub_wake.notify_one();
+            }
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "accepted\n",
+    )
+        .into_response())
+}
