@@ -24,7 +24,7 @@ pub struct App {
     listener: TcpListener,
     state: Arc<AppState>,
     /// Background work that stops with the server.
-    _worker: hub::Worker,
+    _workers: [hub::Worker; 2],
 }
 
 impl App {
@@ -58,6 +58,7 @@ impl App {
             hub: settings.hub.clone(),
             hub_wake: Arc::new(Notify::new()),
         });
+        let deliveries = web::deliver::spawn(state.clone());
         let worker = hub::spawn_worker(
             state.mesh.store.clone(),
             state.outbound.clone(),
@@ -67,7 +68,7 @@ impl App {
         Ok(App {
             listener,
             state,
-            _worker: worker,
+            _workers: [worker, deliveries],
         })
     }
 

@@ -14,7 +14,16 @@ use crate::net::{Outbound, OutboundError, check_url, read_capped};
 use crate::secrets;
 use crate::store::{HubRequest, Store, Subscription};
 
-/// Lease and retry policy (F3, F4, C10, J1); tests shorten it.
+/// The HMAC of `X-Hub-Signature` (I4: sha256 unless a subscriber base needs another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signature {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// Lease, retry and signing policy (F3, F4, C10, J1, I4); tests shorten the times.
 #[derive(Clone, Debug)]
 pub struct HubSettings {
     pub min_lease: u64,
@@ -22,7 +31,11 @@ pub struct HubSettings {
     pub default_lease: u64,
     /// Attempts of a verification GET that fails by timeout, connection error or 5xx.
     pub verify_attempts: i64,
+    /// Attempts of one notification before it is dropped (the subscription stays).
+    pub delivery_attempts: i64,
+    /// First retry delay of verifications and deliveries; doubles each time, with jitter.
     pub retry_base: Duration,
+    pub signature: Signature,
 }
 
 impl Default for HubSettings {
@@ -32,7 +45,9 @@ impl Default for HubSettings {
             max_lease: 30 * 86_400,
             default_lease: 10 * 86_400,
             verify_attempts: 4,
+            delivery_attempts: 10,
             retry_base: Duration::from_secs(30),
+            signature: Signature::Sha256,
         }
     }
 }
@@ -198,6 +213,12 @@ enum Outcome {
 
 /// Stops the worker it holds when dropped (with the server that owns it).
 pub struct Worker(tokio::task::JoinHandle<()>);
+
+impl Worker {
+    pub fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> Worker {
+        Worker(tokio::spawn(task))
+    }
+}
 
 impl Drop for Worker {
     fn drop(&mut self) {

@@ -27,6 +27,8 @@ pub struct Mesh {
     heads: TtlMap<i64, u64>,
     /// Collections by (user, name); they are never renamed or removed, so a second is safe.
     collections: TtlMap<(i64, String), Collection>,
+    /// Signalled after every accepted write (wakes WebSub delivery).
+    pub changed: tokio::sync::Notify,
 }
 
 /// The outcome of a write: the item as stored now, and what happened.
@@ -52,6 +54,7 @@ impl Mesh {
             blobs,
             heads: TtlMap::new(HEAD_TTL, 100_000),
             collections: TtlMap::new(HEAD_TTL, 100_000),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -299,6 +302,7 @@ impl Mesh {
         match self.store.write_item(write).await {
             Ok(seq) => {
                 self.heads.upsert(col.user_id, seq, |h| *h = (*h).max(seq));
+                self.changed.notify_one();
                 Ok(seq)
             }
             Err(StoreError::Conflict) => Err(AppError::Conflict("concurrent write".into())),

@@ -376,3 +376,52 @@ async fn concurrent_edits_of_one_item_lose_no_update() {
         "sequence numbers are unique and ordered"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_writes_from_another_process_succeed_while_entries_stream_in() {
+    let (app, token) = setup(Db::Sqlite).await.unwrap();
+    // A second store on the same file, as `feedmesh token add` opens while `serve` runs.
+    let other = feedmesh::store::open(&app.db_url).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let (client, url, token, stop) = (
+                app.client.clone(),
+                app.url("/atompub/alice/Notes"),
+                token.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut ok = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", ATOM_ENTRY)
+                        .body(entry(&format!("w{w}"), "x"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                    ok += 1;
+                }
+                ok
+            })
+        })
+        .collect();
+    let alice = feedmesh::domain::UserName::parse("alice").unwrap();
+    for i in 0..40 {
+        let device = feedmesh::domain::DeviceName::parse(&format!("dev{i}")).unwrap();
+        other
+            .add_token(&alice, &device, &format!("hash{i}"), "fm_x")
+            .await
+            .unwrap_or_else(|e| panic!("token {i} failed while entries streamed in: {e}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    assert!(written > 0);
+    assert_eq!(other.tokens(&alice).await.unwrap().len(), 41);
+}

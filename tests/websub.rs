@@ -17,6 +17,55 @@ use crate::common::TestApp;
 struct Callbacks {
     /// (path, raw query) of every verification GET, in order.
     seen: Mutex<Vec<(String, String)>>,
+    /// Every delivery POST, in order.
+    posts: Mutex<Vec<Delivery>>,
+}
+
+#[derive(Clone, Debug)]
+struct Delivery {
+    kind: String,
+    content_type: String,
+    link: String,
+    signature: Option<String>,
+    body: String,
+}
+
+/// Delivery answers by path: gone (410), flakypost (500 twice, then 200), else 204.
+async fn receive(
+    State(cb): State<Arc<Callbacks>>,
+    Path(kind): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> StatusCode {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let before = {
+        let mut posts = cb.posts.lock().unwrap();
+        let n = posts.iter().filter(|p| p.kind == kind).count();
+        posts.push(Delivery {
+            kind: kind.clone(),
+            content_type: h("content-type").unwrap_or_default(),
+            link: h("link").unwrap_or_default(),
+            signature: h("x-hub-signature"),
+            body,
+        });
+        n
+    };
+    match kind.as_str() {
+        "gone" => StatusCode::GONE,
+        "flakypost" if before < 2 => StatusCode::INTERNAL_SERVER_ERROR,
+        "flakypost" => StatusCode::OK,
+        _ => StatusCode::NO_CONTENT,
+    }
+}
+
+fn posts(cb: &Callbacks, kind: &str) -> Vec<Delivery> {
+    cb.posts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.kind == kind)
+        .cloned()
+        .collect()
 }
 
 fn challenge(query: &str) -> String {
@@ -43,7 +92,7 @@ async fn callback(
     };
     let echo = challenge(&q);
     match kind.as_str() {
-        "echo" => (StatusCode::OK, echo),
+        "echo" | "gone" | "flakypost" | "rss" | "phone" | "notes" | "short" => (StatusCode::OK, echo),
         "accepted" => (StatusCode::ACCEPTED, echo),
         "refuse" => (StatusCode::NOT_FOUND, String::new()),
         "wrong" => (StatusCode::OK, "nope".to_string()),
@@ -61,7 +110,9 @@ async fn callback(
 
 async fn callback_server() -> (String, Arc<Callbacks>) {
     let cb = Arc::new(Callbacks::default());
-    let app = Router::new().route("/cb/{kind}", get(callback)).with_state(cb.clone());
+    let app = Router::new()
+        .route("/cb/{kind}", get(callback).post(receive))
+        .with_state(cb.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}/cb", listener.local_addr().unwrap().port());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -550,4 +601,217 @@ async fn a_queued_verification_survives_a_restart() {
     })
     .await;
     assert_eq!(seen(&cb, "echo").len(), 1);
+}
+
+/// Subscribes `callback` to `topic` and waits until the subscription is active.
+async fn subscribe(app: &TestApp, topic: &str, callback: &str, extra: &[(&str, &str)]) {
+    let mut pairs = vec![
+        ("hub.mode", "subscribe"),
+        ("hub.topic", topic),
+        ("hub.callback", callback),
+    ];
+    pairs.extend_from_slice(extra);
+    assert_eq!(hub(app, &pairs).await.status(), 202);
+    eventually("the subscription", async || {
+        app.store.subscription(topic, callback).await.unwrap().is_some()
+    })
+    .await;
+}
+
+fn hmac_sha256(secret: &str, body: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(body.as_bytes());
+    format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn new_entries_are_pushed_signed_in_order_once() {
+    let (app, topic) = setup().await;
+    let token = app.token("alice", "phone").await;
+    app.collection("alice", "Notes").await;
+    app.post_entry(
+        &token,
+        "/atompub/alice/Notes",
+        crate::common::entry("before", "not sent"),
+    )
+    .await;
+    let (cb_base, cb) = callback_server().await;
+    let callback = format!("{cb_base}/echo");
+    subscribe(&app, &topic, &callback, &[("hub.secret", "s3cret")]).await;
+
+    app.post_entry(&token, "/atompub/alice/Notes", crate::common::entry("first", "one"))
+        .await;
+    eventually("the first delivery", async || posts(&cb, "echo").len() == 1).await;
+    app.post_entry(&token, "/atompub/alice/Notes", crate::common::entry("second", "two"))
+        .await;
+    eventually("the second delivery", async || posts(&cb, "echo").len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = posts(&cb, "echo");
+    assert_eq!(got.len(), 2, "a duplicate delivery");
+    assert_eq!(got[0].content_type, "application/atom+xml; charset=utf-8");
+    assert_eq!(
+        got[0].link,
+        format!("<{}>; rel=\"hub\", <{topic}>; rel=\"self\"", app.url("/hub"))
+    );
+    for d in &got {
+        assert_eq!(
+            d.signature.as_deref(),
+            Some(hmac_sha256("s3cret", &d.body).as_str()),
+            "bad signature"
+        );
+        assert!(
+            !d.body.contains("before"),
+            "an entry older than the subscription was sent"
+        );
+    }
+    assert!(got[0].body.contains(">first<") && !got[0].body.contains(">second<"));
+    assert!(
+        got[1].body.contains(">second<") && !got[1].body.contains(">first<"),
+        "not a diff: {}",
+        got[1].body
+    );
+}
+
+#[tokio::test]
+async fn each_topic_gets_only_its_own_changes_in_its_own_format() {
+    let (app, _) = setup().await;
+    let laptop = app.token("alice", "laptop").await;
+    let phone = app.token("alice", "phone").await;
+    app.collection("alice", "Notes").await;
+    let key = |feed: &'static str| {
+        let (app, laptop) = (&app, &laptop);
+        async move {
+            let v: serde_json::Value = app.feed_key(laptop, feed).await.json().await.unwrap();
+            v["url"].as_str().unwrap().to_string()
+        }
+    };
+    let rss_topic = key("/u/alice/stream.rss").await;
+    let phone_topic = key("/u/alice/endpoints/phone/stream.json").await;
+    let notes_topic = key("/atompub/alice/Notes").await;
+    let (cb_base, cb) = callback_server().await;
+    subscribe(&app, &rss_topic, &format!("{cb_base}/rss"), &[]).await;
+    subscribe(&app, &phone_topic, &format!("{cb_base}/phone"), &[]).await;
+    subscribe(&app, &notes_topic, &format!("{cb_base}/notes"), &[]).await;
+
+    app.post_entry(
+        &laptop,
+        "/atompub/alice/Notes",
+        crate::common::entry("from laptop", "l"),
+    )
+    .await;
+    eventually("the rss and notes deliveries", async || {
+        posts(&cb, "rss").len() == 1 && posts(&cb, "notes").len() == 1
+    })
+    .await;
+    app.post_entry(&phone, "/atompub/alice/Notes", crate::common::entry("from phone", "p"))
+        .await;
+    eventually("the phone delivery", async || {
+        posts(&cb, "phone").len() == 1 && posts(&cb, "rss").len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss = posts(&cb, "rss");
+    assert_eq!(rss[0].content_type, "application/rss+xml; charset=utf-8");
+    assert!(rss[0].signature.is_none(), "signed without a secret");
+    let phone_posts = posts(&cb, "phone");
+    assert_eq!(phone_posts.len(), 1, "the phone's feed got the laptop's change");
+    assert_eq!(phone_posts[0].content_type, "application/feed+json; charset=utf-8");
+    let json: serde_json::Value = serde_json::from_str(&phone_posts[0].body).unwrap();
+    assert_eq!(json["items"][0]["title"], "from phone");
+    let notes = posts(&cb, "notes");
+    assert!(
+        notes[0].body.contains("<sx:sync ") && notes[0].body.contains("<sx:sharing since="),
+        "{}",
+        notes[0].body
+    );
+}
+
+#[tokio::test]
+async fn gone_ends_a_subscription_and_failures_are_retried() {
+    let (app, topic) = setup().await;
+    let token = app.token("alice", "phone").await;
+    app.collection("alice", "Notes").await;
+    let (cb_base, cb) = callback_server().await;
+    let gone = format!("{cb_base}/gone");
+    let flaky = format!("{cb_base}/flakypost");
+    subscribe(&app, &topic, &gone, &[]).await;
+    subscribe(&app, &topic, &flaky, &[]).await;
+    app.post_entry(&token, "/atompub/alice/Notes", crate::common::entry("news", "n"))
+        .await;
+    eventually("the retried delivery", async || posts(&cb, "flakypost").len() == 3).await;
+    eventually("the end of the gone subscription", async || {
+        app.store.subscription(&topic, &gone).await.unwrap().is_none()
+    })
+    .await;
+    let flaky_posts = posts(&cb, "flakypost");
+    assert!(flaky_posts.iter().all(|p| p.body.contains(">news<")));
+    app.post_entry(&token, "/atompub/alice/Notes", crate::common::entry("later", "n"))
+        .await;
+    eventually("the next delivery", async || posts(&cb, "flakypost").len() == 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posts(&cb, "gone").len(), 1, "delivered after 410 Gone");
+    assert!(
+        app.store.subscription(&topic, &flaky).await.unwrap().is_some(),
+        "failures ended the subscription"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_delivered_after_the_lease_ends() {
+    let (app, topic) = setup().await;
+    let token = app.token("alice", "phone").await;
+    app.collection("alice", "Notes").await;
+    let (cb_base, cb) = callback_server().await;
+    let callback = format!("{cb_base}/short");
+    subscribe(&app, &topic, &callback, &[("hub.lease_seconds", "1")]).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    app.post_entry(&token, "/atompub/alice/Notes", crate::common::entry("too late", "x"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(posts(&cb, "short").is_empty(), "delivered after the lease ended");
+}
+
+#[tokio::test]
+async fn hosted_feeds_advertise_the_hub_on_get_and_head() {
+    let (app, topic) = setup().await;
+    let hub_url = app.url("/hub");
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let r = app.client.request(method.clone(), &topic).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{method}");
+        assert_eq!(
+            r.headers()["link"],
+            format!("<{hub_url}>; rel=\"hub\", <{topic}>; rel=\"self\"").as_str(),
+            "{method}"
+        );
+    }
+    let atom = app.client.get(&topic).send().await.unwrap().text().await.unwrap();
+    assert!(
+        atom.contains(&format!("<link rel=\"hub\" href=\"{hub_url}\"/>")),
+        "{atom}"
+    );
+    let rss = app
+        .client
+        .get(topic.replace("stream.atom", "stream.rss"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        rss.contains(&format!("<atom:link rel=\"hub\" href=\"{hub_url}\"/>")),
+        "{rss}"
+    );
+    let json: serde_json::Value = app
+        .client
+        .get(topic.replace("stream.atom", "stream.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["hubs"][0]["type"], "WebSub");
+    assert_eq!(json["hubs"][0]["url"], hub_url.as_str());
 }

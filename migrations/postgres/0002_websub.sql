@@ -11,6 +11,10 @@ CREATE TABLE websub_subscriptions (
     expires_at     BIGINT NOT NULL,
     -- The user's change sequence number up to which this subscriber has been notified.
     delivered_seq  BIGINT NOT NULL,
+    -- Delivery: failed attempts of the pending notification, when to try next, and a claim.
+    attempts       BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL DEFAULT 0,
+    claimed_until  BIGINT NOT NULL DEFAULT 0,
     created_at     BIGINT NOT NULL,
     UNIQUE (topic, callback)
 );

@@ -11,6 +11,10 @@ CREATE TABLE websub_subscriptions (
     expires_at     INTEGER NOT NULL,
     -- The user's change sequence number up to which this subscriber has been notified.
     delivered_seq  INTEGER NOT NULL,
+    -- Delivery: failed attempts of the pending notification, when to try next, and a claim.
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    claimed_until  INTEGER NOT NULL DEFAULT 0,
     created_at     INTEGER NOT NULL,
     UNIQUE (topic, callback)
 );

@@ -23,6 +23,9 @@ pub fn feed(view: &FeedView<'_>) -> String {
     let _ = writeln!(o, "<author><name>{}</name></author>", esc(&xml_safe(&view.author)));
     link(&mut o, "self", &view.self_url, Some("application/atom+xml"));
     link(&mut o, "alternate", &view.alternate_url, Some("text/html"));
+    if let Some(hub) = &view.hub_url {
+        link(&mut o, "hub", hub, None);
+    }
     if let Some(next) = &view.next_url {
         link(&mut o, "next", next, Some("application/atom+xml"));
     }

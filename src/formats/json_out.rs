@@ -13,7 +13,16 @@ struct JsonFeed<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     next_url: Option<&'a str>,
     authors: Vec<Author<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<Hub<'a>>,
     items: Vec<JsonItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct Hub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(Serialize)]
@@ -96,6 +105,7 @@ pub fn feed(view: &FeedView<'_>) -> String {
         feed_url: &view.self_url,
         next_url: view.next_url.as_deref(),
         authors: vec![Author { name: &view.author }],
+        hubs: view.hub_url.iter().map(|url| Hub { kind: "WebSub", url }).collect(),
         items,
     };
     serde_json::to_string_pretty(&feed).unwrap_or_default()

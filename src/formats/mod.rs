@@ -58,6 +58,8 @@ pub struct FeedView<'a> {
     pub title: String,
     pub self_url: String,
     pub alternate_url: String,
+    /// The WebSub hub that pushes this feed (`rel="hub"`).
+    pub hub_url: Option<String>,
     pub updated: Timestamp,
     pub author: String,
     /// RFC 5005 `rel="next"`.

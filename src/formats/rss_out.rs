@@ -16,6 +16,9 @@ pub fn feed(view: &FeedView<'_>) -> String {
         "<atom:link rel=\"self\" type=\"application/rss+xml\" href=\"{}\"/>",
         esc(&view.self_url)
     );
+    if let Some(hub) = &view.hub_url {
+        let _ = writeln!(o, "<atom:link rel=\"hub\" href=\"{}\"/>", esc(hub));
+    }
     if let Some(next) = &view.next_url {
         let _ = writeln!(
             o,

@@ -176,6 +176,19 @@ pub struct Subscription {
     pub expires_at: i64,
 }
 
+/// A subscription with news to deliver: its cursor is behind the user's head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub topic: String,
+    pub callback: String,
+    pub user_id: i64,
+    pub feed: String,
+    pub secret: Option<String>,
+    pub delivered_seq: u64,
+    pub attempts: i64,
+}
+
 /// A subscribe or unsubscribe waiting for its verification of intent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubRequest {
@@ -252,6 +265,24 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a subscription; false if there was none.
     async fn unsubscribe(&self, topic: &str, callback: &str) -> Result<bool>;
     async fn subscription(&self, topic: &str, callback: &str) -> Result<Option<Subscription>>;
+    /// Claims up to `limit` live subscriptions whose cursor is behind their user's head and
+    /// whose next attempt is due, for `lease_ms`.
+    async fn deliveries_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DueDelivery>>;
+    /// Records that the subscriber has everything up to `seq`; clears failures and the claim.
+    async fn delivered(&self, id: i64, seq: u64) -> Result<()>;
+    /// Records a failed attempt: try again at `next_at` (Unix ms).
+    async fn delivery_failed(&self, id: i64, next_at: i64) -> Result<()>;
+    async fn drop_subscription(&self, id: i64) -> Result<()>;
+    /// Removes subscriptions whose lease ended before `now_ms`; returns how many.
+    async fn purge_expired(&self, now_ms: i64) -> Result<u64>;
+    /// The user's changes after `after`, oldest first, optionally of one endpoint.
+    async fn changes_after(
+        &self,
+        user_id: i64,
+        endpoint_id: Option<i64>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>>;
 
     async fn record_blob(&self, sha256: &str, size: u64) -> Result<()>;
     async fn blob_size(&self, sha256: &str) -> Result<Option<u64>>;

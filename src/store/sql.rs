@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::AnyPool;
 use sqlx::any::AnyRow;
-use sqlx::{Acquire, Row};
+use sqlx::{Acquire, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ChangeKind, ChangeRecord, Collection, Endpoint, FeedKey, ItemRecord, ItemWrite, Principal, Result, Store,
     StoreError, TokenInfo, User,
 };
-use super::{HubRequest, Subscription};
+use super::{DueDelivery, HubRequest, Subscription};
 use crate::domain::entry::StoredItem;
 use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
 
@@ -108,7 +108,7 @@ async fn group_commit(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
 /// race (the item exists, or moved on) leaves a gap, which cursors do not mind.
 async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Result<u64>>> {
     let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     // One query checks every credential of the batch at commit time.
     let tokens: Vec<&str> = jobs.iter().filter_map(|j| j.live_token.as_deref()).collect();
     let mut live: Vec<String> = Vec::new();
@@ -435,7 +435,11 @@ impl Store for SqlStore {
         prefix: &str,
     ) -> Result<TokenInfo> {
         let mut conn = self.writer.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = match self.backend {
+            // Take the write lock now, so the busy timeout applies (a read upgraded later fails at once).
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
         let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
             .bind(user.as_str())
             .fetch_optional(&mut *tx)
@@ -768,6 +772,15 @@ impl Store for SqlStore {
     }
 
     async fn hub_claim(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<HubRequest>> {
+        // An idle worker only reads: no write transaction unless something is due.
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM websub_requests WHERE run_at <= $1 AND claimed_until <= $1 LIMIT 1")
+                .bind(now_ms)
+                .fetch_optional(&self.readers)
+                .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -870,6 +883,115 @@ impl Store for SqlStore {
             })
         })
         .transpose()
+    }
+
+    async fn deliveries_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DueDelivery>> {
+        // An idle worker only reads: no write transaction unless something is due.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT s.id FROM websub_subscriptions s JOIN users u ON u.id = s.user_id \
+             WHERE s.delivered_seq < u.head_seq AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
+             AND s.claimed_until <= $1 LIMIT 1",
+        )
+        .bind(now_ms)
+        .fetch_optional(&self.readers)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE OF s SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE websub_subscriptions SET claimed_until = $1 + $2 WHERE id IN \
+             (SELECT s.id FROM websub_subscriptions s JOIN users u ON u.id = s.user_id \
+              WHERE s.delivered_seq < u.head_seq AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
+              AND s.claimed_until <= $1 ORDER BY s.id LIMIT $3{lock}) \
+             RETURNING id, topic, callback, user_id, feed, secret, delivered_seq, attempts"
+        );
+        // The only dynamic part is the fixed locking clause above.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(lease_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueDelivery {
+                    id: r.try_get("id")?,
+                    topic: r.try_get("topic")?,
+                    callback: r.try_get("callback")?,
+                    user_id: r.try_get("user_id")?,
+                    feed: r.try_get("feed")?,
+                    secret: r.try_get("secret")?,
+                    delivered_seq: seq(r.try_get("delivered_seq")?),
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delivered(&self, id: i64, upto: u64) -> Result<()> {
+        sqlx::query(
+            "UPDATE websub_subscriptions SET delivered_seq = $1, attempts = 0, next_attempt_at = 0, claimed_until = 0 \
+             WHERE id = $2 AND delivered_seq < $1",
+        )
+        .bind(sql_seq(upto))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn delivery_failed(&self, id: i64, next_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE websub_subscriptions SET attempts = attempts + 1, next_attempt_at = $1, claimed_until = 0 WHERE id = $2",
+        )
+        .bind(next_at)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_subscription(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM websub_subscriptions WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self, now_ms: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM websub_subscriptions WHERE expires_at <= $1")
+            .bind(now_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn changes_after(
+        &self,
+        user_id: i64,
+        endpoint_id: Option<i64>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>> {
+        let rows = sqlx::query(
+            "SELECT c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version \
+             FROM changes c JOIN collections col ON col.id = c.collection_id \
+             LEFT JOIN endpoints e ON e.id = c.endpoint_id \
+             WHERE c.user_id = $1 AND ($2 < 0 OR c.endpoint_id = $2) AND c.seq > $3 \
+             ORDER BY c.seq LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(endpoint_id.unwrap_or(-1))
+        .bind(sql_seq(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(change_row).collect()
     }
 
     async fn record_blob(&self, sha256: &str, size: u64) -> Result<()> {

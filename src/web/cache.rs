@@ -21,6 +21,8 @@ pub struct CachedFeed {
     pub content_type: &'static str,
     /// FeedSync cursor for the next sync (collection feeds).
     pub cursor: Option<String>,
+    /// WebSub discovery: `<hub>; rel="hub", <self>; rel="self"`.
+    pub link: Option<HeaderValue>,
 }
 
 impl CachedFeed {
@@ -30,7 +32,10 @@ impl CachedFeed {
         last_modified: Timestamp,
         content_type: &'static str,
         cursor: Option<String>,
+        hub_and_self: (&str, &str),
     ) -> Self {
+        let (hub, this) = hub_and_self;
+        let link = HeaderValue::from_str(&format!("<{hub}>; rel=\"hub\", <{this}>; rel=\"self\"")).ok();
         let digest = Sha256::digest(body.as_bytes());
         let etag = format!("\"{}\"", hex::encode(&digest[..16]));
         CachedFeed {
@@ -42,6 +47,7 @@ impl CachedFeed {
                 .unwrap_or_else(|_| HeaderValue::from_static("")),
             content_type,
             cursor,
+            link,
         }
     }
 }
@@ -113,6 +119,9 @@ pub fn respond(headers: &HeaderMap, feed: &CachedFeed) -> Response {
     h.insert(header::LAST_MODIFIED, feed.last_modified_header.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     h.insert(header::VARY, HeaderValue::from_static("Authorization"));
+    if let Some(link) = &feed.link {
+        h.insert(header::LINK, link.clone());
+    }
     if let Some(cursor) = feed.cursor.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
         h.insert("feedmesh-cursor", cursor);
     }

@@ -7,10 +7,11 @@ use axum::response::Response;
 
 use super::auth::feed_reader;
 use super::cache::{CachedFeed, respond};
-use super::{SharedState, encode_segment};
+use super::{AppState, SharedState, encode_segment};
+use crate::domain::time::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::formats::{self, EntryView, FeedView, Format, Sharing};
-use crate::store::{ChangeRecord, ItemRecord};
+use crate::store::{ChangeRecord, Collection, ItemRecord};
 
 const STREAM_PAGE: u32 = 50;
 const COLLECTION_PAGE: u32 = 100;
@@ -85,48 +86,20 @@ pub async fn collection(
     }
     let key = key.to_string();
     let records: Vec<ItemRecord> = st.mesh.store.items_since(col.id, since.unwrap_or(0), page).await?;
-    let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
     let url = st.collection_url(&user, &col.name);
-    let updated = records.iter().map(|r| r.changed_at).max().unwrap_or(col.created_at);
-    let entries = records
-        .iter()
-        .map(|r| {
-            let member = st.member_url(&user, &col.name, r.item.id());
-            EntryView {
-                id: member.clone(),
-                version: &r.item.current,
-                sync: Some((&r.item.current.sync, r.item.conflicts.as_slice())),
-                edit_url: Some(member.clone()),
-                edit_media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
-                media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
-                fallback_link: member,
-                tags: Vec::new(),
-            }
-        })
-        .collect();
-    let view = FeedView {
-        id: url.clone(),
-        title: format!("{user}: {}", col.name),
-        self_url: format!("{}{}", st.base_url, uri),
-        alternate_url: url.clone(),
-        updated,
-        author: user.clone(),
-        next_url: (records.len() == page as usize)
-            .then(|| page_url(&url, "since", until, q.limit.as_deref(), q.key.as_deref())),
-        sharing: Some(Sharing {
-            since: since.map(|s| s.to_string()),
-            until: until.to_string(),
-            complete_url: since.map(|_| url.clone()),
-        }),
-        entries,
-    };
-    let body = render(Format::Atom, &view);
+    let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
+    let next =
+        (records.len() == page as usize).then(|| page_url(&url, "since", until, q.limit.as_deref(), q.key.as_deref()));
+    let self_url = format!("{}{}", st.base_url, uri);
+    let (body, updated) = collection_document(&st, &user, &col, &records, since, self_url.clone(), next);
+    let hub = st.hub_url();
     let feed = CachedFeed::new(
         head,
         body,
         updated,
         Format::Atom.content_type(),
         Some(until.to_string()),
+        (&hub, &self_url),
     );
     Ok(respond(&headers, &st.cache.put(key, feed)))
 }
@@ -188,31 +161,126 @@ async fn stream(
         .store
         .changes(reader.user_id, endpoint.as_ref().map(|e| e.id), before, page)
         .await?;
-    let updated = match changes.first() {
+    let fallback = match changes.first() {
         Some(c) => c.at,
         None => st.mesh.store.user(&user).await?.created_at,
     };
-    let base_path = match &device {
+    let feed_url = stream_url(&st, &user, device.as_deref(), format);
+    let next_url = (changes.len() == page as usize)
+        .then(|| {
+            changes
+                .last()
+                .map(|c| page_url(&feed_url, "before", c.seq, q.limit.as_deref(), q.key.as_deref()))
+        })
+        .flatten();
+    let self_url = format!("{}{}", st.base_url, uri);
+    let (body, updated) = stream_document(
+        &st,
+        &user,
+        device.as_deref(),
+        format,
+        &changes,
+        self_url.clone(),
+        next_url,
+        fallback,
+    );
+    let hub = st.hub_url();
+    let feed = CachedFeed::new(head, body, updated, format.content_type(), None, (&hub, &self_url));
+    Ok(respond(&headers, &st.cache.put(key, feed)))
+}
+
+/// The canonical URL of a user's or an endpoint's stream in one format.
+pub(crate) fn stream_url(st: &AppState, user: &str, device: Option<&str>, format: Format) -> String {
+    match device {
         Some(d) => format!(
-            "{}/u/{}/endpoints/{}/stream",
+            "{}/u/{}/endpoints/{}/stream.{}",
             st.base_url,
-            encode_segment(&user),
-            encode_segment(d)
+            encode_segment(user),
+            encode_segment(d),
+            format.extension()
         ),
-        None => format!("{}/u/{}/stream", st.base_url, encode_segment(&user)),
+        None => format!(
+            "{}/u/{}/stream.{}",
+            st.base_url,
+            encode_segment(user),
+            format.extension()
+        ),
+    }
+}
+
+/// A collection's FeedSync feed of `records` (complete, or partial after `since`); the same
+/// document serves GET and WebSub deliveries. Returns the body and its `updated` time.
+pub(crate) fn collection_document(
+    st: &AppState,
+    user: &str,
+    col: &Collection,
+    records: &[ItemRecord],
+    since: Option<u64>,
+    self_url: String,
+    next_url: Option<String>,
+) -> (String, Timestamp) {
+    let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
+    let url = st.collection_url(user, &col.name);
+    let updated = records.iter().map(|r| r.changed_at).max().unwrap_or(col.created_at);
+    let entries = records
+        .iter()
+        .map(|r| {
+            let member = st.member_url(user, &col.name, r.item.id());
+            EntryView {
+                id: member.clone(),
+                version: &r.item.current,
+                sync: Some((&r.item.current.sync, r.item.conflicts.as_slice())),
+                edit_url: Some(member.clone()),
+                edit_media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
+                media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
+                fallback_link: member,
+                tags: Vec::new(),
+            }
+        })
+        .collect();
+    let view = FeedView {
+        id: url.clone(),
+        title: format!("{user}: {}", col.name),
+        self_url,
+        alternate_url: url.clone(),
+        hub_url: Some(st.hub_url()),
+        updated,
+        author: user.to_string(),
+        next_url,
+        sharing: Some(Sharing {
+            since: since.map(|s| s.to_string()),
+            until: until.to_string(),
+            complete_url: since.map(|_| url.clone()),
+        }),
+        entries,
     };
-    let feed_url = format!("{base_path}.{}", format.extension());
+    (render(Format::Atom, &view), updated)
+}
+
+/// A stream of `changes` in `format`; the same document serves GET and WebSub deliveries.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stream_document(
+    st: &AppState,
+    user: &str,
+    device: Option<&str>,
+    format: Format,
+    changes: &[ChangeRecord],
+    self_url: String,
+    next_url: Option<String>,
+    fallback_updated: Timestamp,
+) -> (String, Timestamp) {
+    let updated = changes.iter().map(|c| c.at).max().unwrap_or(fallback_updated);
     let entries = changes
         .iter()
         .map(|c| {
-            let member = st.member_url(&user, &c.collection, &c.sync_id);
+            let member = st.member_url(user, &c.collection, &c.sync_id);
             let media = c.version.payload.media.as_ref().map(|_| format!("{member}/media"));
             let mut tags = vec![c.collection.clone(), c.kind.as_str().to_string()];
             if let Some(e) = &c.endpoint {
                 tags.push(format!("{user}/{e}"));
             }
             EntryView {
-                id: format!("{}/u/{}/changes/{}", st.base_url, encode_segment(&user), c.seq),
+                id: format!("{}/u/{}/changes/{}", st.base_url, encode_segment(user), c.seq),
                 version: &c.version,
                 sync: None,
                 edit_url: Some(member.clone()),
@@ -223,29 +291,21 @@ async fn stream(
             }
         })
         .collect();
-    let title = match &device {
+    let title = match device {
         Some(d) => format!("{user}/{d}: published"),
         None => format!("{user}: stream"),
     };
-    let next_url = (changes.len() == page as usize)
-        .then(|| {
-            changes
-                .last()
-                .map(|c| page_url(&feed_url, "before", c.seq, q.limit.as_deref(), q.key.as_deref()))
-        })
-        .flatten();
     let view = FeedView {
-        id: feed_url.clone(),
+        id: stream_url(st, user, device, format),
         title,
-        self_url: format!("{}{}", st.base_url, uri),
+        self_url,
         alternate_url: format!("{}/", st.base_url),
+        hub_url: Some(st.hub_url()),
         updated,
-        author: user.clone(),
+        author: user.to_string(),
         next_url,
         sharing: None,
         entries,
     };
-    let body = render(format, &view);
-    let feed = CachedFeed::new(head, body, updated, format.content_type(), None);
-    Ok(respond(&headers, &st.cache.put(key, feed)))
+    (render(format, &view), updated)
 }

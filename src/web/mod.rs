@@ -4,6 +4,7 @@
 mod atompub;
 mod auth;
 mod cache;
+pub mod deliver;
 mod feeds;
 mod hub;
 mod keys;
@@ -82,6 +83,9 @@ pub fn encode_segment(s: &str) -> String {
 }
 
 impl AppState {
+    pub fn hub_url(&self) -> String {
+        format!("{}/hub", self.base_url)
+    }
     pub fn collection_url(&self, user: &str, collection: &str) -> String {
         format!(
             "{}/atompub/{}/{}",

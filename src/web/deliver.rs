@@ -1,0 +1,189 @@
+//! WebSub content distribution: each subscription whose cursor is behind its user's head is
+//! claimed, sent the entries its feed gained since the cursor (a diff of the feed, rendered
+//! exactly as GET renders it), and its cursor advanced. One claim per subscription at a time
+//! keeps deliveries in order; the cursor makes them durable (a crash re-sends, never skips).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::Method;
+
+use super::AppState;
+use super::feeds::{collection_document, stream_document};
+use crate::formats::Format;
+use crate::hub::{Signature, Worker};
+use crate::net::read_capped;
+use crate::store::DueDelivery;
+
+/// The most entries one notification carries; more follow in the next one.
+const MAX_ENTRIES: u32 = 100;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `X-Hub-Signature` value: `alg=hex(HMAC(secret, body))` over the bytes sent (I1, I3).
+pub fn signature(alg: Signature, secret: &str, body: &[u8]) -> String {
+    macro_rules! hmac_hex {
+        ($digest:ty) => {{
+            // HMAC accepts keys of any length, so this cannot fail.
+            let mut m = <Hmac<$digest> as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
+            m.update(body);
+            hex::encode(m.finalize().into_bytes())
+        }};
+    }
+    match alg {
+        Signature::Sha1 => format!("sha1={}", hmac_hex!(sha1::Sha1)),
+        Signature::Sha256 => format!("sha256={}", hmac_hex!(sha2::Sha256)),
+        Signature::Sha384 => format!("sha384={}", hmac_hex!(sha2::Sha384)),
+        Signature::Sha512 => format!("sha512={}", hmac_hex!(sha2::Sha512)),
+    }
+}
+
+/// Runs deliveries until the server stops: woken by every local change, and each second.
+pub fn spawn(st: Arc<AppState>) -> Worker {
+    Worker::spawn(async move {
+        let mut last_purge = 0i64;
+        loop {
+            let now = now_ms();
+            if now - last_purge > 10_000 {
+                last_purge = now;
+                if let Err(e) = st.mesh.store.purge_expired(now).await {
+                    tracing::error!(error = %e, "cannot purge expired WebSub subscriptions");
+                }
+            }
+            let due = match st.mesh.store.deliveries_due(now, 60_000, 64).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim WebSub deliveries");
+                    Vec::new()
+                }
+            };
+            if due.is_empty() {
+                tokio::select! {
+                    _ = st.mesh.changed.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let mut running = tokio::task::JoinSet::new();
+            for d in due {
+                let st = st.clone();
+                running.spawn(async move {
+                    if let Err(e) = deliver(&st, d).await {
+                        tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
+                    }
+                });
+            }
+            while running.join_next().await.is_some() {}
+        }
+    })
+}
+
+/// The body, its content type, and the sequence number it brings the subscriber up to.
+async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<(String, &'static str, u64)>> {
+    let head = st.mesh.store.user_head(d.user_id).await?;
+    let parts: Vec<&str> = d.feed.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["atompub", user, collection] => {
+            let col = st.mesh.store.collection(d.user_id, collection).await?;
+            let records = st.mesh.store.items_since(col.id, d.delivered_seq, MAX_ENTRIES).await?;
+            let upto = if records.len() == MAX_ENTRIES as usize {
+                records.last().map_or(head, |r| r.seq)
+            } else {
+                head
+            };
+            if records.is_empty() {
+                return Ok(Some((String::new(), "", upto)));
+            }
+            let (body, _) = collection_document(st, user, &col, &records, Some(d.delivered_seq), d.topic.clone(), None);
+            Ok(Some((body, Format::Atom.content_type(), upto)))
+        }
+        ["u", user, rest @ ..] => {
+            let (device, file) = match rest {
+                [file] => (None, *file),
+                ["endpoints", device, file] => (Some(*device), *file),
+                _ => return Ok(None),
+            };
+            let Some(format) = file.strip_prefix("stream.").and_then(Format::from_extension) else {
+                return Ok(None);
+            };
+            let endpoint = match device {
+                Some(dev) => Some(st.mesh.store.endpoint(d.user_id, dev).await?.id),
+                None => None,
+            };
+            let mut changes = st
+                .mesh
+                .store
+                .changes_after(d.user_id, endpoint, d.delivered_seq, MAX_ENTRIES)
+                .await?;
+            let upto = if changes.len() == MAX_ENTRIES as usize {
+                changes.last().map_or(head, |c| c.seq)
+            } else {
+                head.max(changes.last().map_or(0, |c| c.seq))
+            };
+            if changes.is_empty() {
+                return Ok(Some((String::new(), "", upto)));
+            }
+            changes.reverse(); // feeds list the newest first
+            let fallback = changes[0].at;
+            let (body, _) = stream_document(st, user, device, format, &changes, d.topic.clone(), None, fallback);
+            Ok(Some((body, format.content_type(), upto)))
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn deliver(st: &AppState, d: DueDelivery) -> anyhow::Result<()> {
+    let store = &st.mesh.store;
+    let Some((body, content_type, upto)) = render(st, &d).await? else {
+        // The feed no longer exists: the subscription is over (D3).
+        return Ok(store.drop_subscription(d.id).await?);
+    };
+    if body.is_empty() {
+        // Changes elsewhere in the mesh, none in this feed: nothing to send.
+        return Ok(store.delivered(d.id, upto).await?);
+    }
+    let link = format!("<{}>; rel=\"hub\", <{}>; rel=\"self\"", st.hub_url(), d.topic);
+    let mut req = match st.outbound.request(Method::POST, &d.callback) {
+        Ok(r) => r,
+        Err(_) => return Ok(store.drop_subscription(d.id).await?),
+    };
+    req = req
+        .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
+        .header(header::LINK, link);
+    if let Some(secret) = &d.secret {
+        req = req.header("x-hub-signature", signature(st.hub.signature, secret, body.as_bytes()));
+    }
+    let outcome = st.outbound.send(req.body(body)).await;
+    match outcome {
+        Ok(resp) if resp.status().is_success() => {
+            let _ = read_capped(resp, 4096).await;
+            store.delivered(d.id, upto).await?;
+        }
+        // H6: 410 Gone ends the subscription.
+        Ok(resp) if resp.status() == reqwest::StatusCode::GONE => store.drop_subscription(d.id).await?,
+        _ if d.attempts + 1 >= st.hub.delivery_attempts => {
+            // J2: give up on this notification, keep the subscription (H8).
+            tracing::warn!(
+                attempts = d.attempts + 1,
+                "a WebSub notification was dropped after its last retry"
+            );
+            store.delivered(d.id, upto).await?;
+        }
+        _ => {
+            let base = st.hub.retry_base.as_millis() as i64;
+            let exp = base.saturating_mul(1 << d.attempts.clamp(0, 16)).min(6 * 3600 * 1000);
+            let mut r = [0u8; 4];
+            let _ = getrandom::fill(&mut r);
+            let jitter = i64::from(u32::from_le_bytes(r)) % (exp / 2 + 1);
+            store.delivery_failed(d.id, now_ms() + exp / 2 + jitter).await?;
+        }
+    }
+    Ok(())
+}
