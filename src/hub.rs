@@ -177,6 +177,24 @@ pub fn parse_request(form: &Form, allow_private: bool, settings: &HubSettings) -
     }))
 }
 
+/// D2: the denial GET (no challenge); the callback's own query is kept as in C2.
+pub fn denial_url(callback: &str, topic: &str, reason: &str) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("hub.mode", "denied");
+    q.append_pair("hub.topic", topic);
+    q.append_pair("hub.reason", reason);
+    join_query(callback, &q.finish())
+}
+
+fn join_query(callback: &str, query: &str) -> String {
+    let sep = match callback.find('?') {
+        None => "?",
+        Some(_) if callback.ends_with('?') || callback.ends_with('&') => "",
+        Some(_) => "&",
+    };
+    format!("{callback}{sep}{query}")
+}
+
 /// The verification URL: the callback's own query kept, the hub's parameters appended (C2).
 pub fn verification_url(callback: &str, req: &HubRequest, challenge: &str) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -186,12 +204,7 @@ pub fn verification_url(callback: &str, req: &HubRequest, challenge: &str) -> St
     if req.subscribe {
         q.append_pair("hub.lease_seconds", &req.lease_seconds.to_string());
     }
-    let sep = match callback.find('?') {
-        None => "?",
-        Some(_) if callback.ends_with('?') || callback.ends_with('&') => "",
-        Some(_) => "&",
-    };
-    format!("{callback}{sep}{}", q.finish())
+    join_query(callback, &q.finish())
 }
 
 fn now_ms() -> i64 {
@@ -273,6 +286,7 @@ async fn verify(store: &dyn Store, outbound: &Outbound, settings: &HubSettings, 
                 callback: req.callback.clone(),
                 user_id: req.user_id,
                 feed: req.feed.clone(),
+                key_hash: req.key_hash.clone(),
                 secret: req.secret.clone(),
                 lease_seconds: lease,
                 // F6: the lease counts from when the verification was sent.
@@ -439,6 +453,7 @@ mod tests {
             callback: String::new(),
             user_id: 1,
             feed: String::new(),
+            key_hash: String::new(),
             secret: None,
             lease_seconds: 60,
             attempts: 1,

@@ -27,8 +27,8 @@ pub struct Mesh {
     heads: TtlMap<i64, u64>,
     /// Collections by (user, name); they are never renamed or removed, so a second is safe.
     collections: TtlMap<(i64, String), Collection>,
-    /// Signalled after every accepted write (wakes WebSub delivery).
-    pub changed: tokio::sync::Notify,
+    /// Counts accepted writes; every waiter (WebSub delivery, long-polls) sees it move.
+    pub changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// The outcome of a write: the item as stored now, and what happened.
@@ -54,7 +54,7 @@ impl Mesh {
             blobs,
             heads: TtlMap::new(HEAD_TTL, 100_000),
             collections: TtlMap::new(HEAD_TTL, 100_000),
-            changed: tokio::sync::Notify::new(),
+            changed: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -302,7 +302,7 @@ impl Mesh {
         match self.store.write_item(write).await {
             Ok(seq) => {
                 self.heads.upsert(col.user_id, seq, |h| *h = (*h).max(seq));
-                self.changed.notify_one();
+                self.changed.send_modify(|n| *n += 1);
                 Ok(seq)
             }
             Err(StoreError::Conflict) => Err(AppError::Conflict("concurrent write".into())),

@@ -335,3 +335,65 @@ async fn landing_page_shows_version_and_your_feeds() {
     assert!(mine.contains(&format!("{}/atompub/alice/Notes", app.base)));
     assert_eq!(app.client.get(app.url("/login")).send().await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn a_long_poll_returns_as_soon_as_another_device_publishes() {
+    let (app, laptop) = with_entries(1).await;
+    let phone = app.token("alice", "phone").await;
+    let full = app.get(&laptop, "/atompub/alice/Notes").await;
+    let cursor = full.headers()["feedmesh-cursor"].to_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let poll = {
+        let (client, url, laptop) = (
+            app.client.clone(),
+            app.url(&format!("/atompub/alice/Notes?since={cursor}&wait=20")),
+            laptop.clone(),
+        );
+        tokio::spawn(async move {
+            let r = client.get(url).bearer_auth(laptop).send().await.unwrap();
+            (std::time::Instant::now(), r.text().await.unwrap())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the long-poll answered before anything changed");
+    let posted = std::time::Instant::now();
+    app.post_entry(&phone, "/atompub/alice/Notes", entry("from the phone", "now"))
+        .await;
+    let (answered, body) = poll.await.unwrap();
+    assert!(
+        answered.duration_since(posted) < std::time::Duration::from_secs(1),
+        "took {:?}",
+        answered.duration_since(posted)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        body.contains("from the phone") && body.matches("<entry>").count() == 1,
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_with_nothing_new_ends_empty_at_its_deadline() {
+    let (app, token) = with_entries(1).await;
+    let full = app.get(&token, "/atompub/alice/Notes").await;
+    let cursor = full.headers()["feedmesh-cursor"].to_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let r = app
+        .get(&token, &format!("/atompub/alice/Notes?since={cursor}&wait=1"))
+        .await;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(r.headers()["feedmesh-cursor"].to_str().unwrap(), cursor);
+    assert_eq!(r.text().await.unwrap().matches("<entry>").count(), 0);
+    assert_eq!(
+        app.get(&token, &format!("/atompub/alice/Notes?since={cursor}&wait=61"))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.get(&token, &format!("/atompub/alice/Notes?since={cursor}&wait=soon"))
+            .await
+            .status(),
+        400
+    );
+}

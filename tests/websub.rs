@@ -92,7 +92,7 @@ async fn callback(
     };
     let echo = challenge(&q);
     match kind.as_str() {
-        "echo" | "gone" | "flakypost" | "rss" | "phone" | "notes" | "short" => (StatusCode::OK, echo),
+        "echo" | "gone" | "flakypost" | "rss" | "phone" | "notes" | "short" | "revoked" => (StatusCode::OK, echo),
         "accepted" => (StatusCode::ACCEPTED, echo),
         "refuse" => (StatusCode::NOT_FOUND, String::new()),
         "wrong" => (StatusCode::OK, "nope".to_string()),
@@ -587,6 +587,7 @@ async fn a_queued_verification_survives_a_restart() {
         callback: callback.clone(),
         user_id: user.id,
         feed: "/u/alice/stream.atom".into(),
+        key_hash: feedmesh::secrets::hash(topic.split("key=").nth(1).unwrap()),
         secret: None,
         lease_seconds: 60,
         attempts: 0,
@@ -814,4 +815,89 @@ async fn hosted_feeds_advertise_the_hub_on_get_and_head() {
         .unwrap();
     assert_eq!(json["hubs"][0]["type"], "WebSub");
     assert_eq!(json["hubs"][0]["url"], hub_url.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hubs_on_one_postgres_deliver_each_change_exactly_once() {
+    let Some(db) = crate::common::postgres_url().await else {
+        return;
+    };
+    let a = TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
+    let b = TestApp::spawn_with(tempfile::tempdir().unwrap(), db, |_| {}).await;
+    let token = a.token("alice", "laptop").await;
+    a.collection("alice", "Notes").await;
+    let key: serde_json::Value = a.feed_key(&token, "/u/alice/stream.atom").await.json().await.unwrap();
+    let topic = key["url"].as_str().unwrap().to_string();
+    let (cb_base, cb) = callback_server().await;
+    let callback = format!("{cb_base}/echo");
+    subscribe(&a, &topic, &callback, &[]).await;
+    for i in 0..20 {
+        let hub = if i % 2 == 0 { &a } else { &b };
+        let r = hub
+            .post_entry(
+                &token,
+                "/atompub/alice/Notes",
+                crate::common::entry(&format!("e{i}"), "x"),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let all = || posts(&cb, "echo").iter().map(|p| p.body.clone()).collect::<String>();
+    eventually("every change delivered", async || {
+        (0..20).all(|i| all().contains(&format!(">e{i}<")))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bodies = all();
+    for i in 0..20 {
+        assert_eq!(
+            bodies.matches(&format!(">e{i}<")).count(),
+            1,
+            "e{i} delivered more than once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoking_the_key_ends_its_subscriptions_with_a_denial() {
+    let (app, topic) = setup().await;
+    let token = app.token("alice", "phone").await;
+    app.collection("alice", "Notes").await;
+    let (cb_base, cb) = callback_server().await;
+    let callback = format!("{cb_base}/revoked?token=t1");
+    subscribe(&app, &topic, &callback, &[]).await;
+    let keys: serde_json::Value = app
+        .client
+        .get(app.url("/api/keys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = keys[0]["id"].as_i64().unwrap();
+    let del = app
+        .client
+        .delete(app.url(&format!("/api/keys/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert!(
+        app.store.subscription(&topic, &callback).await.unwrap().is_none(),
+        "the subscription outlived its key"
+    );
+    let denials: Vec<String> = seen(&cb, "revoked")
+        .into_iter()
+        .filter(|q| q.contains("hub.mode=denied"))
+        .collect();
+    assert_eq!(denials.len(), 1);
+    assert!(denials[0].starts_with("token=t1&hub.mode=denied&"), "{}", denials[0]);
+    assert!(url::form_urlencoded::parse(denials[0].as_bytes()).any(|(k, v)| k == "hub.topic" && v == topic));
+    app.post_entry(&token, "/atompub/alice/Notes", crate::common::entry("secret news", "x"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(posts(&cb, "revoked").is_empty(), "content delivered after revocation");
 }

@@ -6,6 +6,8 @@ CREATE TABLE websub_subscriptions (
     callback       TEXT    NOT NULL,
     user_id        BIGINT NOT NULL REFERENCES users(id),
     feed           TEXT    NOT NULL,
+    -- The feed key the topic URL carries: revoking it ends the subscription.
+    key_hash       TEXT    NOT NULL,
     secret         TEXT,
     lease_seconds  BIGINT NOT NULL,
     expires_at     BIGINT NOT NULL,
@@ -28,6 +30,8 @@ CREATE TABLE websub_requests (
     callback       TEXT    NOT NULL,
     user_id        BIGINT NOT NULL REFERENCES users(id),
     feed           TEXT    NOT NULL,
+    -- The feed key the topic URL carries: revoking it ends the subscription.
+    key_hash       TEXT    NOT NULL,
     secret         TEXT,
     lease_seconds  BIGINT NOT NULL,
     attempts       BIGINT NOT NULL DEFAULT 0,

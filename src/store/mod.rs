@@ -170,6 +170,8 @@ pub struct Subscription {
     pub user_id: i64,
     /// The hosted feed's path (`/u/alice/stream.atom`), what the topic URL names.
     pub feed: String,
+    /// The hash of the feed key in the topic URL.
+    pub key_hash: String,
     pub secret: Option<String>,
     pub lease_seconds: i64,
     /// Unix milliseconds.
@@ -184,6 +186,7 @@ pub struct DueDelivery {
     pub callback: String,
     pub user_id: i64,
     pub feed: String,
+    pub key_hash: String,
     pub secret: Option<String>,
     pub delivered_seq: u64,
     pub attempts: i64,
@@ -198,6 +201,7 @@ pub struct HubRequest {
     pub callback: String,
     pub user_id: i64,
     pub feed: String,
+    pub key_hash: String,
     pub secret: Option<String>,
     pub lease_seconds: i64,
     pub attempts: i64,
@@ -273,6 +277,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records a failed attempt: try again at `next_at` (Unix ms).
     async fn delivery_failed(&self, id: i64, next_at: i64) -> Result<()>;
     async fn drop_subscription(&self, id: i64) -> Result<()>;
+    /// Subscriptions whose feed key was revoked: (id, topic, callback).
+    async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>>;
     /// Removes subscriptions whose lease ended before `now_ms`; returns how many.
     async fn purge_expired(&self, now_ms: i64) -> Result<u64>;
     /// The user's changes after `after`, oldest first, optionally of one endpoint.

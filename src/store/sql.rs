@@ -754,8 +754,8 @@ impl Store for SqlStore {
 
     async fn hub_enqueue(&self, r: &HubRequest, run_at: i64) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO websub_requests (mode, topic, callback, user_id, feed, secret, lease_seconds, run_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO websub_requests (mode, topic, callback, user_id, feed, secret, lease_seconds, run_at, created_at, key_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(if r.subscribe { "subscribe" } else { "unsubscribe" })
         .bind(&r.topic)
@@ -766,6 +766,7 @@ impl Store for SqlStore {
         .bind(r.lease_seconds)
         .bind(run_at)
         .bind(now())
+        .bind(&r.key_hash)
         .fetch_one(&self.writer)
         .await?;
         Ok(id)
@@ -788,7 +789,7 @@ impl Store for SqlStore {
         let sql = format!(
             "UPDATE websub_requests SET claimed_until = $1 + $2, attempts = attempts + 1 WHERE id IN \
              (SELECT id FROM websub_requests WHERE run_at <= $1 AND claimed_until <= $1 ORDER BY run_at LIMIT $3{lock}) \
-             RETURNING id, mode, topic, callback, user_id, feed, secret, lease_seconds, attempts"
+             RETURNING id, mode, topic, callback, user_id, feed, key_hash, secret, lease_seconds, attempts"
         );
         // The only dynamic part is the fixed locking clause above.
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -807,6 +808,7 @@ impl Store for SqlStore {
                     callback: r.try_get("callback")?,
                     user_id: r.try_get("user_id")?,
                     feed: r.try_get("feed")?,
+                    key_hash: r.try_get("key_hash")?,
                     secret: r.try_get("secret")?,
                     lease_seconds: r.try_get("lease_seconds")?,
                     attempts: r.try_get("attempts")?,
@@ -835,9 +837,10 @@ impl Store for SqlStore {
     async fn subscribe(&self, s: &Subscription) -> Result<()> {
         sqlx::query(
             "INSERT INTO websub_subscriptions \
-             (topic, callback, user_id, feed, secret, lease_seconds, expires_at, delivered_seq, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT head_seq FROM users WHERE id = $3), $8) \
+             (topic, callback, user_id, feed, secret, lease_seconds, expires_at, delivered_seq, created_at, key_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT head_seq FROM users WHERE id = $3), $8, $9) \
              ON CONFLICT (topic, callback) DO UPDATE SET user_id = excluded.user_id, feed = excluded.feed, \
+             key_hash = excluded.key_hash, \
              secret = excluded.secret, lease_seconds = excluded.lease_seconds, expires_at = excluded.expires_at",
         )
         .bind(&s.topic)
@@ -848,6 +851,7 @@ impl Store for SqlStore {
         .bind(s.lease_seconds)
         .bind(s.expires_at)
         .bind(now())
+        .bind(&s.key_hash)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -864,7 +868,7 @@ impl Store for SqlStore {
 
     async fn subscription(&self, topic: &str, callback: &str) -> Result<Option<Subscription>> {
         let row = sqlx::query(
-            "SELECT topic, callback, user_id, feed, secret, lease_seconds, expires_at \
+            "SELECT topic, callback, user_id, feed, key_hash, secret, lease_seconds, expires_at \
              FROM websub_subscriptions WHERE topic = $1 AND callback = $2",
         )
         .bind(topic)
@@ -877,6 +881,7 @@ impl Store for SqlStore {
                 callback: r.try_get("callback")?,
                 user_id: r.try_get("user_id")?,
                 feed: r.try_get("feed")?,
+                key_hash: r.try_get("key_hash")?,
                 secret: r.try_get("secret")?,
                 lease_seconds: r.try_get("lease_seconds")?,
                 expires_at: r.try_get("expires_at")?,
@@ -907,7 +912,7 @@ impl Store for SqlStore {
              (SELECT s.id FROM websub_subscriptions s JOIN users u ON u.id = s.user_id \
               WHERE s.delivered_seq < u.head_seq AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
               AND s.claimed_until <= $1 ORDER BY s.id LIMIT $3{lock}) \
-             RETURNING id, topic, callback, user_id, feed, secret, delivered_seq, attempts"
+             RETURNING id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts"
         );
         // The only dynamic part is the fixed locking clause above.
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -924,6 +929,7 @@ impl Store for SqlStore {
                     callback: r.try_get("callback")?,
                     user_id: r.try_get("user_id")?,
                     feed: r.try_get("feed")?,
+                    key_hash: r.try_get("key_hash")?,
                     secret: r.try_get("secret")?,
                     delivered_seq: seq(r.try_get("delivered_seq")?),
                     attempts: r.try_get("attempts")?,
@@ -961,6 +967,19 @@ impl Store for SqlStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.topic, s.callback FROM websub_subscriptions s WHERE NOT EXISTS \
+             (SELECT 1 FROM feed_keys k WHERE k.key_hash = s.key_hash AND k.revoked_at IS NULL) ORDER BY s.id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("topic")?, r.try_get("callback")?)))
+            .collect()
     }
 
     async fn purge_expired(&self, now_ms: i64) -> Result<u64> {

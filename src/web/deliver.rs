@@ -49,12 +49,16 @@ pub fn signature(alg: Signature, secret: &str, body: &[u8]) -> String {
 pub fn spawn(st: Arc<AppState>) -> Worker {
     Worker::spawn(async move {
         let mut last_purge = 0i64;
+        let mut changed = st.mesh.changed.subscribe();
         loop {
             let now = now_ms();
             if now - last_purge > 10_000 {
                 last_purge = now;
                 if let Err(e) = st.mesh.store.purge_expired(now).await {
                     tracing::error!(error = %e, "cannot purge expired WebSub subscriptions");
+                }
+                if let Err(e) = deny_revoked(&st).await {
+                    tracing::error!(error = %e, "cannot end WebSub subscriptions of revoked keys");
                 }
             }
             let due = match st.mesh.store.deliveries_due(now, 60_000, 64).await {
@@ -66,7 +70,7 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
             };
             if due.is_empty() {
                 tokio::select! {
-                    _ = st.mesh.changed.notified() => {}
+                    _ = changed.changed() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 continue;
@@ -139,8 +143,30 @@ async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<(String
     }
 }
 
+/// D2/D3: a subscription whose feed key was revoked ends, and its subscriber is told.
+async fn deny(st: &AppState, id: i64, topic: &str, callback: &str) -> anyhow::Result<()> {
+    let url = crate::hub::denial_url(callback, topic, "the feed key in the topic URL was revoked");
+    if let Ok(req) = st.outbound.request(Method::GET, &url) {
+        // The answer is ignored (D2); a failure to reach the subscriber changes nothing.
+        let _ = st.outbound.send(req).await;
+    }
+    Ok(st.mesh.store.drop_subscription(id).await?)
+}
+
+/// Ends every subscription whose key was revoked (by the API or by another process).
+pub(crate) async fn deny_revoked(st: &AppState) -> anyhow::Result<()> {
+    for (id, topic, callback) in st.mesh.store.revoked_subscriptions(100).await? {
+        deny(st, id, &topic, &callback).await?;
+    }
+    Ok(())
+}
+
 async fn deliver(st: &AppState, d: DueDelivery) -> anyhow::Result<()> {
     let store = &st.mesh.store;
+    if store.feed_key(&d.key_hash).await?.is_none() {
+        // The key was revoked: nothing more is sent but the denial (D4).
+        return deny(st, d.id, &d.topic, &d.callback).await;
+    }
     let Some((body, content_type, upto)) = render(st, &d).await? else {
         // The feed no longer exists: the subscription is over (D3).
         return Ok(store.drop_subscription(d.id).await?);

@@ -3,6 +3,8 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Uri};
+use std::time::Duration;
+
 use axum::response::Response;
 
 use super::auth::feed_reader;
@@ -16,10 +18,31 @@ use crate::store::{ChangeRecord, Collection, ItemRecord};
 const STREAM_PAGE: u32 = 50;
 const COLLECTION_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+const MAX_WAIT: u64 = 60;
+
+/// Returns when the collection has a change after `after`, or at the deadline. Woken by this
+/// process's writes at once; other processes' writes are seen within a second.
+async fn wait_for_change(st: &AppState, collection_id: i64, after: u64, wait: Duration) -> AppResult<()> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changed = st.mesh.changed.subscribe();
+    loop {
+        if st.mesh.store.collection_head(collection_id).await? > after {
+            return Ok(());
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        let nap = (deadline - now).min(Duration::from_secs(1));
+        let _ = tokio::time::timeout(nap, changed.changed()).await;
+    }
+}
 
 #[derive(serde::Deserialize)]
 pub struct FeedParams {
     since: Option<String>,
+    /// Long-poll: with `since`, wait up to this many seconds (at most 60) for a change.
+    wait: Option<String>,
     before: Option<String>,
     limit: Option<String>,
     key: Option<String>,
@@ -78,8 +101,20 @@ pub async fn collection(
     let reader = feed_reader(&st, &headers, q.key.as_deref(), &user, uri.path()).await?;
     let since = cursor("since", q.since.as_deref())?;
     let page = limit(q.limit.as_deref(), COLLECTION_PAGE)?;
-    let col = st.mesh.store.collection(reader.user_id, &collection).await?;
-    let head = st.mesh.head(reader.user_id).await?;
+    let col = st.mesh.collection(reader.user_id, &collection).await?;
+    if let (Some(after), Some(wait)) = (since, q.wait.as_deref()) {
+        let secs: u64 = wait.parse().ok().filter(|s| *s <= MAX_WAIT).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "wait={wait:?} must be a number of seconds from 0 to {MAX_WAIT}"
+            ))
+        })?;
+        wait_for_change(&st, col.id, after, Duration::from_secs(secs)).await?;
+    }
+    // After a wait the change may be another process's: read the head fresh, not cached.
+    let head = match q.wait {
+        Some(_) => st.mesh.store.user_head(reader.user_id).await?,
+        None => st.mesh.head(reader.user_id).await?,
+    };
     let key = uri.path_and_query().map_or("", |p| p.as_str());
     if let Some(cached) = st.cache.get(key, head) {
         return Ok(respond(&headers, &cached));

@@ -16,8 +16,8 @@ use crate::store::HubRequest;
 
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
-/// The user and feed a hosted topic URL names, if it carries a live key for that feed.
-async fn hosted_topic(st: &AppState, topic: &str) -> AppResult<(i64, String)> {
+/// The user, feed and key hash a hosted topic URL names, if it carries a live key for it.
+async fn hosted_topic(st: &AppState, topic: &str) -> AppResult<(i64, String, String)> {
     let refuse = |why: &str| AppError::BadRequest(HubError::Topic(why.to_string()).to_string());
     let rest = topic
         .strip_prefix(&st.base_url)
@@ -40,10 +40,11 @@ async fn hosted_topic(st: &AppState, topic: &str) -> AppResult<(i64, String)> {
         .find(|(k, _)| k == "key")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| refuse("subscribe to the feed's key URL (…?key=, from POST /api/keys)"))?;
-    let found = st.mesh.store.feed_key(&secrets::hash(&key)).await?;
+    let key_hash = secrets::hash(&key);
+    let found = st.mesh.store.feed_key(&key_hash).await?;
     match found {
         Some(k) if k.user == feed_owner && secrets::same(&k.feed_path, feed_key_path(path)) => {
-            Ok((k.user_id, path.to_string()))
+            Ok((k.user_id, path.to_string(), key_hash))
         }
         _ => Err(refuse("the key in the topic URL is not a live key for this feed")),
     }
@@ -79,7 +80,7 @@ pub async fn request(State(st): State<SharedState>, headers: HeaderMap, body: Bo
             }
         }
         Parsed::Intent(intent) => {
-            let (user_id, feed) = hosted_topic(&st, &intent.topic).await?;
+            let (user_id, feed, key_hash) = hosted_topic(&st, &intent.topic).await?;
             // E3: unsubscribing what is not subscribed changes nothing and calls nobody.
             let known = intent.subscribe
                 || st
@@ -96,6 +97,7 @@ pub async fn request(State(st): State<SharedState>, headers: HeaderMap, body: Bo
                     callback: intent.callback,
                     user_id,
                     feed,
+                    key_hash,
                     secret: intent.secret,
                     lease_seconds: i64::try_from(intent.lease_seconds).unwrap_or(i64::MAX),
                     attempts: 0,

@@ -77,5 +77,9 @@ pub async fn revoke(State(st): State<SharedState>, Path(id): Path<i64>, headers:
     let p = principal(&st, &headers).await?;
     st.mesh.store.revoke_feed_key(p.user_id, id).await?;
     st.feed_keys.remove_where(|k| k.id == id);
+    // The key's WebSub subscriptions end now, with a denial to each subscriber.
+    if let Err(e) = super::deliver::deny_revoked(&st).await {
+        tracing::error!(error = %e, "cannot end WebSub subscriptions of a revoked key");
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

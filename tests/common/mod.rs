@@ -86,7 +86,10 @@ pub enum Db {
 
 /// A fresh, empty PostgreSQL database, or None (a skip) when no server is configured.
 pub async fn postgres_url() -> Option<String> {
-    let Ok(admin) = std::env::var("FEEDMESH_TEST_POSTGRES_URL") else {
+    let Some(admin) = std::env::var("FEEDMESH_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         assert!(
             !required(),
             "FEEDMESH_TEST_POSTGRES_URL is not set; scripts/test starts PostgreSQL"
