@@ -32,7 +32,12 @@ impl App {
         let listener = TcpListener::bind(&settings.serve.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.serve.listen))?;
-        let store = store::open(&settings.data.database_url()).await?;
+        let url = settings.data.database_url();
+        let store = store::open(&url).await?;
+        if url.starts_with("sqlite") {
+            // One `serve` per SQLite file: claims left in it are a crashed predecessor's.
+            store.release_claims().await?;
+        }
         Self::with_store(settings, listener, store)
     }
 

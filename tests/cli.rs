@@ -23,7 +23,7 @@ fn feedmesh(dir: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn ok(dir: &Path, args: &[&str]) -> String {
+pub fn ok(dir: &Path, args: &[&str]) -> String {
     let (success, stdout, stderr) = feedmesh(dir, args);
     assert!(success, "feedmesh {args:?} failed: {stderr}");
     stdout
@@ -31,8 +31,14 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 
 /// Starts `feedmesh serve` on a free port; returns the process and its base URL.
 fn serve(dir: &Path) -> (Child, String) {
+    serve_with(dir, &[])
+}
+
+/// Starts `feedmesh serve` with extra flags.
+pub fn serve_with(dir: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("FEEDMESH_DATA_DIR", dir)
         .env_remove("FEEDMESH_DATABASE_URL")
         .stderr(Stdio::piped())

@@ -5,6 +5,7 @@ mod common;
 mod atompub;
 mod bad_input;
 mod cli;
+mod fanout;
 mod feeds;
 mod outbound;
 mod peers;

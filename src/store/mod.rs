@@ -277,6 +277,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records a failed attempt: try again at `next_at` (Unix ms).
     async fn delivery_failed(&self, id: i64, next_at: i64) -> Result<()>;
     async fn drop_subscription(&self, id: i64) -> Result<()>;
+    /// Releases every claim on verifications and deliveries: for a process that owns the
+    /// database alone (SQLite `serve`) starting after a crash, so nothing waits for a lease.
+    async fn release_claims(&self) -> Result<()>;
     /// Subscriptions whose feed key was revoked: (id, topic, callback).
     async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>>;
     /// Removes subscriptions whose lease ended before `now_ms`; returns how many.

@@ -969,6 +969,16 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn release_claims(&self) -> Result<()> {
+        sqlx::query("UPDATE websub_subscriptions SET claimed_until = 0 WHERE claimed_until > 0")
+            .execute(&self.writer)
+            .await?;
+        sqlx::query("UPDATE websub_requests SET claimed_until = 0 WHERE claimed_until > 0")
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>> {
         let rows = sqlx::query(
             "SELECT s.id, s.topic, s.callback FROM websub_subscriptions s WHERE NOT EXISTS \

@@ -17,6 +17,10 @@ use crate::hub::{Signature, Worker};
 use crate::net::read_capped;
 use crate::store::DueDelivery;
 
+/// How long a claim on a subscription holds: longer than one delivery attempt (10 s), short
+/// enough that another process takes over soon after a crash.
+const CLAIM_MS: i64 = 15_000;
+
 /// The most entries one notification carries; more follow in the next one.
 const MAX_ENTRIES: u32 = 100;
 
@@ -61,7 +65,7 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                     tracing::error!(error = %e, "cannot end WebSub subscriptions of revoked keys");
                 }
             }
-            let due = match st.mesh.store.deliveries_due(now, 60_000, 64).await {
+            let due = match st.mesh.store.deliveries_due(now, CLAIM_MS, 64).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim WebSub deliveries");
