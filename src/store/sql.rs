@@ -52,6 +52,72 @@ struct Job {
 const BATCH: usize = 512;
 const LINGER_TURNS: usize = 4;
 
+/// A queue whose rows workers claim for a while: which rows are due, how they are marked.
+/// All parts are fixed SQL; `$1` is now (Unix ms), and the claimable table is aliased `s`.
+struct Queue {
+    table: &'static str,
+    from: &'static str,
+    due: &'static str,
+    order: &'static str,
+    /// Assignments made when claiming, besides `claimed_until`.
+    also_set: &'static str,
+    returning: &'static str,
+}
+
+const VERIFICATIONS: Queue = Queue {
+    table: "websub_requests",
+    from: "websub_requests s",
+    due: "s.run_at <= $1 AND s.claimed_until <= $1",
+    order: "s.run_at",
+    also_set: ", attempts = attempts + 1",
+    returning: "id, mode, topic, callback, user_id, feed, key_hash, secret, lease_seconds, attempts",
+};
+
+const DELIVERIES: Queue = Queue {
+    table: "websub_subscriptions",
+    from: "websub_subscriptions s JOIN users u ON u.id = s.user_id",
+    due: "s.delivered_seq < u.head_seq AND s.expires_at > $1 AND s.next_attempt_at <= $1 AND s.claimed_until <= $1",
+    order: "s.id",
+    also_set: "",
+    returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts",
+};
+
+impl SqlStore {
+    /// Claims up to `limit` due rows of a queue for `lease_ms`. An idle worker only reads;
+    /// claiming is one UPDATE, with SKIP LOCKED on PostgreSQL so processes never share a row.
+    async fn claim(&self, q: &Queue, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<AnyRow>> {
+        let probe = format!("SELECT s.id FROM {} WHERE {} LIMIT 1", q.from, q.due);
+        // Every part of these statements is a constant of this module.
+        let due: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
+            .bind(now_ms)
+            .fetch_optional(&self.readers)
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE OF s SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE {table} SET claimed_until = $1 + $2{also} WHERE id IN \
+             (SELECT s.id FROM {from} WHERE {due} ORDER BY {order} LIMIT $3{lock}) RETURNING {returning}",
+            table = q.table,
+            also = q.also_set,
+            from = q.from,
+            due = q.due,
+            order = q.order,
+            returning = q.returning,
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(lease_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await?)
+    }
+}
+
 impl SqlStore {
     pub fn new(backend: Backend, writer: AnyPool, readers: AnyPool) -> Self {
         let batcher = (backend == Backend::Sqlite).then(|| {
@@ -773,31 +839,7 @@ impl Store for SqlStore {
     }
 
     async fn hub_claim(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<HubRequest>> {
-        // An idle worker only reads: no write transaction unless something is due.
-        let due: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM websub_requests WHERE run_at <= $1 AND claimed_until <= $1 LIMIT 1")
-                .bind(now_ms)
-                .fetch_optional(&self.readers)
-                .await?;
-        if due.is_none() {
-            return Ok(Vec::new());
-        }
-        let lock = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "UPDATE websub_requests SET claimed_until = $1 + $2, attempts = attempts + 1 WHERE id IN \
-             (SELECT id FROM websub_requests WHERE run_at <= $1 AND claimed_until <= $1 ORDER BY run_at LIMIT $3{lock}) \
-             RETURNING id, mode, topic, callback, user_id, feed, key_hash, secret, lease_seconds, attempts"
-        );
-        // The only dynamic part is the fixed locking clause above.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now_ms)
-            .bind(lease_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await?;
+        let rows = self.claim(&VERIFICATIONS, now_ms, lease_ms, limit).await?;
         rows.iter()
             .map(|r| {
                 let mode: String = r.try_get("mode")?;
@@ -891,36 +933,7 @@ impl Store for SqlStore {
     }
 
     async fn deliveries_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DueDelivery>> {
-        // An idle worker only reads: no write transaction unless something is due.
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT s.id FROM websub_subscriptions s JOIN users u ON u.id = s.user_id \
-             WHERE s.delivered_seq < u.head_seq AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
-             AND s.claimed_until <= $1 LIMIT 1",
-        )
-        .bind(now_ms)
-        .fetch_optional(&self.readers)
-        .await?;
-        if due.is_none() {
-            return Ok(Vec::new());
-        }
-        let lock = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE OF s SKIP LOCKED",
-        };
-        let sql = format!(
-            "UPDATE websub_subscriptions SET claimed_until = $1 + $2 WHERE id IN \
-             (SELECT s.id FROM websub_subscriptions s JOIN users u ON u.id = s.user_id \
-              WHERE s.delivered_seq < u.head_seq AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
-              AND s.claimed_until <= $1 ORDER BY s.id LIMIT $3{lock}) \
-             RETURNING id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts"
-        );
-        // The only dynamic part is the fixed locking clause above.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now_ms)
-            .bind(lease_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await?;
+        let rows = self.claim(&DELIVERIES, now_ms, lease_ms, limit).await?;
         rows.iter()
             .map(|r| {
                 Ok(DueDelivery {
