@@ -272,8 +272,8 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` live subscriptions whose cursor is behind their user's head and
     /// whose next attempt is due, for `lease_ms`.
     async fn deliveries_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DueDelivery>>;
-    /// Records that the subscriber has everything up to `seq`; clears failures and the claim.
-    async fn delivered(&self, id: i64, seq: u64) -> Result<()>;
+    /// Records that these subscribers have everything up to `seq`; clears failures and claims.
+    async fn delivered(&self, ids: &[i64], seq: u64) -> Result<()>;
     /// Records a failed attempt: try again at `next_at` (Unix ms).
     async fn delivery_failed(&self, id: i64, next_at: i64) -> Result<()>;
     async fn drop_subscription(&self, id: i64) -> Result<()>;

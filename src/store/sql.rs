@@ -951,15 +951,21 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn delivered(&self, id: i64, upto: u64) -> Result<()> {
-        sqlx::query(
-            "UPDATE websub_subscriptions SET delivered_seq = $1, attempts = 0, next_attempt_at = 0, claimed_until = 0 \
-             WHERE id = $2 AND delivered_seq < $1",
-        )
-        .bind(sql_seq(upto))
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
+    async fn delivered(&self, ids: &[i64], upto: u64) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "UPDATE websub_subscriptions SET delivered_seq = $1, attempts = 0, next_attempt_at = 0, claimed_until = 0 \
+                 WHERE delivered_seq < $1 AND id IN ({})",
+                list.join(", ")
+            );
+            // Only numbered placeholders are formatted in.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sql_seq(upto));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&self.writer).await?;
+        }
         Ok(())
     }
 

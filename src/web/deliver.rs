@@ -3,6 +3,7 @@
 //! exactly as GET renders it), and its cursor advanced. One claim per subscription at a time
 //! keeps deliveries in order; the cursor makes them durable (a crash re-sends, never skips).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ use crate::store::DueDelivery;
 /// How long a claim on a subscription holds: longer than one delivery attempt (10 s), short
 /// enough that another process takes over soon after a crash.
 const CLAIM_MS: i64 = 15_000;
+
+/// Subscriptions claimed (and delivered to concurrently) per round.
+const BATCH: u32 = 256;
 
 /// The most entries one notification carries; more follow in the next one.
 const MAX_ENTRIES: u32 = 100;
@@ -65,7 +69,7 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                     tracing::error!(error = %e, "cannot end WebSub subscriptions of revoked keys");
                 }
             }
-            let due = match st.mesh.store.deliveries_due(now, CLAIM_MS, 64).await {
+            let due = match st.mesh.store.deliveries_due(now, CLAIM_MS, BATCH).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim WebSub deliveries");
@@ -79,18 +83,70 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                 }
                 continue;
             }
+            // One render per (feed, cursor) and one key check per key in a round: a fan-out
+            // to many subscribers of one feed renders its diff once.
+            let round = Arc::new(Round::default());
             let mut running = tokio::task::JoinSet::new();
             for d in due {
-                let st = st.clone();
+                let (st, round) = (st.clone(), round.clone());
                 running.spawn(async move {
-                    if let Err(e) = deliver(&st, d).await {
-                        tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
+                    match deliver(&st, &round, &d).await {
+                        Ok(done) => done.map(|upto| (d.id, upto)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
+                            None
+                        }
                     }
                 });
             }
-            while running.join_next().await.is_some() {}
+            // Cursors advance together: one write per distinct position.
+            let mut done: HashMap<u64, Vec<i64>> = HashMap::new();
+            while let Some(joined) = running.join_next().await {
+                if let Ok(Some((id, upto))) = joined {
+                    done.entry(upto).or_default().push(id);
+                }
+            }
+            for (upto, ids) in done {
+                if let Err(e) = st.mesh.store.delivered(&ids, upto).await {
+                    tracing::error!(error = %e, "cannot record WebSub deliveries");
+                }
+            }
         }
     })
+}
+
+/// What one claim round shares between its deliveries.
+#[derive(Default)]
+struct Round {
+    rendered: tokio::sync::Mutex<HashMap<(String, u64), Rendered>>,
+    live_keys: std::sync::Mutex<HashMap<String, bool>>,
+}
+
+type Rendered = Arc<Option<(String, &'static str, u64)>>;
+
+impl Round {
+    async fn render(&self, st: &AppState, d: &DueDelivery) -> anyhow::Result<Rendered> {
+        let key = (d.feed.clone(), d.delivered_seq);
+        let mut map = self.rendered.lock().await;
+        if let Some(r) = map.get(&key) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(render(st, d).await?);
+        map.insert(key, r.clone());
+        Ok(r)
+    }
+
+    async fn key_live(&self, st: &AppState, key_hash: &str) -> anyhow::Result<bool> {
+        if let Some(live) = self.live_keys.lock().unwrap_or_else(|p| p.into_inner()).get(key_hash) {
+            return Ok(*live);
+        }
+        let live = st.mesh.store.feed_key(key_hash).await?.is_some();
+        self.live_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key_hash.to_string(), live);
+        Ok(live)
+    }
 }
 
 /// The body, its content type, and the sequence number it brings the subscriber up to.
@@ -165,24 +221,29 @@ pub(crate) async fn deny_revoked(st: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn deliver(st: &AppState, d: DueDelivery) -> anyhow::Result<()> {
+/// Sends one subscriber its notification. `Some(upto)` when its cursor may advance to `upto`
+/// (the caller records those together); failures, 410 and denials are recorded here.
+async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Result<Option<u64>> {
     let store = &st.mesh.store;
-    if store.feed_key(&d.key_hash).await?.is_none() {
+    if !round.key_live(st, &d.key_hash).await? {
         // The key was revoked: nothing more is sent but the denial (D4).
-        return deny(st, d.id, &d.topic, &d.callback).await;
+        deny(st, d.id, &d.topic, &d.callback).await?;
+        return Ok(None);
     }
-    let Some((body, content_type, upto)) = render(st, &d).await? else {
+    let rendered = round.render(st, d).await?;
+    let Some((body, content_type, upto)) = rendered.as_ref() else {
         // The feed no longer exists: the subscription is over (D3).
-        return Ok(store.drop_subscription(d.id).await?);
+        store.drop_subscription(d.id).await?;
+        return Ok(None);
     };
     if body.is_empty() {
         // Changes elsewhere in the mesh, none in this feed: nothing to send.
-        return Ok(store.delivered(d.id, upto).await?);
+        return Ok(Some(*upto));
     }
     let link = format!("<{}>; rel=\"hub\", <{}>; rel=\"self\"", st.hub_url(), d.topic);
-    let mut req = match st.outbound.request(Method::POST, &d.callback) {
-        Ok(r) => r,
-        Err(_) => return Ok(store.drop_subscription(d.id).await?),
+    let Ok(mut req) = st.outbound.request(Method::POST, &d.callback) else {
+        store.drop_subscription(d.id).await?;
+        return Ok(None);
     };
     req = req
         .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
@@ -190,21 +251,23 @@ async fn deliver(st: &AppState, d: DueDelivery) -> anyhow::Result<()> {
     if let Some(secret) = &d.secret {
         req = req.header("x-hub-signature", signature(st.hub.signature, secret, body.as_bytes()));
     }
-    let outcome = st.outbound.send(req.body(body)).await;
-    match outcome {
+    match st.outbound.send(req.body(body.clone())).await {
         Ok(resp) if resp.status().is_success() => {
             let _ = read_capped(resp, 4096).await;
-            store.delivered(d.id, upto).await?;
+            Ok(Some(*upto))
         }
         // H6: 410 Gone ends the subscription.
-        Ok(resp) if resp.status() == reqwest::StatusCode::GONE => store.drop_subscription(d.id).await?,
+        Ok(resp) if resp.status() == reqwest::StatusCode::GONE => {
+            store.drop_subscription(d.id).await?;
+            Ok(None)
+        }
         _ if d.attempts + 1 >= st.hub.delivery_attempts => {
             // J2: give up on this notification, keep the subscription (H8).
             tracing::warn!(
                 attempts = d.attempts + 1,
                 "a WebSub notification was dropped after its last retry"
             );
-            store.delivered(d.id, upto).await?;
+            Ok(Some(*upto))
         }
         _ => {
             let base = st.hub.retry_base.as_millis() as i64;
@@ -213,7 +276,7 @@ async fn deliver(st: &AppState, d: DueDelivery) -> anyhow::Result<()> {
             let _ = getrandom::fill(&mut r);
             let jitter = i64::from(u32::from_le_bytes(r)) % (exp / 2 + 1);
             store.delivery_failed(d.id, now_ms() + exp / 2 + jitter).await?;
+            Ok(None)
         }
     }
-    Ok(())
 }
