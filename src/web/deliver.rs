@@ -22,8 +22,10 @@ use crate::store::DueDelivery;
 /// enough that another process takes over soon after a crash.
 const CLAIM_MS: i64 = 15_000;
 
-/// Subscriptions claimed (and delivered to concurrently) per round.
-const BATCH: u32 = 256;
+/// Subscriptions claimed per round.
+const BATCH: u32 = 1024;
+/// Deliveries in flight to one callback host at once.
+const PER_HOST: usize = 128;
 
 /// The most entries one notification carries; more follow in the next one.
 const MAX_ENTRIES: u32 = 100;
@@ -120,11 +122,28 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
 struct Round {
     rendered: tokio::sync::Mutex<HashMap<(String, u64), Rendered>>,
     live_keys: std::sync::Mutex<HashMap<String, bool>>,
+    /// J5/S4: at most PER_HOST deliveries in flight to one callback host.
+    hosts: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 type Rendered = Arc<Option<(String, &'static str, u64)>>;
 
 impl Round {
+    fn host_slots(&self, callback: &str) -> Arc<tokio::sync::Semaphore> {
+        let host = url::Url::parse(callback)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+            })
+            .unwrap_or_default();
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(host)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_HOST)))
+            .clone()
+    }
+
     async fn render(&self, st: &AppState, d: &DueDelivery) -> anyhow::Result<Rendered> {
         let key = (d.feed.clone(), d.delivered_seq);
         let mut map = self.rendered.lock().await;
@@ -251,6 +270,8 @@ async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Resul
     if let Some(secret) = &d.secret {
         req = req.header("x-hub-signature", signature(st.hub.signature, secret, body.as_bytes()));
     }
+    let slots = round.host_slots(&d.callback);
+    let _slot = slots.acquire().await?;
     match st.outbound.send(req.body(body.clone())).await {
         Ok(resp) if resp.status().is_success() => {
             let _ = read_capped(resp, 4096).await;
