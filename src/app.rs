@@ -24,7 +24,7 @@ pub struct App {
     listener: TcpListener,
     state: Arc<AppState>,
     /// Background work that stops with the server.
-    _workers: [hub::Worker; 2],
+    _workers: Vec<hub::Worker>,
 }
 
 impl App {
@@ -64,6 +64,15 @@ impl App {
             hub_wake: Arc::new(Notify::new()),
         });
         let deliveries = web::deliver::spawn(state.clone());
+        // Other processes' writes (PostgreSQL NOTIFY) wake this one's waiters at once.
+        let forwarder = state.mesh.store.changes_elsewhere().map(|mut rx| {
+            let state = state.clone();
+            hub::Worker::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    state.mesh.changed_elsewhere();
+                }
+            })
+        });
         let worker = hub::spawn_worker(
             state.mesh.store.clone(),
             state.outbound.clone(),
@@ -73,7 +82,10 @@ impl App {
         Ok(App {
             listener,
             state,
-            _workers: [worker, deliveries],
+            _workers: [Some(worker), Some(deliveries), forwarder]
+                .into_iter()
+                .flatten()
+                .collect(),
         })
     }
 

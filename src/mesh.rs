@@ -58,6 +58,12 @@ impl Mesh {
         }
     }
 
+    /// Another process changed the mesh: forget cached heads and wake every waiter.
+    pub fn changed_elsewhere(&self) {
+        self.heads.clear();
+        self.changed.send_modify(|n| *n += 1);
+    }
+
     /// A collection of the user, by name.
     pub async fn collection(&self, user_id: i64, name: &str) -> AppResult<Collection> {
         let key = (user_id, name.to_string());

@@ -53,6 +53,10 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         }
     }
 
+    pub fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     pub fn remove_where(&self, pred: impl Fn(&V) -> bool) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (v, _)| !pred(v));

@@ -901,3 +901,53 @@ async fn revoking_the_key_ends_its_subscriptions_with_a_denial() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(posts(&cb, "revoked").is_empty(), "content delivered after revocation");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_write_wakes_a_long_poll_at_once_on_postgres() {
+    let Some(db) = crate::common::postgres_url().await else {
+        return;
+    };
+    let a = TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
+    let b = TestApp::spawn_with(tempfile::tempdir().unwrap(), db, |_| {}).await;
+    let token = a.token("alice", "laptop").await;
+    a.collection("alice", "Notes").await;
+    // Without LISTEN/NOTIFY, B would see A's writes only on its once-a-second check.
+    for round in 0..5 {
+        let full = b.get(&token, "/atompub/alice/Notes").await;
+        let cursor = full.headers()["feedmesh-cursor"].to_str().unwrap().to_string();
+        let poll = {
+            let (client, url, token) = (
+                b.client.clone(),
+                b.url(&format!("/atompub/alice/Notes?since={cursor}&wait=20")),
+                token.clone(),
+            );
+            tokio::spawn(async move {
+                let body = client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                (Instant::now(), body)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let posted = Instant::now();
+        a.post_entry(
+            &token,
+            "/atompub/alice/Notes",
+            crate::common::entry(&format!("round {round}"), "x"),
+        )
+        .await;
+        let (answered, body) = poll.await.unwrap();
+        let took = answered.duration_since(posted);
+        assert!(
+            took < Duration::from_millis(300),
+            "round {round}: B answered {took:?} after A's write"
+        );
+        assert!(body.contains(&format!(">round {round}<")), "{body}");
+    }
+}

@@ -293,6 +293,12 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<ChangeRecord>>;
 
+    /// Ticks whenever any process sharing the database commits an item write (PostgreSQL
+    /// LISTEN/NOTIFY); `None` where this process is the only writer (SQLite).
+    fn changes_elsewhere(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     async fn record_blob(&self, sha256: &str, size: u64) -> Result<()>;
     async fn blob_size(&self, sha256: &str) -> Result<Option<u64>>;
 }

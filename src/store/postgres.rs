@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 
-use super::sql::{Backend, SqlStore};
+use super::sql::{Backend, CHANGES_CHANNEL, SqlStore};
 
 pub async fn open(url: &str) -> anyhow::Result<SqlStore> {
     sqlx::any::install_default_drivers();
@@ -16,5 +16,22 @@ pub async fn open(url: &str) -> anyhow::Result<SqlStore> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
     sqlx::migrate!("migrations/postgres").run(&pool).await?;
-    Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool))
+    let mut listener = sqlx::postgres::PgListener::connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot LISTEN on PostgreSQL: {e}"))?;
+    listener.listen(CHANGES_CHANNEL).await?;
+    let (tx, rx) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        // Ends when the store (every receiver) is gone; PgListener reconnects by itself.
+        while !tx.is_closed() {
+            match listener.recv().await {
+                Ok(_) => tx.send_modify(|n| *n += 1),
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection lost; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool).with_notifications(rx))
 }

@@ -25,6 +25,8 @@ pub enum Backend {
 
 pub struct SqlStore {
     backend: Backend,
+    /// PostgreSQL: ticks on every NOTIFY of a committed item write, from any process.
+    notified: Option<tokio::sync::watch::Receiver<u64>>,
     /// SQLite: one connection, so writers never fight over the lock. PostgreSQL: the pool.
     writer: AnyPool,
     readers: AnyPool,
@@ -127,12 +129,24 @@ impl SqlStore {
         });
         SqlStore {
             backend,
+            notified: None,
             writer,
             readers,
             batcher,
         }
     }
 }
+
+impl SqlStore {
+    /// Attaches the LISTEN side (PostgreSQL).
+    pub fn with_notifications(mut self, rx: tokio::sync::watch::Receiver<u64>) -> Self {
+        self.notified = Some(rx);
+        self
+    }
+}
+
+/// The channel item writes NOTIFY on (PostgreSQL).
+pub const CHANGES_CHANNEL: &str = "feedmesh_changes";
 
 /// SQLite group commit: every item write waiting when a transaction starts joins it, so one
 /// commit acknowledges many writes. A write is answered only after its commit.
@@ -763,6 +777,12 @@ impl Store for SqlStore {
             return Err(StoreError::Conflict);
         }
         insert_change(&mut tx, w.user_id, &row, w.endpoint_id, w.kind, &version).await?;
+        // Delivered to every listening process when (and only if) this commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(w.user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(seq(seq_new))
     }
@@ -1040,6 +1060,10 @@ impl Store for SqlStore {
         .fetch_all(&self.readers)
         .await?;
         rows.iter().map(change_row).collect()
+    }
+
+    fn changes_elsewhere(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.notified.clone()
     }
 
     async fn record_blob(&self, sha256: &str, size: u64) -> Result<()> {
