@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::app::{App, shutdown_signal};
 use crate::config::{DataArgs, ServeArgs, Settings};
 use crate::domain::{CollectionName, DeviceName, UserName};
+use crate::hub::HubSettings;
 use crate::secrets;
 use crate::store::{self, Store};
 
@@ -98,10 +99,14 @@ pub enum KeyCmd {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(serve) => {
+            let hub = HubSettings {
+                signature: serve.websub_signature,
+                ..HubSettings::default()
+            };
             let settings = Settings {
                 data: cli.data,
                 serve,
-                hub: Default::default(),
+                hub,
             };
             let app = App::build(&settings).await?;
             tracing::info!(address = %app.local_addr(), base_url = app.base_url(), "feedmesh is serving");

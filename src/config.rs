@@ -51,6 +51,16 @@ pub struct ServeArgs {
     #[arg(long, env = "FEEDMESH_MAX_ENTRY_BYTES", default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_entry_bytes: usize,
 
+    /// HMAC of WebSub `X-Hub-Signature` for subscribers that gave a secret.
+    #[arg(
+        long,
+        env = "FEEDMESH_WEBSUB_SIGNATURE",
+        value_enum,
+        default_value = "sha256",
+        value_name = "ALG"
+    )]
+    pub websub_signature: crate::hub::Signature,
+
     /// Largest file accepted as a media resource, in bytes (larger: 413).
     #[arg(long, env = "FEEDMESH_MAX_FILE_BYTES", default_value_t = 4 << 30, value_name = "BYTES")]
     pub max_file_bytes: u64,

@@ -15,7 +15,7 @@ use crate::secrets;
 use crate::store::{HubRequest, Store, Subscription};
 
 /// The HMAC of `X-Hub-Signature` (I4: sha256 unless a subscriber base needs another).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Signature {
     Sha1,
     Sha256,

@@ -145,6 +145,7 @@ fn every_command_explains_itself() {
         "--data-dir",
         "--base-url",
         "--allow-private-network",
+        "--websub-signature",
         "FEEDMESH_LISTEN",
         "FEEDMESH_BASE_URL",
     ] {

@@ -951,3 +951,28 @@ async fn another_process_write_wakes_a_long_poll_at_once_on_postgres() {
         assert!(body.contains(&format!(">round {round}<")), "{body}");
     }
 }
+
+#[tokio::test]
+async fn the_signature_algorithm_is_selectable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("feedmesh.db").display());
+    let app = TestApp::spawn_with(dir, db, |s| s.hub.signature = feedmesh::hub::Signature::Sha512).await;
+    let token = app.token("alice", "laptop").await;
+    app.collection("alice", "Notes").await;
+    let key: serde_json::Value = app.feed_key(&token, "/u/alice/stream.atom").await.json().await.unwrap();
+    let topic = key["url"].as_str().unwrap().to_string();
+    let (cb_base, cb) = callback_server().await;
+    let callback = format!("{cb_base}/echo");
+    subscribe(&app, &topic, &callback, &[("hub.secret", "k")]).await;
+    app.post_entry(&token, "/atompub/alice/Notes", crate::common::entry("signed", "x"))
+        .await;
+    eventually("the delivery", async || posts(&cb, "echo").len() == 1).await;
+    let d = &posts(&cb, "echo")[0];
+    use hmac::{KeyInit, Mac};
+    let mut m = <hmac::Hmac<sha2::Sha512> as KeyInit>::new_from_slice(b"k").unwrap();
+    m.update(d.body.as_bytes());
+    assert_eq!(
+        d.signature.as_deref(),
+        Some(format!("sha512={}", hex::encode(m.finalize().into_bytes())).as_str())
+    );
+}

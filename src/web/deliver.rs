@@ -301,3 +301,30 @@ async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Resul
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_match_the_published_hmac_vectors() {
+        // RFC 2202 test case 2 (HMAC-SHA1) and RFC 4231 test case 2 (SHA-256/384/512).
+        let (key, data) = ("Jefe", b"what do ya want for nothing?".as_slice());
+        assert_eq!(
+            signature(Signature::Sha1, key, data),
+            "sha1=effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
+        assert_eq!(
+            signature(Signature::Sha256, key, data),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            signature(Signature::Sha384, key, data),
+            "sha384=af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649"
+        );
+        assert_eq!(
+            signature(Signature::Sha512, key, data),
+            "sha512=164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
+        );
+    }
+}

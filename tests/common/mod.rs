@@ -136,6 +136,7 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             allow_private_network: true,
             max_entry_bytes: 256 * 1024,
             max_file_bytes: 8 * 1024 * 1024,
+            websub_signature: feedmesh::hub::Signature::Sha256,
         },
         hub: feedmesh::hub::HubSettings {
             min_lease: 1,
