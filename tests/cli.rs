@@ -29,6 +29,14 @@ pub fn ok(dir: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// Through the CLI: user alice, a laptop token (returned) and the collection Notes.
+pub fn alice_with_notes(d: &Path) -> String {
+    ok(d, &["user", "add", "alice"]);
+    let token = ok(d, &["token", "add", "alice", "--device", "laptop"]);
+    ok(d, &["collection", "add", "alice", "Notes"]);
+    token.lines().last().unwrap().to_string()
+}
+
 /// Starts `feedmesh serve` on a free port; returns the process and its base URL.
 fn serve(dir: &Path) -> (Child, String) {
     serve_with(dir, &[])
@@ -159,13 +167,7 @@ fn every_command_explains_itself() {
 fn serve_runs_from_the_cli_with_env_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["user", "add", "alice"]);
-    let token = ok(d, &["token", "add", "alice", "--device", "laptop"])
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    ok(d, &["collection", "add", "alice", "Notes"]);
+    let token = alice_with_notes(d);
     let (mut child, url) = serve(d);
     let client = http::Client::new();
     let r = client.get(&format!("{url}/atompub"), &token);
@@ -209,13 +211,7 @@ mod http {
 fn kill_9_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["user", "add", "alice"]);
-    let token = ok(d, &["token", "add", "alice", "--device", "laptop"])
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    ok(d, &["collection", "add", "alice", "Notes"]);
+    let token = alice_with_notes(d);
     let (mut child, url) = serve(d);
 
     // Four writers post as fast as they can; the hub is killed in the middle.

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 
-use crate::cli::{ok, serve_with};
+use crate::cli::{alice_with_notes, ok, serve_with};
 use crate::common::{ATOM_ENTRY, entry};
 
 const SUBSCRIBERS: usize = 10_000;
@@ -19,13 +19,7 @@ const SUBSCRIBERS: usize = 10_000;
 async fn kill_9_during_a_fan_out_loses_no_notification() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(d, &["user", "add", "alice"]);
-    let token = ok(d, &["token", "add", "alice", "--device", "laptop"])
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    ok(d, &["collection", "add", "alice", "Notes"]);
+    let token = alice_with_notes(d);
     let key_url = ok(d, &["key", "add", "alice", "/u/alice/stream.atom"])
         .lines()
         .last()

@@ -120,13 +120,16 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
 /// What one claim round shares between its deliveries.
 #[derive(Default)]
 struct Round {
-    rendered: tokio::sync::Mutex<HashMap<(String, u64), Rendered>>,
+    /// One cell per (feed, cursor): the first delivery renders, the others wait for it;
+    /// different feeds render side by side.
+    rendered: std::sync::Mutex<HashMap<(String, u64), RenderCell>>,
     live_keys: std::sync::Mutex<HashMap<String, bool>>,
     /// J5/S4: at most PER_HOST deliveries in flight to one callback host.
     hosts: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 type Rendered = Arc<Option<(String, &'static str, u64)>>;
+type RenderCell = Arc<tokio::sync::OnceCell<Rendered>>;
 
 impl Round {
     fn host_slots(&self, callback: &str) -> Arc<tokio::sync::Semaphore> {
@@ -145,14 +148,14 @@ impl Round {
     }
 
     async fn render(&self, st: &AppState, d: &DueDelivery) -> anyhow::Result<Rendered> {
-        let key = (d.feed.clone(), d.delivered_seq);
-        let mut map = self.rendered.lock().await;
-        if let Some(r) = map.get(&key) {
-            return Ok(r.clone());
-        }
-        let r = Arc::new(render(st, d).await?);
-        map.insert(key, r.clone());
-        Ok(r)
+        let cell = {
+            let mut map = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((d.feed.clone(), d.delivered_seq)).or_default().clone()
+        };
+        let rendered = cell
+            .get_or_try_init(|| async { render(st, d).await.map(Arc::new) })
+            .await?;
+        Ok(rendered.clone())
     }
 
     async fn key_live(&self, st: &AppState, key_hash: &str) -> anyhow::Result<bool> {
