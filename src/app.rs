@@ -59,9 +59,10 @@ impl App {
             cache: FeedCache::new(4096),
             principals: TtlMap::new(Duration::from_secs(1), 100_000),
             feed_keys: TtlMap::new(Duration::from_secs(1), 100_000),
-            outbound: Outbound::new(settings.serve.allow_private_network, Duration::from_secs(10))?,
+            outbound: Outbound::new(settings.serve.allow_private_network, settings.hub.timeout)?,
             hub: settings.hub.clone(),
             hub_wake: Arc::new(Notify::new()),
+            limits: crate::limits::RateLimits::new(settings.hub.rate_limit),
         });
         let deliveries = web::deliver::spawn(state.clone());
         // Other processes' writes (PostgreSQL NOTIFY) wake this one's waiters at once.
@@ -99,7 +100,8 @@ impl App {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = web::router(self.state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
-        axum::serve(self.listener, router)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())

@@ -101,6 +101,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(serve) => {
             let hub = HubSettings {
                 signature: serve.websub_signature,
+                rate_limit: serve.hub_rate_limit,
+                open: serve.open_hub,
                 ..HubSettings::default()
             };
             let settings = Settings {

@@ -61,6 +61,21 @@ pub struct ServeArgs {
     )]
     pub websub_signature: crate::hub::Signature,
 
+    /// WebSub requests per second allowed from one client address, to one callback host,
+    /// and for one topic (more: 429 with Retry-After; 0: no limit).
+    #[arg(
+        long,
+        env = "FEEDMESH_HUB_RATE_LIMIT",
+        default_value_t = 10,
+        value_name = "PER_SECOND"
+    )]
+    pub hub_rate_limit: u32,
+
+    /// Open hub: also accept subscriptions to feeds served elsewhere, fetching them when
+    /// their publisher pings (off: only this hub's own feeds are topics).
+    #[arg(long, env = "FEEDMESH_OPEN_HUB")]
+    pub open_hub: bool,
+
     /// Largest file accepted as a media resource, in bytes (larger: 413).
     #[arg(long, env = "FEEDMESH_MAX_FILE_BYTES", default_value_t = 4 << 30, value_name = "BYTES")]
     pub max_file_bytes: u64,

@@ -36,6 +36,16 @@ pub struct HubSettings {
     /// First retry delay of verifications and deliveries; doubles each time, with jitter.
     pub retry_base: Duration,
     pub signature: Signature,
+    /// Requests per second per client address, callback host and topic (0: unlimited).
+    pub rate_limit: u32,
+    /// Accept outside topics (open hub); off by default (S12).
+    pub open: bool,
+    /// Deliveries in flight to one callback host at most (J5).
+    pub per_host: usize,
+    /// Connect-and-answer limit of every outbound request (J4).
+    pub timeout: Duration,
+    /// How often expired leases are purged and revoked keys' subscriptions denied (F7, D3).
+    pub sweep_every: Duration,
 }
 
 impl Default for HubSettings {
@@ -48,6 +58,11 @@ impl Default for HubSettings {
             delivery_attempts: 10,
             retry_base: Duration::from_secs(30),
             signature: Signature::Sha256,
+            rate_limit: 10,
+            open: false,
+            per_host: 128,
+            timeout: Duration::from_secs(10),
+            sweep_every: Duration::from_secs(10),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod formats;
 pub mod hub;
+pub mod limits;
 pub mod mesh;
 pub mod net;
 pub mod secrets;

@@ -135,6 +135,17 @@ impl Resolve for GuardedResolver {
 }
 
 /// Installs ring as the process's TLS provider (once; reqwest needs one before any client).
+/// `host:port` of a URL, the unit of per-host limits ("" when it has none).
+pub fn host_key(url: &str) -> String {
+    Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_default()
+}
+
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -11,3 +11,4 @@ mod outbound;
 mod peers;
 mod store_story;
 mod websub;
+mod websub_policy;

@@ -14,20 +14,20 @@ use axum::routing::get;
 use crate::common::TestApp;
 
 #[derive(Default)]
-struct Callbacks {
+pub(crate) struct Callbacks {
     /// (path, raw query) of every verification GET, in order.
-    seen: Mutex<Vec<(String, String)>>,
+    pub seen: Mutex<Vec<(String, String)>>,
     /// Every delivery POST, in order.
-    posts: Mutex<Vec<Delivery>>,
+    pub posts: Mutex<Vec<Delivery>>,
 }
 
 #[derive(Clone, Debug)]
-struct Delivery {
-    kind: String,
-    content_type: String,
-    link: String,
-    signature: Option<String>,
-    body: String,
+pub(crate) struct Delivery {
+    pub kind: String,
+    pub content_type: String,
+    pub link: String,
+    pub signature: Option<String>,
+    pub body: String,
 }
 
 /// Delivery answers by path: gone (410), flakypost (500 twice, then 200), else 204.
@@ -58,7 +58,7 @@ async fn receive(
     }
 }
 
-fn posts(cb: &Callbacks, kind: &str) -> Vec<Delivery> {
+pub(crate) fn posts(cb: &Callbacks, kind: &str) -> Vec<Delivery> {
     cb.posts
         .lock()
         .unwrap()
@@ -68,7 +68,7 @@ fn posts(cb: &Callbacks, kind: &str) -> Vec<Delivery> {
         .collect()
 }
 
-fn challenge(query: &str) -> String {
+pub(crate) fn challenge(query: &str) -> String {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "hub.challenge")
         .map(|(_, v)| v.into_owned())
@@ -108,7 +108,7 @@ async fn callback(
     }
 }
 
-async fn callback_server() -> (String, Arc<Callbacks>) {
+pub(crate) async fn callback_server() -> (String, Arc<Callbacks>) {
     let cb = Arc::new(Callbacks::default());
     let app = Router::new()
         .route("/cb/{kind}", get(callback).post(receive))
@@ -119,7 +119,7 @@ async fn callback_server() -> (String, Arc<Callbacks>) {
     (base, cb)
 }
 
-async fn hub(app: &TestApp, pairs: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn hub(app: &TestApp, pairs: &[(&str, &str)]) -> reqwest::Response {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         form.append_pair(k, v);
@@ -134,14 +134,21 @@ async fn hub(app: &TestApp, pairs: &[(&str, &str)]) -> reqwest::Response {
 }
 
 /// A hub with alice's stream and its key URL (the topic).
-async fn setup() -> (TestApp, String) {
-    let app = TestApp::spawn().await;
+pub(crate) async fn setup() -> (TestApp, String) {
+    setup_with(|_| {}).await
+}
+
+/// `setup` with changed settings.
+pub(crate) async fn setup_with(tweak: impl FnOnce(&mut feedmesh::config::Settings)) -> (TestApp, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("feedmesh.db").display());
+    let app = TestApp::spawn_with(dir, db, tweak).await;
     let token = app.token("alice", "laptop").await;
     let key: serde_json::Value = app.feed_key(&token, "/u/alice/stream.atom").await.json().await.unwrap();
     (app, key["url"].as_str().unwrap().to_string())
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !check().await {
         assert!(start.elapsed() < Duration::from_secs(8), "timed out waiting for {what}");
@@ -149,7 +156,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-fn seen(cb: &Callbacks, kind: &str) -> Vec<String> {
+pub(crate) fn seen(cb: &Callbacks, kind: &str) -> Vec<String> {
     cb.seen
         .lock()
         .unwrap()
@@ -605,7 +612,7 @@ async fn a_queued_verification_survives_a_restart() {
 }
 
 /// Subscribes `callback` to `topic` and waits until the subscription is active.
-async fn subscribe(app: &TestApp, topic: &str, callback: &str, extra: &[(&str, &str)]) {
+pub(crate) async fn subscribe(app: &TestApp, topic: &str, callback: &str, extra: &[(&str, &str)]) {
     let mut pairs = vec![
         ("hub.mode", "subscribe"),
         ("hub.topic", topic),
@@ -619,7 +626,7 @@ async fn subscribe(app: &TestApp, topic: &str, callback: &str, extra: &[(&str, &
     .await;
 }
 
-fn hmac_sha256(secret: &str, body: &str) -> String {
+pub(crate) fn hmac_sha256(secret: &str, body: &str) -> String {
     use hmac::{KeyInit, Mac};
     let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
     m.update(body.as_bytes());

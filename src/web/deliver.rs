@@ -18,14 +18,14 @@ use crate::hub::{Signature, Worker};
 use crate::net::read_capped;
 use crate::store::DueDelivery;
 
-/// How long a claim on a subscription holds: longer than one delivery attempt (10 s), short
-/// enough that another process takes over soon after a crash.
-const CLAIM_MS: i64 = 15_000;
+/// How long a claim on a subscription holds: longer than one delivery attempt (the outbound
+/// timeout), short enough that another process takes over soon after a crash.
+fn claim_ms(settings: &crate::hub::HubSettings) -> i64 {
+    (settings.timeout.as_millis() as i64 + 5_000).max(15_000)
+}
 
 /// Subscriptions claimed per round.
 const BATCH: u32 = 1024;
-/// Deliveries in flight to one callback host at once.
-const PER_HOST: usize = 128;
 
 /// The most entries one notification carries; more follow in the next one.
 const MAX_ENTRIES: u32 = 100;
@@ -62,16 +62,17 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
         let mut changed = st.mesh.changed.subscribe();
         loop {
             let now = now_ms();
-            if now - last_purge > 10_000 {
+            if now - last_purge >= st.hub.sweep_every.as_millis() as i64 {
                 last_purge = now;
                 if let Err(e) = st.mesh.store.purge_expired(now).await {
                     tracing::error!(error = %e, "cannot purge expired WebSub subscriptions");
                 }
+                st.limits.forget_idle();
                 if let Err(e) = deny_revoked(&st).await {
                     tracing::error!(error = %e, "cannot end WebSub subscriptions of revoked keys");
                 }
             }
-            let due = match st.mesh.store.deliveries_due(now, CLAIM_MS, BATCH).await {
+            let due = match st.mesh.store.deliveries_due(now, claim_ms(&st.hub), BATCH).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim WebSub deliveries");
@@ -87,7 +88,12 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
             }
             // One render per (feed, cursor) and one key check per key in a round: a fan-out
             // to many subscribers of one feed renders its diff once.
-            let round = Arc::new(Round::default());
+            let round = Arc::new(Round {
+                rendered: Default::default(),
+                live_keys: Default::default(),
+                hosts: Default::default(),
+                per_host: st.hub.per_host.max(1),
+            });
             let mut running = tokio::task::JoinSet::new();
             for d in due {
                 let (st, round) = (st.clone(), round.clone());
@@ -118,14 +124,14 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
 }
 
 /// What one claim round shares between its deliveries.
-#[derive(Default)]
 struct Round {
     /// One cell per (feed, cursor): the first delivery renders, the others wait for it;
     /// different feeds render side by side.
     rendered: std::sync::Mutex<HashMap<(String, u64), RenderCell>>,
     live_keys: std::sync::Mutex<HashMap<String, bool>>,
-    /// J5/S4: at most PER_HOST deliveries in flight to one callback host.
+    /// J5/S4: at most `per_host` deliveries in flight to one callback host.
     hosts: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    per_host: usize,
 }
 
 type Rendered = Arc<Option<(String, &'static str, u64)>>;
@@ -133,17 +139,11 @@ type RenderCell = Arc<tokio::sync::OnceCell<Rendered>>;
 
 impl Round {
     fn host_slots(&self, callback: &str) -> Arc<tokio::sync::Semaphore> {
-        let host = url::Url::parse(callback)
-            .ok()
-            .and_then(|u| {
-                u.host_str()
-                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
-            })
-            .unwrap_or_default();
+        let host = crate::net::host_key(callback);
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts
             .entry(host)
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_HOST)))
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_host)))
             .clone()
     }
 

@@ -3,7 +3,7 @@
 //! Only hosted topics are accepted: a topic is a feed's capability URL (`…?key=`).
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -50,7 +50,19 @@ async fn hosted_topic(st: &AppState, topic: &str) -> AppResult<(i64, String, Str
     }
 }
 
-pub async fn request(State(st): State<SharedState>, headers: HeaderMap, body: Body) -> AppResult<Response> {
+/// S3, G7: one client, one callback host, one topic get at most the configured rate.
+fn within_rate(st: &AppState, keys: Vec<String>) -> AppResult<()> {
+    st.limits
+        .check(&keys)
+        .map_err(|wait| AppError::TooManyRequests(format!("too many hub requests; try again in {wait} s"), wait))
+}
+
+pub async fn request(
+    State(st): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Response> {
     let form_encoded = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -74,12 +86,22 @@ pub async fn request(State(st): State<SharedState>, headers: HeaderMap, body: Bo
         parse_request(&form, st.outbound.allows_private(), &st.hub).map_err(|e| AppError::BadRequest(e.to_string()))?;
     match parsed {
         Parsed::Publish(topics) => {
+            let mut keys = vec![format!("client {}", peer.ip())];
+            keys.extend(topics.iter().map(|t| format!("topic {t}")));
+            within_rate(&st, keys)?;
             // Hosted topics change through AtomPub; a ping only has to name one of them.
             for t in &topics {
                 hosted_topic(&st, t).await?;
             }
         }
         Parsed::Intent(intent) => {
+            within_rate(
+                &st,
+                vec![
+                    format!("client {}", peer.ip()),
+                    format!("callback {}", crate::net::host_key(&intent.callback)),
+                ],
+            )?;
             let (user_id, feed, key_hash) = hosted_topic(&st, &intent.topic).await?;
             // E3: unsubscribing what is not subscribed changes nothing and calls nobody.
             let known = intent.subscribe

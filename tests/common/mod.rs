@@ -137,10 +137,13 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             max_entry_bytes: 256 * 1024,
             max_file_bytes: 8 * 1024 * 1024,
             websub_signature: feedmesh::hub::Signature::Sha256,
+            hub_rate_limit: 0,
+            open_hub: false,
         },
         hub: feedmesh::hub::HubSettings {
             min_lease: 1,
             retry_base: std::time::Duration::from_millis(50),
+            rate_limit: 0,
             ..Default::default()
         },
     }
