@@ -62,6 +62,7 @@ impl App {
             outbound: Outbound::new(settings.serve.allow_private_network, settings.hub.timeout)?,
             hub: settings.hub.clone(),
             hub_wake: Arc::new(Notify::new()),
+            topic_wake: Arc::new(Notify::new()),
             limits: crate::limits::RateLimits::new(settings.hub.rate_limit),
         });
         let deliveries = web::deliver::spawn(state.clone());
@@ -80,10 +81,19 @@ impl App {
             state.hub.clone(),
             state.hub_wake.clone(),
         );
+        let topics = {
+            let st = state.clone();
+            hub::spawn_topic_fetcher(
+                state.mesh.store.clone(),
+                state.outbound.clone(),
+                state.topic_wake.clone(),
+                move || st.mesh.changed.send_modify(|n| *n += 1),
+            )
+        };
         Ok(App {
             listener,
             state,
-            _workers: [Some(worker), Some(deliveries), forwarder]
+            _workers: [Some(worker), Some(deliveries), Some(topics), forwarder]
                 .into_iter()
                 .flatten()
                 .collect(),

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::net::{Outbound, OutboundError, check_url, read_capped};
 use crate::secrets;
-use crate::store::{HubRequest, Store, Subscription};
+use crate::store::{HubRequest, Store, Subscription, TopicContent, TopicFetch};
 
 /// The HMAC of `X-Hub-Signature` (I4: sha256 unless a subscriber base needs another).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -222,7 +222,7 @@ pub fn verification_url(callback: &str, req: &HubRequest, challenge: &str) -> St
     join_query(callback, &q.finish())
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -237,6 +237,77 @@ enum Outcome {
     Refused,
     /// Timeout, connection error or 5xx: may be tried again.
     Failed,
+}
+
+/// Largest outside topic document fetched (open hub); larger ones are not distributed.
+pub const MAX_TOPIC_BYTES: usize = 4 << 20;
+
+/// Runs the open-hub fetcher: claims pinged outside topics, GETs each (redirects re-checked,
+/// G4, S2), and stores new content as the topic's next version; `changed` then wakes the
+/// delivery worker. Unchanged content (same SHA-256) is not distributed again.
+pub fn spawn_topic_fetcher(
+    store: Arc<dyn Store>,
+    outbound: Outbound,
+    wake: Arc<Notify>,
+    changed: impl Fn() + Send + Sync + 'static,
+) -> Worker {
+    let changed = Arc::new(changed);
+    Worker(tokio::spawn(async move {
+        loop {
+            let claimed_at = now_ms();
+            let due = match store.topic_fetches_due(claimed_at, 60_000, 16).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim topic fetches");
+                    Vec::new()
+                }
+            };
+            if due.is_empty() {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let mut running = tokio::task::JoinSet::new();
+            for topic in due {
+                let (store, outbound, changed) = (store.clone(), outbound.clone(), changed.clone());
+                running.spawn(async move {
+                    let content = fetch_topic(&outbound, &topic).await;
+                    match store.topic_fetched(topic.id, claimed_at, content).await {
+                        Ok(true) => changed(),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "cannot record a topic fetch"),
+                    }
+                });
+            }
+            while running.join_next().await.is_some() {}
+        }
+    }))
+}
+
+async fn fetch_topic(outbound: &Outbound, topic: &TopicFetch) -> Option<TopicContent> {
+    let cond = crate::fetch::Conditions {
+        accept: Some(&topic.content_type),
+        ..Default::default()
+    };
+    match crate::fetch::get(outbound, &topic.url, &cond, MAX_TOPIC_BYTES).await {
+        Ok(f) if !f.body.is_empty() => Some(TopicContent {
+            hash: secrets::hash_bytes(&f.body),
+            content_type: f.content_type,
+            body: f.body.to_vec(),
+            version: 0,
+        }),
+        Ok(_) => {
+            tracing::warn!("an outside topic answered with an empty body; nothing distributed");
+            None
+        }
+        Err(e) => {
+            // S13: the topic URL may be personal; the reason is enough to act on.
+            tracing::warn!(error = %e, "fetching an outside topic failed");
+            None
+        }
+    }
 }
 
 /// Stops the worker it holds when dropped (with the server that owns it).
@@ -466,7 +537,7 @@ mod tests {
             subscribe: true,
             topic: "http://hub/t?key=k".into(),
             callback: String::new(),
-            user_id: 1,
+            user_id: Some(1),
             feed: String::new(),
             key_hash: String::new(),
             secret: None,

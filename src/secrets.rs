@@ -18,6 +18,11 @@ pub fn hash(secret: &str) -> String {
     hex::encode(digest(secret))
 }
 
+/// Hex SHA-256 of any bytes (content hashes).
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// The raw SHA-256 of a secret (an allocation-free cache key).
 pub fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()

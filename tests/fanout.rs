@@ -59,7 +59,7 @@ async fn kill_9_during_a_fan_out_loses_no_notification() {
         let sub = feedmesh::store::Subscription {
             topic: key_url.clone(),
             callback: format!("http://127.0.0.1:{cb_port}/cb/{n}"),
-            user_id: user.id,
+            user_id: Some(user.id),
             feed: "/u/alice/stream.atom".into(),
             key_hash: feedmesh::secrets::hash(&key),
             secret: Some("s".into()),

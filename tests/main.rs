@@ -11,4 +11,5 @@ mod outbound;
 mod peers;
 mod store_story;
 mod websub;
+mod websub_open;
 mod websub_policy;

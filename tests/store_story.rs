@@ -175,7 +175,7 @@ async fn story(store: &dyn Store) {
         subscribe: true,
         topic: "http://hub/u/alice/stream.atom?key=k".into(),
         callback: "http://sub/cb".into(),
-        user_id: alice.id,
+        user_id: Some(alice.id),
         feed: "/u/alice/stream.atom".into(),
         key_hash: "khash".into(),
         secret: Some("s".into()),
@@ -210,7 +210,7 @@ async fn story(store: &dyn Store) {
     let sub = feedmesh::store::Subscription {
         topic: req.topic.clone(),
         callback: req.callback.clone(),
-        user_id: alice.id,
+        user_id: Some(alice.id),
         feed: req.feed.clone(),
         key_hash: "khash".into(),
         secret: Some("A".into()),
@@ -236,6 +236,69 @@ async fn story(store: &dyn Store) {
     );
     assert!(store.unsubscribe(&sub.topic, &sub.callback).await.unwrap());
     assert!(!store.unsubscribe(&sub.topic, &sub.callback).await.unwrap());
+
+    // Open hub: an outside topic is fetched only when subscribed and pinged; new content
+    // (by hash) is a new version, the same content is not, and a ping during a fetch stays.
+    let outside = "http://elsewhere/feed";
+    assert!(!store.topic_ping(outside, 100).await.unwrap(), "nobody subscribes yet");
+    let osub = feedmesh::store::Subscription {
+        topic: outside.into(),
+        callback: "http://sub/o".into(),
+        user_id: None,
+        feed: String::new(),
+        key_hash: String::new(),
+        secret: None,
+        lease_seconds: 60,
+        expires_at: i64::MAX / 4,
+    };
+    store.subscribe(&osub).await.unwrap();
+    assert!(store.topic_ping(outside, 100).await.unwrap());
+    let due = store.topic_fetches_due(100, 5_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(
+        store.topic_fetches_due(200, 5_000, 10).await.unwrap().is_empty(),
+        "claimed twice"
+    );
+    let content = |body: &[u8]| feedmesh::store::TopicContent {
+        content_type: "text/plain; charset=utf-8".into(),
+        body: body.to_vec(),
+        hash: feedmesh::secrets::hash_bytes(body),
+        version: 0,
+    };
+    assert!(
+        store
+            .topic_fetched(due[0].id, 100, Some(content(b"\x00one\xff")))
+            .await
+            .unwrap()
+    );
+    let got = store.topic_content(outside).await.unwrap().unwrap();
+    assert_eq!((got.version, got.body.as_slice()), (1, b"\x00one\xff".as_slice()));
+    let deliveries = store.deliveries_due(300, 5_000, 10).await.unwrap();
+    assert_eq!(deliveries.len(), 1, "the new subscriber is behind version 1");
+    assert_eq!((deliveries[0].user_id, deliveries[0].delivered_seq), (None, 0));
+    store.delivered(&[deliveries[0].id], 1).await.unwrap();
+    assert!(store.deliveries_due(400, 5_000, 10).await.unwrap().is_empty());
+    store.topic_ping(outside, 500).await.unwrap();
+    let due = store.topic_fetches_due(500, 5_000, 10).await.unwrap();
+    store.topic_ping(outside, 600).await.unwrap(); // arrives during the fetch
+    assert!(
+        !store
+            .topic_fetched(due[0].id, 500, Some(content(b"\x00one\xff")))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.topic_content(outside).await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        store.topic_fetches_due(700, 5_000, 10).await.unwrap().len(),
+        1,
+        "the later ping was lost"
+    );
+    assert_eq!(
+        store.revoked_subscriptions(10).await.unwrap(),
+        vec![],
+        "an outside topic has no key to revoke"
+    );
+    assert!(store.unsubscribe(outside, "http://sub/o").await.unwrap());
 
     // blobs
     store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();

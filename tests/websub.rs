@@ -592,7 +592,7 @@ async fn a_queued_verification_survives_a_restart() {
         subscribe: true,
         topic: topic.clone(),
         callback: callback.clone(),
-        user_id: user.id,
+        user_id: Some(user.id),
         feed: "/u/alice/stream.atom".into(),
         key_hash: feedmesh::secrets::hash(topic.split("key=").nth(1).unwrap()),
         secret: None,

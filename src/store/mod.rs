@@ -167,7 +167,8 @@ pub struct ItemWrite<'a> {
 pub struct Subscription {
     pub topic: String,
     pub callback: String,
-    pub user_id: i64,
+    /// None for an outside topic (open hub).
+    pub user_id: Option<i64>,
     /// The hosted feed's path (`/u/alice/stream.atom`), what the topic URL names.
     pub feed: String,
     /// The hash of the feed key in the topic URL.
@@ -184,12 +185,33 @@ pub struct DueDelivery {
     pub id: i64,
     pub topic: String,
     pub callback: String,
-    pub user_id: i64,
+    /// None for an outside topic (open hub).
+    pub user_id: Option<i64>,
     pub feed: String,
     pub key_hash: String,
     pub secret: Option<String>,
     pub delivered_seq: u64,
     pub attempts: i64,
+}
+
+/// An outside topic due for fetching (open hub).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicFetch {
+    pub id: i64,
+    pub url: String,
+    /// The type of the last fetch, preferred in `Accept` (G4); empty before the first.
+    pub content_type: String,
+}
+
+/// An outside topic's content as last fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicContent {
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// SHA-256 of the body, hex.
+    pub hash: String,
+    /// Bumped on every change of content; what subscribers' cursors count.
+    pub version: u64,
 }
 
 /// A subscribe or unsubscribe waiting for its verification of intent.
@@ -199,7 +221,8 @@ pub struct HubRequest {
     pub subscribe: bool,
     pub topic: String,
     pub callback: String,
-    pub user_id: i64,
+    /// None for an outside topic (open hub).
+    pub user_id: Option<i64>,
     pub feed: String,
     pub key_hash: String,
     pub secret: Option<String>,
@@ -282,8 +305,20 @@ pub trait Store: Send + Sync + 'static {
     async fn release_claims(&self) -> Result<()>;
     /// Subscriptions whose feed key was revoked: (id, topic, callback).
     async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>>;
-    /// Removes subscriptions whose lease ended before `now_ms`; returns how many.
+    /// Removes subscriptions whose lease ended before `now_ms`, and outside topics nobody
+    /// subscribes to any more; returns how many subscriptions.
     async fn purge_expired(&self, now_ms: i64) -> Result<u64>;
+
+    /// Open hub: marks an outside topic for fetching at `now_ms`; false when nobody
+    /// subscribes to it (then nothing is fetched).
+    async fn topic_ping(&self, url: &str, now_ms: i64) -> Result<bool>;
+    /// Claims up to `limit` outside topics due for fetching, for `lease_ms`.
+    async fn topic_fetches_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<TopicFetch>>;
+    /// Records a fetch claimed at `claimed_at` (`None`: it failed). New content (by hash)
+    /// becomes the next version; returns whether it did. A ping during the fetch stays due.
+    async fn topic_fetched(&self, id: i64, claimed_at: i64, content: Option<TopicContent>) -> Result<bool>;
+    /// The last fetched content of an outside topic.
+    async fn topic_content(&self, url: &str) -> Result<Option<TopicContent>>;
     /// The user's changes after `after`, oldest first, optionally of one endpoint.
     async fn changes_after(
         &self,

@@ -13,7 +13,7 @@ use super::{
     ChangeKind, ChangeRecord, Collection, Endpoint, FeedKey, ItemRecord, ItemWrite, Principal, Result, Store,
     StoreError, TokenInfo, User,
 };
-use super::{DueDelivery, HubRequest, Subscription};
+use super::{DueDelivery, HubRequest, Subscription, TopicContent, TopicFetch};
 use crate::domain::entry::StoredItem;
 use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
 
@@ -73,6 +73,27 @@ const VERIFICATIONS: Queue = Queue {
     order: "s.run_at",
     also_set: ", attempts = attempts + 1",
     returning: "id, mode, topic, callback, user_id, feed, key_hash, secret, lease_seconds, attempts",
+};
+
+/// Subscribers of outside topics (open hub) behind the topic's version.
+const OUTSIDE_DELIVERIES: Queue = Queue {
+    table: "websub_subscriptions",
+    from: "websub_subscriptions s JOIN websub_topics t ON t.url = s.topic",
+    due: "s.user_id IS NULL AND s.delivered_seq < t.version AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
+          AND s.claimed_until <= $1",
+    order: "s.id",
+    also_set: "",
+    returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts",
+};
+
+/// Outside topics pinged since their last fetch.
+const TOPIC_FETCHES: Queue = Queue {
+    table: "websub_topics",
+    from: "websub_topics s",
+    due: "s.fetch_due > 0 AND s.fetch_due <= $1 AND s.claimed_until <= $1",
+    order: "s.fetch_due",
+    also_set: "",
+    returning: "id, url, content_type",
 };
 
 const DELIVERIES: Queue = Queue {
@@ -897,10 +918,18 @@ impl Store for SqlStore {
     }
 
     async fn subscribe(&self, s: &Subscription) -> Result<()> {
+        if s.user_id.is_none() {
+            sqlx::query("INSERT INTO websub_topics (url) VALUES ($1) ON CONFLICT (url) DO NOTHING")
+                .bind(&s.topic)
+                .execute(&self.writer)
+                .await?;
+        }
+        // A new subscriber starts at the present: the user's head, or the topic's version.
         sqlx::query(
             "INSERT INTO websub_subscriptions \
              (topic, callback, user_id, feed, secret, lease_seconds, expires_at, delivered_seq, created_at, key_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT head_seq FROM users WHERE id = $3), $8, $9) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE((SELECT head_seq FROM users WHERE id = $3), \
+             (SELECT version FROM websub_topics WHERE url = $1), 0), $8, $9) \
              ON CONFLICT (topic, callback) DO UPDATE SET user_id = excluded.user_id, feed = excluded.feed, \
              key_hash = excluded.key_hash, \
              secret = excluded.secret, lease_seconds = excluded.lease_seconds, expires_at = excluded.expires_at",
@@ -953,7 +982,11 @@ impl Store for SqlStore {
     }
 
     async fn deliveries_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DueDelivery>> {
-        let rows = self.claim(&DELIVERIES, now_ms, lease_ms, limit).await?;
+        let mut rows = self.claim(&DELIVERIES, now_ms, lease_ms, limit).await?;
+        let room = limit.saturating_sub(u32::try_from(rows.len()).unwrap_or(limit));
+        if room > 0 {
+            rows.extend(self.claim(&OUTSIDE_DELIVERIES, now_ms, lease_ms, room).await?);
+        }
         rows.iter()
             .map(|r| {
                 Ok(DueDelivery {
@@ -1020,7 +1053,7 @@ impl Store for SqlStore {
 
     async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>> {
         let rows = sqlx::query(
-            "SELECT s.id, s.topic, s.callback FROM websub_subscriptions s WHERE NOT EXISTS \
+            "SELECT s.id, s.topic, s.callback FROM websub_subscriptions s WHERE s.user_id IS NOT NULL AND NOT EXISTS \
              (SELECT 1 FROM feed_keys k WHERE k.key_hash = s.key_hash AND k.revoked_at IS NULL) ORDER BY s.id LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -1036,7 +1069,95 @@ impl Store for SqlStore {
             .bind(now_ms)
             .execute(&self.writer)
             .await?;
+        sqlx::query(
+            "DELETE FROM websub_topics WHERE NOT EXISTS \
+             (SELECT 1 FROM websub_subscriptions s WHERE s.topic = websub_topics.url AND s.user_id IS NULL) \
+             AND NOT EXISTS (SELECT 1 FROM websub_requests r WHERE r.topic = websub_topics.url AND r.user_id IS NULL)",
+        )
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn topic_ping(&self, url: &str, now_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE websub_topics SET fetch_due = $2 WHERE url = $1 AND EXISTS \
+             (SELECT 1 FROM websub_subscriptions s WHERE s.topic = $1 AND s.user_id IS NULL)",
+        )
+        .bind(url)
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn topic_fetches_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<TopicFetch>> {
+        let rows = self.claim(&TOPIC_FETCHES, now_ms, lease_ms, limit).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TopicFetch {
+                    id: r.try_get("id")?,
+                    url: r.try_get("url")?,
+                    content_type: r.try_get("content_type")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn topic_fetched(&self, id: i64, claimed_at: i64, content: Option<TopicContent>) -> Result<bool> {
+        let clear = "fetch_due = CASE WHEN fetch_due <= $2 THEN 0 ELSE fetch_due END, claimed_until = 0";
+        let Some(c) = content else {
+            let sql = format!("UPDATE websub_topics SET {clear} WHERE id = $1");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(claimed_at)
+                .execute(&self.writer)
+                .await?;
+            return Ok(false);
+        };
+        // The hash is compared in the same statement, so two fetchers cannot both bump.
+        let sql = format!(
+            "UPDATE websub_topics SET {clear}, version = version + 1, content_type = $3, body = $4, hash = $5, \
+             fetched_at = $6 WHERE id = $1 AND hash <> $5"
+        );
+        let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(claimed_at)
+            .bind(&c.content_type)
+            .bind(c.body)
+            .bind(&c.hash)
+            .bind(now())
+            .execute(&self.writer)
+            .await?
+            .rows_affected()
+            > 0;
+        if !changed {
+            let sql = format!("UPDATE websub_topics SET {clear}, fetched_at = $3 WHERE id = $1");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(claimed_at)
+                .bind(now())
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(changed)
+    }
+
+    async fn topic_content(&self, url: &str) -> Result<Option<TopicContent>> {
+        let row =
+            sqlx::query("SELECT content_type, body, hash, version FROM websub_topics WHERE url = $1 AND version > 0")
+                .bind(url)
+                .fetch_optional(&self.readers)
+                .await?;
+        row.map(|r| {
+            Ok(TopicContent {
+                content_type: r.try_get("content_type")?,
+                body: r.try_get("body")?,
+                hash: r.try_get("hash")?,
+                version: seq(r.try_get("version")?),
+            })
+        })
+        .transpose()
     }
 
     async fn changes_after(

@@ -14,6 +14,7 @@ use reqwest::Method;
 use super::AppState;
 use super::feeds::{collection_document, stream_document};
 use crate::formats::Format;
+use crate::hub::now_ms;
 use crate::hub::{Signature, Worker};
 use crate::net::read_capped;
 use crate::store::DueDelivery;
@@ -29,13 +30,6 @@ const BATCH: u32 = 1024;
 
 /// The most entries one notification carries; more follow in the next one.
 const MAX_ENTRIES: u32 = 100;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// `X-Hub-Signature` value: `alg=hex(HMAC(secret, body))` over the bytes sent (I1, I3).
 pub fn signature(alg: Signature, secret: &str, body: &[u8]) -> String {
@@ -134,7 +128,32 @@ struct Round {
     per_host: usize,
 }
 
-type Rendered = Arc<Option<(String, &'static str, u64)>>;
+/// A notification body (empty: nothing for this subscriber), its type, and the cursor it
+/// brings the subscriber up to.
+struct Render {
+    body: bytes::Bytes,
+    content_type: std::borrow::Cow<'static, str>,
+    upto: u64,
+}
+
+impl Render {
+    fn nothing(upto: u64) -> Option<Render> {
+        Some(Render {
+            body: bytes::Bytes::new(),
+            content_type: "".into(),
+            upto,
+        })
+    }
+    fn of(body: String, content_type: &'static str, upto: u64) -> Option<Render> {
+        Some(Render {
+            body: body.into(),
+            content_type: content_type.into(),
+            upto,
+        })
+    }
+}
+
+type Rendered = Arc<Option<Render>>;
 type RenderCell = Arc<tokio::sync::OnceCell<Rendered>>;
 
 impl Round {
@@ -150,7 +169,9 @@ impl Round {
     async fn render(&self, st: &AppState, d: &DueDelivery) -> anyhow::Result<Rendered> {
         let cell = {
             let mut map = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry((d.feed.clone(), d.delivered_seq)).or_default().clone()
+            // A hosted feed's path names it; an outside topic has no path, only its URL.
+            let name = if d.user_id.is_some() { &d.feed } else { &d.topic };
+            map.entry((name.clone(), d.delivered_seq)).or_default().clone()
         };
         let rendered = cell
             .get_or_try_init(|| async { render(st, d).await.map(Arc::new) })
@@ -159,6 +180,9 @@ impl Round {
     }
 
     async fn key_live(&self, st: &AppState, key_hash: &str) -> anyhow::Result<bool> {
+        if key_hash.is_empty() {
+            return Ok(true); // an outside topic: no key
+        }
         if let Some(live) = self.live_keys.lock().unwrap_or_else(|p| p.into_inner()).get(key_hash) {
             return Ok(*live);
         }
@@ -171,13 +195,30 @@ impl Round {
     }
 }
 
-/// The body, its content type, and the sequence number it brings the subscriber up to.
-async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<(String, &'static str, u64)>> {
-    let head = st.mesh.store.user_head(d.user_id).await?;
+/// The notification for a subscriber at `d.delivered_seq`; None when the topic is gone.
+async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<Render>> {
+    let Some(user_id) = d.user_id else {
+        // An outside topic: its whole content as last fetched, byte for byte (H2, H11).
+        return Ok(st.mesh.store.topic_content(&d.topic).await?.map(|c| {
+            if c.version <= d.delivered_seq {
+                return Render {
+                    body: bytes::Bytes::new(),
+                    content_type: "".into(),
+                    upto: d.delivered_seq,
+                };
+            }
+            Render {
+                body: c.body.into(),
+                content_type: c.content_type.into(),
+                upto: c.version,
+            }
+        }));
+    };
+    let head = st.mesh.store.user_head(user_id).await?;
     let parts: Vec<&str> = d.feed.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["atompub", user, collection] => {
-            let col = st.mesh.store.collection(d.user_id, collection).await?;
+            let col = st.mesh.store.collection(user_id, collection).await?;
             let records = st.mesh.store.items_since(col.id, d.delivered_seq, MAX_ENTRIES).await?;
             let upto = if records.len() == MAX_ENTRIES as usize {
                 records.last().map_or(head, |r| r.seq)
@@ -185,10 +226,10 @@ async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<(String
                 head
             };
             if records.is_empty() {
-                return Ok(Some((String::new(), "", upto)));
+                return Ok(Render::nothing(upto));
             }
             let (body, _) = collection_document(st, user, &col, &records, Some(d.delivered_seq), d.topic.clone(), None);
-            Ok(Some((body, Format::Atom.content_type(), upto)))
+            Ok(Render::of(body, Format::Atom.content_type(), upto))
         }
         ["u", user, rest @ ..] => {
             let (device, file) = match rest {
@@ -200,13 +241,13 @@ async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<(String
                 return Ok(None);
             };
             let endpoint = match device {
-                Some(dev) => Some(st.mesh.store.endpoint(d.user_id, dev).await?.id),
+                Some(dev) => Some(st.mesh.store.endpoint(user_id, dev).await?.id),
                 None => None,
             };
             let mut changes = st
                 .mesh
                 .store
-                .changes_after(d.user_id, endpoint, d.delivered_seq, MAX_ENTRIES)
+                .changes_after(user_id, endpoint, d.delivered_seq, MAX_ENTRIES)
                 .await?;
             let upto = if changes.len() == MAX_ENTRIES as usize {
                 changes.last().map_or(head, |c| c.seq)
@@ -214,12 +255,12 @@ async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<(String
                 head.max(changes.last().map_or(0, |c| c.seq))
             };
             if changes.is_empty() {
-                return Ok(Some((String::new(), "", upto)));
+                return Ok(Render::nothing(upto));
             }
             changes.reverse(); // feeds list the newest first
             let fallback = changes[0].at;
             let (body, _) = stream_document(st, user, device, format, &changes, d.topic.clone(), None, fallback);
-            Ok(Some((body, format.content_type(), upto)))
+            Ok(Render::of(body, format.content_type(), upto))
         }
         _ => Ok(None),
     }
@@ -253,7 +294,12 @@ async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Resul
         return Ok(None);
     }
     let rendered = round.render(st, d).await?;
-    let Some((body, content_type, upto)) = rendered.as_ref() else {
+    let Some(Render {
+        body,
+        content_type,
+        upto,
+    }) = rendered.as_ref()
+    else {
         // The feed no longer exists: the subscription is over (D3).
         store.drop_subscription(d.id).await?;
         return Ok(None);
@@ -268,10 +314,10 @@ async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Resul
         return Ok(None);
     };
     req = req
-        .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
+        .header(header::CONTENT_TYPE, HeaderValue::from_str(content_type)?)
         .header(header::LINK, link);
     if let Some(secret) = &d.secret {
-        req = req.header("x-hub-signature", signature(st.hub.signature, secret, body.as_bytes()));
+        req = req.header("x-hub-signature", signature(st.hub.signature, secret, body));
     }
     let slots = round.host_slots(&d.callback);
     let _slot = slots.acquire().await?;

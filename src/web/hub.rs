@@ -1,6 +1,7 @@
 //! `POST /hub`: WebSub subscribe, unsubscribe and publish requests (form-encoded). The answer
 //! (202) never waits for verification, which a worker does from the durable queue (B4, J6).
-//! Only hosted topics are accepted: a topic is a feed's capability URL (`…?key=`).
+//! Hosted topics are a feed's capability URL (`…?key=`). Outside topics are accepted only
+//! in open-hub mode (`--open-hub`): a publish ping then makes the fetcher GET the topic.
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -57,6 +58,11 @@ fn within_rate(st: &AppState, keys: Vec<String>) -> AppResult<()> {
         .map_err(|wait| AppError::TooManyRequests(format!("too many hub requests; try again in {wait} s"), wait))
 }
 
+/// Whether a topic URL is one of this hub's own (then it must be a live hosted topic).
+fn is_hosted(st: &AppState, topic: &str) -> bool {
+    topic.strip_prefix(&st.base_url).is_some_and(|r| r.starts_with('/'))
+}
+
 pub async fn request(
     State(st): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -90,8 +96,17 @@ pub async fn request(
             keys.extend(topics.iter().map(|t| format!("topic {t}")));
             within_rate(&st, keys)?;
             // Hosted topics change through AtomPub; a ping only has to name one of them.
+            // An outside topic (open hub) is fetched, if anyone subscribes to it (G3, G4).
+            let mut pinged = false;
             for t in &topics {
-                hosted_topic(&st, t).await?;
+                if st.hub.open && !is_hosted(&st, t) {
+                    pinged |= st.mesh.store.topic_ping(t, crate::hub::now_ms()).await?;
+                } else {
+                    hosted_topic(&st, t).await?;
+                }
+            }
+            if pinged {
+                st.topic_wake.notify_one();
             }
         }
         Parsed::Intent(intent) => {
@@ -102,7 +117,12 @@ pub async fn request(
                     format!("callback {}", crate::net::host_key(&intent.callback)),
                 ],
             )?;
-            let (user_id, feed, key_hash) = hosted_topic(&st, &intent.topic).await?;
+            let (user_id, feed, key_hash) = if st.hub.open && !is_hosted(&st, &intent.topic) {
+                (None, String::new(), String::new())
+            } else {
+                let (user_id, feed, key_hash) = hosted_topic(&st, &intent.topic).await?;
+                (Some(user_id), feed, key_hash)
+            };
             // E3: unsubscribing what is not subscribed changes nothing and calls nobody.
             let known = intent.subscribe
                 || st

@@ -42,6 +42,8 @@ pub struct AppState {
     pub hub: HubSettings,
     /// Wakes the WebSub verification worker when a request is queued.
     pub hub_wake: Arc<Notify>,
+    /// Wakes the open-hub topic fetcher when a ping marks a topic due.
+    pub topic_wake: Arc<Notify>,
     /// Rates of hub requests per client, callback host and topic.
     pub limits: crate::limits::RateLimits,
 }

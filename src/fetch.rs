@@ -1,0 +1,176 @@
+//! Fetching feeds served elsewhere: open-hub topics on a publish ping (G4) and followed
+//! feeds (polling and WebSub discovery). Every hop goes through the outbound guard: a
+//! redirect is followed by hand so each Location is checked like the first URL (S2).
+
+use bytes::Bytes;
+use reqwest::{Method, StatusCode, header};
+
+use crate::net::{Outbound, OutboundError};
+
+/// Redirect hops followed at most.
+const MAX_REDIRECTS: usize = 5;
+
+/// What a conditional GET sends.
+#[derive(Default)]
+pub struct Conditions<'a> {
+    /// `Accept`; the type seen last first (G4).
+    pub accept: Option<&'a str>,
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<&'a str>,
+}
+
+/// A fetched document, or a 304 (`body` empty, `not_modified`).
+#[derive(Debug)]
+pub struct Fetched {
+    /// The URL the content came from, after redirects.
+    pub url: String,
+    pub not_modified: bool,
+    pub content_type: String,
+    pub body: Bytes,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// `rel="hub"` and `rel="self"` of the `Link` headers (WebSub discovery).
+    pub hubs: Vec<String>,
+    pub self_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
+    #[error("the server answered {0}")]
+    Status(StatusCode),
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooManyRedirects,
+    #[error("a redirect without a usable Location")]
+    BadRedirect,
+    #[error("the document is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("reading the body failed: {0}")]
+    Body(String),
+}
+
+/// GETs `url`, following redirects with each hop re-checked, and reads at most `max_bytes`.
+pub async fn get(
+    outbound: &Outbound,
+    url: &str,
+    cond: &Conditions<'_>,
+    max_bytes: usize,
+) -> Result<Fetched, FetchError> {
+    let mut url = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let mut req = outbound.request(Method::GET, &url)?;
+        let accept = match cond.accept {
+            Some(last) if !last.is_empty() => {
+                format!("{last}, application/atom+xml;q=0.9, application/rss+xml;q=0.9, */*;q=0.5")
+            }
+            _ => "application/atom+xml, application/rss+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"
+                .to_string(),
+        };
+        req = req.header(header::ACCEPT, accept);
+        if let Some(etag) = cond.etag {
+            req = req.header(header::IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = cond.last_modified {
+            req = req.header(header::IF_MODIFIED_SINCE, lm);
+        }
+        let mut resp = outbound.send(req).await?;
+        let status = resp.status();
+        if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+            let next = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|loc| url::Url::parse(&url).ok()?.join(loc).ok())
+                .ok_or(FetchError::BadRedirect)?;
+            url = next.to_string();
+            continue;
+        }
+        let text = |name: header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (hubs, self_url) = discover_in_headers(resp.headers());
+        let mut fetched = Fetched {
+            url: url.clone(),
+            not_modified: status == StatusCode::NOT_MODIFIED,
+            content_type: text(header::CONTENT_TYPE).unwrap_or_default(),
+            body: Bytes::new(),
+            etag: text(header::ETAG),
+            last_modified: text(header::LAST_MODIFIED),
+            hubs,
+            self_url,
+        };
+        if fetched.not_modified {
+            return Ok(fetched);
+        }
+        if !status.is_success() {
+            return Err(FetchError::Status(status));
+        }
+        if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
+            return Err(FetchError::TooLarge(max_bytes));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Body(e.to_string()))? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(FetchError::TooLarge(max_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        fetched.body = Bytes::from(body);
+        return Ok(fetched);
+    }
+    Err(FetchError::TooManyRedirects)
+}
+
+/// `rel="hub"` URLs and the `rel="self"` URL of a response's `Link` headers.
+pub fn discover_in_headers(headers: &header::HeaderMap) -> (Vec<String>, Option<String>) {
+    let mut hubs = Vec::new();
+    let mut self_url = None;
+    for value in headers.get_all(header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        let Ok(links) = parse_link_header::parse_with_rel(value) else {
+            continue;
+        };
+        for (rel, link) in links {
+            for r in rel.split_ascii_whitespace() {
+                match r.to_ascii_lowercase().as_str() {
+                    "hub" => hubs.push(link.raw_uri.clone()),
+                    "self" => self_url = Some(link.raw_uri.clone()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    hubs.sort();
+    hubs.dedup();
+    (hubs, self_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_and_self_are_found_in_one_or_several_link_headers() {
+        let mut h = header::HeaderMap::new();
+        h.append(
+            header::LINK,
+            "<https://hub.example/>; rel=\"hub\", <https://pub.example/feed>; rel=\"self\""
+                .parse()
+                .unwrap(),
+        );
+        h.append(header::LINK, "<https://other.example/hub>; rel=hub".parse().unwrap());
+        h.append(
+            header::LINK,
+            "<https://pub.example/next>; rel=\"next\"".parse().unwrap(),
+        );
+        let (hubs, me) = discover_in_headers(&h);
+        assert_eq!(hubs, ["https://hub.example/", "https://other.example/hub"]);
+        assert_eq!(me.as_deref(), Some("https://pub.example/feed"));
+        let (hubs, me) = discover_in_headers(&header::HeaderMap::new());
+        assert!(hubs.is_empty() && me.is_none());
+    }
+}

@@ -1,0 +1,152 @@
+//! Open-hub mode (`--open-hub`): subscriptions to topics served elsewhere, fetched on a
+//! publish ping with redirects re-checked (G4, S2), delivered byte for byte with the topic's
+//! own Content-Type (H2, H3, H11), and not again while the content is unchanged.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::websub::{callback_server, eventually, hmac_sha256, hub, posts, setup_with, subscribe};
+
+#[derive(Default)]
+struct Publisher {
+    body: Mutex<String>,
+    /// The Accept header of every fetch of /feed, in order.
+    fetches: Mutex<Vec<String>>,
+    away_fetches: Mutex<u32>,
+}
+
+const TYPE: &str = "application/atom+xml; charset=UTF-8";
+
+async fn feed(State(p): State<Arc<Publisher>>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    p.fetches.lock().unwrap().push(accept.to_string());
+    ([(header::CONTENT_TYPE, TYPE)], p.body.lock().unwrap().clone())
+}
+
+async fn publisher() -> (String, Arc<Publisher>) {
+    let p = Arc::new(Publisher::default());
+    *p.body.lock().unwrap() = "<feed>first</feed>".into();
+    let app = Router::new()
+        .route("/feed", get(feed))
+        .route(
+            "/old",
+            get(|| async { (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/feed")]) }),
+        )
+        .route(
+            "/away",
+            get(|State(p): State<Arc<Publisher>>| async move {
+                *p.away_fetches.lock().unwrap() += 1;
+                (StatusCode::FOUND, [(header::LOCATION, "ftp://127.0.0.1/feed")])
+            }),
+        )
+        .with_state(p.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, p)
+}
+
+#[tokio::test]
+async fn outside_topics_are_refused_unless_the_hub_is_open() {
+    let (app, _) = setup_with(|_| {}).await;
+    let (publisher_base, _) = publisher().await;
+    let (cb_base, cb) = callback_server().await;
+    let topic = format!("{publisher_base}/feed");
+    let callback = format!("{cb_base}/echo");
+    let resp = hub(
+        &app,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", &topic),
+            ("hub.callback", &callback),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("only feeds this hub serves"));
+    let resp = hub(&app, &[("hub.mode", "publish"), ("hub.url", &topic)]).await;
+    assert_eq!(resp.status(), 400);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(cb.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_ping_fetches_the_topic_through_redirects_and_delivers_it_verbatim() {
+    let (app, _) = setup_with(|s| s.hub.open = true).await;
+    let (publisher_base, p) = publisher().await;
+    let (cb_base, cb) = callback_server().await;
+    // The topic is the URL subscribed to; the publisher moved it (301 to /feed).
+    let topic = format!("{publisher_base}/old");
+    let callback = format!("{cb_base}/echo");
+    subscribe(&app, &topic, &callback, &[("hub.secret", "s3cret")]).await;
+
+    // G3: a ping for a topic nobody subscribes to is accepted and fetches nothing.
+    let nobody = format!("{publisher_base}/feed?nobody");
+    assert_eq!(
+        hub(&app, &[("hub.mode", "publish"), ("hub.url", &nobody)])
+            .await
+            .status(),
+        202
+    );
+
+    assert_eq!(
+        hub(&app, &[("hub.mode", "publish"), ("hub.topic", &topic)])
+            .await
+            .status(),
+        202
+    );
+    eventually("the first delivery", async || posts(&cb, "echo").len() == 1).await;
+    let d = &posts(&cb, "echo")[0];
+    assert_eq!(d.body, "<feed>first</feed>");
+    assert_eq!(
+        d.content_type, TYPE,
+        "the topic's Content-Type, parameters and case kept"
+    );
+    assert_eq!(
+        d.link,
+        format!("<{}>; rel=\"hub\", <{topic}>; rel=\"self\"", app.url("/hub"))
+    );
+    assert_eq!(d.signature.as_deref(), Some(hmac_sha256("s3cret", &d.body).as_str()));
+    assert_eq!(
+        p.fetches.lock().unwrap().len(),
+        1,
+        "the ping for the unsubscribed URL fetched nothing"
+    );
+
+    // The same content again is not distributed again; the fetch prefers the type seen.
+    hub(&app, &[("hub.mode", "publish"), ("hub.url", &topic)]).await;
+    eventually("the second fetch", async || p.fetches.lock().unwrap().len() == 2).await;
+    assert!(
+        p.fetches.lock().unwrap()[1].starts_with(TYPE),
+        "{:?}",
+        p.fetches.lock().unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posts(&cb, "echo").len(), 1);
+
+    *p.body.lock().unwrap() = "<feed>second</feed>".into();
+    hub(&app, &[("hub.mode", "publish"), ("hub.url", &topic)]).await;
+    eventually("the delivery of the change", async || posts(&cb, "echo").len() == 2).await;
+    assert_eq!(posts(&cb, "echo")[1].body, "<feed>second</feed>");
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_refused_url_is_not_followed() {
+    let (app, _) = setup_with(|s| s.hub.open = true).await;
+    let (publisher_base, p) = publisher().await;
+    let (cb_base, cb) = callback_server().await;
+    let topic = format!("{publisher_base}/away");
+    let callback = format!("{cb_base}/echo");
+    subscribe(&app, &topic, &callback, &[]).await;
+    hub(&app, &[("hub.mode", "publish"), ("hub.url", &topic)]).await;
+    eventually("the fetch", async || *p.away_fetches.lock().unwrap() == 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(posts(&cb, "echo").is_empty(), "nothing is delivered from a refused hop");
+    assert!(p.fetches.lock().unwrap().is_empty());
+}
