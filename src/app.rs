@@ -63,6 +63,7 @@ impl App {
             hub: settings.hub.clone(),
             hub_wake: Arc::new(Notify::new()),
             topic_wake: Arc::new(Notify::new()),
+            follow_wake: Arc::new(Notify::new()),
             limits: crate::limits::RateLimits::new(settings.hub.rate_limit),
         });
         let deliveries = web::deliver::spawn(state.clone());
@@ -90,10 +91,11 @@ impl App {
                 move || st.mesh.changed.send_modify(|n| *n += 1),
             )
         };
+        let follows = crate::follow::spawn(state.clone());
         Ok(App {
             listener,
             state,
-            _workers: [Some(worker), Some(deliveries), Some(topics), forwarder]
+            _workers: [Some(worker), Some(deliveries), Some(topics), Some(follows), forwarder]
                 .into_iter()
                 .flatten()
                 .collect(),

@@ -42,6 +42,25 @@ pub enum Command {
     /// Manage feed keys: secret feed URLs for readers that cannot log in.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Follow outside feeds into a collection (WebSub push when the feed names a hub, polling
+    /// with conditional GETs otherwise); a running `serve` picks changes up within a second.
+    #[command(subcommand)]
+    Follow(FollowCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FollowCmd {
+    /// Follow the feed at URL into USER's collection NAME.
+    Add {
+        user: String,
+        url: String,
+        #[arg(long, value_name = "NAME")]
+        collection: String,
+    },
+    /// List USER's follows (id, state, URL, last error).
+    List { user: String },
+    /// Stop following: remove follow ID of USER (`serve` then answers its hub 410 Gone).
+    Remove { user: String, id: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 signature: serve.websub_signature,
                 rate_limit: serve.hub_rate_limit,
                 open: serve.open_hub,
+                poll_interval: std::time::Duration::from_secs(serve.poll_interval.max(1)),
                 ..HubSettings::default()
             };
             let settings = Settings {
@@ -196,6 +216,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     for c in store.collections(u.id).await? {
                         println!("{}\t{}", c.name, c.created_at);
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Follow(cmd) => {
+            let store = open(&cli.data).await?;
+            match cmd {
+                FollowCmd::Add { user, url, collection } => {
+                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
+                    // Private addresses are judged by `serve`'s own setting when it fetches.
+                    crate::net::check_url(&url, true).with_context(|| format!("cannot follow {url:?}"))?;
+                    let col = store
+                        .collection(u.id, &collection)
+                        .await
+                        .with_context(|| format!("no collection {collection:?} of {user}"))?;
+                    let f = store
+                        .add_follow(u.id, col.id, &url, &secrets::generate("")?, &secrets::generate("")?)
+                        .await
+                        .with_context(|| format!("cannot follow {url}"))?;
+                    eprintln!("follow {} of {url} into {user}/{collection}", f.id);
+                }
+                FollowCmd::List { user } => {
+                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
+                    println!("ID\tSTATE\tURL\tLAST ERROR");
+                    for f in store.follows(u.id).await? {
+                        let err = f.last_error.as_deref().unwrap_or("-");
+                        println!("{}\t{}\t{}\t{err}", f.id, f.state.as_str(), f.url);
+                    }
+                }
+                FollowCmd::Remove { user, id } => {
+                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
+                    store
+                        .remove_follow(u.id, id)
+                        .await
+                        .with_context(|| format!("cannot remove follow {id}"))?;
+                    eprintln!("removed follow {id} of {user}");
                 }
             }
             Ok(())

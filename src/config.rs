@@ -76,6 +76,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FEEDMESH_OPEN_HUB")]
     pub open_hub: bool,
 
+    /// Seconds between fetches of a followed feed that has no working WebSub subscription.
+    #[arg(long, env = "FEEDMESH_POLL_INTERVAL", default_value_t = 900, value_name = "SECONDS")]
+    pub poll_interval: u64,
+
     /// Largest file accepted as a media resource, in bytes (larger: 413).
     #[arg(long, env = "FEEDMESH_MAX_FILE_BYTES", default_value_t = 4 << 30, value_name = "BYTES")]
     pub max_file_bytes: u64,

@@ -23,6 +23,62 @@ pub enum Signature {
     Sha512,
 }
 
+impl Signature {
+    pub fn parse(alg: &str) -> Option<Signature> {
+        match alg.to_ascii_lowercase().as_str() {
+            "sha1" => Some(Signature::Sha1),
+            "sha256" => Some(Signature::Sha256),
+            "sha384" => Some(Signature::Sha384),
+            "sha512" => Some(Signature::Sha512),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Signature::Sha1 => "sha1",
+            Signature::Sha256 => "sha256",
+            Signature::Sha384 => "sha384",
+            Signature::Sha512 => "sha512",
+        }
+    }
+    /// HMAC of `body` keyed with the secret's UTF-8 bytes.
+    fn mac(self, secret: &str, body: &[u8]) -> Vec<u8> {
+        use hmac::{Hmac, KeyInit, Mac};
+        macro_rules! hmac_of {
+            ($digest:ty) => {{
+                // HMAC accepts keys of any length, so this cannot fail.
+                let mut m = <Hmac<$digest> as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
+                m.update(body);
+                m.finalize().into_bytes().to_vec()
+            }};
+        }
+        match self {
+            Signature::Sha1 => hmac_of!(sha1::Sha1),
+            Signature::Sha256 => hmac_of!(sha2::Sha256),
+            Signature::Sha384 => hmac_of!(sha2::Sha384),
+            Signature::Sha512 => hmac_of!(sha2::Sha512),
+        }
+    }
+}
+
+/// `X-Hub-Signature` value: `alg=hex(HMAC(secret, body))` over the bytes sent (I1, I3).
+pub fn signature(alg: Signature, secret: &str, body: &[u8]) -> String {
+    format!("{}={}", alg.name(), hex::encode(alg.mac(secret, body)))
+}
+
+/// Whether an `X-Hub-Signature` header is a valid HMAC of `body` with `secret`, in any of
+/// the four algorithms. The MACs are compared in constant time, after hex decoding (S6).
+pub fn signature_valid(header: Option<&str>, secret: &str, body: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some((alg, given)) = header.and_then(|h| h.trim().split_once('=')) else {
+        return false;
+    };
+    let (Some(alg), Ok(given)) = (Signature::parse(alg), hex::decode(given)) else {
+        return false;
+    };
+    bool::from(alg.mac(secret, body).ct_eq(&given))
+}
+
 /// Lease, retry and signing policy (F3, F4, C10, J1, I4); tests shorten the times.
 #[derive(Clone, Debug)]
 pub struct HubSettings {
@@ -46,6 +102,10 @@ pub struct HubSettings {
     pub timeout: Duration,
     /// How often expired leases are purged and revoked keys' subscriptions denied (F7, D3).
     pub sweep_every: Duration,
+    /// How often a followed feed without a working WebSub subscription is fetched.
+    pub poll_interval: Duration,
+    /// How long a follow waits for its hub's verification before it polls instead.
+    pub verify_wait: Duration,
 }
 
 impl Default for HubSettings {
@@ -63,6 +123,8 @@ impl Default for HubSettings {
             per_host: 128,
             timeout: Duration::from_secs(10),
             sweep_every: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(15 * 60),
+            verify_wait: Duration::from_secs(60),
         }
     }
 }
@@ -425,6 +487,43 @@ async fn attempt(outbound: &Outbound, url: &str, challenge: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_match_the_published_hmac_vectors() {
+        // RFC 2202 test case 2 (HMAC-SHA1) and RFC 4231 test case 2 (SHA-256/384/512).
+        let (key, data) = ("Jefe", b"what do ya want for nothing?".as_slice());
+        assert_eq!(
+            signature(Signature::Sha1, key, data),
+            "sha1=effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
+        assert_eq!(
+            signature(Signature::Sha256, key, data),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            signature(Signature::Sha384, key, data),
+            "sha384=af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649"
+        );
+        assert_eq!(
+            signature(Signature::Sha512, key, data),
+            "sha512=164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
+        );
+        // Verification: any of the four algorithms, constant-time, refusing near misses.
+        for alg in [Signature::Sha1, Signature::Sha256, Signature::Sha384, Signature::Sha512] {
+            let good = signature(alg, key, data);
+            assert!(signature_valid(Some(&good), key, data), "{good}");
+            assert!(!signature_valid(Some(&good), "other", data));
+            assert!(!signature_valid(Some(&good), key, b"what do ya want for nothing!"));
+            assert!(
+                !signature_valid(Some(&good[..good.len() - 2]), key, data),
+                "a truncated MAC"
+            );
+        }
+        assert!(!signature_valid(None, key, data));
+        assert!(!signature_valid(Some("md5=abc"), key, data));
+        assert!(!signature_valid(Some("sha256=zz"), key, data));
+        assert!(!signature_valid(Some("sha256"), key, data));
+    }
 
     fn form(s: &str) -> Form {
         Form::parse(s.as_bytes())

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fetch;
+pub mod follow;
 pub mod formats;
 pub mod hub;
 pub mod limits;

@@ -182,6 +182,42 @@ impl Mesh {
         self.edit(who, col, sync_id, if_match, Edit::Delete).await
     }
 
+    /// An entry of a followed feed, kept under `sync_id` (derived from the feed and the
+    /// entry's own id): created when new, updated when its payload changed, and left alone
+    /// when not, so fetching the same feed again changes nothing. An entry without a date
+    /// (`updated` at the epoch) keeps the date it was first seen with.
+    pub async fn ingest(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        sync_id: &str,
+        mut entry: Entry,
+    ) -> AppResult<Option<ChangeKind>> {
+        for attempt in 0..MAX_RETRIES {
+            backoff(attempt).await;
+            let current = self.store.item(col.id, sync_id).await?;
+            if entry.updated == Timestamp::from_unix(0) {
+                entry.updated = current
+                    .as_ref()
+                    .map_or_else(Timestamp::now, |c| c.item.current.payload.updated);
+            }
+            let Some(current) = current else {
+                let item = feedsync::create(sync_id.to_string(), &who.by(), Timestamp::now(), false, entry.clone());
+                match self.write(who, col, None, &item, ChangeKind::Create).await {
+                    Ok(_) => return Ok(Some(ChangeKind::Create)),
+                    Err(AppError::Conflict(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            let now = &current.item.current;
+            if now.payload == entry && !now.sync.deleted {
+                return Ok(None);
+            }
+            return Ok(self.edit(who, col, sync_id, None, Edit::Update(entry)).await?.change);
+        }
+        Err(AppError::Conflict("the item kept changing; try again".into()))
+    }
+
     /// Merges an incoming FeedSync item (§2.5) into the collection.
     pub async fn merge(&self, who: &Principal, col: &Collection, incoming: StoredItem) -> AppResult<Accepted> {
         incoming.validate()?;
@@ -303,7 +339,8 @@ impl Mesh {
             kind,
             endpoint_id: Some(who.endpoint_id),
             at: Timestamp::now(),
-            live_token: Some(&who.token_hash),
+            // Internal writers (followed feeds) have no token to check.
+            live_token: (!who.token_hash.is_empty()).then_some(who.token_hash.as_str()),
         };
         match self.store.write_item(write).await {
             Ok(seq) => {

@@ -123,6 +123,50 @@ fn admin_commands_manage_users_tokens_collections_and_keys() {
     assert!(!success && err.contains("not a feed of alice"), "{err}");
     assert!(ok(d, &["key", "list", "alice"]).contains("/u/alice/stream"));
 
+    ok(
+        d,
+        &[
+            "follow",
+            "add",
+            "alice",
+            "https://blog.example/feed.xml",
+            "--collection",
+            "Notes",
+        ],
+    );
+    let follows = ok(d, &["follow", "list", "alice"]);
+    assert!(
+        follows.contains("1\tpolling\thttps://blog.example/feed.xml"),
+        "{follows}"
+    );
+    for (args, says) in [
+        (
+            vec!["follow", "add", "alice", "ftp://x/feed", "--collection", "Notes"],
+            "cannot follow",
+        ),
+        (
+            vec!["follow", "add", "alice", "https://x/feed", "--collection", "Nope"],
+            "no collection",
+        ),
+        (
+            vec![
+                "follow",
+                "add",
+                "alice",
+                "https://blog.example/feed.xml",
+                "--collection",
+                "Notes",
+            ],
+            "already exists",
+        ),
+        (vec!["follow", "remove", "alice", "99"], "cannot remove follow 99"),
+    ] {
+        let (success, _, err) = feedmesh(d, &args);
+        assert!(!success && err.contains(says), "{args:?}: {err}");
+    }
+    ok(d, &["follow", "remove", "alice", "1"]);
+    assert!(!ok(d, &["follow", "list", "alice"]).contains("blog.example"));
+
     let id = list.lines().nth(1).unwrap().split('\t').next().unwrap();
     ok(d, &["token", "revoke", "alice", id]);
     assert!(ok(d, &["token", "list", "alice"]).contains("revoked"));
@@ -142,6 +186,7 @@ fn every_command_explains_itself() {
         vec!["token", "revoke", "--help"],
         vec!["collection", "add", "--help"],
         vec!["key", "add", "--help"],
+        vec!["follow", "add", "--help"],
     ] {
         let out = ok(dir.path(), &args);
         assert!(out.contains("Usage:"), "{args:?}: {out}");
@@ -154,6 +199,9 @@ fn every_command_explains_itself() {
         "--base-url",
         "--allow-private-network",
         "--websub-signature",
+        "--hub-rate-limit",
+        "--open-hub",
+        "--poll-interval",
         "FEEDMESH_LISTEN",
         "FEEDMESH_BASE_URL",
     ] {

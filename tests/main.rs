@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod fanout;
 mod feeds;
+mod follows;
 mod outbound;
 mod peers;
 mod store_story;

@@ -300,6 +300,65 @@ async fn story(store: &dyn Store) {
     );
     assert!(store.unsubscribe(outside, "http://sub/o").await.unwrap());
 
+    // Follows: one per user and URL, claimed when due, verified only while waiting for it.
+    use feedmesh::store::FollowState;
+    let f = store
+        .add_follow(alice.id, docs.id, "https://pub/feed", "tok1", "sec1")
+        .await
+        .unwrap();
+    assert_eq!((f.state, f.next_at, f.topic.as_str()), (FollowState::Polling, 0, ""));
+    assert!(matches!(
+        store
+            .add_follow(alice.id, docs.id, "https://pub/feed", "tok2", "sec2")
+            .await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(store.follows_due(1_000, 5_000, 10).await.unwrap().len(), 1);
+    assert!(
+        store.follows_due(2_000, 5_000, 10).await.unwrap().is_empty(),
+        "claimed twice"
+    );
+    assert!(
+        !store.follow_verified(f.id, 9_000, 8_000).await.unwrap(),
+        "verified while polling"
+    );
+    let waiting = feedmesh::store::Follow {
+        state: FollowState::Subscribing,
+        topic: "https://pub/self".into(),
+        hub: "https://hub/".into(),
+        next_at: 50_000,
+        etag: Some("\"e1\"".into()),
+        ..f.clone()
+    };
+    store.update_follow(&waiting).await.unwrap();
+    assert!(store.follow_verified(f.id, 90_000, 80_000).await.unwrap());
+    let got = store.follow_by_token("tok1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.state,
+            got.lease_expires_at,
+            got.next_at,
+            got.etag.as_deref(),
+            got.secret.as_str()
+        ),
+        (FollowState::Subscribed, 90_000, 80_000, Some("\"e1\""), "sec1")
+    );
+    store.follow_fallback(f.id, "denied", 100).await.unwrap();
+    let got = store.follows(alice.id).await.unwrap().remove(0);
+    assert_eq!(
+        (got.state, got.last_error.as_deref()),
+        (FollowState::Polling, Some("denied"))
+    );
+    let e1 = store.feed_endpoint(alice.id, "feed-1").await.unwrap();
+    assert_eq!(store.feed_endpoint(alice.id, "feed-1").await.unwrap().id, e1.id);
+    assert!(store.follows(bob.id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.remove_follow(bob.id, f.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.remove_follow(alice.id, f.id).await.unwrap().id, f.id);
+    assert!(store.follow_by_token("tok1").await.unwrap().is_none());
+
     // blobs
     store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();
     store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();

@@ -194,6 +194,58 @@ pub struct DueDelivery {
     pub attempts: i64,
 }
 
+/// An outside feed followed into a collection (by WebSub, or by polling).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Follow {
+    pub id: i64,
+    pub user_id: i64,
+    pub collection_id: i64,
+    /// The URL as given.
+    pub url: String,
+    /// The feed's `rel="self"` once discovered: the topic subscribed to at `hub`.
+    pub topic: String,
+    pub hub: String,
+    /// The random path segment of this follow's callback URL.
+    pub callback_token: String,
+    /// The `hub.secret` given to the hub; deliveries must be signed with it.
+    pub secret: String,
+    pub state: FollowState,
+    /// Unix ms: when the hub's lease ends; when the worker next looks at this follow.
+    pub lease_expires_at: i64,
+    pub next_at: i64,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowState {
+    /// Fetched with conditional GETs every poll interval.
+    Polling,
+    /// A subscription was requested; the hub has not verified it yet.
+    Subscribing,
+    /// The hub verified the subscription; it pushes, and the lease is renewed before it ends.
+    Subscribed,
+}
+
+impl FollowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowState::Polling => "polling",
+            FollowState::Subscribing => "subscribing",
+            FollowState::Subscribed => "subscribed",
+        }
+    }
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "subscribing" => FollowState::Subscribing,
+            "subscribed" => FollowState::Subscribed,
+            _ => FollowState::Polling,
+        }
+    }
+}
+
 /// An outside topic due for fetching (open hub).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicFetch {
@@ -308,6 +360,33 @@ pub trait Store: Send + Sync + 'static {
     /// Removes subscriptions whose lease ended before `now_ms`, and outside topics nobody
     /// subscribes to any more; returns how many subscriptions.
     async fn purge_expired(&self, now_ms: i64) -> Result<u64>;
+
+    /// Follows `url` into a collection; due at once. A second follow of one URL by one user
+    /// is `AlreadyExists`.
+    async fn add_follow(
+        &self,
+        user_id: i64,
+        collection_id: i64,
+        url: &str,
+        callback_token: &str,
+        secret: &str,
+    ) -> Result<Follow>;
+    async fn follows(&self, user_id: i64) -> Result<Vec<Follow>>;
+    async fn follow_by_token(&self, callback_token: &str) -> Result<Option<Follow>>;
+    /// Removes one of the user's follows and returns it.
+    async fn remove_follow(&self, user_id: i64, id: i64) -> Result<Follow>;
+    /// Claims up to `limit` follows due at `now_ms`, for `lease_ms`.
+    async fn follows_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Follow>>;
+    /// Writes a follow's state back and releases its claim.
+    async fn update_follow(&self, follow: &Follow) -> Result<()>;
+    /// The hub verified (subscribe) a follow waiting for it: it is subscribed until
+    /// `lease_expires_at` and looked at again (for renewal) at `next_at`. False if the follow
+    /// is gone or was not waiting for a hub.
+    async fn follow_verified(&self, id: i64, lease_expires_at: i64, next_at: i64) -> Result<bool>;
+    /// The hub denied or could not take the subscription: back to polling at `next_at`.
+    async fn follow_fallback(&self, id: i64, reason: &str, next_at: i64) -> Result<()>;
+    /// The endpoint a followed feed writes as (created on first use).
+    async fn feed_endpoint(&self, user_id: i64, name: &str) -> Result<Endpoint>;
 
     /// Open hub: marks an outside topic for fetching at `now_ms`; false when nobody
     /// subscribes to it (then nothing is fetched).

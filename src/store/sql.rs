@@ -13,7 +13,7 @@ use super::{
     ChangeKind, ChangeRecord, Collection, Endpoint, FeedKey, ItemRecord, ItemWrite, Principal, Result, Store,
     StoreError, TokenInfo, User,
 };
-use super::{DueDelivery, HubRequest, Subscription, TopicContent, TopicFetch};
+use super::{DueDelivery, Follow, FollowState, HubRequest, Subscription, TopicContent, TopicFetch};
 use crate::domain::entry::StoredItem;
 use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
 
@@ -85,6 +85,38 @@ const OUTSIDE_DELIVERIES: Queue = Queue {
     also_set: "",
     returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts",
 };
+
+/// Follows whose next look is due.
+const FOLLOWS: Queue = Queue {
+    table: "follows",
+    from: "follows s",
+    due: "s.next_at <= $1 AND s.claimed_until <= $1",
+    order: "s.next_at",
+    also_set: "",
+    returning: FOLLOW_COLUMNS,
+};
+
+const FOLLOW_COLUMNS: &str = "id, user_id, collection_id, url, topic, hub, callback_token, secret, state, \
+    lease_expires_at, next_at, etag, last_modified, last_error";
+
+fn follow_row(r: &AnyRow) -> Result<Follow> {
+    Ok(Follow {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        collection_id: r.try_get("collection_id")?,
+        url: r.try_get("url")?,
+        topic: r.try_get("topic")?,
+        hub: r.try_get("hub")?,
+        callback_token: r.try_get("callback_token")?,
+        secret: r.try_get("secret")?,
+        state: FollowState::parse(&r.try_get::<String, _>("state")?),
+        lease_expires_at: r.try_get("lease_expires_at")?,
+        next_at: r.try_get("next_at")?,
+        etag: r.try_get("etag")?,
+        last_modified: r.try_get("last_modified")?,
+        last_error: r.try_get("last_error")?,
+    })
+}
 
 /// Outside topics pinged since their last fetch.
 const TOPIC_FETCHES: Queue = Queue {
@@ -1048,6 +1080,10 @@ impl Store for SqlStore {
         sqlx::query("UPDATE websub_requests SET claimed_until = 0 WHERE claimed_until > 0")
             .execute(&self.writer)
             .await?;
+        for table in ["websub_topics", "follows"] {
+            let sql = format!("UPDATE {table} SET claimed_until = 0 WHERE claimed_until > 0");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.writer).await?;
+        }
         Ok(())
     }
 
@@ -1077,6 +1113,130 @@ impl Store for SqlStore {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn add_follow(
+        &self,
+        user_id: i64,
+        collection_id: i64,
+        url: &str,
+        callback_token: &str,
+        secret: &str,
+    ) -> Result<Follow> {
+        let sql = format!(
+            "INSERT INTO follows (user_id, collection_id, url, callback_token, secret, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'polling', $6) RETURNING {FOLLOW_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(collection_id)
+            .bind(url)
+            .bind(callback_token)
+            .bind(secret)
+            .bind(now())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(insert_err("a follow of this URL"))?;
+        follow_row(&row)
+    }
+
+    async fn follows(&self, user_id: i64) -> Result<Vec<Follow>> {
+        let sql = format!("SELECT {FOLLOW_COLUMNS} FROM follows WHERE user_id = $1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(follow_row).collect()
+    }
+
+    async fn follow_by_token(&self, callback_token: &str) -> Result<Option<Follow>> {
+        let sql = format!("SELECT {FOLLOW_COLUMNS} FROM follows WHERE callback_token = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(callback_token)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(follow_row).transpose()
+    }
+
+    async fn remove_follow(&self, user_id: i64, id: i64) -> Result<Follow> {
+        let sql = format!("DELETE FROM follows WHERE user_id = $1 AND id = $2 RETURNING {FOLLOW_COLUMNS}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?
+            .ok_or(StoreError::NotFound("follow"))?;
+        follow_row(&row)
+    }
+
+    async fn follows_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Follow>> {
+        let rows = self.claim(&FOLLOWS, now_ms, lease_ms, limit).await?;
+        rows.iter().map(follow_row).collect()
+    }
+
+    async fn update_follow(&self, f: &Follow) -> Result<()> {
+        sqlx::query(
+            "UPDATE follows SET topic = $2, hub = $3, state = $4, lease_expires_at = $5, next_at = $6, etag = $7, \
+             last_modified = $8, last_error = $9, claimed_until = 0 WHERE id = $1",
+        )
+        .bind(f.id)
+        .bind(&f.topic)
+        .bind(&f.hub)
+        .bind(f.state.as_str())
+        .bind(f.lease_expires_at)
+        .bind(f.next_at)
+        .bind(f.etag.as_deref())
+        .bind(f.last_modified.as_deref())
+        .bind(f.last_error.as_deref())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn follow_verified(&self, id: i64, lease_expires_at: i64, next_at: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE follows SET state = 'subscribed', lease_expires_at = $2, next_at = $3, last_error = NULL \
+             WHERE id = $1 AND state IN ('subscribing', 'subscribed')",
+        )
+        .bind(id)
+        .bind(lease_expires_at)
+        .bind(next_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn follow_fallback(&self, id: i64, reason: &str, next_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE follows SET state = 'polling', lease_expires_at = 0, next_at = $2, last_error = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(next_at)
+        .bind(reason)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn feed_endpoint(&self, user_id: i64, name: &str) -> Result<Endpoint> {
+        sqlx::query(
+            "INSERT INTO endpoints (user_id, name, kind, created_at) VALUES ($1, $2, 'feed', $3) \
+             ON CONFLICT (user_id, name) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(name)
+        .bind(now())
+        .execute(&self.writer)
+        .await?;
+        let row = sqlx::query("SELECT id, name FROM endpoints WHERE user_id = $1 AND name = $2")
+            .bind(user_id)
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(Endpoint {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+        })
     }
 
     async fn topic_ping(&self, url: &str, now_ms: i64) -> Result<bool> {

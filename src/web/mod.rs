@@ -6,6 +6,7 @@ mod auth;
 mod cache;
 pub mod deliver;
 mod feeds;
+mod follows;
 mod hub;
 mod keys;
 mod pages;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub hub_wake: Arc<Notify>,
     /// Wakes the open-hub topic fetcher when a ping marks a topic due.
     pub topic_wake: Arc<Notify>,
+    /// Wakes the follow worker (a new follow, or a hub's denial).
+    pub follow_wake: Arc<Notify>,
     /// Rates of hub requests per client, callback host and topic.
     pub limits: crate::limits::RateLimits,
 }
@@ -70,6 +73,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/u/{user}/endpoints/{device}/{feed}", get(feeds::endpoint_stream))
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/api/follows", get(follows::list).post(follows::create))
+        .route("/api/follows/{id}", axum::routing::delete(follows::remove))
+        .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))
         .with_state(state)
 }
 

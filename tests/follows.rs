@@ -1,0 +1,303 @@
+//! The hub following outside feeds: WebSub discovery and subscription against another real
+//! hub (a second feedmesh), signed pushes checked, lease renewal, denial, and polling with
+//! conditional GETs when a feed names no hub.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::common::{TestApp, entry};
+use crate::websub::{eventually, hmac_sha256};
+
+/// Titles of the items in one of a user's collections.
+async fn titles(app: &TestApp, user: &str, collection: &str) -> Vec<String> {
+    let u = app.store.user(user).await.unwrap();
+    let col = app.store.collection(u.id, collection).await.unwrap();
+    let mut t: Vec<String> = app
+        .store
+        .items_since(col.id, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.item.current.payload.title.value)
+        .collect();
+    t.sort();
+    t
+}
+
+async fn follows(app: &TestApp, token: &str) -> serde_json::Value {
+    app.client
+        .get(app.url("/api/follows"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn follow(app: &TestApp, token: &str, url: &str, collection: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/follows"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "url": url, "collection": collection }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn follower(tweak: impl FnOnce(&mut feedmesh::config::Settings)) -> (TestApp, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("feedmesh.db").display());
+    let app = TestApp::spawn_with(dir, db, tweak).await;
+    let token = app.token("bob", "laptop").await;
+    app.collection("bob", "News").await;
+    (app, token)
+}
+
+#[tokio::test]
+async fn a_feed_with_a_hub_is_followed_by_push_renewed_and_denied() {
+    // The publisher: alice's stream on another hub, with a key URL that advertises it.
+    let publisher = TestApp::spawn().await;
+    let alice = publisher.token("alice", "phone").await;
+    publisher.collection("alice", "Notes").await;
+    publisher
+        .post_entry(&alice, "/atompub/alice/Notes", entry("before", "x"))
+        .await;
+    let key: serde_json::Value = publisher
+        .feed_key(&alice, "/u/alice/stream.atom")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let topic = key["url"].as_str().unwrap().to_string();
+
+    // The follower asks for 2 s leases, so it has to renew within the test.
+    let (app, bob) = follower(|s| {
+        s.hub.default_lease = 2;
+        s.hub.poll_interval = Duration::from_secs(600);
+    })
+    .await;
+    let resp = follow(&app, &bob, &topic, "News").await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        follow(&app, &bob, &topic, "News").await.status(),
+        409,
+        "one follow per URL"
+    );
+    assert_eq!(follow(&app, &bob, &topic, "Nope").await.status(), 404);
+
+    eventually("the subscription", async || {
+        follows(&app, &bob).await[0]["state"] == "subscribed"
+    })
+    .await;
+    let f = follows(&app, &bob).await;
+    assert_eq!(f[0]["hub"], publisher.url("/hub"));
+    assert_eq!(
+        titles(&app, "bob", "News").await,
+        ["before"],
+        "the first fetch took what was there"
+    );
+
+    // A push: signed by the publisher's hub, checked and stored by the follower.
+    publisher
+        .post_entry(&alice, "/atompub/alice/Notes", entry("pushed", "y"))
+        .await;
+    eventually("the push", async || titles(&app, "bob", "News").await.len() == 2).await;
+    assert_eq!(titles(&app, "bob", "News").await, ["before", "pushed"]);
+
+    // Renewal: the publisher's subscription outlives the first 2 s lease.
+    let first = f[0]["lease_expires_at"].as_str().unwrap().to_string();
+    eventually("a renewal", async || {
+        follows(&app, &bob).await[0]["lease_expires_at"]
+            .as_str()
+            .is_some_and(|l| l > first.as_str())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    publisher
+        .post_entry(&alice, "/atompub/alice/Notes", entry("later", "z"))
+        .await;
+    eventually("a push after the first lease", async || {
+        titles(&app, "bob", "News").await.len() == 3
+    })
+    .await;
+
+    // Denial: revoking the key ends the publisher's subscription; the follower polls again,
+    // and the revoked key URL now answers 401.
+    let revoked = publisher
+        .client
+        .delete(publisher.url(&format!("/api/keys/{}", key["id"])))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    eventually("the denial", async || {
+        follows(&app, &bob).await[0]["state"] == "polling"
+    })
+    .await;
+    eventually("the poll after it", async || {
+        follows(&app, &bob).await[0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("401")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        follows(&app, &bob).await[0]["state"],
+        "polling",
+        "no new subscription to a dead topic"
+    );
+}
+
+#[tokio::test]
+async fn deliveries_are_taken_only_with_the_right_signature() {
+    let (app, bob) = follower(|s| s.hub.poll_interval = Duration::from_secs(600)).await;
+    // A follow of a URL that does not answer: it stays polling, but its callback exists.
+    assert_eq!(
+        follow(&app, &bob, "http://127.0.0.1:9/feed", "News").await.status(),
+        201
+    );
+    let user = app.store.user("bob").await.unwrap();
+    let f = app.store.follows(user.id).await.unwrap().remove(0);
+    let callback = app.url(&format!("/websub/callback/{}", f.callback_token));
+    let feed = r#"<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id>
+        <updated>2026-01-01T00:00:00Z</updated><entry><id>urn:1</id><title>signed</title>
+        <updated>2026-01-01T00:00:00Z</updated></entry></feed>"#;
+    let post = |sig: Option<String>, url: String| {
+        let mut req = app
+            .client
+            .post(url)
+            .header("content-type", "application/atom+xml")
+            .body(feed);
+        if let Some(s) = sig {
+            req = req.header("x-hub-signature", s);
+        }
+        req.send()
+    };
+    for sig in [
+        None,
+        Some(hmac_sha256("wrong secret", feed)),
+        Some(hmac_sha256(&f.secret, &feed.replace("signed", "forged"))),
+        Some("sha256=".to_string()),
+    ] {
+        assert_eq!(
+            post(sig, callback.clone()).await.unwrap().status(),
+            202,
+            "acknowledged, then ignored"
+        );
+    }
+    assert!(
+        titles(&app, "bob", "News").await.is_empty(),
+        "an unsigned or forged delivery was stored"
+    );
+    let good = post(Some(hmac_sha256(&f.secret, feed)), callback.clone())
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 202);
+    assert_eq!(titles(&app, "bob", "News").await, ["signed"]);
+    // The same delivery again changes nothing; an unknown callback is gone (H6).
+    post(Some(hmac_sha256(&f.secret, feed)), callback.clone())
+        .await
+        .unwrap();
+    assert_eq!(titles(&app, "bob", "News").await, ["signed"]);
+    let gone = post(None, app.url("/websub/callback/nope")).await.unwrap();
+    assert_eq!(gone.status(), 410);
+    // A verification for a subscription never asked for is refused.
+    let v = app
+        .client
+        .get(format!(
+            "{callback}?hub.mode=subscribe&hub.topic=http://x/&hub.challenge=abc"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v.status(), 404);
+}
+
+#[derive(Default)]
+struct Origin {
+    version: Mutex<u32>,
+    /// (If-None-Match sent, status answered) of every request.
+    requests: Mutex<Vec<(Option<String>, u16)>>,
+}
+
+/// An RSS feed with no hub, with ETags; version N has items 1..=N.
+async fn rss(State(o): State<Arc<Origin>>, headers: HeaderMap) -> impl IntoResponse {
+    let v = *o.version.lock().unwrap();
+    let etag = format!("\"v{v}\"");
+    let sent = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    if sent.as_deref() == Some(etag.as_str()) {
+        o.requests.lock().unwrap().push((sent, 304));
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)], String::new());
+    }
+    o.requests.lock().unwrap().push((sent, 200));
+    let items: String = (1..=v)
+        .map(|i| format!("<item><guid>item-{i}</guid><title>item {i}</title><description>d</description></item>"))
+        .collect();
+    let body = format!(
+        r#"<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://x/</link><description>d</description>{items}</channel></rss>"#
+    );
+    (StatusCode::OK, [(header::ETAG, etag)], body)
+}
+
+#[tokio::test]
+async fn a_feed_without_a_hub_is_polled_with_conditional_gets() {
+    let origin = Arc::new(Origin::default());
+    *origin.version.lock().unwrap() = 1;
+    let router = Router::new().route("/feed.rss", get(rss)).with_state(origin.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/feed.rss", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let (app, bob) = follower(|s| s.hub.poll_interval = Duration::from_millis(200)).await;
+    assert_eq!(follow(&app, &bob, &url, "News").await.status(), 201);
+    eventually("the first item", async || {
+        titles(&app, "bob", "News").await == ["item 1"]
+    })
+    .await;
+    eventually("a 304", async || {
+        origin.requests.lock().unwrap().iter().any(|r| r.1 == 304)
+    })
+    .await;
+    assert!(
+        origin.requests.lock().unwrap()[1..]
+            .iter()
+            .all(|(sent, _)| sent.as_deref() == Some("\"v1\"")),
+        "every later poll is conditional"
+    );
+    let state = follows(&app, &bob).await;
+    assert_eq!(state[0]["state"], "polling");
+    assert!(state[0]["hub"].is_null());
+
+    *origin.version.lock().unwrap() = 2;
+    eventually("the new item", async || titles(&app, "bob", "News").await.len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(titles(&app, "bob", "News").await, ["item 1", "item 2"], "no duplicates");
+
+    // Removing the follow stops the polling.
+    let id = state[0]["id"].as_i64().unwrap();
+    let del = app
+        .client
+        .delete(app.url(&format!("/api/follows/{id}")))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = origin.requests.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(origin.requests.lock().unwrap().len(), n);
+}
