@@ -38,10 +38,11 @@ impl App {
             // One `serve` per SQLite file: claims left in it are a crashed predecessor's.
             store.release_claims().await?;
         }
-        Self::with_store(settings, listener, store)
+        Self::with_store(settings, listener, store).await
     }
 
-    pub fn with_store(settings: &Settings, listener: TcpListener, store: Arc<dyn Store>) -> anyhow::Result<App> {
+    pub async fn with_store(settings: &Settings, listener: TcpListener, store: Arc<dyn Store>) -> anyhow::Result<App> {
+        let server_secret = store.server_secret("self-keys", &crate::secrets::generate("")?).await?;
         let addr = listener.local_addr()?;
         let base_url = settings
             .serve
@@ -59,6 +60,8 @@ impl App {
             cache: FeedCache::new(4096),
             principals: TtlMap::new(Duration::from_secs(1), 100_000),
             feed_keys: TtlMap::new(Duration::from_secs(1), 100_000),
+            self_keys: TtlMap::new(Duration::from_secs(1), 100_000),
+            server_secret,
             outbound: Outbound::new(settings.serve.allow_private_network, settings.hub.timeout)?,
             hub: settings.hub.clone(),
             hub_wake: Arc::new(Notify::new()),

@@ -13,6 +13,16 @@ pub fn generate(prefix: &str) -> anyhow::Result<String> {
     Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
+/// A secret derived from the server secret and `info` (HMAC-SHA256): the same inputs give
+/// the same key, so it need not be stored, only its hash, like every other key.
+pub fn derive(prefix: &str, server_secret: &str, info: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(server_secret.as_bytes()).expect("any key length");
+    m.update(info.as_bytes());
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()))
+}
+
 /// What the database keeps: hex SHA-256 of the secret.
 pub fn hash(secret: &str) -> String {
     hex::encode(digest(secret))
@@ -53,5 +63,10 @@ mod tests {
         assert!(same(&hash(&a), &hash(&a)));
         assert!(!same(&hash(&a), &hash(&b)));
         assert!(!same("abc", "abcd"));
+        let k = derive("fk_", "server", "self\u{0}1");
+        assert_eq!(k, derive("fk_", "server", "self\u{0}1"), "derivation is stable");
+        assert_ne!(k, derive("fk_", "server", "self\u{0}2"));
+        assert_ne!(k, derive("fk_", "other server", "self\u{0}1"));
+        assert_eq!(k.len(), a.len());
     }
 }

@@ -300,6 +300,24 @@ async fn story(store: &dyn Store) {
     );
     assert!(store.unsubscribe(outside, "http://sub/o").await.unwrap());
 
+    // Self keys: one live generation per feed, a new one after a revocation; one server secret.
+    let hash_of = |g: i64| format!("selfhash-{g}");
+    assert_eq!(store.self_key(alice.id, "/u/alice/stream", &hash_of).await.unwrap(), 1);
+    assert_eq!(store.self_key(alice.id, "/u/alice/stream", &hash_of).await.unwrap(), 1);
+    let k1 = store.feed_key("selfhash-1").await.unwrap().unwrap();
+    assert!(k1.derived && k1.feed_path == "/u/alice/stream");
+    store.revoke_feed_key(alice.id, k1.id).await.unwrap();
+    assert_eq!(store.self_key(alice.id, "/u/alice/stream", &hash_of).await.unwrap(), 2);
+    assert!(store.feed_key("selfhash-2").await.unwrap().is_some());
+    let secret = store.server_secret("s", "first").await.unwrap();
+    assert_eq!(
+        (
+            secret.as_str(),
+            store.server_secret("s", "second").await.unwrap().as_str()
+        ),
+        ("first", "first")
+    );
+
     // Follows: one per user and URL, claimed when due, verified only while waiting for it.
     use feedmesh::store::FollowState;
     let f = store

@@ -983,3 +983,75 @@ async fn the_signature_algorithm_is_selectable() {
         Some(format!("sha512={}", hex::encode(m.finalize().into_bytes())).as_str())
     );
 }
+
+#[tokio::test]
+async fn a_credentialed_fetch_advertises_a_capability_url_as_self() {
+    let (app, _) = setup().await;
+    let token = app.token("alice", "phone").await;
+    app.collection("alice", "Notes").await;
+    app.post_entry(&token, "/atompub/alice/Notes", crate::common::entry("hello", "x"))
+        .await;
+    let self_of = async |token: &str| {
+        let resp = app.get(token, "/u/alice/stream.atom").await;
+        assert_eq!(resp.status(), 200);
+        let link = resp.headers()["link"].to_str().unwrap().to_string();
+        let body = resp.text().await.unwrap();
+        let me = link
+            .split(", ")
+            .find(|l| l.ends_with("rel=\"self\""))
+            .and_then(|l| l.strip_prefix('<'))
+            .and_then(|l| l.split_once('>'))
+            .map(|(u, _)| u.to_string())
+            .unwrap();
+        assert!(body.contains(&format!("<link rel=\"self\" href=\"{me}\"")), "{body}");
+        me
+    };
+    let me = self_of(&token).await;
+    assert!(me.starts_with(&app.url("/u/alice/stream.atom?key=fk_")), "{me}");
+    assert_eq!(self_of(&token).await, me, "the self URL is stable");
+    // It reads the feed without credentials, and is a topic anyone holding it may subscribe to.
+    let plain = app.client.get(&me).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.text().await.unwrap().contains("hello"));
+    let (cb_base, cb) = callback_server().await;
+    let callback = format!("{cb_base}/echo");
+    subscribe(&app, &me, &callback, &[]).await;
+
+    // Revoking it ends the URL and its subscription; the next credentialed fetch makes a new one.
+    let keys: serde_json::Value = app
+        .client
+        .get(app.url("/api/keys"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["self"] == true && k["revoked"] == false)
+        .unwrap()["id"]
+        .clone();
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/keys/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(app.client.get(&me).send().await.unwrap().status(), 401);
+    eventually("the denial", async || {
+        seen(&cb, "echo").iter().any(|q| q.contains("hub.mode=denied"))
+    })
+    .await;
+    let next = self_of(&token).await;
+    assert_ne!(next, me);
+    assert_eq!(app.client.get(&next).send().await.unwrap().status(), 200);
+    // Another user's credentials never see alice's feed or its self key.
+    let bob = app.token("bob", "laptop").await;
+    assert_eq!(app.get(&bob, "/u/alice/stream.atom").await.status(), 404);
+}

@@ -79,6 +79,8 @@ pub struct FeedKey {
     pub feed_path: String,
     pub created_at: Timestamp,
     pub revoked: bool,
+    /// A self key (derived, advertised as `rel="self"` of credentialed fetches).
+    pub derived: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -307,6 +309,17 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_feed_key(&self, user_id: i64, key_id: i64) -> Result<()>;
     /// A live (not revoked) feed key.
     async fn feed_key(&self, key_hash: &str) -> Result<Option<FeedKey>>;
+    /// The generation of the live self key of (user, feed path), made (generation one past
+    /// the last revoked one) when there is none. `hash_of(generation)` is the key's hash.
+    async fn self_key(
+        &self,
+        user_id: i64,
+        feed_path: &str,
+        hash_of: &(dyn Fn(i64) -> String + Send + Sync),
+    ) -> Result<i64>;
+    /// A secret of this installation, shared by every process on the database: the one
+    /// stored under `name`, or `fresh` (random, from the caller) stored now.
+    async fn server_secret(&self, name: &str, fresh: &str) -> Result<String>;
 
     async fn create_collection(&self, user_id: i64, name: &CollectionName) -> Result<Collection>;
     async fn collections(&self, user_id: i64) -> Result<Vec<Collection>>;

@@ -487,6 +487,7 @@ fn key_row(r: &AnyRow) -> Result<FeedKey> {
         feed_path: r.try_get("feed_path")?,
         created_at: Timestamp::from_unix(r.try_get("created_at")?),
         revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        derived: r.try_get::<Option<i64>, _>("self_generation")?.is_some(),
     })
 }
 
@@ -525,7 +526,7 @@ fn change_row(r: &AnyRow) -> Result<ChangeRecord> {
 macro_rules! key_select {
     ($where:literal) => {
         concat!(
-            "SELECT k.id, k.user_id, u.name AS user_name, k.feed_path, k.created_at, k.revoked_at ",
+            "SELECT k.id, k.user_id, u.name AS user_name, k.feed_path, k.created_at, k.revoked_at, k.self_generation ",
             "FROM feed_keys k JOIN users u ON u.id = k.user_id ",
             $where
         )
@@ -698,6 +699,53 @@ impl Store for SqlStore {
             .fetch_all(&self.readers)
             .await?;
         rows.iter().map(key_row).collect()
+    }
+
+    async fn self_key(
+        &self,
+        user_id: i64,
+        feed_path: &str,
+        hash_of: &(dyn Fn(i64) -> String + Send + Sync),
+    ) -> Result<i64> {
+        let last = sqlx::query(
+            "SELECT self_generation, revoked_at FROM feed_keys WHERE user_id = $1 AND feed_path = $2 \
+             AND self_generation IS NOT NULL ORDER BY self_generation DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(feed_path)
+        .fetch_optional(&self.writer)
+        .await?;
+        let generation = match last {
+            Some(r) if r.try_get::<Option<i64>, _>("revoked_at")?.is_none() => return Ok(r.try_get("self_generation")?),
+            Some(r) => r.try_get::<i64, _>("self_generation")? + 1,
+            None => 1,
+        };
+        // Derived keys are the same in every process: a concurrent insert of this
+        // generation inserted the same hash, which is as good.
+        sqlx::query(
+            "INSERT INTO feed_keys (user_id, feed_path, key_hash, created_at, self_generation) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key_hash) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(feed_path)
+        .bind(hash_of(generation))
+        .bind(now())
+        .bind(generation)
+        .execute(&self.writer)
+        .await?;
+        Ok(generation)
+    }
+
+    async fn server_secret(&self, name: &str, fresh: &str) -> Result<String> {
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(fresh)
+            .execute(&self.writer)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await?)
     }
 
     async fn revoke_feed_key(&self, user_id: i64, key_id: i64) -> Result<()> {

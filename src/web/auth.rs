@@ -99,6 +99,46 @@ pub async fn owner(state: &AppState, headers: &HeaderMap, user: &str, check: Che
 /// The user a feed may be read for: the owner's token, or a live key issued for this feed.
 pub struct FeedReader {
     pub user_id: i64,
+    /// Read with a token or password rather than a key in the URL.
+    pub credentialed: bool,
+}
+
+/// The self key of one of the user's feeds: derived from the server secret, the feed and
+/// its generation, so only its hash is stored. Revoking it makes the next one.
+pub async fn self_key(state: &AppState, user_id: i64, path: &str) -> AppResult<String> {
+    let feed = feed_key_path(path).to_string();
+    let cache_key = (user_id, feed.clone());
+    if let Some(k) = state.self_keys.get(&cache_key) {
+        return Ok(k);
+    }
+    let derive = |generation: i64| {
+        secrets::derive(
+            "fk_",
+            &state.server_secret,
+            &format!("self-key\u{0}{user_id}\u{0}{feed}\u{0}{generation}"),
+        )
+    };
+    let generation = state
+        .mesh
+        .store
+        .self_key(user_id, &feed, &|g| secrets::hash(&derive(g)))
+        .await?;
+    let key = derive(generation);
+    state.self_keys.put(cache_key, key.clone());
+    Ok(key)
+}
+
+/// A feed's `rel="self"`: the URL as fetched, or, for a credentialed fetch, the same URL
+/// with the feed's self key, so a WebSub hub or reader can use it without the credentials.
+pub async fn self_url(state: &AppState, reader: &FeedReader, uri: &axum::http::Uri) -> AppResult<String> {
+    if !reader.credentialed {
+        return Ok(format!("{}{uri}", state.base_url));
+    }
+    let key = self_key(state, reader.user_id, uri.path()).await?;
+    Ok(match uri.query() {
+        Some(q) if !q.is_empty() => format!("{}{}?{q}&key={key}", state.base_url, uri.path()),
+        _ => format!("{}{}?key={key}", state.base_url, uri.path()),
+    })
 }
 
 /// A feed key is bound to one feed in all its formats: its path without the extension.
@@ -120,7 +160,10 @@ pub async fn feed_reader(
         if p.user != user {
             return Err(AppError::NotFound("feed"));
         }
-        return Ok(FeedReader { user_id: p.user_id });
+        return Ok(FeedReader {
+            user_id: p.user_id,
+            credentialed: true,
+        });
     }
     let Some(key) = key else {
         return Err(AppError::Unauthorized);
@@ -142,5 +185,8 @@ pub async fn feed_reader(
     if k.user != user || !secrets::same(&k.feed_path, feed_key_path(path)) {
         return Err(AppError::NotFound("feed"));
     }
-    Ok(FeedReader { user_id: k.user_id })
+    Ok(FeedReader {
+        user_id: k.user_id,
+        credentialed: false,
+    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::response::Response;
 
-use super::auth::feed_reader;
+use super::auth::{feed_reader, self_url};
 use super::cache::{CachedFeed, respond};
 use super::{AppState, SharedState, encode_segment};
 use crate::domain::time::Timestamp;
@@ -115,7 +115,12 @@ pub async fn collection(
         Some(_) => st.mesh.store.user_head(reader.user_id).await?,
         None => st.mesh.head(reader.user_id).await?,
     };
-    let key = uri.path_and_query().map_or("", |p| p.as_str());
+    // The self URL is part of the document, so it is part of the cache key.
+    let self_url = self_url(&st, &reader, &uri).await?;
+    let key = match reader.credentialed {
+        false => uri.path_and_query().map_or("", |p| p.as_str()),
+        true => self_url.as_str(),
+    };
     if let Some(cached) = st.cache.get(key, head) {
         return Ok(respond(&headers, &cached));
     }
@@ -125,7 +130,6 @@ pub async fn collection(
     let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
     let next =
         (records.len() == page as usize).then(|| page_url(&url, "since", until, q.limit.as_deref(), q.key.as_deref()));
-    let self_url = format!("{}{}", st.base_url, uri);
     let (body, updated) = collection_document(&st, &user, &col, &records, since, self_url.clone(), next);
     let hub = st.hub_url();
     let feed = CachedFeed::new(
@@ -186,7 +190,12 @@ async fn stream(
         None => None,
     };
     let head = st.mesh.head(reader.user_id).await?;
-    let key = uri.path_and_query().map_or("", |p| p.as_str());
+    // The self URL is part of the document, so it is part of the cache key.
+    let self_url = self_url(&st, &reader, &uri).await?;
+    let key = match reader.credentialed {
+        false => uri.path_and_query().map_or("", |p| p.as_str()),
+        true => self_url.as_str(),
+    };
     if let Some(cached) = st.cache.get(key, head) {
         return Ok(respond(&headers, &cached));
     }
@@ -208,7 +217,6 @@ async fn stream(
                 .map(|c| page_url(&feed_url, "before", c.seq, q.limit.as_deref(), q.key.as_deref()))
         })
         .flatten();
-    let self_url = format!("{}{}", st.base_url, uri);
     let (body, updated) = stream_document(
         &st,
         &user,

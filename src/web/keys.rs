@@ -22,6 +22,9 @@ struct KeyOut {
     feed: String,
     created_at: String,
     revoked: bool,
+    /// The feed's self key, advertised to credentialed readers as `rel="self"`.
+    #[serde(rename = "self")]
+    derived: bool,
 }
 
 /// Which feed paths a user may hand out keys for.
@@ -68,6 +71,7 @@ pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> AppResul
             feed: k.feed_path,
             created_at: k.created_at.rfc3339(),
             revoked: k.revoked,
+            derived: k.derived,
         })
         .collect();
     Ok(Json(keys).into_response())
@@ -77,6 +81,7 @@ pub async fn revoke(State(st): State<SharedState>, Path(id): Path<i64>, headers:
     let p = principal(&st, &headers).await?;
     st.mesh.store.revoke_feed_key(p.user_id, id).await?;
     st.feed_keys.remove_where(|k| k.id == id);
+    st.self_keys.clear();
     // The key's WebSub subscriptions end now, with a denial to each subscriber.
     if let Err(e) = super::deliver::deny_revoked(&st).await {
         tracing::error!(error = %e, "cannot end WebSub subscriptions of a revoked key");

@@ -38,6 +38,10 @@ pub struct AppState {
     /// Read-path credentials (token or key hash → who), trusted for at most a second.
     pub principals: TtlMap<[u8; 32], Principal>,
     pub feed_keys: TtlMap<[u8; 32], FeedKey>,
+    /// Self keys by (user, feed key path), trusted for at most a second.
+    pub self_keys: TtlMap<(i64, String), String>,
+    /// Derives self keys; stored in the database, shared by every process.
+    pub server_secret: String,
     /// Every request the hub makes on someone else's behalf goes through this guard.
     pub outbound: Outbound,
     pub hub: HubSettings,
