@@ -105,9 +105,13 @@ pub struct FeedReader {
 
 /// The self key of one of the user's feeds: derived from the server secret, the feed and
 /// its generation, so only its hash is stored. Revoking it makes the next one.
-pub async fn self_key(state: &AppState, user_id: i64, path: &str) -> AppResult<String> {
-    let feed = feed_key_path(path).to_string();
-    let cache_key = (user_id, feed.clone());
+pub async fn self_key(state: &AppState, user_id: i64, path: &str) -> AppResult<std::sync::Arc<str>> {
+    let feed = feed_key_path(path);
+    // Looked up on every credentialed read: keyed by a hash of the path, no allocation.
+    let cache_key = (user_id, {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(feed)
+    });
     if let Some(k) = state.self_keys.get(&cache_key) {
         return Ok(k);
     }
@@ -123,22 +127,32 @@ pub async fn self_key(state: &AppState, user_id: i64, path: &str) -> AppResult<S
         .store
         .self_key(user_id, &feed, &|g| secrets::hash(&derive(g)))
         .await?;
-    let key = derive(generation);
+    let key: std::sync::Arc<str> = derive(generation).into();
     state.self_keys.put(cache_key, key.clone());
     Ok(key)
 }
 
-/// A feed's `rel="self"`: the URL as fetched, or, for a credentialed fetch, the same URL
-/// with the feed's self key, so a WebSub hub or reader can use it without the credentials.
-pub async fn self_url(state: &AppState, reader: &FeedReader, uri: &axum::http::Uri) -> AppResult<String> {
-    if !reader.credentialed {
-        return Ok(format!("{}{uri}", state.base_url));
+/// The self key a feed read advertises: the feed's self key for a credentialed read, none
+/// for a read with a key in the URL (that URL is already a capability).
+pub async fn reader_self_key(
+    state: &AppState,
+    reader: &FeedReader,
+    uri: &axum::http::Uri,
+) -> AppResult<Option<std::sync::Arc<str>>> {
+    match reader.credentialed {
+        true => Ok(Some(self_key(state, reader.user_id, uri.path()).await?)),
+        false => Ok(None),
     }
-    let key = self_key(state, reader.user_id, uri.path()).await?;
-    Ok(match uri.query() {
-        Some(q) if !q.is_empty() => format!("{}{}?{q}&key={key}", state.base_url, uri.path()),
-        _ => format!("{}{}?key={key}", state.base_url, uri.path()),
-    })
+}
+
+/// A feed's `rel="self"`: the URL as fetched, or, for a credentialed read, the same URL
+/// with the feed's self key, so a WebSub hub or reader can use it without the credentials.
+pub fn self_url(state: &AppState, uri: &axum::http::Uri, self_key: Option<&str>) -> String {
+    match (self_key, uri.query()) {
+        (None, _) => format!("{}{uri}", state.base_url),
+        (Some(key), Some(q)) if !q.is_empty() => format!("{}{}?{q}&key={key}", state.base_url, uri.path()),
+        (Some(key), _) => format!("{}{}?key={key}", state.base_url, uri.path()),
+    }
 }
 
 /// A feed key is bound to one feed in all its formats: its path without the extension.

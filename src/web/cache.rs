@@ -23,6 +23,8 @@ pub struct CachedFeed {
     pub cursor: Option<String>,
     /// WebSub discovery: `<hub>; rel="hub", <self>; rel="self"`.
     pub link: Option<HeaderValue>,
+    /// The self key in the document's self URL (credentialed reads).
+    pub self_key: Option<Arc<str>>,
 }
 
 impl CachedFeed {
@@ -33,6 +35,7 @@ impl CachedFeed {
         content_type: &'static str,
         cursor: Option<String>,
         hub_and_self: (&str, &str),
+        self_key: Option<Arc<str>>,
     ) -> Self {
         let (hub, this) = hub_and_self;
         let link = HeaderValue::from_str(&format!("<{hub}>; rel=\"hub\", <{this}>; rel=\"self\"")).ok();
@@ -48,6 +51,7 @@ impl CachedFeed {
             content_type,
             cursor,
             link,
+            self_key,
         }
     }
 }
@@ -66,9 +70,12 @@ impl FeedCache {
         }
     }
 
-    pub fn get(&self, key: &str, head: u64) -> Option<Arc<CachedFeed>> {
+    /// The feed cached under `key`, if rendered at `head` with this self key.
+    pub fn get(&self, key: &str, head: u64, self_key: Option<&str>) -> Option<Arc<CachedFeed>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key).filter(|f| f.head == head).cloned()
+        map.get(key)
+            .filter(|f| f.head == head && f.self_key.as_deref() == self_key)
+            .cloned()
     }
 
     pub fn put(&self, key: String, feed: CachedFeed) -> Arc<CachedFeed> {

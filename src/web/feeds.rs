@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::response::Response;
 
-use super::auth::{feed_reader, self_url};
+use super::auth::{feed_reader, reader_self_key, self_url};
 use super::cache::{CachedFeed, respond};
 use super::{AppState, SharedState, encode_segment};
 use crate::domain::time::Timestamp;
@@ -115,16 +115,14 @@ pub async fn collection(
         Some(_) => st.mesh.store.user_head(reader.user_id).await?,
         None => st.mesh.head(reader.user_id).await?,
     };
-    // The self URL is part of the document, so it is part of the cache key.
-    let self_url = self_url(&st, &reader, &uri).await?;
-    let key = match reader.credentialed {
-        false => uri.path_and_query().map_or("", |p| p.as_str()),
-        true => self_url.as_str(),
-    };
-    if let Some(cached) = st.cache.get(key, head) {
+    // The self URL is part of the document: a cached one is used only with the same self key.
+    let self_key = reader_self_key(&st, &reader, &uri).await?;
+    let key = uri.path_and_query().map_or("", |p| p.as_str());
+    if let Some(cached) = st.cache.get(key, head, self_key.as_deref()) {
         return Ok(respond(&headers, &cached));
     }
     let key = key.to_string();
+    let self_url = self_url(&st, &uri, self_key.as_deref());
     let records: Vec<ItemRecord> = st.mesh.store.items_since(col.id, since.unwrap_or(0), page).await?;
     let url = st.collection_url(&user, &col.name);
     let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
@@ -139,6 +137,7 @@ pub async fn collection(
         Format::Atom.content_type(),
         Some(until.to_string()),
         (&hub, &self_url),
+        self_key,
     );
     Ok(respond(&headers, &st.cache.put(key, feed)))
 }
@@ -190,16 +189,14 @@ async fn stream(
         None => None,
     };
     let head = st.mesh.head(reader.user_id).await?;
-    // The self URL is part of the document, so it is part of the cache key.
-    let self_url = self_url(&st, &reader, &uri).await?;
-    let key = match reader.credentialed {
-        false => uri.path_and_query().map_or("", |p| p.as_str()),
-        true => self_url.as_str(),
-    };
-    if let Some(cached) = st.cache.get(key, head) {
+    // The self URL is part of the document: a cached one is used only with the same self key.
+    let self_key = reader_self_key(&st, &reader, &uri).await?;
+    let key = uri.path_and_query().map_or("", |p| p.as_str());
+    if let Some(cached) = st.cache.get(key, head, self_key.as_deref()) {
         return Ok(respond(&headers, &cached));
     }
     let key = key.to_string();
+    let self_url = self_url(&st, &uri, self_key.as_deref());
     let changes: Vec<ChangeRecord> = st
         .mesh
         .store
@@ -228,7 +225,15 @@ async fn stream(
         fallback,
     );
     let hub = st.hub_url();
-    let feed = CachedFeed::new(head, body, updated, format.content_type(), None, (&hub, &self_url));
+    let feed = CachedFeed::new(
+        head,
+        body,
+        updated,
+        format.content_type(),
+        None,
+        (&hub, &self_url),
+        self_key,
+    );
     Ok(respond(&headers, &st.cache.put(key, feed)))
 }
 

@@ -38,8 +38,8 @@ pub struct AppState {
     /// Read-path credentials (token or key hash → who), trusted for at most a second.
     pub principals: TtlMap<[u8; 32], Principal>,
     pub feed_keys: TtlMap<[u8; 32], FeedKey>,
-    /// Self keys by (user, feed key path), trusted for at most a second.
-    pub self_keys: TtlMap<(i64, String), String>,
+    /// Self keys by (user, hash of the feed key path), trusted for at most a second.
+    pub self_keys: TtlMap<(i64, u64), Arc<str>>,
     /// Derives self keys; stored in the database, shared by every process.
     pub server_secret: String,
     /// Every request the hub makes on someone else's behalf goes through this guard.
