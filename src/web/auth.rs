@@ -125,7 +125,7 @@ pub async fn self_key(state: &AppState, user_id: i64, path: &str) -> AppResult<s
     let generation = state
         .mesh
         .store
-        .self_key(user_id, &feed, &|g| secrets::hash(&derive(g)))
+        .self_key(user_id, feed, &|g| secrets::hash(&derive(g)))
         .await?;
     let key: std::sync::Arc<str> = derive(generation).into();
     state.self_keys.put(cache_key, key.clone());
