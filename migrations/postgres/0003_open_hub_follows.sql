@@ -49,3 +49,6 @@ CREATE TABLE server_secrets (
     name   TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 );
+
+-- Claims of due deliveries look up subscribers behind their user's head by this index.
+CREATE INDEX websub_subscriptions_due ON websub_subscriptions (user_id, delivered_seq);

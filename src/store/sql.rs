@@ -78,10 +78,10 @@ const VERIFICATIONS: Queue = Queue {
 /// Subscribers of outside topics (open hub) behind the topic's version.
 const OUTSIDE_DELIVERIES: Queue = Queue {
     table: "websub_subscriptions",
-    from: "websub_subscriptions s JOIN websub_topics t ON t.url = s.topic",
-    due: "s.user_id IS NULL AND s.delivered_seq < t.version AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
+    from: "websub_topics t CROSS JOIN websub_subscriptions s",
+    due: "s.topic = t.url AND s.user_id IS NULL AND s.delivered_seq < t.version AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
           AND s.claimed_until <= $1",
-    order: "s.id",
+    order: "",
     also_set: "",
     returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts",
 };
@@ -128,11 +128,14 @@ const TOPIC_FETCHES: Queue = Queue {
     returning: "id, url, content_type",
 };
 
+/// Users first (CROSS JOIN keeps SQLite's order), then the index on (user_id, delivered_seq)
+/// finds only subscribers behind: a claim never scans the ones that are up to date.
 const DELIVERIES: Queue = Queue {
     table: "websub_subscriptions",
-    from: "websub_subscriptions s JOIN users u ON u.id = s.user_id",
-    due: "s.delivered_seq < u.head_seq AND s.expires_at > $1 AND s.next_attempt_at <= $1 AND s.claimed_until <= $1",
-    order: "s.id",
+    from: "users u CROSS JOIN websub_subscriptions s",
+    due: "s.user_id = u.id AND s.delivered_seq < u.head_seq AND s.expires_at > $1 AND s.next_attempt_at <= $1 \
+          AND s.claimed_until <= $1",
+    order: "",
     also_set: "",
     returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts",
 };
@@ -154,14 +157,17 @@ impl SqlStore {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE OF s SKIP LOCKED",
         };
+        let order = match q.order {
+            "" => String::new(),
+            o => format!(" ORDER BY {o}"),
+        };
         let sql = format!(
             "UPDATE {table} SET claimed_until = $1 + $2{also} WHERE id IN \
-             (SELECT s.id FROM {from} WHERE {due} ORDER BY {order} LIMIT $3{lock}) RETURNING {returning}",
+             (SELECT s.id FROM {from} WHERE {due}{order} LIMIT $3{lock}) RETURNING {returning}",
             table = q.table,
             also = q.also_set,
             from = q.from,
             due = q.due,
-            order = q.order,
             returning = q.returning,
         );
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -31,10 +31,22 @@ const BATCH: u32 = 1024;
 const MAX_ENTRIES: u32 = 100;
 
 /// Runs deliveries until the server stops: woken by every local change, and each second.
+/// Claims are pipelined: the next batch is claimed while the last one is still on the wire,
+/// and finished deliveries are recorded in batches, one write per distinct cursor.
 pub fn spawn(st: Arc<AppState>) -> Worker {
     Worker::spawn(async move {
         let mut last_purge = 0i64;
         let mut changed = st.mesh.changed.subscribe();
+        // J5/S4: one set of per-host slots for everything in flight.
+        let hosts: Arc<HostSlots> = Arc::default();
+        let mut running = tokio::task::JoinSet::new();
+        let mut done: HashMap<u64, Vec<i64>> = HashMap::new();
+        let mut done_count = 0usize;
+        let mut last_record = std::time::Instant::now();
+        // Whether a claim may find more: the last one came back full, a change happened since,
+        // or a while passed (retries come due). Saves a probe per finished delivery.
+        let mut more_due = true;
+        let mut last_claim = std::time::Instant::now();
         loop {
             let now = now_ms();
             if now - last_purge >= st.hub.sweep_every.as_millis() as i64 {
@@ -47,56 +59,84 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                     tracing::error!(error = %e, "cannot end WebSub subscriptions of revoked keys");
                 }
             }
-            let due = match st.mesh.store.deliveries_due(now, claim_ms(&st.hub), BATCH).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot claim WebSub deliveries");
-                    Vec::new()
+            if changed.has_changed().unwrap_or(false) {
+                changed.borrow_and_update();
+                more_due = true;
+            }
+            let claim_now = more_due || last_claim.elapsed() > Duration::from_millis(200);
+            if running.len() <= BATCH as usize / 2 && claim_now {
+                last_claim = std::time::Instant::now();
+                let due = match st.mesh.store.deliveries_due(now, claim_ms(&st.hub), BATCH).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim WebSub deliveries");
+                        Vec::new()
+                    }
+                };
+                more_due = due.len() == BATCH as usize;
+                if !due.is_empty() {
+                    // One render per (feed, cursor) and one key check per key in a batch: a
+                    // fan-out to many subscribers of one feed renders its diff once.
+                    let round = Arc::new(Round {
+                        rendered: Default::default(),
+                        live_keys: Default::default(),
+                        hosts: hosts.clone(),
+                        per_host: st.hub.per_host.max(1),
+                    });
+                    for d in due {
+                        let (st, round) = (st.clone(), round.clone());
+                        running.spawn(async move {
+                            match deliver(&st, &round, &d).await {
+                                Ok(done) => done.map(|upto| (d.id, upto)),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
+                                    None
+                                }
+                            }
+                        });
+                    }
                 }
-            };
-            if due.is_empty() {
+            }
+            if running.is_empty() {
+                record(&st, &mut done, &mut done_count).await;
+                if more_due {
+                    continue;
+                }
                 tokio::select! {
-                    _ = changed.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = changed.changed() => more_due = true,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => more_due = true,
                 }
                 continue;
             }
-            // One render per (feed, cursor) and one key check per key in a round: a fan-out
-            // to many subscribers of one feed renders its diff once.
-            let round = Arc::new(Round {
-                rendered: Default::default(),
-                live_keys: Default::default(),
-                hosts: Default::default(),
-                per_host: st.hub.per_host.max(1),
-            });
-            let mut running = tokio::task::JoinSet::new();
-            for d in due {
-                let (st, round) = (st.clone(), round.clone());
-                running.spawn(async move {
-                    match deliver(&st, &round, &d).await {
-                        Ok(done) => done.map(|upto| (d.id, upto)),
-                        Err(e) => {
-                            tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
-                            None
-                        }
-                    }
-                });
+            // Wait for one delivery, take every other finished one, then record when enough
+            // have gathered or the oldest has waited 20 ms.
+            let mut finished = running.join_next().await.into_iter().collect::<Vec<_>>();
+            while let Some(j) = running.try_join_next() {
+                finished.push(j);
             }
-            // Cursors advance together: one write per distinct position.
-            let mut done: HashMap<u64, Vec<i64>> = HashMap::new();
-            while let Some(joined) = running.join_next().await {
-                if let Ok(Some((id, upto))) = joined {
-                    done.entry(upto).or_default().push(id);
-                }
+            for (id, upto) in finished.into_iter().flatten().flatten() {
+                done.entry(upto).or_default().push(id);
+                done_count += 1;
             }
-            for (upto, ids) in done {
-                if let Err(e) = st.mesh.store.delivered(&ids, upto).await {
-                    tracing::error!(error = %e, "cannot record WebSub deliveries");
-                }
+            if done_count >= BATCH as usize / 4 || last_record.elapsed() > Duration::from_millis(20) {
+                record(&st, &mut done, &mut done_count).await;
+                last_record = std::time::Instant::now();
             }
         }
     })
 }
+
+/// Advances the cursors of finished deliveries: one write per distinct position.
+async fn record(st: &AppState, done: &mut HashMap<u64, Vec<i64>>, count: &mut usize) {
+    for (upto, ids) in done.drain() {
+        if let Err(e) = st.mesh.store.delivered(&ids, upto).await {
+            tracing::error!(error = %e, "cannot record WebSub deliveries");
+        }
+    }
+    *count = 0;
+}
+
+type HostSlots = std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>;
 
 /// What one claim round shares between its deliveries.
 struct Round {
@@ -105,7 +145,7 @@ struct Round {
     rendered: std::sync::Mutex<HashMap<(String, u64), RenderCell>>,
     live_keys: std::sync::Mutex<HashMap<String, bool>>,
     /// J5/S4: at most `per_host` deliveries in flight to one callback host.
-    hosts: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    hosts: Arc<HostSlots>,
     per_host: usize,
 }
 
