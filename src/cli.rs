@@ -122,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 signature: serve.websub_signature,
                 rate_limit: serve.hub_rate_limit,
                 open: serve.open_hub,
+                strict_secrets: serve.websub_strict_secrets,
                 poll_interval: std::time::Duration::from_secs(serve.poll_interval.max(1)),
                 ..HubSettings::default()
             };

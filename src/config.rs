@@ -76,6 +76,10 @@ pub struct ServeArgs {
     #[arg(long, env = "FEEDMESH_OPEN_HUB")]
     pub open_hub: bool,
 
+    /// Refuse a WebSub hub.secret whose callback is plain http (off: accepted, with a warning).
+    #[arg(long, env = "FEEDMESH_WEBSUB_STRICT_SECRETS")]
+    pub websub_strict_secrets: bool,
+
     /// Seconds between fetches of a followed feed that has no working WebSub subscription.
     #[arg(long, env = "FEEDMESH_POLL_INTERVAL", default_value_t = 900, value_name = "SECONDS")]
     pub poll_interval: u64,

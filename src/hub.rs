@@ -96,6 +96,8 @@ pub struct HubSettings {
     pub rate_limit: u32,
     /// Accept outside topics (open hub); off by default (S12).
     pub open: bool,
+    /// Refuse a `hub.secret` with a plain-http callback (B7); off: accepted with a warning.
+    pub strict_secrets: bool,
     /// Deliveries in flight to one callback host at most (J5).
     pub per_host: usize,
     /// Connect-and-answer limit of every outbound request (J4).
@@ -120,6 +122,7 @@ impl Default for HubSettings {
             signature: Signature::Sha256,
             rate_limit: 10,
             open: false,
+            strict_secrets: false,
             per_host: 128,
             timeout: Duration::from_secs(10),
             sweep_every: Duration::from_secs(10),
@@ -179,6 +182,8 @@ pub enum HubError {
     Topic(String),
     #[error("hub.secret must be shorter than 200 bytes")]
     Secret,
+    #[error("hub.secret needs an https callback on this hub (strict secrets)")]
+    PlainSecret,
     #[error("hub.lease_seconds {0:?} is not a positive whole number")]
     Lease(String),
 }
@@ -233,6 +238,13 @@ pub fn parse_request(form: &Form, allow_private: bool, settings: &HubSettings) -
     let secret = form.first("hub.secret").filter(|s| !s.is_empty()).map(str::to_string);
     if secret.as_ref().is_some_and(|s| s.len() >= 200) {
         return Err(HubError::Secret);
+    }
+    // B7, S10: a secret sent to a plain-http callback can be read on the way.
+    if secret.is_some() && callback.starts_with("http:") {
+        if settings.strict_secrets {
+            return Err(HubError::PlainSecret);
+        }
+        tracing::warn!("a hub.secret was given with a plain-http callback");
     }
     let lease_seconds = match (subscribe, form.first("hub.lease_seconds")) {
         (true, Some(raw)) => {
@@ -587,6 +599,26 @@ mod tests {
         assert_eq!(
             intent(&format!("{OK}&hub.secret={}", "%C3%A9".repeat(100))).unwrap_err(),
             HubError::Secret
+        );
+    }
+
+    #[test]
+    fn strict_secrets_refuse_plain_http_callbacks() {
+        let strict = HubSettings {
+            strict_secrets: true,
+            ..HubSettings::default()
+        };
+        let ask = |callback: &str, secret: &str, settings: &HubSettings| {
+            let body = format!("hub.mode=subscribe&hub.topic=https://t/&hub.callback={callback}&hub.secret={secret}");
+            parse_request(&form(&body), true, settings).map(|_| ())
+        };
+        assert_eq!(ask("http://cb/", "s", &strict), Err(HubError::PlainSecret));
+        assert_eq!(ask("https://cb/", "s", &strict), Ok(()));
+        assert_eq!(ask("http://cb/", "", &strict), Ok(()), "no secret, nothing to protect");
+        assert_eq!(
+            ask("http://cb/", "s", &HubSettings::default()),
+            Ok(()),
+            "accepted by default"
         );
     }
 

@@ -150,3 +150,51 @@ async fn a_redirect_to_a_refused_url_is_not_followed() {
     assert!(posts(&cb, "echo").is_empty(), "nothing is delivered from a refused hop");
     assert!(p.fetches.lock().unwrap().is_empty());
 }
+
+/// A5, A6: percent-encoded IRIs are kept as sent, unreserved escapes are decoded, so
+/// `/a%7Eb` and `/a~b` are one topic.
+#[tokio::test]
+async fn topic_urls_are_compared_after_decoding_unreserved_escapes_only() {
+    let (app, _) = setup_with(|s| s.hub.open = true).await;
+    let router = Router::new().fallback(|uri: axum::http::Uri| async move {
+        ([(header::CONTENT_TYPE, "text/plain")], format!("path {}", uri.path()))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let publisher = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (cb_base, cb) = callback_server().await;
+    let (tilde, cafe) = (format!("{cb_base}/echo"), format!("{cb_base}/rss"));
+
+    subscribe(&app, &format!("{publisher}/a~b"), &tilde, &[]).await;
+    let pairs = [
+        ("hub.mode", "subscribe"),
+        ("hub.topic", &format!("{publisher}/a%7Eb")),
+        ("hub.callback", &tilde),
+    ];
+    assert_eq!(hub(&app, &pairs).await.status(), 202);
+    subscribe(&app, &format!("{publisher}/caf%C3%A9"), &cafe, &[]).await;
+
+    hub(
+        &app,
+        &[("hub.mode", "publish"), ("hub.url", &format!("{publisher}/a%7Eb"))],
+    )
+    .await;
+    hub(
+        &app,
+        &[("hub.mode", "publish"), ("hub.url", &format!("{publisher}/caf%C3%A9"))],
+    )
+    .await;
+    eventually("both deliveries", async || {
+        posts(&cb, "echo").len() == 1 && posts(&cb, "rss").len() == 1
+    })
+    .await;
+    assert_eq!(posts(&cb, "echo")[0].body, "path /a~b");
+    assert_eq!(posts(&cb, "rss")[0].body, "path /caf%C3%A9");
+    assert!(
+        posts(&cb, "rss")[0]
+            .link
+            .contains(&format!("<{publisher}/caf%C3%A9>; rel=\"self\""))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posts(&cb, "echo").len(), 1, "one subscription, one delivery");
+}

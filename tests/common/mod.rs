@@ -139,6 +139,7 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             websub_signature: feedmesh::hub::Signature::Sha256,
             hub_rate_limit: 0,
             open_hub: false,
+            websub_strict_secrets: false,
             poll_interval: 900,
         },
         hub: feedmesh::hub::HubSettings {
