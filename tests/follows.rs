@@ -301,3 +301,130 @@ async fn a_feed_without_a_hub_is_polled_with_conditional_gets() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(origin.requests.lock().unwrap().len(), n);
 }
+
+/// The state a topic server keeps: its feed (version N has entries 1..=N) and the hub's fetches.
+struct Topic {
+    version: Mutex<u32>,
+    fetches: Mutex<u32>,
+    hub: String,
+    me: Mutex<String>,
+}
+
+async fn topic_feed(State(t): State<Arc<Topic>>) -> impl IntoResponse {
+    *t.fetches.lock().unwrap() += 1;
+    let me = t.me.lock().unwrap().clone();
+    let entries: String = (1..=*t.version.lock().unwrap())
+        .map(|i| {
+            format!(
+                "<entry><id>urn:t:{i}</id><title>flask {i}</title><updated>2026-01-0{i}T00:00:00Z</updated></entry>"
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:t</id><updated>2026-01-01T00:00:00Z</updated>{entries}</feed>"#
+    );
+    let link = format!("<{}>; rel=\"hub\", <{me}>; rel=\"self\"", t.hub);
+    (
+        [
+            (header::CONTENT_TYPE, "application/atom+xml".to_string()),
+            (header::LINK, link),
+        ],
+        body,
+    )
+}
+
+/// Against a real outside hub (Flask-WebSub, PEERS.md): discovery from the topic's Link
+/// headers, a verified subscription, and a sha512-signed push checked and stored.
+#[tokio::test]
+async fn a_feed_on_flask_websub_is_followed_by_push() {
+    let Some(python) = crate::common::python_with("flask_websub") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = format!(
+        r#"
+from celery import Celery
+from flask import Flask
+from flask_websub.hub import Hub, SQLite3HubStorage
+app = Flask(__name__)
+app.config.update(PUBLISH_SUPPORTED=True, HUB_MIN_LEASE_SECONDS=1, REQUEST_TIMEOUT=3)
+celery = Celery('hub', broker='memory://')
+celery.conf.task_always_eager = True
+hub = Hub(SQLite3HubStorage('{}'), celery, **app.config)
+app.register_blueprint(hub.build_blueprint(url_prefix='/'))
+app.run(host='127.0.0.1', port={port}, threaded=True)
+"#,
+        dir.path().join("hub.sqlite3").display()
+    );
+    std::fs::write(dir.path().join("hub.py"), script).unwrap();
+    let mut flask = tokio::process::Command::new(&python)
+        .arg(dir.path().join("hub.py"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let hub_url = format!("http://127.0.0.1:{port}/");
+    feedmesh::net::install_crypto();
+    let client = reqwest::Client::new();
+    eventually("Flask-WebSub to listen", async || {
+        client.get(&hub_url).send().await.is_ok()
+    })
+    .await;
+
+    let topic = Arc::new(Topic {
+        version: Mutex::new(1),
+        fetches: Mutex::new(0),
+        hub: hub_url.clone(),
+        me: Mutex::new(String::new()),
+    });
+    let router = Router::new()
+        .route("/feed.atom", get(topic_feed))
+        .with_state(topic.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/feed.atom", listener.local_addr().unwrap().port());
+    *topic.me.lock().unwrap() = url.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let (app, bob) = follower(|s| s.hub.poll_interval = Duration::from_secs(600)).await;
+    assert_eq!(follow(&app, &bob, &url, "News").await.status(), 201);
+    eventually("the subscription at Flask-WebSub", async || {
+        follows(&app, &bob).await[0]["state"] == "subscribed"
+    })
+    .await;
+    assert_eq!(follows(&app, &bob).await[0]["hub"], hub_url);
+    assert_eq!(titles(&app, "bob", "News").await, ["flask 1"]);
+
+    *topic.version.lock().unwrap() = 2;
+    let fetches = *topic.fetches.lock().unwrap();
+    let ping = client
+        .post(&hub_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("hub.mode", "publish")
+                .append_pair("hub.topic", &url)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(ping.status().is_success(), "{}", ping.status());
+    eventually("the push from Flask-WebSub", async || {
+        titles(&app, "bob", "News").await.len() == 2
+    })
+    .await;
+    assert_eq!(titles(&app, "bob", "News").await, ["flask 1", "flask 2"]);
+    assert!(*topic.fetches.lock().unwrap() > fetches, "the hub fetched the topic");
+    assert_eq!(
+        follows(&app, &bob).await[0]["state"],
+        "subscribed",
+        "pushed, not polled"
+    );
+    flask.kill().await.ok();
+}

@@ -36,11 +36,20 @@ pub fn peer(program: &str) -> Option<PathBuf> {
     found
 }
 
+/// Where scripts/deps installs npm and pip peers.
+pub fn peers_dir() -> Option<PathBuf> {
+    std::env::var_os("FEEDMESH_PEERS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/feedmesh-peers")))
+}
+
 /// A Python interpreter that has `module`, or None (a skip) outside CI.
 pub fn python_with(module: &str) -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("FEEDMESH_TEST_PYTHON").map(PathBuf::from),
         Some(PathBuf::from("python3")),
+        // scripts/deps puts Flask-WebSub in a venv of its own.
+        peers_dir().map(|d| d.join("venv-websub/bin/python")),
     ];
     for py in candidates.into_iter().flatten() {
         let ok = std::process::Command::new(&py)
@@ -61,9 +70,7 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
 
 /// Node and the folder where scripts/deps installed an npm package, or None (a skip) outside CI.
 pub fn node_with(package: &str) -> Option<(PathBuf, PathBuf)> {
-    let dir = std::env::var_os("FEEDMESH_PEERS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/feedmesh-peers")))?;
+    let dir = peers_dir()?;
     let installed = dir.join("node_modules").join(package).join("package.json").is_file();
     let node = peer("node")?;
     if !installed {
