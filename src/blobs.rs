@@ -31,6 +31,11 @@ impl Blobs {
 
     /// Streams a body into the store; returns its SHA-256 (hex) and size.
     pub async fn put(&self, body: Body) -> AppResult<(String, u64)> {
+        self.put_expecting(body, None).await
+    }
+
+    /// Like `put`, but a body whose SHA-256 is not `expected` is refused and nothing is kept.
+    pub async fn put_expecting(&self, body: Body, expected: Option<&str>) -> AppResult<(String, u64)> {
         let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
         let result = self.write_tmp(&tmp, body).await;
         let (hash, size) = match result {
@@ -40,6 +45,14 @@ impl Blobs {
                 return Err(e);
             }
         };
+        if let Some(want) = expected
+            && want != hash
+        {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(AppError::BadRequest(format!(
+                "the body's SHA-256 is {hash}, not {want}: the upload was changed or cut short"
+            )));
+        }
         let Some(dest) = self.path(&hash) else {
             return Err(AppError::Internal(anyhow::anyhow!("bad hash")));
         };

@@ -88,6 +88,7 @@ impl Mesh {
     /// AtomPub POST of an entry: a new item (FeedSync create), or, when the entry carries
     /// `sx:sync`, a merge with whatever the hub holds under that id.
     pub async fn publish(&self, who: &Principal, col: &Collection, parsed: ParsedEntry) -> AppResult<Accepted> {
+        self.check_files(col.user_id, &parsed).await?;
         match parsed.into_incoming() {
             Incoming::Sync(incoming) => self.merge(who, col, incoming).await,
             Incoming::Plain(entry) => {
@@ -118,7 +119,7 @@ impl Mesh {
         slug: Option<String>,
     ) -> AppResult<Accepted> {
         let (sha256, size) = self.blobs.put(body).await?;
-        self.store.record_blob(&sha256, size).await?;
+        self.store.record_blob(col.user_id, &sha256, size).await?;
         let title = slug.clone().unwrap_or_else(|| format!("file {}", &sha256[..12]));
         let now = Timestamp::now();
         let entry = Entry {
@@ -156,6 +157,7 @@ impl Mesh {
         parsed: ParsedEntry,
         resolve: bool,
     ) -> AppResult<Accepted> {
+        self.check_files(col.user_id, &parsed).await?;
         match parsed.into_incoming() {
             Incoming::Sync(incoming) => {
                 if incoming.id() != sync_id {
@@ -180,6 +182,33 @@ impl Mesh {
         if_match: Option<u64>,
     ) -> AppResult<Accepted> {
         self.edit(who, col, sync_id, if_match, Edit::Delete).await
+    }
+
+    /// Every file an entry's versions name (`fm:file`) must be one the user uploaded, with
+    /// the size it has: an item never points at a blob the hub does not hold for them.
+    async fn check_files(&self, user_id: i64, parsed: &ParsedEntry) -> AppResult<()> {
+        let mut files: Vec<Media> = parsed.entry.media.iter().cloned().collect();
+        if let Some(s) = &parsed.sync {
+            files.extend(s.conflicts.iter().filter_map(|c| c.payload.media.clone()));
+        }
+        for m in &files {
+            match self.store.blob_size(user_id, &m.sha256).await? {
+                Some(size) if size == m.size => {}
+                Some(size) => {
+                    return Err(AppError::BadRequest(format!(
+                        "fm:file {} says {} bytes, the blob has {size}",
+                        m.sha256, m.size
+                    )));
+                }
+                None => {
+                    return Err(AppError::BadRequest(format!(
+                        "fm:file {0} is not uploaded: PUT /api/blobs/{0} first",
+                        m.sha256
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An entry of a followed feed, kept under `sync_id` (derived from the feed and the

@@ -4,6 +4,7 @@ mod common;
 
 mod atompub;
 mod bad_input;
+mod blobs;
 mod cli;
 mod fanout;
 mod feeds;

@@ -378,10 +378,17 @@ async fn story(store: &dyn Store) {
     assert!(store.follow_by_token("tok1").await.unwrap().is_none());
 
     // blobs
-    store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();
-    store.record_blob("ab".repeat(32).as_str(), 42).await.unwrap();
-    assert_eq!(store.blob_size(&"ab".repeat(32)).await.unwrap(), Some(42));
-    assert_eq!(store.blob_size(&"cd".repeat(32)).await.unwrap(), None);
+    store.record_blob(alice.id, "ab".repeat(32).as_str(), 42).await.unwrap();
+    store.record_blob(alice.id, "ab".repeat(32).as_str(), 42).await.unwrap();
+    assert_eq!(store.blob_size(alice.id, &"ab".repeat(32)).await.unwrap(), Some(42));
+    assert_eq!(store.blob_size(alice.id, &"cd".repeat(32)).await.unwrap(), None);
+    assert_eq!(
+        store.blob_size(bob.id, &"ab".repeat(32)).await.unwrap(),
+        None,
+        "bob never uploaded it"
+    );
+    store.record_blob(bob.id, "ab".repeat(32).as_str(), 42).await.unwrap();
+    assert_eq!(store.blob_size(bob.id, &"ab".repeat(32)).await.unwrap(), Some(42));
 }
 
 #[tokio::test]

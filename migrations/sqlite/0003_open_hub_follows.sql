@@ -96,3 +96,12 @@ CREATE TABLE server_secrets (
 
 -- Claims of due deliveries look up subscribers behind their user's head by this index.
 CREATE INDEX websub_subscriptions_due ON websub_subscriptions (user_id, delivered_seq);
+
+-- Which user uploaded which blob: blobs are shared on disk (content-addressed), but a user
+-- reads or references only blobs they uploaded themselves.
+CREATE TABLE user_blobs (
+    user_id     INTEGER NOT NULL REFERENCES users(id),
+    sha256      TEXT    NOT NULL REFERENCES blobs(sha256),
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, sha256)
+);

@@ -5,7 +5,7 @@ use crate::domain::entry::{Category, Content, Entry, Link, Person, Text, TextKin
 use crate::domain::feedsync::{History, Item, SyncMeta, Version};
 use crate::domain::time::Timestamp;
 
-use super::xml::{ATOM_NS, Node, Reader, SSE_093_NS, SX_NS, Start, XmlError};
+use super::xml::{ATOM_NS, FM_NS, Node, Reader, SSE_093_NS, SX_NS, Start, XmlError};
 
 /// One entry as received: its payload, and its sync metadata and conflicts if it had `sx:sync`.
 #[derive(Clone, Debug, PartialEq)]
@@ -135,6 +135,9 @@ fn entry(r: &mut Reader<'_>, now: Timestamp, allow_conflicts: bool) -> Result<Pa
                 }
                 _ => r.skip(&s)?, // id, rights, source, contributor: publisher-specific or not kept
             }
+        } else if s.ns == FM_NS && s.name == "file" {
+            e.media = Some(file(&s)?);
+            r.skip(&s)?;
         } else if is_sx(&s, "sync") {
             if sync.is_some() {
                 return Err(XmlError::Invalid("an entry may carry only one sx:sync".into()));
@@ -146,6 +149,24 @@ fn entry(r: &mut Reader<'_>, now: Timestamp, allow_conflicts: bool) -> Result<Pa
     }
     e.title = title.ok_or_else(|| XmlError::Invalid("the entry has no atom:title".into()))?;
     Ok(ParsedEntry { entry: e, sync })
+}
+
+/// `<fm:file sha256="…" size="…" type="…" name="…"/>`: the blob an item's payload is.
+fn file(s: &Start) -> Result<crate::domain::entry::Media, XmlError> {
+    let sha256 = s
+        .attr("sha256")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .ok_or_else(|| XmlError::Invalid("fm:file needs sha256, 64 lowercase hex digits".into()))?;
+    let size = s
+        .attr("size")
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| XmlError::Invalid("fm:file needs size, a whole number of bytes".into()))?;
+    Ok(crate::domain::entry::Media {
+        sha256: sha256.to_string(),
+        size,
+        media_type: s.attr("type").unwrap_or("application/octet-stream").to_string(),
+        slug: s.attr("name").map(str::to_string),
+    })
 }
 
 fn text_construct(r: &mut Reader<'_>, s: &Start) -> Result<Text, XmlError> {

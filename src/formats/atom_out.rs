@@ -137,6 +137,20 @@ fn payload(o: &mut String, p: &Entry, media_url: Option<&str>, deleted: bool) {
         o.push_str("/>\n");
     }
     let mut summary = p.summary.clone();
+    if let Some(m) = &p.media {
+        let _ = write!(
+            o,
+            "<fm:file xmlns:fm=\"{}\" sha256=\"{}\" size=\"{}\" type=\"{}\"",
+            super::xml::FM_NS,
+            esc(&m.sha256),
+            m.size,
+            esc(&xml_safe(&m.media_type))
+        );
+        if let Some(name) = &m.slug {
+            let _ = write!(o, " name=\"{}\"", esc(&xml_safe(name)));
+        }
+        o.push_str("/>\n");
+    }
     if let (Some(m), Some(url)) = (&p.media, media_url) {
         let _ = writeln!(o, "<content type=\"{}\" src=\"{}\"/>", esc(&m.media_type), esc(url));
         if summary.is_none() {

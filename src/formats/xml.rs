@@ -10,6 +10,8 @@ use quick_xml::reader::NsReader;
 
 pub const ATOM_NS: &str = "http://www.w3.org/2005/Atom";
 pub const SX_NS: &str = "http://feedsync.org/2007/feedsync";
+/// feedmesh's own extension elements (`fm:file`: the blob an item's payload is).
+pub const FM_NS: &str = "urn:feedmesh:2026";
 pub const APP_NS: &str = "http://www.w3.org/2007/app";
 /// SSE 0.93, accepted on input only.
 pub const SSE_093_NS: &str = "http://www.microsoft.com/schemas/sse";

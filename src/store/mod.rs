@@ -426,8 +426,10 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    async fn record_blob(&self, sha256: &str, size: u64) -> Result<()>;
-    async fn blob_size(&self, sha256: &str) -> Result<Option<u64>>;
+    /// Records that `user_id` uploaded the blob (stored on disk under its SHA-256).
+    async fn record_blob(&self, user_id: i64, sha256: &str, size: u64) -> Result<()>;
+    /// The size of a blob the user uploaded; None for any other blob.
+    async fn blob_size(&self, user_id: i64, sha256: &str) -> Result<Option<u64>>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.

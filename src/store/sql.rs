@@ -1401,21 +1401,33 @@ impl Store for SqlStore {
         self.notified.clone()
     }
 
-    async fn record_blob(&self, sha256: &str, size: u64) -> Result<()> {
+    async fn record_blob(&self, user_id: i64, sha256: &str, size: u64) -> Result<()> {
         sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
             .bind(sha256)
             .bind(sql_seq(size))
             .bind(now())
             .execute(&self.writer)
             .await?;
+        sqlx::query(
+            "INSERT INTO user_blobs (user_id, sha256, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id, sha256) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(sha256)
+        .bind(now())
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
-    async fn blob_size(&self, sha256: &str) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE sha256 = $1")
-            .bind(sha256)
-            .fetch_optional(&self.readers)
-            .await?;
+    async fn blob_size(&self, user_id: i64, sha256: &str) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM user_blobs u JOIN blobs b ON b.sha256 = u.sha256 WHERE u.user_id = $1 AND u.sha256 = $2",
+        )
+        .bind(user_id)
+        .bind(sha256)
+        .fetch_optional(&self.readers)
+        .await?;
         Ok(size.map(seq))
     }
 }

@@ -3,6 +3,7 @@
 
 mod atompub;
 mod auth;
+mod blobs;
 mod cache;
 pub mod deliver;
 mod feeds;
@@ -77,6 +78,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/u/{user}/endpoints/{device}/{feed}", get(feeds::endpoint_stream))
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/api/blobs/{sha256}", get(blobs::get).put(blobs::put))
         .route("/api/follows", get(follows::list).post(follows::create))
         .route("/api/follows/{id}", axum::routing::delete(follows::remove))
         .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))

@@ -1,0 +1,67 @@
+//! `/api/blobs/{sha256}`: a user's files by content. PUT streams one up (refused unless its
+//! SHA-256 is the one named, so a changed or cut-short upload stores nothing); HEAD says
+//! whether the user already has it (no second upload); GET reads it. Blobs are shared on disk
+//! but each user sees only the ones they uploaded.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::SharedState;
+use super::auth::{Check, optional_principal, principal};
+use crate::error::{AppError, AppResult};
+
+fn checked(sha256: &str) -> AppResult<&str> {
+    let ok = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ok.then_some(sha256)
+        .ok_or_else(|| AppError::BadRequest("a blob is named by its SHA-256 in 64 lowercase hex digits".into()))
+}
+
+pub async fn put(
+    State(st): State<SharedState>,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult<Response> {
+    let p = principal(&st, &headers).await?;
+    let sha256 = checked(&sha256)?;
+    if st.mesh.store.blob_size(p.user_id, sha256).await?.is_some() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let (_, size) = st.mesh.blobs.put_expecting(body, Some(sha256)).await?;
+    st.mesh.store.record_blob(p.user_id, sha256, size).await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+pub async fn get(State(st): State<SharedState>, Path(sha256): Path<String>, headers: HeaderMap) -> AppResult<Response> {
+    let p = optional_principal(&st, &headers, Check::Cached)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let sha256 = checked(&sha256)?;
+    let size = st
+        .mesh
+        .store
+        .blob_size(p.user_id, sha256)
+        .await?
+        .ok_or(AppError::NotFound("blob"))?;
+    let path = st.mesh.blobs.path(sha256).ok_or(AppError::NotFound("blob"))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("blob {sha256} missing: {e}")))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(size)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=31536000, immutable"),
+            ),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+    )
+        .into_response())
+}

@@ -1,0 +1,156 @@
+//! Files by content (`/api/blobs/{sha256}`) and items that are files (`fm:file`): uploads
+//! are checked against their name, each user sees only their own, and an entry may name
+//! only a blob its user uploaded.
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::common::TestApp;
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn put(app: &TestApp, token: &str, name: &str, body: &'static [u8]) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/api/blobs/{name}")))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Every file under the hub's blob directory (temporary files included).
+fn stored_files(app: &TestApp) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&app.dir.path().join("blobs"), &mut out);
+    out
+}
+
+#[tokio::test]
+async fn blobs_are_checked_deduplicated_and_private() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice", "laptop").await;
+    let bob = app.token("bob", "desk").await;
+    let body: &[u8] = b"hello, mesh";
+    let name = sha(body);
+    assert_eq!(put(&app, &alice, &name, body).await.status(), 201);
+    assert_eq!(put(&app, &alice, &name, body).await.status(), 204, "already there");
+    let head = app
+        .client
+        .head(app.url(&format!("/api/blobs/{name}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            head.status().as_u16(),
+            head.headers()["content-length"].to_str().unwrap()
+        ),
+        (200, "11")
+    );
+    assert_eq!(
+        app.get(&alice, &format!("/api/blobs/{name}"))
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+        body
+    );
+    // Bob has not uploaded it: for him it does not exist, until he uploads the same bytes.
+    assert_eq!(app.get(&bob, &format!("/api/blobs/{name}")).await.status(), 404);
+    assert_eq!(put(&app, &bob, &name, body).await.status(), 201);
+    assert_eq!(app.get(&bob, &format!("/api/blobs/{name}")).await.status(), 200);
+    assert_eq!(stored_files(&app).len(), 1, "one copy on disk");
+
+    // A body that is not what its name says is refused, and nothing is kept.
+    let resp = put(&app, &alice, &sha(b"other"), b"not other").await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("SHA-256"));
+    assert_eq!(
+        app.get(&alice, &format!("/api/blobs/{}", sha(b"other"))).await.status(),
+        404
+    );
+    assert_eq!(put(&app, &alice, "not-a-hash", body).await.status(), 400);
+    let anon = app
+        .client
+        .put(app.url(&format!("/api/blobs/{name}")))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+
+    // A cut-short upload (the connection closes early) stores nothing either.
+    let full = vec![7u8; 100_000];
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT /api/blobs/{} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {alice}\r\nContent-Length: {}\r\n\r\n",
+        sha(&full),
+        full.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&full[..1000]).await.unwrap();
+    conn.shutdown().await.unwrap();
+    drop(conn);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get(&alice, &format!("/api/blobs/{}", sha(&full))).await.status(),
+        404
+    );
+    assert_eq!(stored_files(&app).len(), 1, "no partial file left behind");
+}
+
+#[tokio::test]
+async fn an_item_names_only_files_its_user_uploaded() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice", "laptop").await;
+    let bob = app.token("bob", "desk").await;
+    app.collection("alice", "Docs").await;
+    let body: &[u8] = b"# notes\n";
+    let name = sha(body);
+    let entry = |size: usize| {
+        format!(
+            r#"<entry xmlns="http://www.w3.org/2005/Atom"><title>notes.md</title><fm:file xmlns:fm="urn:feedmesh:2026" sha256="{name}" size="{size}" type="text/markdown" name="notes.md"/></entry>"#
+        )
+    };
+    let resp = app.post_entry(&alice, "/atompub/alice/Docs", entry(8)).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("is not uploaded"));
+    put(&app, &bob, &name, body).await; // bob's upload does not count for alice
+    assert_eq!(
+        app.post_entry(&alice, "/atompub/alice/Docs", entry(8)).await.status(),
+        400
+    );
+    put(&app, &alice, &name, body).await;
+    assert_eq!(
+        app.post_entry(&alice, "/atompub/alice/Docs", entry(9)).await.status(),
+        400,
+        "wrong size"
+    );
+    let resp = app.post_entry(&alice, "/atompub/alice/Docs", entry(8)).await;
+    assert_eq!(resp.status(), 201);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let read = app.text(&alice, &location).await;
+    assert!(
+        read.contains(&format!(
+            r#"sha256="{name}" size="8" type="text/markdown" name="notes.md""#
+        )),
+        "{read}"
+    );
+    // The file survives a round trip through the sync exchange.
+    let feed = app.text(&alice, "/atompub/alice/Docs").await;
+    assert!(feed.contains("fm:file"), "{feed}");
+}
