@@ -46,6 +46,9 @@ pub enum Command {
     /// with conditional GETs otherwise); a running `serve` picks changes up within a second.
     #[command(subcommand)]
     Follow(FollowCmd),
+    /// Keep a folder in sync with a collection through a hub (`agent status --dir DIR`: its
+    /// last sync, pending changes and conflicts).
+    Agent(crate::agent::AgentArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Agent(args) => crate::agent::run(args).await,
         Command::Follow(cmd) => {
             let store = open(&cli.data).await?;
             match cmd {

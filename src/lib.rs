@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of this crate.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod app;
 pub mod blobs;
 pub mod cli;

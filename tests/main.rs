@@ -2,6 +2,7 @@
 
 mod common;
 
+mod agent;
 mod atompub;
 mod bad_input;
 mod blobs;

@@ -33,6 +33,20 @@ pub async fn service(State(st): State<SharedState>, headers: HeaderMap) -> AppRe
     Ok(([(header::CONTENT_TYPE, "application/atomsvc+xml; charset=utf-8")], body).into_response())
 }
 
+/// `GET /api/collections`: the caller's collections and their URLs, as JSON (for agents).
+pub async fn collections(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
+    let p = principal(&st, &headers).await?;
+    let list: Vec<serde_json::Value> = st
+        .mesh
+        .store
+        .collections(p.user_id)
+        .await?
+        .iter()
+        .map(|c| serde_json::json!({ "name": c.name, "url": st.collection_url(&p.user, &c.name) }))
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "user": p.user, "device": p.endpoint, "collections": list })).into_response())
+}
+
 fn content_type(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::CONTENT_TYPE)

@@ -79,6 +79,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/api/blobs/{sha256}", get(blobs::get).put(blobs::put))
+        .route("/api/collections", get(atompub::collections))
         .route("/api/follows", get(follows::list).post(follows::create))
         .route("/api/follows/{id}", axum::routing::delete(follows::remove))
         .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))

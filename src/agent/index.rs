@@ -1,0 +1,162 @@
+//! The agent's local index (`DIR/.feedmesh/index.db`, SQLite): for every item, where it is on
+//! disk, the content hash and size and modification time last seen there, the FeedSync item
+//! as last merged, and whether it has local changes the hub has not taken yet. A restart
+//! neither re-uploads nor re-downloads anything: unchanged files are recognised by size and
+//! modification time. This is the agent's own store, apart from the hub's `store/`.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::Row as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::domain::entry::StoredItem;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS items (
+        sync_id  TEXT PRIMARY KEY,
+        path     TEXT UNIQUE,
+        sha256   TEXT,
+        size     INTEGER NOT NULL DEFAULT 0,
+        mtime_ns INTEGER NOT NULL DEFAULT 0,
+        item     TEXT NOT NULL,
+        dirty    INTEGER NOT NULL DEFAULT 0
+    )",
+    "CREATE TABLE IF NOT EXISTS conflicts (path TEXT PRIMARY KEY, sync_id TEXT NOT NULL)",
+];
+
+/// One item as the agent knows it.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub sync_id: String,
+    /// Where the current version is on disk; None when it is not (deleted, or not written).
+    pub path: Option<String>,
+    /// The content at `path` when it was last synced.
+    pub sha256: Option<String>,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub item: StoredItem,
+    /// Changed here and not yet taken by the hub.
+    pub dirty: bool,
+}
+
+pub struct Index {
+    db: SqlitePool,
+}
+
+impl Index {
+    pub async fn open(state_dir: &Path) -> anyhow::Result<Index> {
+        std::fs::create_dir_all(state_dir)?;
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", state_dir.join("index.db").display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let db = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+        for s in SCHEMA {
+            sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&db).await?;
+        }
+        Ok(Index { db })
+    }
+
+    pub async fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.db)
+            .await?)
+    }
+
+    pub async fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn rows(&self) -> anyhow::Result<Vec<Row>> {
+        let rows = sqlx::query("SELECT sync_id, path, sha256, size, mtime_ns, item, dirty FROM items")
+            .fetch_all(&self.db)
+            .await?;
+        rows.iter().map(row).collect()
+    }
+
+    pub async fn row(&self, sync_id: &str) -> anyhow::Result<Option<Row>> {
+        let r = sqlx::query("SELECT sync_id, path, sha256, size, mtime_ns, item, dirty FROM items WHERE sync_id = ?")
+            .bind(sync_id)
+            .fetch_optional(&self.db)
+            .await?;
+        r.as_ref().map(row).transpose()
+    }
+
+    /// Writes a row; another row holding the same path gives it up (it moved or was replaced).
+    pub async fn put(&self, r: &Row) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        if let Some(p) = &r.path {
+            sqlx::query("UPDATE items SET path = NULL WHERE path = ? AND sync_id <> ?")
+                .bind(p)
+                .bind(&r.sync_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO items (sync_id, path, sha256, size, mtime_ns, item, dirty) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (sync_id) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256, size = excluded.size, \
+             mtime_ns = excluded.mtime_ns, item = excluded.item, dirty = excluded.dirty",
+        )
+        .bind(&r.sync_id)
+        .bind(r.path.as_deref())
+        .bind(r.sha256.as_deref())
+        .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
+        .bind(r.mtime_ns)
+        .bind(serde_json::to_string(&r.item)?)
+        .bind(r.dirty)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Conflict copies on disk: (path, sync id of their item).
+    pub async fn conflicts(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT path, sync_id FROM conflicts ORDER BY path")
+            .fetch_all(&self.db)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("path")?, r.try_get("sync_id")?)))
+            .collect()
+    }
+
+    pub async fn add_conflict(&self, path: &str, sync_id: &str) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO conflicts (path, sync_id) VALUES (?, ?) ON CONFLICT (path) DO NOTHING")
+            .bind(path)
+            .bind(sync_id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn drop_conflicts(&self, sync_id: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM conflicts WHERE sync_id = ?")
+            .bind(sync_id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+}
+
+fn row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Row> {
+    Ok(Row {
+        sync_id: r.try_get("sync_id")?,
+        path: r.try_get("path")?,
+        sha256: r.try_get("sha256")?,
+        size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
+        mtime_ns: r.try_get("mtime_ns")?,
+        item: serde_json::from_str(&r.try_get::<String, _>("item")?)?,
+        dirty: r.try_get("dirty")?,
+    })
+}

@@ -1,0 +1,164 @@
+//! `feedmesh agent`: keeps a folder in sync with a collection through the hub (issue 3).
+//! Every file is an item whose payload names its path and content (`fm:file`); the hub holds
+//! the merged complete copy; each device merges with the same FeedSync algorithm. The agent
+//! syncs at start, then whenever the folder changes (a filesystem watcher, plus a rescan as a
+//! safety net) or the hub has news (a long-poll), and keeps local edits while the hub is away.
+
+mod index;
+pub mod paths;
+mod sync;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use notify::Watcher;
+
+pub use sync::{Agent, Report};
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCmd>,
+
+    /// The hub's URL.
+    #[arg(long, env = "FEEDMESH_HUB", value_name = "URL")]
+    pub hub: Option<String>,
+
+    /// A device token of the user (`feedmesh token add USER --device NAME`).
+    #[arg(long, env = "FEEDMESH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// The collection the folder mirrors.
+    #[arg(long, value_name = "NAME")]
+    pub collection: Option<String>,
+
+    /// The folder to keep in sync (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Sync once and exit (for scripts and cron) instead of running.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Seconds between full rescans of the folder (the watcher catches changes sooner).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub rescan: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCmd {
+    /// Show the folder's sync state: last sync, pending changes, conflicts.
+    Status {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if let Some(AgentCmd::Status { dir }) = args.command {
+        return status(&dir).await;
+    }
+    let missing = |what: &str| anyhow::anyhow!("feedmesh agent needs --{what} (see feedmesh agent --help)");
+    let hub = args.hub.ok_or_else(|| missing("hub"))?;
+    let token = args.token.ok_or_else(|| missing("token"))?;
+    let collection = args.collection.ok_or_else(|| missing("collection"))?;
+    let dir = args.dir.ok_or_else(|| missing("dir"))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let agent = Agent::connect(&hub, &token, &collection, &dir).await?;
+    if args.once {
+        let r = agent.sync().await?;
+        eprintln!("{}", summary(&r));
+        return Ok(());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if e.is_ok_and(|e| {
+            !e.paths
+                .iter()
+                .all(|p| p.components().any(|c| c.as_os_str() == paths::STATE_DIR))
+        }) {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
+    eprintln!(
+        "feedmesh agent: {} <-> {hub} collection {collection} as {}",
+        dir.display(),
+        agent.by
+    );
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match agent.sync().await {
+            Ok(r) => {
+                backoff = Duration::from_secs(1);
+                if r != Report::default() {
+                    tracing::info!(summary = %summary(&r), "synced");
+                }
+            }
+            Err(e) => {
+                // Local changes stay in the index (dirty) and go out when the hub is back.
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "sync failed; local changes are kept");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                continue;
+            }
+        }
+        tokio::select! {
+            r = agent.wait_remote(25) => if let Err(e) = r {
+                tracing::debug!(error = %e, "long-poll ended");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            },
+            Some(()) = rx.recv() => {
+                // Let a burst of writes settle, then sync once for all of them.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while rx.try_recv().is_ok() {}
+            },
+            _ = tokio::time::sleep(Duration::from_secs(args.rescan.max(1))) => {},
+            _ = crate::app::shutdown_signal() => return Ok(()),
+        }
+    }
+}
+
+fn summary(r: &Report) -> String {
+    format!(
+        "{} local changes, {} pushed ({} bytes up), {} pulled ({} bytes down), {} conflict copies",
+        r.local_changes, r.pushed, r.uploaded_bytes, r.pulled, r.downloaded_bytes, r.conflicts
+    )
+}
+
+async fn status(dir: &Path) -> anyhow::Result<()> {
+    let state = dir.join(paths::STATE_DIR);
+    if !state.join("index.db").is_file() {
+        anyhow::bail!(
+            "{} is not synced by feedmesh agent (no {}/index.db)",
+            dir.display(),
+            paths::STATE_DIR
+        );
+    }
+    let index = index::Index::open(&state).await?;
+    let rows = index.rows().await?;
+    let get = async |k: &str| index.meta(k).await.map(|v| v.unwrap_or_else(|| "-".into()));
+    println!("hub:         {}", get("hub").await?);
+    println!("collection:  {}", get("collection").await?);
+    println!("last sync:   {}", get("last_sync").await?);
+    println!("items:       {}", rows.iter().filter(|r| r.path.is_some()).count());
+    let pending: Vec<_> = rows.iter().filter(|r| r.dirty).collect();
+    println!("pending:     {}", pending.len());
+    for r in pending {
+        println!(
+            "  {} ({})",
+            r.path.as_deref().unwrap_or("(deleted)"),
+            sync::describe(&r.item)
+        );
+    }
+    let conflicts = index.conflicts().await?;
+    println!("conflicts:   {}", conflicts.len());
+    for (copy, id) in conflicts {
+        let at = index.row(&id).await?.and_then(|r| r.path).unwrap_or_default();
+        println!("  {copy} (of {at})");
+    }
+    Ok(())
+}

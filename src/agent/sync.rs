@@ -1,0 +1,710 @@
+//! One sync of a folder with its collection: scan the folder for local changes and record
+//! each as a FeedSync change of its item (create, update, delete; a rename keeps the item),
+//! push the changed items (blob first, then the entry with `sx:sync`, which the hub merges),
+//! pull every change after the cursor and merge it here with the same algorithm, and apply
+//! the merged items to disk: atomic writes, conflict copies, moves and deletions.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::index::{Index, Row};
+use super::paths::{self, Ignores, STATE_DIR};
+use crate::domain::entry::{Entry, Media, StoredItem, Text};
+use crate::domain::feedsync::{self, MergeKind, Resolve};
+use crate::domain::time::Timestamp;
+use crate::formats::EntryView;
+use crate::formats::atom_in::{Incoming, parse_entry_document, parse_feed_document};
+
+/// Entries asked for per page of the partial feed.
+const PAGE: usize = 500;
+
+/// What one sync did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub local_changes: usize,
+    pub pushed: usize,
+    pub uploaded_bytes: u64,
+    pub pulled: usize,
+    pub downloaded_bytes: u64,
+    pub conflicts: usize,
+}
+
+pub struct Agent {
+    http: reqwest::Client,
+    hub: String,
+    token: String,
+    collection_url: String,
+    /// The FeedSync `by` of this device: `user/device`, from the token.
+    pub by: String,
+    root: PathBuf,
+    state: PathBuf,
+    pub index: Index,
+}
+
+#[derive(serde::Deserialize)]
+struct WhoAmI {
+    user: String,
+    device: String,
+    collections: Vec<NamedUrl>,
+}
+
+#[derive(serde::Deserialize)]
+struct NamedUrl {
+    name: String,
+    url: String,
+}
+
+impl Agent {
+    /// Opens the folder's index and asks the hub who the token is and where the collection is.
+    pub async fn connect(hub: &str, token: &str, collection: &str, root: &Path) -> anyhow::Result<Agent> {
+        crate::net::install_crypto();
+        let root = std::fs::canonicalize(root).with_context(|| format!("no folder {}", root.display()))?;
+        let state = root.join(STATE_DIR);
+        let index = Index::open(&state).await?;
+        let hub = hub.trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("feedmesh-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let resp = http
+            .get(format!("{hub}/api/collections"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the hub at {hub}"))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            bail!("the hub refused the token (401): check --token");
+        }
+        let me: WhoAmI = serde_json::from_slice(&resp.error_for_status()?.bytes().await?)?;
+        let collection_url = me
+            .collections
+            .iter()
+            .find(|c| c.name == collection)
+            .map(|c| c.url.clone())
+            .ok_or_else(|| {
+                let names: Vec<&str> = me.collections.iter().map(|c| c.name.as_str()).collect();
+                anyhow!(
+                    "{} has no collection {collection:?} (there are: {})",
+                    me.user,
+                    names.join(", ")
+                )
+            })?;
+        for (k, v) in [("hub", hub.as_str()), ("collection", collection)] {
+            index.set_meta(k, v).await?;
+        }
+        Ok(Agent {
+            http,
+            hub,
+            token: token.to_string(),
+            collection_url,
+            by: format!("{}/{}", me.user, me.device),
+            root,
+            state,
+            index,
+        })
+    }
+
+    /// Scan, push, pull, apply.
+    pub async fn sync(&self) -> anyhow::Result<Report> {
+        let mut report = Report {
+            local_changes: self.scan().await?,
+            ..Report::default()
+        };
+        self.push(&mut report).await?;
+        self.pull(&mut report).await?;
+        report.conflicts = self.index.conflicts().await?.len();
+        self.index.set_meta("last_sync", &Timestamp::now().rfc3339()).await?;
+        Ok(report)
+    }
+
+    /// Holds a request until the collection changes after our cursor, or `secs` pass.
+    pub async fn wait_remote(&self, secs: u64) -> anyhow::Result<()> {
+        let cursor = self.index.meta("cursor").await?.unwrap_or_else(|| "0".into());
+        self.http
+            .get(format!("{}?since={cursor}&limit=1&wait={secs}", self.collection_url))
+            .bearer_auth(&self.token)
+            .timeout(std::time::Duration::from_secs(secs + 15))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    // ---- scan ----
+
+    /// Records every local change since the last scan as a FeedSync change; returns how many.
+    async fn scan(&self) -> anyhow::Result<usize> {
+        let root = self.root.clone();
+        let files = tokio::task::spawn_blocking(move || walk(&root)).await??;
+        let rows = self.index.rows().await?;
+        let copies: HashMap<String, String> = self.index.conflicts().await?.into_iter().collect();
+        let mut by_path: HashMap<String, Row> = rows
+            .into_iter()
+            .filter_map(|r| r.path.clone().map(|p| (p, r)))
+            .collect();
+        let mut changes = 0;
+        let mut new_files = Vec::new();
+        let mut seen = HashSet::new();
+        for f in files {
+            if copies.contains_key(&f.rel) || paths::is_conflict_copy(&f.rel) {
+                continue;
+            }
+            seen.insert(f.rel.clone());
+            match by_path.get(&f.rel) {
+                Some(row) if row.size == f.size && row.mtime_ns == f.mtime_ns => {}
+                Some(row) => {
+                    let sha = hash_file(&f.abs).await?;
+                    let mut row = row.clone();
+                    if row.sha256.as_deref() == Some(sha.as_str()) {
+                        row.mtime_ns = f.mtime_ns; // touched, not changed
+                    } else {
+                        self.change(&mut row, &f.rel, &sha, f.size, true).await?;
+                        changes += 1;
+                    }
+                    row.mtime_ns = f.mtime_ns;
+                    self.index.put(&row).await?;
+                }
+                None => new_files.push(f),
+            }
+        }
+        // Gone from disk: deleted, or renamed (the same content under a new name).
+        by_path.retain(|p, r| !seen.contains(p) && !r.item.current.sync.deleted);
+        let mut missing: Vec<Row> = by_path.into_values().collect();
+        for f in new_files {
+            let sha = hash_file(&f.abs).await?;
+            let mut row = match missing.iter().position(|r| r.sha256.as_deref() == Some(sha.as_str())) {
+                // A rename: the same item (and blob) under its new path, nothing uploaded.
+                Some(i) => {
+                    let mut row = missing.swap_remove(i);
+                    self.change(&mut row, &f.rel, &sha, f.size, false).await?;
+                    row
+                }
+                None => {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let entry = file_entry(&f.rel, &sha, f.size);
+                    Row {
+                        sync_id: id.clone(),
+                        path: Some(f.rel.clone()),
+                        sha256: Some(sha),
+                        size: f.size,
+                        mtime_ns: 0,
+                        item: feedsync::create(id, &self.by, Timestamp::now(), false, entry),
+                        dirty: true,
+                    }
+                }
+            };
+            row.mtime_ns = f.mtime_ns;
+            self.index.put(&row).await?;
+            changes += 1;
+        }
+        for mut row in missing {
+            feedsync::update(&mut row.item, &self.by, Timestamp::now(), None, true);
+            row.path = None;
+            row.sha256 = None;
+            row.dirty = true;
+            self.index.put(&row).await?;
+            changes += 1;
+        }
+        // A conflict copy deleted here resolves its conflict: the file at the path wins.
+        for (copy, sync_id) in &copies {
+            if self.root.join(copy).exists() {
+                continue;
+            }
+            if let Some(mut row) = self.index.row(sync_id).await?
+                && row.item.has_conflicts()
+            {
+                let payload = row.item.current.payload.clone();
+                let deleted = row.item.current.sync.deleted;
+                feedsync::resolve(
+                    &mut row.item,
+                    &self.by,
+                    Timestamp::now(),
+                    Some(payload),
+                    deleted,
+                    Resolve::All,
+                );
+                row.dirty = true;
+                self.index.put(&row).await?;
+                changes += 1;
+            }
+            self.remove_copies(sync_id, &HashSet::new()).await?;
+        }
+        Ok(changes)
+    }
+
+    /// A local edit (or rename) of an item: an update, or a resolution when it has conflicts.
+    async fn change(
+        &self,
+        row: &mut Row,
+        rel: &str,
+        sha: &str,
+        size: u64,
+        resolve_conflicts: bool,
+    ) -> anyhow::Result<()> {
+        let entry = file_entry(rel, sha, size);
+        let now = Timestamp::now();
+        if resolve_conflicts && row.item.has_conflicts() {
+            feedsync::resolve(&mut row.item, &self.by, now, Some(entry), false, Resolve::All);
+            self.remove_copies(&row.sync_id, &HashSet::new()).await?;
+        } else {
+            feedsync::update(&mut row.item, &self.by, now, Some(entry), false);
+        }
+        row.path = Some(rel.to_string());
+        row.sha256 = Some(sha.to_string());
+        row.size = size;
+        row.dirty = true;
+        Ok(())
+    }
+
+    // ---- push ----
+
+    async fn push(&self, report: &mut Report) -> anyhow::Result<()> {
+        for row in self.index.rows().await?.into_iter().filter(|r| r.dirty) {
+            let cur = &row.item.current;
+            if let (false, Some(m), Some(rel)) = (cur.sync.deleted, &cur.payload.media, &row.path) {
+                match self.upload(m, &self.root.join(rel)).await {
+                    Ok(bytes) => report.uploaded_bytes += bytes,
+                    Err(e) => {
+                        // Changed since the scan, or unreadable: the next scan sees it again.
+                        tracing::warn!(path = %rel, error = %format!("{e:#}"), "upload postponed");
+                        continue;
+                    }
+                }
+            }
+            let id = format!("urn:feedmesh:item:{}", row.sync_id);
+            let view = EntryView {
+                id: id.clone(),
+                version: &row.item.current,
+                sync: Some((&row.item.current.sync, row.item.conflicts.as_slice())),
+                edit_url: None,
+                edit_media_url: None,
+                fallback_link: id,
+                tags: Vec::new(),
+                media_url: None,
+            };
+            let body = crate::formats::atom_out::entry_document(&view);
+            let resp = self
+                .http
+                .post(&self.collection_url)
+                .bearer_auth(&self.token)
+                .header("content-type", "application/atom+xml;type=entry")
+                .body(body)
+                .send()
+                .await?;
+            let status = resp.status();
+            let text = resp.bytes().await?;
+            if !status.is_success() {
+                bail!(
+                    "the hub refused {}: {status} {}",
+                    row.path.as_deref().unwrap_or(&row.sync_id),
+                    String::from_utf8_lossy(&text).trim()
+                );
+            }
+            let Incoming::Sync(merged) = parse_entry_document(&text, Timestamp::now())?.into_incoming() else {
+                bail!("the hub answered an entry without sx:sync");
+            };
+            // The hub's merge may hold more than we sent (conflicts, a newer winner).
+            let mut row = self.index.row(&row.sync_id).await?.unwrap_or(row);
+            let local = std::mem::replace(&mut row.item, merged.clone());
+            row.item = feedsync::merge(Some(&local), merged)?.item;
+            row.dirty = false;
+            self.apply(&mut row, report).await?;
+            report.pushed += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes sure the hub holds the file's blob; returns the bytes sent.
+    async fn upload(&self, m: &Media, abs: &Path) -> anyhow::Result<u64> {
+        let url = format!("{}/api/blobs/{}", self.hub, m.sha256);
+        let head = self.http.head(&url).bearer_auth(&self.token).send().await?;
+        if head.status().is_success() {
+            return Ok(0); // content-addressed: never uploaded twice
+        }
+        let file = tokio::fs::File::open(abs).await?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let resp = self
+            .http
+            .put(&url)
+            .bearer_auth(&self.token)
+            .header("content-length", m.size)
+            .body(body)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("{} {}", resp.status(), resp.text().await.unwrap_or_default().trim());
+        }
+        Ok(m.size)
+    }
+
+    // ---- pull ----
+
+    async fn pull(&self, report: &mut Report) -> anyhow::Result<()> {
+        loop {
+            let cursor = self.index.meta("cursor").await?.unwrap_or_else(|| "0".into());
+            let resp = self
+                .http
+                .get(format!("{}?since={cursor}&limit={PAGE}", self.collection_url))
+                .bearer_auth(&self.token)
+                .send()
+                .await?
+                .error_for_status()?;
+            let next = resp
+                .headers()
+                .get("feedmesh-cursor")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let entries = parse_feed_document(&resp.bytes().await?, Timestamp::now())?;
+            let count = entries.len();
+            for parsed in entries {
+                let Incoming::Sync(incoming) = parsed.into_incoming() else {
+                    continue;
+                };
+                let existing = self.index.row(incoming.id()).await?;
+                let merged = feedsync::merge(existing.as_ref().map(|r| &r.item), incoming)?;
+                if merged.kind == MergeKind::Unchanged {
+                    continue;
+                }
+                let mut row = existing.unwrap_or_else(|| Row {
+                    sync_id: merged.item.id().to_string(),
+                    path: None,
+                    sha256: None,
+                    size: 0,
+                    mtime_ns: 0,
+                    item: merged.item.clone(),
+                    dirty: false,
+                });
+                row.item = merged.item;
+                self.apply(&mut row, report).await?;
+                report.pulled += 1;
+            }
+            if let Some(c) = next {
+                self.index.set_meta("cursor", &c).await?;
+            }
+            if count < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    // ---- apply ----
+
+    /// Makes the disk show `row.item`: the winner at its path, each live losing version in a
+    /// conflict copy; then stores the row.
+    async fn apply(&self, row: &mut Row, report: &mut Report) -> anyhow::Result<()> {
+        // Edit beats delete: a deletion that won against a concurrent edit keeps the edit.
+        if row.item.current.sync.deleted
+            && let Some(edit) = row
+                .item
+                .conflicts
+                .iter()
+                .filter(|c| !c.sync.deleted)
+                .max_by_key(|c| c.sync.topmost().and_then(|h| h.when))
+                .map(|c| c.payload.clone())
+        {
+            feedsync::resolve(
+                &mut row.item,
+                &self.by,
+                Timestamp::now(),
+                Some(edit),
+                false,
+                Resolve::All,
+            );
+            row.dirty = true;
+        }
+        let cur = row.item.current.clone();
+        let target = match (&cur.payload.media, cur.sync.deleted) {
+            (Some(m), false) => match m.slug.as_deref().map(|rel| (rel, paths::resolve(&self.root, rel))) {
+                Some((rel, Ok(abs))) => Some((rel.to_string(), abs, m.clone())),
+                Some((rel, Err(e))) => {
+                    tracing::error!(error = %e, path = rel, "refused a path from the hub; nothing applied");
+                    self.index.put(row).await?;
+                    return Ok(());
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let Some((rel, abs, media)) = target else {
+            // Deleted (or not a file): remove what we wrote, unless it changed here since.
+            if let Some(old) = row.path.take() {
+                self.remove_if_unchanged(&old, row.sha256.as_deref()).await?;
+            }
+            row.sha256 = None;
+            self.remove_copies(&row.sync_id, &HashSet::new()).await?;
+            return self.index.put(row).await;
+        };
+        let on_disk = match tokio::fs::symlink_metadata(&abs).await {
+            Ok(m) if m.is_dir() => {
+                tracing::error!(path = %rel, "a folder is where this file would go; left as it is");
+                return self.index.put(row).await;
+            }
+            Ok(_) => Some(hash_file(&abs).await?),
+            Err(_) => None,
+        };
+        if on_disk.as_deref() != Some(media.sha256.as_str()) {
+            let ours = row.path.as_deref() == Some(rel.as_str()) && on_disk == row.sha256;
+            if on_disk.is_some() && !ours && self.index_owner_changed(&rel, on_disk.as_deref()).await? {
+                // Someone edited the file here and the scan has not seen it: not overwritten.
+                tracing::warn!(path = %rel, "a local edit is newer; it syncs next and may conflict");
+                return self.index.put(row).await;
+            }
+            let moved = match row.path.as_deref() {
+                Some(old) if old != rel && row.sha256.as_deref() == Some(media.sha256.as_str()) => {
+                    let from = self.root.join(old);
+                    if let Some(parent) = abs.parent() {
+                        tokio::fs::create_dir_all(parent).await?;
+                    }
+                    let done = tokio::fs::rename(&from, &abs).await.is_ok();
+                    if done {
+                        self.prune_empty_dirs(&from).await;
+                    }
+                    done
+                }
+                _ => false,
+            };
+            if !moved {
+                report.downloaded_bytes += self.download(&media, &abs).await?;
+            }
+        }
+        if let Some(old) = row.path.as_deref()
+            && old != rel
+        {
+            self.remove_if_unchanged(old, row.sha256.as_deref()).await?;
+        }
+        let meta = tokio::fs::metadata(&abs).await?;
+        row.path = Some(rel.clone());
+        row.sha256 = Some(media.sha256.clone());
+        row.size = meta.len();
+        row.mtime_ns = mtime_ns(&meta);
+        // Conflict copies: every live losing version, next to the file.
+        let mut keep = HashSet::new();
+        for c in row.item.conflicts.iter().filter(|c| !c.sync.deleted) {
+            let (Some(m), Some(top)) = (&c.payload.media, c.sync.topmost()) else {
+                continue;
+            };
+            let name = paths::conflict_copy(
+                &rel,
+                top.by.as_deref().unwrap_or("unknown"),
+                top.when.unwrap_or_default(),
+            );
+            let Ok(copy) = paths::resolve(&self.root, &name) else {
+                continue;
+            };
+            if !copy.exists() {
+                report.downloaded_bytes += self.download(m, &copy).await?;
+            }
+            self.index.add_conflict(&name, &row.sync_id).await?;
+            keep.insert(name);
+        }
+        self.remove_copies(&row.sync_id, &keep).await?;
+        self.index.put(row).await
+    }
+
+    /// Whether the file at `rel` is not what the index last synced there (a local edit).
+    async fn index_owner_changed(&self, rel: &str, on_disk: Option<&str>) -> anyhow::Result<bool> {
+        let owner = self
+            .index
+            .rows()
+            .await?
+            .into_iter()
+            .find(|r| r.path.as_deref() == Some(rel));
+        Ok(match owner {
+            Some(r) => r.sha256.as_deref() != on_disk,
+            None => true, // a file we never synced
+        })
+    }
+
+    async fn remove_if_unchanged(&self, rel: &str, synced: Option<&str>) -> anyhow::Result<()> {
+        let Ok(abs) = paths::resolve(&self.root, rel) else {
+            return Ok(());
+        };
+        if !abs.is_file() {
+            return Ok(());
+        }
+        if synced.is_some() && hash_file(&abs).await?.as_str() == synced.unwrap_or_default() {
+            tokio::fs::remove_file(&abs).await?;
+            self.prune_empty_dirs(&abs).await;
+        }
+        Ok(())
+    }
+
+    /// Removes the folders above a removed file that are now empty (not the root).
+    async fn prune_empty_dirs(&self, removed: &Path) {
+        let mut dir = removed.parent().map(Path::to_path_buf);
+        while let Some(d) = dir {
+            if d == self.root || !d.starts_with(&self.root) || tokio::fs::remove_dir(&d).await.is_err() {
+                break; // not empty, or the folder itself
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+
+    /// Removes this item's conflict copies except `keep` (resolved elsewhere or here).
+    async fn remove_copies(&self, sync_id: &str, keep: &HashSet<String>) -> anyhow::Result<()> {
+        let copies = self.index.conflicts().await?;
+        let mut any = false;
+        for (path, _) in copies.iter().filter(|(p, id)| id == sync_id && !keep.contains(p)) {
+            if let Ok(abs) = paths::resolve(&self.root, path) {
+                let _ = tokio::fs::remove_file(abs).await;
+            }
+            any = true;
+        }
+        if any {
+            self.index.drop_conflicts(sync_id).await?;
+            for k in keep {
+                self.index.add_conflict(k, sync_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Downloads a blob to `dest` atomically: a temporary file in `.feedmesh/tmp`, its
+    /// SHA-256 checked, fsynced, then renamed over `dest`. Returns the bytes fetched.
+    async fn download(&self, m: &Media, dest: &Path) -> anyhow::Result<u64> {
+        let tmp_dir = self.state.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir).await?;
+        let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
+        let result = async {
+            let mut resp = self
+                .http
+                .get(format!("{}/api/blobs/{}", self.hub, m.sha256))
+                .bearer_auth(&self.token)
+                .send()
+                .await?
+                .error_for_status()?;
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut hasher = Sha256::new();
+            let mut n = 0u64;
+            while let Some(chunk) = resp.chunk().await? {
+                hasher.update(&chunk);
+                n += chunk.len() as u64;
+                file.write_all(&chunk).await?;
+            }
+            file.sync_all().await?;
+            let got = hex::encode(hasher.finalize());
+            if got != m.sha256 {
+                bail!("the blob {} arrived as {got}: refused", m.sha256);
+            }
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::rename(&tmp, dest).await?;
+            anyhow::Ok(n)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+}
+
+/// The payload of a file item: its path (title and `fm:file` name) and content.
+fn file_entry(rel: &str, sha: &str, size: u64) -> Entry {
+    Entry {
+        title: Text::plain(rel),
+        updated: Timestamp::now(),
+        media: Some(Media {
+            sha256: sha.to_string(),
+            size,
+            media_type: media_type(rel).to_string(),
+            slug: Some(rel.to_string()),
+        }),
+        ..Entry::default()
+    }
+}
+
+fn media_type(rel: &str) -> &'static str {
+    match rel.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).as_deref() {
+        Some("txt") => "text/plain",
+        Some("md") => "text/markdown",
+        Some("html" | "htm") => "text/html",
+        Some("json") => "application/json",
+        Some("pdf") => "application/pdf",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+struct Found {
+    rel: String,
+    abs: PathBuf,
+    size: u64,
+    mtime_ns: i64,
+}
+
+fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Every regular file under `root` that is not ignored; symbolic links are never followed.
+fn walk(root: &Path) -> anyhow::Result<Vec<Found>> {
+    let ignores = Ignores::load(root);
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let ft = e.file_type()?;
+            let abs = e.path();
+            let Some(rel) = paths::relative(root, &abs) else {
+                tracing::warn!(path = %abs.display(), "a name that is not UTF-8 is not synced");
+                continue;
+            };
+            if ft.is_symlink() || ignores.ignored(&rel, ft.is_dir()) {
+                continue;
+            }
+            if ft.is_dir() {
+                dirs.push(abs);
+            } else if ft.is_file() {
+                let m = e.metadata()?;
+                out.push(Found {
+                    rel,
+                    abs,
+                    size: m.len(),
+                    mtime_ns: mtime_ns(&m),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn hash_file(path: &Path) -> anyhow::Result<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(&path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        anyhow::Ok(hex::encode(h.finalize()))
+    })
+    .await?
+}
+
+/// The item's versions as a local listing (for `agent status`).
+pub fn describe(item: &StoredItem) -> String {
+    let top = item.current.sync.topmost();
+    format!(
+        "{} by {}",
+        top.and_then(|h| h.when).map(|w| w.rfc3339()).unwrap_or_default(),
+        top.and_then(|h| h.by.clone()).unwrap_or_default()
+    )
+}
