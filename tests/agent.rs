@@ -165,3 +165,174 @@ async fn concurrent_edits_become_conflict_copies_and_deleting_one_resolves() {
     assert_eq!(ta, tb);
     assert!(ta.keys().all(|k| !k.contains(".conflict-")), "{:?}", ta.keys());
 }
+
+/// An item another client wrote, with `name` as its file path.
+fn file_item(id: &str, name: &str, sha: &str, size: usize) -> String {
+    format!(
+        r#"<entry xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync"><title>x</title><updated>2026-01-01T00:00:00Z</updated><fm:file xmlns:fm="urn:feedmesh:2026" sha256="{sha}" size="{size}" name="{name}"/><sx:sync id="{id}" updates="1"><sx:history sequence="1" when="2026-01-01T00:00:00Z" by="mallory"/></sx:sync></entry>"#
+    )
+}
+
+#[tokio::test]
+async fn paths_that_leave_the_folder_are_refused_and_nothing_is_applied() {
+    let app = TestApp::spawn().await;
+    let other = app.token("alice", "script").await;
+    app.collection("alice", "Docs").await;
+    let b = device(&app, "phone").await;
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), b.path().join("out")).unwrap();
+
+    let body = "payload";
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
+    let put = app
+        .client
+        .put(app.url(&format!("/api/blobs/{sha}")))
+        .bearer_auth(&other)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    for (i, name) in [
+        "../escape.txt",
+        "/tmp/absolute.txt",
+        "out/through-link.txt",
+        "a/../../x.txt",
+        ".feedmesh/index.db",
+        "ok.txt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let resp = app
+            .post_entry(
+                &other,
+                "/atompub/alice/Docs",
+                file_item(&format!("evil-{i}"), name, &sha, body.len()),
+            )
+            .await;
+        assert!(resp.status().is_success(), "{name}: {}", resp.status());
+    }
+    b.sync().await;
+    let t = tree(b.path());
+    assert_eq!(
+        t.keys().collect::<Vec<_>>(),
+        ["ok.txt"],
+        "only the safe path was written"
+    );
+    assert!(
+        std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "nothing went through the link"
+    );
+    assert!(!b.path().parent().unwrap().join("escape.txt").exists());
+    assert!(!Path::new("/tmp/absolute.txt").exists());
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_feedmesh");
+
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hub_process(data: &Path, port: u16) -> Proc {
+    let child = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("FEEDMESH_DATA_DIR", data)
+        .env_remove("FEEDMESH_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+fn agent_process(hub: &str, token: &str, dir: &Path) -> Proc {
+    let child = std::process::Command::new(BIN)
+        .args(["agent", "--hub", hub, "--collection", "Docs", "--rescan", "60", "--dir"])
+        .arg(dir)
+        .env("FEEDMESH_TOKEN", token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_agents_sync_at_once_and_keep_offline_edits() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    crate::cli::ok(d, &["user", "add", "alice"]);
+    crate::cli::ok(d, &["collection", "add", "alice", "Docs"]);
+    let token = |device: &str| {
+        let out = crate::cli::ok(d, &["token", "add", "alice", "--device", device]);
+        out.lines().last().unwrap().to_string()
+    };
+    let (ta, tb) = (token("laptop"), token("phone"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hub_url = format!("http://127.0.0.1:{port}");
+    let mut hub = hub_process(d, port);
+    feedmesh::net::install_crypto();
+    let client = reqwest::Client::new();
+    let healthy = async || client.get(format!("{hub_url}/healthz")).send().await.is_ok();
+    while !healthy().await {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _agents = (
+        agent_process(&hub_url, &ta, a.path()),
+        agent_process(&hub_url, &tb, b.path()),
+    );
+
+    // A change on A reaches B through the watcher and the long-poll, not the 60 s rescan.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    write(a.path(), "hello.txt", "hi from A");
+    until("hello.txt on B", 10, || b.path().join("hello.txt").is_file()).await;
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("hello.txt")).unwrap(),
+        "hi from A"
+    );
+
+    // The hub goes away; edits made meanwhile are kept and go out when it is back.
+    let _ = hub.0.kill();
+    let _ = hub.0.wait();
+    write(a.path(), "hello.txt", "edited while the hub was down");
+    write(a.path(), "offline/new.txt", "made offline");
+    until("the offline edits in A's index", 10, || {
+        crate::cli::ok(d, &["agent", "status", "--dir", a.path().to_str().unwrap()]).contains("pending:     2")
+    })
+    .await;
+    hub = hub_process(d, port);
+    until("the offline edits on B", 40, || {
+        std::fs::read_to_string(b.path().join("offline/new.txt")).is_ok_and(|s| s == "made offline")
+            && std::fs::read_to_string(b.path().join("hello.txt")).is_ok_and(|s| s.contains("hub was down"))
+    })
+    .await;
+    let status = crate::cli::ok(d, &["agent", "status", "--dir", a.path().to_str().unwrap()]);
+    assert!(
+        status.contains("pending:     0") && status.contains(&hub_url),
+        "{status}"
+    );
+    assert_eq!(tree(a.path()), tree(b.path()));
+    drop(hub);
+}
