@@ -21,8 +21,11 @@ const SCHEMA: &[&str] = &[
         size     INTEGER NOT NULL DEFAULT 0,
         mtime_ns INTEGER NOT NULL DEFAULT 0,
         item     TEXT NOT NULL,
-        dirty    INTEGER NOT NULL DEFAULT 0
+        dirty    INTEGER NOT NULL DEFAULT 0,
+        -- The path the item's live current version names (several items may claim one).
+        claimed  TEXT
     )",
+    "CREATE INDEX IF NOT EXISTS items_by_claim ON items (claimed)",
     "CREATE TABLE IF NOT EXISTS conflicts (path TEXT PRIMARY KEY, sync_id TEXT NOT NULL)",
 ];
 
@@ -104,9 +107,9 @@ impl Index {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO items (sync_id, path, sha256, size, mtime_ns, item, dirty) VALUES (?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO items (sync_id, path, sha256, size, mtime_ns, item, dirty, claimed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (sync_id) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256, size = excluded.size, \
-             mtime_ns = excluded.mtime_ns, item = excluded.item, dirty = excluded.dirty",
+             mtime_ns = excluded.mtime_ns, item = excluded.item, dirty = excluded.dirty, claimed = excluded.claimed",
         )
         .bind(&r.sync_id)
         .bind(r.path.as_deref())
@@ -115,10 +118,35 @@ impl Index {
         .bind(r.mtime_ns)
         .bind(serde_json::to_string(&r.item)?)
         .bind(r.dirty)
+        .bind(claimed(&r.item))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Other items whose live current version names `path`.
+    pub async fn claiming(&self, path: &str, except: &str) -> anyhow::Result<Vec<Row>> {
+        let rows = sqlx::query(
+            "SELECT sync_id, path, sha256, size, mtime_ns, item, dirty FROM items WHERE claimed = ? AND sync_id <> ?",
+        )
+        .bind(path)
+        .bind(except)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(row).collect()
+    }
+
+    /// Items on disk somewhere other than the path they name (shown under a conflict-copy
+    /// name because another item held their path).
+    pub async fn displaced(&self) -> anyhow::Result<Vec<Row>> {
+        let rows = sqlx::query(
+            "SELECT sync_id, path, sha256, size, mtime_ns, item, dirty FROM items \
+             WHERE claimed IS NOT NULL AND path IS NOT NULL AND path <> claimed",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(row).collect()
     }
 
     /// Conflict copies on disk: (path, sync id of their item).
@@ -131,8 +159,9 @@ impl Index {
             .collect()
     }
 
+    /// Records a conflict copy; the item that wrote a name last owns it.
     pub async fn add_conflict(&self, path: &str, sync_id: &str) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO conflicts (path, sync_id) VALUES (?, ?) ON CONFLICT (path) DO NOTHING")
+        sqlx::query("INSERT INTO conflicts (path, sync_id) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET sync_id = excluded.sync_id")
             .bind(path)
             .bind(sync_id)
             .execute(&self.db)
@@ -146,6 +175,14 @@ impl Index {
             .execute(&self.db)
             .await?;
         Ok(())
+    }
+}
+
+/// The path an item's live current version names, if it is a file.
+pub fn claimed(item: &StoredItem) -> Option<&str> {
+    match item.current.sync.deleted {
+        true => None,
+        false => item.current.payload.media.as_ref().and_then(|m| m.slug.as_deref()),
     }
 }
 

@@ -107,8 +107,9 @@ impl Ignores {
     }
 }
 
-/// `dir/NAME.conflict-DEVICE-DATE.EXT`: where a losing version of `rel` is kept.
-pub fn conflict_copy(rel: &str, by: &str, when: Timestamp) -> String {
+/// `dir/NAME.conflict-DEVICE-DATE.EXT`: where a losing version of `rel` is kept; with a
+/// `tag` (`…-DATE-TAG.EXT`) when that name alone would not be unique.
+pub fn conflict_copy(rel: &str, by: &str, when: Timestamp, tag: Option<&str>) -> String {
     let (dir, file) = match rel.rsplit_once('/') {
         Some((d, f)) => (format!("{d}/"), f),
         None => (String::new(), rel),
@@ -133,7 +134,10 @@ pub fn conflict_copy(rel: &str, by: &str, when: Timestamp) -> String {
         .replace('T', "-")
         .trim_end_matches('Z')
         .to_string();
-    format!("{dir}{stem}.conflict-{device}-{date}{ext}")
+    match tag {
+        Some(t) => format!("{dir}{stem}.conflict-{device}-{date}-{t}{ext}"),
+        None => format!("{dir}{stem}.conflict-{device}-{date}{ext}"),
+    }
 }
 
 /// Whether a path is a conflict copy by its name.
@@ -194,15 +198,15 @@ mod tests {
     fn conflict_copies_keep_the_extension_and_name_the_device() {
         let when = Timestamp::parse_rfc3339("2026-11-22T10:20:30Z").unwrap();
         assert_eq!(
-            conflict_copy("docs/report.txt", "alice/laptop", when),
+            conflict_copy("docs/report.txt", "alice/laptop", when, None),
             "docs/report.conflict-alice-laptop-20261122-102030.txt"
         );
         assert_eq!(
-            conflict_copy("Makefile", "bob/pc", when),
+            conflict_copy("Makefile", "bob/pc", when, None),
             "Makefile.conflict-bob-pc-20261122-102030"
         );
         assert_eq!(
-            conflict_copy(".bashrc", "a/b", when),
+            conflict_copy(".bashrc", "a/b", when, None),
             ".bashrc.conflict-a-b-20261122-102030"
         );
         assert!(is_conflict_copy(

@@ -118,6 +118,10 @@ impl Agent {
         };
         self.push(&mut report).await?;
         self.pull(&mut report).await?;
+        // An item shown elsewhere because another held its path takes it back once free.
+        for mut row in self.index.displaced().await? {
+            self.apply(&mut row, &mut report).await?;
+        }
         report.conflicts = self.index.conflicts().await?.len();
         self.index.set_meta("last_sync", &Timestamp::now().rfc3339()).await?;
         Ok(report)
@@ -152,7 +156,8 @@ impl Agent {
         let mut new_files = Vec::new();
         let mut seen = HashSet::new();
         for f in files {
-            if copies.contains_key(&f.rel) || paths::is_conflict_copy(&f.rel) {
+            let own = by_path.contains_key(&f.rel);
+            if copies.contains_key(&f.rel) || (paths::is_conflict_copy(&f.rel) && !own) {
                 continue;
             }
             seen.insert(f.rel.clone());
@@ -395,9 +400,38 @@ impl Agent {
 
     // ---- apply ----
 
+    /// Applies `row`, then every item that may now take a path it gave up (an item shown under
+    /// a conflict-copy name because another held its path moves back when that one leaves).
+    async fn apply(&self, row: &mut Row, report: &mut Report) -> anyhow::Result<()> {
+        let mut freed = Vec::new();
+        let before = row.path.clone();
+        self.apply_one(row, report).await?;
+        if before.is_some() && before != row.path {
+            freed.extend(before);
+        }
+        let mut rounds = 0;
+        while let Some(path) = freed.pop() {
+            rounds += 1;
+            if rounds > 1000 {
+                break;
+            }
+            for mut other in self.index.claiming(&path, "").await? {
+                if other.path.as_deref() == Some(path.as_str()) {
+                    continue;
+                }
+                let before = other.path.clone();
+                self.apply_one(&mut other, report).await?;
+                if before.is_some() && before != other.path {
+                    freed.extend(before);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Makes the disk show `row.item`: the winner at its path, each live losing version in a
     /// conflict copy; then stores the row.
-    async fn apply(&self, row: &mut Row, report: &mut Report) -> anyhow::Result<()> {
+    async fn apply_one(&self, row: &mut Row, report: &mut Report) -> anyhow::Result<()> {
         // Edit beats delete: a deletion that won against a concurrent edit keeps the edit.
         if row.item.current.sync.deleted
             && let Some(edit) = row
@@ -431,7 +465,7 @@ impl Agent {
             },
             _ => None,
         };
-        let Some((rel, abs, media)) = target else {
+        let Some((mut rel, mut abs, media)) = target else {
             // Deleted (or not a file): remove what we wrote, unless it changed here since.
             if let Some(old) = row.path.take() {
                 self.remove_if_unchanged(&old, row.sha256.as_deref()).await?;
@@ -440,6 +474,31 @@ impl Agent {
             self.remove_copies(&row.sync_id, &HashSet::new()).await?;
             return self.index.put(row).await;
         };
+        // Two items may name one path (both devices created `a.txt`): the FeedSync winner
+        // keeps it, the other is shown next to it under a conflict-copy name.
+        let rivals = self.index.claiming(&rel, &row.sync_id).await?;
+        if rivals.iter().any(|o| !keeps_path(row, o)) {
+            let alt = alt_path(row, &rel);
+            match paths::resolve(&self.root, &alt) {
+                Ok(a) => (rel, abs) = (alt, a),
+                Err(_) => return self.index.put(row).await,
+            }
+        } else {
+            for mut o in rivals.into_iter().filter(|o| o.path.as_deref() == Some(rel.as_str())) {
+                let alt = alt_path(&o, &rel);
+                if let Ok(to) = paths::resolve(&self.root, &alt)
+                    && tokio::fs::rename(&abs, &to).await.is_ok()
+                {
+                    o.path = Some(alt);
+                    if let Ok(m) = tokio::fs::metadata(&to).await {
+                        o.mtime_ns = mtime_ns(&m);
+                    }
+                } else {
+                    o.path = None;
+                }
+                self.index.put(&o).await?;
+            }
+        }
         let on_disk = match tokio::fs::symlink_metadata(&abs).await {
             Ok(m) if m.is_dir() => {
                 tracing::error!(path = %rel, "a folder is where this file would go; left as it is");
@@ -483,22 +542,41 @@ impl Agent {
         row.sha256 = Some(media.sha256.clone());
         row.size = meta.len();
         row.mtime_ns = mtime_ns(&meta);
-        // Conflict copies: every live losing version, next to the file.
-        let mut keep = HashSet::new();
+        // Conflict copies: every live losing version whose content differs from the winner's,
+        // next to the file, named alike on every device.
+        let mut versions: Vec<(&str, Timestamp, u32, Media)> = Vec::new();
         for c in row.item.conflicts.iter().filter(|c| !c.sync.deleted) {
             let (Some(m), Some(top)) = (&c.payload.media, c.sync.topmost()) else {
                 continue;
             };
-            let name = paths::conflict_copy(
-                &rel,
-                top.by.as_deref().unwrap_or("unknown"),
-                top.when.unwrap_or_default(),
-            );
+            if m.sha256 == media.sha256 || versions.iter().any(|v| v.3.sha256 == m.sha256) {
+                continue;
+            }
+            let by = top.by.as_deref().unwrap_or("unknown");
+            versions.push((by, top.when.unwrap_or_default(), top.sequence, m.clone()));
+        }
+        // Versions by one device within one second would share a name: then each is told
+        // apart by its sequence number, alike on every device.
+        let plain = |v: &(&str, Timestamp, u32, Media)| paths::conflict_copy(&rel, v.0, v.1, None);
+        let copies: Vec<(String, Media)> = versions
+            .iter()
+            .map(|v| {
+                let shared = versions.iter().filter(|w| plain(w) == plain(v)).count() > 1;
+                let tag = shared.then(|| format!("s{}", v.2));
+                (paths::conflict_copy(&rel, v.0, v.1, tag.as_deref()), v.3.clone())
+            })
+            .collect();
+        let mut keep = HashSet::new();
+        for (name, m) in copies {
             let Ok(copy) = paths::resolve(&self.root, &name) else {
                 continue;
             };
-            if !copy.exists() {
-                report.downloaded_bytes += self.download(m, &copy).await?;
+            let current = match copy.is_file() {
+                true => Some(hash_file(&copy).await?),
+                false => None,
+            };
+            if current.as_deref() != Some(m.sha256.as_str()) {
+                report.downloaded_bytes += self.download(&m, &copy).await?;
             }
             self.index.add_conflict(&name, &row.sync_id).await?;
             keep.insert(name);
@@ -604,6 +682,32 @@ impl Agent {
         }
         result
     }
+}
+
+/// Of two live items naming one path, whether `a` keeps it: FeedSync's winner rule on their
+/// current versions, then the larger id, so every device decides alike.
+fn keeps_path(a: &Row, b: &Row) -> bool {
+    let (x, y) = (&a.item.current.sync, &b.item.current.sync);
+    if feedsync::beats(x, y) {
+        return true;
+    }
+    if feedsync::beats(y, x) {
+        return false;
+    }
+    a.sync_id > b.sync_id
+}
+
+/// Where an item that lost its path to another is shown instead: tagged with a hash of its
+/// id, so it never takes the name of a conflict copy or of another such item.
+fn alt_path(row: &Row, rel: &str) -> String {
+    let top = row.item.current.sync.topmost();
+    let tag = &crate::secrets::hash_bytes(row.sync_id.as_bytes())[..8];
+    paths::conflict_copy(
+        rel,
+        top.and_then(|h| h.by.as_deref()).unwrap_or("unknown"),
+        top.and_then(|h| h.when).unwrap_or_default(),
+        Some(tag),
+    )
 }
 
 /// The payload of a file item: its path (title and `fm:file` name) and content.
