@@ -371,7 +371,7 @@ async fn three_devices_converge_under_random_concurrent_work() {
     let rounds = std::env::var("FEEDMESH_AGENT_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+        .unwrap_or(12);
     let mut rng = Rng(seed.unwrap_or(0x5eed_f00d_1234_5678));
     let mut counter = 0;
     let names = ["a.txt", "b.txt", "dir/c.txt", "dir/d.md", "other/e.txt", "f"];
@@ -424,7 +424,12 @@ async fn three_devices_converge_under_random_concurrent_work() {
         settle(&refs).await;
         let first = tree(devices[0].path());
         for d in &devices[1..] {
-            assert_eq!(tree(d.path()), first, "round {round}: the folders differ");
+            assert_eq!(
+                tree(d.path()),
+                first,
+                "round {round}: the folders differ\n{}",
+                log.join("\n")
+            );
         }
         let present: Vec<&Vec<u8>> = first.values().collect();
         for w in &written {

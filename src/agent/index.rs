@@ -20,6 +20,9 @@ const SCHEMA: &[&str] = &[
         sha256   TEXT,
         size     INTEGER NOT NULL DEFAULT 0,
         mtime_ns INTEGER NOT NULL DEFAULT 0,
+        -- The inode and when size and mtime were recorded (the racy-timestamp rule of sync.rs).
+        ino      INTEGER NOT NULL DEFAULT 0,
+        seen_ns  INTEGER NOT NULL DEFAULT 0,
         item     TEXT NOT NULL,
         dirty    INTEGER NOT NULL DEFAULT 0,
         -- The path the item's live current version names (several items may claim one).
@@ -39,6 +42,9 @@ pub struct Row {
     pub sha256: Option<String>,
     pub size: u64,
     pub mtime_ns: i64,
+    pub ino: u64,
+    /// When `size`, `mtime_ns` and `ino` were recorded (Unix ns).
+    pub seen_ns: i64,
     pub item: StoredItem,
     /// Changed here and not yet taken by the hub.
     pub dirty: bool,
@@ -82,17 +88,19 @@ impl Index {
     }
 
     pub async fn rows(&self) -> anyhow::Result<Vec<Row>> {
-        let rows = sqlx::query("SELECT sync_id, path, sha256, size, mtime_ns, item, dirty FROM items")
+        let rows = sqlx::query("SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items")
             .fetch_all(&self.db)
             .await?;
         rows.iter().map(row).collect()
     }
 
     pub async fn row(&self, sync_id: &str) -> anyhow::Result<Option<Row>> {
-        let r = sqlx::query("SELECT sync_id, path, sha256, size, mtime_ns, item, dirty FROM items WHERE sync_id = ?")
-            .bind(sync_id)
-            .fetch_optional(&self.db)
-            .await?;
+        let r = sqlx::query(
+            "SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items WHERE sync_id = ?",
+        )
+        .bind(sync_id)
+        .fetch_optional(&self.db)
+        .await?;
         r.as_ref().map(row).transpose()
     }
 
@@ -107,15 +115,19 @@ impl Index {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO items (sync_id, path, sha256, size, mtime_ns, item, dirty, claimed) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO items (sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty, claimed) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (sync_id) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256, size = excluded.size, \
-             mtime_ns = excluded.mtime_ns, item = excluded.item, dirty = excluded.dirty, claimed = excluded.claimed",
+             mtime_ns = excluded.mtime_ns, ino = excluded.ino, seen_ns = excluded.seen_ns, item = excluded.item, \
+             dirty = excluded.dirty, claimed = excluded.claimed",
         )
         .bind(&r.sync_id)
         .bind(r.path.as_deref())
         .bind(r.sha256.as_deref())
         .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
         .bind(r.mtime_ns)
+        .bind(i64::try_from(r.ino).unwrap_or(i64::MAX))
+        .bind(r.seen_ns)
         .bind(serde_json::to_string(&r.item)?)
         .bind(r.dirty)
         .bind(claimed(&r.item))
@@ -128,7 +140,7 @@ impl Index {
     /// Other items whose live current version names `path`.
     pub async fn claiming(&self, path: &str, except: &str) -> anyhow::Result<Vec<Row>> {
         let rows = sqlx::query(
-            "SELECT sync_id, path, sha256, size, mtime_ns, item, dirty FROM items WHERE claimed = ? AND sync_id <> ?",
+            "SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items WHERE claimed = ? AND sync_id <> ?",
         )
         .bind(path)
         .bind(except)
@@ -141,7 +153,7 @@ impl Index {
     /// name because another item held their path).
     pub async fn displaced(&self) -> anyhow::Result<Vec<Row>> {
         let rows = sqlx::query(
-            "SELECT sync_id, path, sha256, size, mtime_ns, item, dirty FROM items \
+            "SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items \
              WHERE claimed IS NOT NULL AND path IS NOT NULL AND path <> claimed",
         )
         .fetch_all(&self.db)
@@ -180,10 +192,9 @@ impl Index {
 
 /// The path an item's live current version names, if it is a file.
 pub fn claimed(item: &StoredItem) -> Option<&str> {
-    match item.current.sync.deleted {
-        true => None,
-        false => item.current.payload.media.as_ref().and_then(|m| m.slug.as_deref()),
-    }
+    super::sync::shown(item)
+        .and_then(|v| v.payload.media.as_ref())
+        .and_then(|m| m.slug.as_deref())
 }
 
 fn row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Row> {
@@ -193,6 +204,8 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Row> {
         sha256: r.try_get("sha256")?,
         size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
         mtime_ns: r.try_get("mtime_ns")?,
+        ino: u64::try_from(r.try_get::<i64, _>("ino")?).unwrap_or(0),
+        seen_ns: r.try_get("seen_ns")?,
         item: serde_json::from_str(&r.try_get::<String, _>("item")?)?,
         dirty: r.try_get("dirty")?,
     })

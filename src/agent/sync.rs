@@ -154,32 +154,30 @@ impl Agent {
             .collect();
         let mut changes = 0;
         let mut new_files = Vec::new();
-        let mut seen = HashSet::new();
+        let mut present = HashSet::new();
         for f in files {
             let own = by_path.contains_key(&f.rel);
             if copies.contains_key(&f.rel) || (paths::is_conflict_copy(&f.rel) && !own) {
                 continue;
             }
-            seen.insert(f.rel.clone());
+            present.insert(f.rel.clone());
             match by_path.get(&f.rel) {
-                Some(row) if row.size == f.size && row.mtime_ns == f.mtime_ns => {}
+                Some(row) if unchanged(row, &f) => {}
                 Some(row) => {
                     let sha = hash_file(&f.abs).await?;
                     let mut row = row.clone();
-                    if row.sha256.as_deref() == Some(sha.as_str()) {
-                        row.mtime_ns = f.mtime_ns; // touched, not changed
-                    } else {
+                    if row.sha256.as_deref() != Some(sha.as_str()) {
                         self.change(&mut row, &f.rel, &sha, f.size, true).await?;
                         changes += 1;
                     }
-                    row.mtime_ns = f.mtime_ns;
+                    record(&mut row, &f);
                     self.index.put(&row).await?;
                 }
                 None => new_files.push(f),
             }
         }
         // Gone from disk: deleted, or renamed (the same content under a new name).
-        by_path.retain(|p, r| !seen.contains(p) && !r.item.current.sync.deleted);
+        by_path.retain(|p, r| !present.contains(p) && !r.item.current.sync.deleted);
         let mut missing: Vec<Row> = by_path.into_values().collect();
         for f in new_files {
             let sha = hash_file(&f.abs).await?;
@@ -199,12 +197,14 @@ impl Agent {
                         sha256: Some(sha),
                         size: f.size,
                         mtime_ns: 0,
+                        ino: 0,
+                        seen_ns: 0,
                         item: feedsync::create(id, &self.by, Timestamp::now(), false, entry),
                         dirty: true,
                     }
                 }
             };
-            row.mtime_ns = f.mtime_ns;
+            record(&mut row, &f);
             self.index.put(&row).await?;
             changes += 1;
         }
@@ -382,6 +382,8 @@ impl Agent {
                     sha256: None,
                     size: 0,
                     mtime_ns: 0,
+                    ino: 0,
+                    seen_ns: 0,
                     item: merged.item.clone(),
                     dirty: false,
                 });
@@ -432,27 +434,25 @@ impl Agent {
     /// Makes the disk show `row.item`: the winner at its path, each live losing version in a
     /// conflict copy; then stores the row.
     async fn apply_one(&self, row: &mut Row, report: &mut Report) -> anyhow::Result<()> {
-        // Edit beats delete: a deletion that won against a concurrent edit keeps the edit.
-        if row.item.current.sync.deleted
-            && let Some(edit) = row
-                .item
-                .conflicts
-                .iter()
-                .filter(|c| !c.sync.deleted)
-                .max_by_key(|c| c.sync.topmost().and_then(|h| h.when))
-                .map(|c| c.payload.clone())
-        {
-            feedsync::resolve(
-                &mut row.item,
-                &self.by,
-                Timestamp::now(),
-                Some(edit),
-                false,
-                Resolve::All,
-            );
-            row.dirty = true;
-        }
-        let cur = row.item.current.clone();
+        // Edit beats delete: when a deletion won against concurrent edits, the best edit is
+        // shown at the path. Its author's device makes that so in the item (an update, which
+        // keeps the other edits as conflicts), so exactly one device writes the change.
+        let cur = match shown(&row.item).cloned() {
+            Some(edit) if row.item.current.sync.deleted => {
+                if edit.sync.topmost().and_then(|h| h.by.as_deref()) == Some(self.by.as_str()) {
+                    feedsync::update(
+                        &mut row.item,
+                        &self.by,
+                        Timestamp::now(),
+                        Some(edit.payload.clone()),
+                        false,
+                    );
+                    row.dirty = true;
+                }
+                edit
+            }
+            _ => row.item.current.clone(),
+        };
         let target = match (&cur.payload.media, cur.sync.deleted) {
             (Some(m), false) => match m.slug.as_deref().map(|rel| (rel, paths::resolve(&self.root, rel))) {
                 Some((rel, Ok(abs))) => Some((rel.to_string(), abs, m.clone())),
@@ -491,7 +491,7 @@ impl Agent {
                 {
                     o.path = Some(alt);
                     if let Ok(m) = tokio::fs::metadata(&to).await {
-                        o.mtime_ns = mtime_ns(&m);
+                        stat(&mut o, &m);
                     }
                 } else {
                     o.path = None;
@@ -540,8 +540,7 @@ impl Agent {
         let meta = tokio::fs::metadata(&abs).await?;
         row.path = Some(rel.clone());
         row.sha256 = Some(media.sha256.clone());
-        row.size = meta.len();
-        row.mtime_ns = mtime_ns(&meta);
+        stat(row, &meta);
         // Conflict copies: every live losing version whose content differs from the winner's,
         // next to the file, named alike on every device.
         let mut versions: Vec<(&str, Timestamp, u32, Media)> = Vec::new();
@@ -684,14 +683,27 @@ impl Agent {
     }
 }
 
+/// The version of an item the folder shows: the current one, or, when a deletion won over
+/// concurrent edits, the best of those edits (by FeedSync's winner rule).
+pub(super) fn shown(item: &StoredItem) -> Option<&crate::domain::feedsync::Version<Entry>> {
+    if !item.current.sync.deleted {
+        return Some(&item.current);
+    }
+    item.conflicts
+        .iter()
+        .filter(|c| !c.sync.deleted && c.payload.media.is_some())
+        .reduce(|best, c| if feedsync::beats(&c.sync, &best.sync) { c } else { best })
+}
+
 /// Of two live items naming one path, whether `a` keeps it: FeedSync's winner rule on their
 /// current versions, then the larger id, so every device decides alike.
 fn keeps_path(a: &Row, b: &Row) -> bool {
-    let (x, y) = (&a.item.current.sync, &b.item.current.sync);
-    if feedsync::beats(x, y) {
+    let sync = |r: &Row| shown(&r.item).map_or(&r.item.current.sync, |v| &v.sync).clone();
+    let (x, y) = (sync(a), sync(b));
+    if feedsync::beats(&x, &y) {
         return true;
     }
-    if feedsync::beats(y, x) {
+    if feedsync::beats(&y, &x) {
         return false;
     }
     a.sync_id > b.sync_id
@@ -700,7 +712,7 @@ fn keeps_path(a: &Row, b: &Row) -> bool {
 /// Where an item that lost its path to another is shown instead: tagged with a hash of its
 /// id, so it never takes the name of a conflict copy or of another such item.
 fn alt_path(row: &Row, rel: &str) -> String {
-    let top = row.item.current.sync.topmost();
+    let top = shown(&row.item).map_or(&row.item.current.sync, |v| &v.sync).topmost();
     let tag = &crate::secrets::hash_bytes(row.sync_id.as_bytes())[..8];
     paths::conflict_copy(
         rel,
@@ -743,6 +755,37 @@ struct Found {
     abs: PathBuf,
     size: u64,
     mtime_ns: i64,
+    ino: u64,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Whether a file is as recorded, without reading it: same size, mtime and inode (a rename
+/// over the path changes the inode), and not "racy" (git's rule: a file modified within two
+/// seconds of being recorded may change again within the same timestamp tick, so it is hashed).
+fn unchanged(row: &Row, f: &Found) -> bool {
+    row.size == f.size && row.mtime_ns == f.mtime_ns && row.ino == f.ino && row.mtime_ns + 2_000_000_000 < row.seen_ns
+}
+
+/// Records what a scan found for a row's file.
+fn record(row: &mut Row, f: &Found) {
+    row.size = f.size;
+    row.mtime_ns = f.mtime_ns;
+    row.ino = f.ino;
+    row.seen_ns = now_ns();
+}
+
+/// Records the metadata of a file the agent just wrote or moved.
+fn stat(row: &mut Row, m: &std::fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    row.size = m.len();
+    row.mtime_ns = mtime_ns(m);
+    row.ino = m.ino();
+    row.seen_ns = now_ns();
 }
 
 fn mtime_ns(m: &std::fs::Metadata) -> i64 {
@@ -778,6 +821,7 @@ fn walk(root: &Path) -> anyhow::Result<Vec<Found>> {
                     abs,
                     size: m.len(),
                     mtime_ns: mtime_ns(&m),
+                    ino: std::os::unix::fs::MetadataExt::ino(&m),
                 });
             }
         }
