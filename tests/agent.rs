@@ -443,3 +443,91 @@ async fn three_devices_converge_under_random_concurrent_work() {
         }
     }
 }
+
+fn kill9(p: &mut Proc) {
+    let _ = p.0.kill(); // SIGKILL on Unix
+    let _ = p.0.wait();
+}
+
+/// Any file under `dir` (recursively) whose name passes `pred`.
+fn any_file(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() { any_file(&p, pred) } else { pred(&p) }
+    })
+}
+
+/// `kill -9` of an agent in the middle of an upload and of a download, and of the hub in the
+/// middle of a sync: after restarts every folder converges and no file is cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_agents_and_hub_loses_and_corrupts_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    crate::cli::ok(d, &["user", "add", "alice"]);
+    crate::cli::ok(d, &["collection", "add", "alice", "Docs"]);
+    let token = |device: &str| {
+        let out = crate::cli::ok(d, &["token", "add", "alice", "--device", device]);
+        out.lines().last().unwrap().to_string()
+    };
+    let (ta, tb) = (token("laptop"), token("phone"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hub_url = format!("http://127.0.0.1:{port}");
+    let mut hub = hub_process(d, port);
+    feedmesh::net::install_crypto();
+    let client = reqwest::Client::new();
+    let healthy = async || client.get(format!("{hub_url}/healthz")).send().await.is_ok();
+    while !healthy().await {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // 192 MiB of varied bytes: long enough on loopback to be caught mid-transfer.
+    let big: Vec<u8> = (0..192u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(a.path().join("big.bin"), &big).unwrap();
+
+    // Upload: killed while the hub is receiving the blob.
+    let mut agent_a = agent_process(&hub_url, &ta, a.path());
+    let hub_tmp = d.join("blobs").join("tmp");
+    until("the upload to start", 30, || any_file(&hub_tmp, &|_| true)).await;
+    kill9(&mut agent_a);
+    let _agent_a = agent_process(&hub_url, &ta, a.path());
+
+    // Download: killed while B writes its temporary file.
+    let mut agent_b = agent_process(&hub_url, &tb, b.path());
+    let b_tmp = b.path().join(".feedmesh").join("tmp");
+    until("the download to start", 60, || any_file(&b_tmp, &|_| true)).await;
+    kill9(&mut agent_b);
+    assert!(!b.path().join("big.bin").exists(), "a half-downloaded file is visible");
+    let _agent_b = agent_process(&hub_url, &tb, b.path());
+    until("big.bin on B", 60, || {
+        std::fs::metadata(b.path().join("big.bin")).is_ok_and(|m| m.len() == big.len() as u64)
+    })
+    .await;
+    assert!(
+        std::fs::read(b.path().join("big.bin")).unwrap() == big,
+        "big.bin is corrupt on B"
+    );
+
+    // The hub dies while A pushes 200 small files; after its restart everything arrives.
+    for i in 0..200 {
+        write(a.path(), &format!("many/{i:03}.txt"), &format!("file {i}"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    kill9(&mut hub);
+    hub = hub_process(d, port);
+    until("the 200 files on B", 60, || {
+        (0..200).all(|i| {
+            std::fs::read_to_string(b.path().join(format!("many/{i:03}.txt"))).is_ok_and(|s| s == format!("file {i}"))
+        })
+    })
+    .await;
+    assert_eq!(tree(a.path()), tree(b.path()));
+    assert!(!any_file(&hub_tmp, &|_| true), "the hub kept a cut-short upload");
+    assert!(!any_file(&b_tmp, &|_| true), "the agent kept a cut-short download");
+    drop(hub);
+}

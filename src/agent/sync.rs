@@ -67,6 +67,8 @@ impl Agent {
         let root = std::fs::canonicalize(root).with_context(|| format!("no folder {}", root.display()))?;
         let state = root.join(STATE_DIR);
         let index = Index::open(&state).await?;
+        // Downloads a crash cut short: never renamed into place, so only leftovers.
+        let _ = std::fs::remove_dir_all(state.join("tmp"));
         let hub = hub.trim_end_matches('/').to_string();
         let http = reqwest::Client::builder()
             .user_agent(concat!("feedmesh-agent/", env!("CARGO_PKG_VERSION")))
