@@ -67,9 +67,22 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let collection = args.collection.ok_or_else(|| missing("collection"))?;
     let dir = args.dir.ok_or_else(|| missing("dir"))?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let agent = Agent::connect(&hub, &token, &collection, &dir).await?;
+    let mut agent = Agent::connect(&hub, &token, &collection, &dir).await?;
+    // On a terminal the first sync (often a whole folder) shows files and bytes moved;
+    // elsewhere the logs stay quiet and structured.
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}: {bytes} ({bytes_per_sec}), {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        agent.progress = Some(bar);
+    }
     if args.once {
         let r = agent.sync().await?;
+        if let Some(bar) = agent.progress.take() {
+            bar.finish_and_clear();
+        }
         eprintln!("{}", summary(&r));
         return Ok(());
     }
@@ -94,6 +107,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         match agent.sync().await {
             Ok(r) => {
                 backoff = Duration::from_secs(1);
+                if let Some(bar) = agent.progress.take() {
+                    bar.finish_and_clear(); // only the first sync shows progress
+                    eprintln!("feedmesh agent: first sync done: {}", summary(&r));
+                }
                 if r != Report::default() {
                     tracing::info!(summary = %summary(&r), "synced");
                 }

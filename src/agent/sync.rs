@@ -45,6 +45,8 @@ pub struct Agent {
     root: PathBuf,
     state: PathBuf,
     pub index: Index,
+    /// Files and bytes moved, shown on a terminal (first runs move a whole folder).
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 #[derive(serde::Deserialize)]
@@ -109,6 +111,7 @@ impl Agent {
             root,
             state,
             index,
+            progress: None,
         })
     }
 
@@ -323,8 +326,16 @@ impl Agent {
             row.dirty = false;
             self.apply(&mut row, report).await?;
             report.pushed += 1;
+            self.show(report);
         }
         Ok(())
+    }
+
+    fn show(&self, r: &Report) {
+        if let Some(p) = &self.progress {
+            p.set_position(r.uploaded_bytes + r.downloaded_bytes);
+            p.set_message(format!("{} files up, {} down", r.pushed, r.pulled));
+        }
     }
 
     /// Makes sure the hub holds the file's blob; returns the bytes sent.
@@ -392,6 +403,7 @@ impl Agent {
                 row.item = merged.item;
                 self.apply(&mut row, report).await?;
                 report.pulled += 1;
+                self.show(report);
             }
             if let Some(c) = next {
                 self.index.set_meta("cursor", &c).await?;
