@@ -53,6 +53,10 @@ impl App {
             .to_string();
         let blobs = Blobs::new(&settings.data.data_dir, settings.serve.max_file_bytes)
             .with_context(|| format!("cannot use data directory {}", settings.data.data_dir.display()))?;
+        // A SQLite `serve` owns its data directory: every temporary file is a crash's leftover.
+        // Processes sharing PostgreSQL may share it too, so there only old ones go.
+        let sqlite = settings.data.database_url().starts_with("sqlite");
+        blobs.clean_tmp(Duration::from_secs(if sqlite { 0 } else { 3600 }));
         let state = Arc::new(AppState {
             mesh: Mesh::new(store, blobs),
             base_url,

@@ -24,6 +24,28 @@ impl Blobs {
         Ok(Blobs { dir, max_bytes })
     }
 
+    /// Removes temporary files older than `age`: uploads a crash cut short (never renamed
+    /// into place, so nothing refers to them); and resumable uploads left for over a week.
+    pub fn clean_tmp(&self, age: std::time::Duration) {
+        Self::clean(&self.dir.join("tmp"), age);
+        Self::clean(&self.dir.join("partial"), std::time::Duration::from_secs(7 * 86_400));
+    }
+
+    fn clean(dir: &Path, age: std::time::Duration) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|el| el >= age));
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     pub fn path(&self, sha256: &str) -> Option<PathBuf> {
         let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         valid.then(|| self.dir.join(&sha256[..2]).join(sha256))
@@ -65,6 +87,86 @@ impl Blobs {
             tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
         }
         Ok((hash, size))
+    }
+
+    /// Where an interrupted upload of `sha256` by `user_id` waits to be resumed.
+    fn partial(&self, user_id: i64, sha256: &str) -> Option<PathBuf> {
+        self.path(sha256)?;
+        Some(self.dir.join("partial").join(format!("{user_id}-{sha256}")))
+    }
+
+    /// Bytes of `sha256` already received from `user_id` in a resumable upload.
+    pub async fn partial_len(&self, user_id: i64, sha256: &str) -> u64 {
+        match self.partial(user_id, sha256) {
+            Some(p) => tokio::fs::metadata(p).await.map_or(0, |m| m.len()),
+            None => 0,
+        }
+    }
+
+    /// One part of a resumable upload: `body` holds bytes `start..` of a `total`-byte blob.
+    /// The part must start where the last one ended. Returns the bytes held so far, and the
+    /// blob's size once the last part arrived and its SHA-256 matched (then it is stored and
+    /// the partial file is gone; on a mismatch the partial file is dropped and 400 answered).
+    pub async fn put_part(
+        &self,
+        user_id: i64,
+        sha256: &str,
+        start: u64,
+        total: u64,
+        mut body: Body,
+    ) -> AppResult<(u64, Option<u64>)> {
+        let path = self
+            .partial(user_id, sha256)
+            .ok_or_else(|| AppError::BadRequest("not a SHA-256".into()))?;
+        if total > self.max_bytes {
+            return Err(AppError::TooLarge(format!(
+                "the file is larger than the limit of {} bytes",
+                self.max_bytes
+            )));
+        }
+        tokio::fs::create_dir_all(path.parent().unwrap_or(&self.dir))
+            .await
+            .map_err(io)?;
+        let held = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+        if start != held {
+            return Err(AppError::Conflict(format!(
+                "the upload continues at byte {held}, not {start} (Upload-Offset: {held})"
+            )));
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(io)?;
+        let mut len = held;
+        // Whatever arrived before an interruption is kept: the next part continues from it.
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            let Ok(data) = frame.into_data() else { continue };
+            len += data.len() as u64;
+            if len > total {
+                drop(file);
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(AppError::BadRequest(format!("more than the {total} bytes announced")));
+            }
+            file.write_all(&data).await.map_err(io)?;
+        }
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        if len < total {
+            return Ok((len, None));
+        }
+        let whole = tokio::fs::File::open(&path).await.map_err(io)?;
+        let result = self
+            .put_expecting(
+                Body::from_stream(tokio_util::io::ReaderStream::new(whole)),
+                Some(sha256),
+            )
+            .await;
+        let _ = tokio::fs::remove_file(&path).await;
+        let (_, size) = result?;
+        Ok((size, Some(size)))
     }
 
     async fn write_tmp(&self, tmp: &Path, mut body: Body) -> AppResult<(String, u64)> {

@@ -490,10 +490,10 @@ async fn kill_9_of_agents_and_hub_loses_and_corrupts_nothing() {
         .collect();
     std::fs::write(a.path().join("big.bin"), &big).unwrap();
 
-    // Upload: killed while the hub is receiving the blob.
+    // Upload: killed while the hub is receiving the blob (in resumable parts).
     let mut agent_a = agent_process(&hub_url, &ta, a.path());
-    let hub_tmp = d.join("blobs").join("tmp");
-    until("the upload to start", 30, || any_file(&hub_tmp, &|_| true)).await;
+    let (hub_tmp, hub_partial) = (d.join("blobs").join("tmp"), d.join("blobs").join("partial"));
+    until("the upload to start", 30, || any_file(&hub_partial, &|_| true)).await;
     kill9(&mut agent_a);
     let _agent_a = agent_process(&hub_url, &ta, a.path());
 
@@ -527,7 +527,11 @@ async fn kill_9_of_agents_and_hub_loses_and_corrupts_nothing() {
     })
     .await;
     assert_eq!(tree(a.path()), tree(b.path()));
-    assert!(!any_file(&hub_tmp, &|_| true), "the hub kept a cut-short upload");
+    assert!(!any_file(&hub_tmp, &|_| true), "the hub kept a temporary file");
+    assert!(
+        !any_file(&hub_partial, &|_| true),
+        "the hub kept a finished upload's parts"
+    );
     assert!(!any_file(&b_tmp, &|_| true), "the agent kept a cut-short download");
     drop(hub);
 }

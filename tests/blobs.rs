@@ -154,3 +154,98 @@ async fn an_item_names_only_files_its_user_uploaded() {
     let feed = app.text(&alice, "/atompub/alice/Docs").await;
     assert!(feed.contains("fm:file"), "{feed}");
 }
+
+async fn put_part(app: &TestApp, token: &str, name: &str, range: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .put(app.url(&format!("/api/blobs/{name}")))
+        .bearer_auth(token)
+        .header("content-range", range)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn offset(resp: &reqwest::Response) -> u64 {
+    resp.headers()["upload-offset"].to_str().unwrap().parse().unwrap()
+}
+
+/// Large files go up in parts (`Content-Range`); an interrupted part keeps what arrived,
+/// HEAD says where to continue, and the finished blob is checked against its name.
+#[tokio::test]
+async fn uploads_resume_where_they_stopped() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice", "laptop").await;
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let name = sha(&body);
+    let head = async || {
+        app.client
+            .head(app.url(&format!("/api/blobs/{name}")))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap()
+    };
+    let first = put_part(&app, &alice, &name, "bytes 0-99999/300000", body[..100_000].to_vec()).await;
+    assert_eq!((first.status().as_u16(), offset(&first)), (202, 100_000));
+    let h = head().await;
+    assert_eq!((h.status().as_u16(), offset(&h)), (404, 100_000));
+    // A part that does not continue where the upload stands is refused.
+    let wrong = put_part(&app, &alice, &name, "bytes 0-99999/300000", body[..100_000].to_vec()).await;
+    assert_eq!(wrong.status(), 409);
+
+    // A part cut short by a dropped connection keeps what arrived.
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head_text = format!(
+        "PUT /api/blobs/{name} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {alice}\r\nContent-Range: bytes 100000-299999/300000\r\nContent-Length: 200000\r\n\r\n"
+    );
+    conn.write_all(head_text.as_bytes()).await.unwrap();
+    conn.write_all(&body[100_000..150_000]).await.unwrap();
+    conn.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    conn.shutdown().await.unwrap();
+    drop(conn);
+    let mut at = 0;
+    for _ in 0..50 {
+        at = offset(&head().await);
+        if at == 150_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(at, 150_000, "the received bytes of the cut part are kept");
+    let last = put_part(
+        &app,
+        &alice,
+        &name,
+        "bytes 150000-299999/300000",
+        body[150_000..].to_vec(),
+    )
+    .await;
+    assert_eq!(last.status(), 201);
+    assert_eq!(
+        app.get(&alice, &format!("/api/blobs/{name}"))
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+        body
+    );
+
+    // Parts that add up to other bytes than the name says are refused, and nothing is kept.
+    let other = sha(b"something else");
+    put_part(&app, &alice, &other, "bytes 0-4/10", b"01234".to_vec()).await;
+    let bad = put_part(&app, &alice, &other, "bytes 5-9/10", b"56789".to_vec()).await;
+    assert_eq!(bad.status(), 400);
+    let h = app
+        .client
+        .head(app.url(&format!("/api/blobs/{other}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((h.status().as_u16(), offset(&h)), (404, 0));
+    let junk = put_part(&app, &alice, &other, "bytes nonsense", vec![1]).await;
+    assert_eq!(junk.status(), 400);
+}

@@ -24,6 +24,9 @@ use crate::formats::atom_in::{Incoming, parse_entry_document, parse_feed_documen
 /// Entries asked for per page of the partial feed.
 const PAGE: usize = 500;
 
+/// Files larger than this go up in resumable parts of this size.
+const PART: u64 = 16 << 20;
+
 /// What one sync did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -338,12 +341,54 @@ impl Agent {
         }
     }
 
-    /// Makes sure the hub holds the file's blob; returns the bytes sent.
+    /// Makes sure the hub holds the file's blob; returns the bytes sent. Large files go up
+    /// in parts (`Content-Range`), continuing after whatever an earlier, interrupted run sent.
     async fn upload(&self, m: &Media, abs: &Path) -> anyhow::Result<u64> {
         let url = format!("{}/api/blobs/{}", self.hub, m.sha256);
         let head = self.http.head(&url).bearer_auth(&self.token).send().await?;
         if head.status().is_success() {
             return Ok(0); // content-addressed: never uploaded twice
+        }
+        if m.size > PART {
+            let mut offset = head
+                .headers()
+                .get("upload-offset")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let mut sent = 0;
+            loop {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                let len = PART.min(m.size - offset);
+                let mut file = tokio::fs::File::open(abs).await?;
+                file.seek(std::io::SeekFrom::Start(offset)).await?;
+                let part = tokio_util::io::ReaderStream::new(file.take(len));
+                let resp = self
+                    .http
+                    .put(&url)
+                    .bearer_auth(&self.token)
+                    .header(
+                        "content-range",
+                        format!("bytes {offset}-{}/{}", offset + len - 1, m.size),
+                    )
+                    .header("content-length", len)
+                    .body(reqwest::Body::wrap_stream(part))
+                    .send()
+                    .await?;
+                sent += len;
+                match resp.status() {
+                    StatusCode::CREATED | StatusCode::NO_CONTENT => return Ok(sent),
+                    StatusCode::ACCEPTED => {
+                        offset = resp
+                            .headers()
+                            .get("upload-offset")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok())
+                            .ok_or_else(|| anyhow!("the hub did not say where the upload continues"))?;
+                    }
+                    s => bail!("{s} {}", resp.text().await.unwrap_or_default().trim()),
+                }
+            }
         }
         let file = tokio::fs::File::open(abs).await?;
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));

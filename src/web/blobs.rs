@@ -18,6 +18,29 @@ fn checked(sha256: &str) -> AppResult<&str> {
         .ok_or_else(|| AppError::BadRequest("a blob is named by its SHA-256 in 64 lowercase hex digits".into()))
 }
 
+/// `Content-Range: bytes START-END/TOTAL` (or `bytes START-/TOTAL`): one part of an upload.
+fn content_range(headers: &HeaderMap) -> AppResult<Option<(u64, u64)>> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || AppError::BadRequest("Content-Range must be bytes START-END/TOTAL".into());
+    let v = v.to_str().map_err(|_| bad())?;
+    let (range, total) = v
+        .strip_prefix("bytes ")
+        .and_then(|r| r.split_once('/'))
+        .ok_or_else(bad)?;
+    let start = range.split('-').next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let total: u64 = total.parse().map_err(|_| bad())?;
+    if start > total {
+        return Err(bad());
+    }
+    Ok(Some((start, total)))
+}
+
+fn offset_header(n: u64) -> [(header::HeaderName, HeaderValue); 1] {
+    [(header::HeaderName::from_static("upload-offset"), HeaderValue::from(n))]
+}
+
 pub async fn put(
     State(st): State<SharedState>,
     Path(sha256): Path<String>,
@@ -29,6 +52,17 @@ pub async fn put(
     if st.mesh.store.blob_size(p.user_id, sha256).await?.is_some() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
+    // Resumable: parts with Content-Range, each continuing where the last ended.
+    if let Some((start, total)) = content_range(&headers)? {
+        let (held, done) = st.mesh.blobs.put_part(p.user_id, sha256, start, total, body).await?;
+        return Ok(match done {
+            Some(size) => {
+                st.mesh.store.record_blob(p.user_id, sha256, size).await?;
+                StatusCode::CREATED.into_response()
+            }
+            None => (StatusCode::ACCEPTED, offset_header(held)).into_response(),
+        });
+    }
     let (_, size) = st.mesh.blobs.put_expecting(body, Some(sha256)).await?;
     st.mesh.store.record_blob(p.user_id, sha256, size).await?;
     Ok(StatusCode::CREATED.into_response())
@@ -39,12 +73,11 @@ pub async fn get(State(st): State<SharedState>, Path(sha256): Path<String>, head
         .await?
         .ok_or(AppError::Unauthorized)?;
     let sha256 = checked(&sha256)?;
-    let size = st
-        .mesh
-        .store
-        .blob_size(p.user_id, sha256)
-        .await?
-        .ok_or(AppError::NotFound("blob"))?;
+    let Some(size) = st.mesh.store.blob_size(p.user_id, sha256).await? else {
+        // Not stored (yet): how much of a resumable upload is here to continue from.
+        let held = st.mesh.blobs.partial_len(p.user_id, sha256).await;
+        return Ok((StatusCode::NOT_FOUND, offset_header(held), "blob not found\n").into_response());
+    };
     let path = st.mesh.blobs.path(sha256).ok_or(AppError::NotFound("blob"))?;
     let file = tokio::fs::File::open(&path)
         .await
