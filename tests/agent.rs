@@ -334,6 +334,17 @@ async fn running_agents_sync_at_once_and_keep_offline_edits() {
         "{status}"
     );
     assert_eq!(tree(a.path()), tree(b.path()));
+    // SIGTERM stops a running agent promptly (it does not wait for its long-poll).
+    let (mut a_proc, _b_proc) = _agents;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &a_proc.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    until("the agent to stop on SIGTERM", 5, || {
+        a_proc.0.try_wait().is_ok_and(|s| s.is_some())
+    })
+    .await;
     drop(hub);
 }
 

@@ -103,8 +103,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         agent.by
     );
     let mut backoff = Duration::from_secs(1);
+    // One shutdown listener for the whole run: a SIGTERM during a sync stops it at once (the
+    // index and the folder are consistent at every await: rows are written one by one,
+    // files appear by rename).
+    let shutdown = crate::app::shutdown_signal();
+    tokio::pin!(shutdown);
     loop {
-        match agent.sync().await {
+        let synced = tokio::select! {
+            r = agent.sync() => r,
+            _ = &mut shutdown => return Ok(()),
+        };
+        match synced {
             Ok(r) => {
                 backoff = Duration::from_secs(1);
                 if let Some(bar) = agent.progress.take() {
@@ -118,7 +127,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             Err(e) => {
                 // Local changes stay in the index (dirty) and go out when the hub is back.
                 tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "sync failed; local changes are kept");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {},
+                    _ = &mut shutdown => return Ok(()),
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(60));
                 continue;
             }
@@ -134,7 +146,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 while rx.try_recv().is_ok() {}
             },
             _ = tokio::time::sleep(Duration::from_secs(args.rescan.max(1))) => {},
-            _ = crate::app::shutdown_signal() => return Ok(()),
+            _ = &mut shutdown => return Ok(()),
         }
     }
 }
