@@ -88,11 +88,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-        if e.is_ok_and(|e| {
-            !e.paths
-                .iter()
-                .all(|p| p.components().any(|c| c.as_os_str() == paths::STATE_DIR))
-        }) {
+        // Reads (the agent's own scans and hashing open files) and the agent's own state
+        // directory are not changes.
+        let change = e.is_ok_and(|e| {
+            !matches!(e.kind, notify::EventKind::Access(_))
+                && !e
+                    .paths
+                    .iter()
+                    .all(|p| p.components().any(|c| c.as_os_str() == paths::STATE_DIR))
+        });
+        if change {
             let _ = tx.send(());
         }
     })?;
