@@ -263,6 +263,49 @@ fn agent_process(hub: &str, token: &str, dir: &Path) -> Proc {
     Proc(child)
 }
 
+/// A `feedmesh serve` process on a fixed free port (so it can be restarted on it), with
+/// alice's collection Docs and tokens for two of her devices, made through the CLI.
+struct ProcessHub {
+    data: tempfile::TempDir,
+    port: u16,
+    url: String,
+    process: Proc,
+    laptop: String,
+    phone: String,
+}
+
+async fn process_hub() -> ProcessHub {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    crate::cli::ok(d, &["user", "add", "alice"]);
+    crate::cli::ok(d, &["collection", "add", "alice", "Docs"]);
+    let token = |device: &str| {
+        let out = crate::cli::ok(d, &["token", "add", "alice", "--device", device]);
+        out.lines().last().unwrap().to_string()
+    };
+    let (laptop, phone) = (token("laptop"), token("phone"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let process = hub_process(d, port);
+    feedmesh::net::install_crypto();
+    let client = reqwest::Client::new();
+    while client.get(format!("{url}/healthz")).send().await.is_err() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ProcessHub {
+        data,
+        port,
+        url,
+        process,
+        laptop,
+        phone,
+    }
+}
+
 async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !check() {
@@ -276,28 +319,15 @@ async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_agents_sync_at_once_and_keep_offline_edits() {
-    let data = tempfile::tempdir().unwrap();
+    let ProcessHub {
+        data,
+        port,
+        url: hub_url,
+        process: mut hub,
+        laptop: ta,
+        phone: tb,
+    } = process_hub().await;
     let d = data.path();
-    crate::cli::ok(d, &["user", "add", "alice"]);
-    crate::cli::ok(d, &["collection", "add", "alice", "Docs"]);
-    let token = |device: &str| {
-        let out = crate::cli::ok(d, &["token", "add", "alice", "--device", device]);
-        out.lines().last().unwrap().to_string()
-    };
-    let (ta, tb) = (token("laptop"), token("phone"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let hub_url = format!("http://127.0.0.1:{port}");
-    let mut hub = hub_process(d, port);
-    feedmesh::net::install_crypto();
-    let client = reqwest::Client::new();
-    let healthy = async || client.get(format!("{hub_url}/healthz")).send().await.is_ok();
-    while !healthy().await {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let _agents = (
         agent_process(&hub_url, &ta, a.path()),
@@ -472,28 +502,15 @@ fn any_file(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> bool {
 /// middle of a sync: after restarts every folder converges and no file is cut short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_agents_and_hub_loses_and_corrupts_nothing() {
-    let data = tempfile::tempdir().unwrap();
+    let ProcessHub {
+        data,
+        port,
+        url: hub_url,
+        process: mut hub,
+        laptop: ta,
+        phone: tb,
+    } = process_hub().await;
     let d = data.path();
-    crate::cli::ok(d, &["user", "add", "alice"]);
-    crate::cli::ok(d, &["collection", "add", "alice", "Docs"]);
-    let token = |device: &str| {
-        let out = crate::cli::ok(d, &["token", "add", "alice", "--device", device]);
-        out.lines().last().unwrap().to_string()
-    };
-    let (ta, tb) = (token("laptop"), token("phone"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let hub_url = format!("http://127.0.0.1:{port}");
-    let mut hub = hub_process(d, port);
-    feedmesh::net::install_crypto();
-    let client = reqwest::Client::new();
-    let healthy = async || client.get(format!("{hub_url}/healthz")).send().await.is_ok();
-    while !healthy().await {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // 192 MiB of varied bytes: long enough on loopback to be caught mid-transfer.
     let big: Vec<u8> = (0..192u32 << 20)

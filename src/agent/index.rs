@@ -104,6 +104,17 @@ impl Index {
         r.as_ref().map(row).transpose()
     }
 
+    /// The item whose file is at `path`, if any.
+    pub async fn row_at(&self, path: &str) -> anyhow::Result<Option<Row>> {
+        let r = sqlx::query(
+            "SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items WHERE path = ?",
+        )
+        .bind(path)
+        .fetch_optional(&self.db)
+        .await?;
+        r.as_ref().map(row).transpose()
+    }
+
     /// Writes a row; another row holding the same path gives it up (it moved or was replaced).
     pub async fn put(&self, r: &Row) -> anyhow::Result<()> {
         let mut tx = self.db.begin().await?;

@@ -645,13 +645,7 @@ impl Agent {
 
     /// Whether the file at `rel` is not what the index last synced there (a local edit).
     async fn index_owner_changed(&self, rel: &str, on_disk: Option<&str>) -> anyhow::Result<bool> {
-        let owner = self
-            .index
-            .rows()
-            .await?
-            .into_iter()
-            .find(|r| r.path.as_deref() == Some(rel));
-        Ok(match owner {
+        Ok(match self.index.row_at(rel).await? {
             Some(r) => r.sha256.as_deref() != on_disk,
             None => true, // a file we never synced
         })

@@ -220,20 +220,15 @@ impl Round {
 async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<Render>> {
     let Some(user_id) = d.user_id else {
         // An outside topic: its whole content as last fetched, byte for byte (H2, H11).
-        return Ok(st.mesh.store.topic_content(&d.topic).await?.map(|c| {
-            if c.version <= d.delivered_seq {
-                return Render {
-                    body: bytes::Bytes::new(),
-                    content_type: "".into(),
-                    upto: d.delivered_seq,
-                };
-            }
-            Render {
+        return Ok(match st.mesh.store.topic_content(&d.topic).await? {
+            None => None,
+            Some(c) if c.version <= d.delivered_seq => Render::nothing(d.delivered_seq),
+            Some(c) => Some(Render {
                 body: c.body.into(),
                 content_type: c.content_type.into(),
                 upto: c.version,
-            }
-        }));
+            }),
+        });
     };
     let head = st.mesh.store.user_head(user_id).await?;
     let parts: Vec<&str> = d.feed.trim_start_matches('/').split('/').collect();
