@@ -120,9 +120,15 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = web::router(self.state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        // Without TCP_NODELAY a response written in two pieces (headers, then a body) waits
+        // for the client's delayed ACK: 40 ms per small blob download.
+        use axum::serve::ListenerExt;
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
+        axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
         Ok(())
     }
 }

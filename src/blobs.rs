@@ -57,36 +57,137 @@ impl Blobs {
     }
 
     /// Like `put`, but a body whose SHA-256 is not `expected` is refused and nothing is kept.
-    pub async fn put_expecting(&self, body: Body, expected: Option<&str>) -> AppResult<(String, u64)> {
+    /// A small body is gathered in memory and stored in one go; a larger one streams.
+    pub async fn put_expecting(&self, mut body: Body, expected: Option<&str>) -> AppResult<(String, u64)> {
+        let mut head = Vec::new();
+        let mut whole = true;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(interrupted)?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            head.extend_from_slice(&data);
+            self.within_limit(head.len() as u64)?;
+            if head.len() >= IN_MEMORY {
+                whole = false;
+                break;
+            }
+        }
         let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
-        let result = self.write_tmp(&tmp, body).await;
-        let (hash, size) = match result {
+        if whole {
+            let (dir, want) = (self.clone(), expected.map(str::to_string));
+            return tokio::task::spawn_blocking(move || dir.store_small(&tmp, &head, want.as_deref()))
+                .await
+                .map_err(|e| AppError::Internal(e.into()))?;
+        }
+        let (hash, size) = match self.write_tmp(&tmp, head, body).await {
             Ok(v) => v,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(e);
             }
         };
-        if let Some(want) = expected
-            && want != hash
-        {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(AppError::BadRequest(format!(
-                "the body's SHA-256 is {hash}, not {want}: the upload was changed or cut short"
+        let (dir, want) = (self.clone(), expected.map(str::to_string));
+        tokio::task::spawn_blocking(move || dir.place(&tmp, &hash, want.as_deref()).map(|()| (hash, size)))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+    }
+
+    fn within_limit(&self, size: u64) -> AppResult<()> {
+        if size > self.max_bytes {
+            return Err(AppError::TooLarge(format!(
+                "the file is larger than the limit of {} bytes",
+                self.max_bytes
             )));
         }
-        let Some(dest) = self.path(&hash) else {
-            return Err(AppError::Internal(anyhow::anyhow!("bad hash")));
-        };
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        Ok(())
+    }
+
+    /// Stores a whole body held in memory: hashed, written to `tmp`, fsynced, put in place.
+    fn store_small(&self, tmp: &Path, bytes: &[u8], expected: Option<&str>) -> AppResult<(String, u64)> {
+        let hash = hex::encode(Sha256::digest(bytes));
+        refuse_mismatch(&hash, expected)?;
+        let dest = self
+            .path(&hash)
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("bad hash")))?;
+        if dest.exists() {
+            return Ok((hash, bytes.len() as u64)); // deduplicated
         }
-        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-            tokio::fs::remove_file(&tmp).await.map_err(io)?; // deduplicated
-        } else {
-            tokio::fs::rename(&tmp, &dest).await.map_err(io)?;
+        let written = (|| {
+            use std::io::Write;
+            let mut f = std::fs::File::create(tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(tmp);
+            return Err(io(e));
         }
-        Ok((hash, size))
+        self.place(tmp, &hash, None)?;
+        Ok((hash, bytes.len() as u64))
+    }
+
+    /// Stores many small blobs (SHA-256 named, bytes) at once: all are checked before any is
+    /// written; then each new one goes to a temporary file, one `syncfs` makes them all
+    /// durable, and they are renamed into place. Returns each blob's size and whether it
+    /// was new on disk. Blocking: call from a blocking thread.
+    pub fn store_many(&self, blobs: &[(String, axum::body::Bytes)]) -> AppResult<Vec<(u64, bool)>> {
+        for (want, bytes) in blobs {
+            refuse_mismatch(&hex::encode(Sha256::digest(bytes)), Some(want))?;
+        }
+        let mut written = Vec::new();
+        let mut out = Vec::with_capacity(blobs.len());
+        let result = (|| {
+            for (sha, bytes) in blobs {
+                let dest = self
+                    .path(sha)
+                    .ok_or_else(|| AppError::BadRequest("not a SHA-256".into()))?;
+                let new = !dest.exists() && !written.iter().any(|(_, d)| d == &dest);
+                out.push((bytes.len() as u64, new));
+                if new {
+                    let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
+                    std::fs::write(&tmp, bytes).map_err(io)?;
+                    written.push((tmp, dest));
+                }
+            }
+            if !written.is_empty() {
+                syncfs(&self.dir.join("tmp")).map_err(io)?;
+            }
+            for (tmp, dest) in &written {
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(io)?;
+                }
+                std::fs::rename(tmp, dest).map_err(io)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for (tmp, _) in &written {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Moves a complete, fsynced temporary file whose SHA-256 is `hash` to its place (or
+    /// drops it when the store already holds that content, or when `expected` differs).
+    fn place(&self, tmp: &Path, hash: &str, expected: Option<&str>) -> AppResult<()> {
+        let result = (|| {
+            refuse_mismatch(hash, expected)?;
+            let dest = self
+                .path(hash)
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("bad hash")))?;
+            if dest.exists() {
+                return Ok(()); // deduplicated
+            }
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            std::fs::rename(tmp, &dest).map_err(io)
+        })();
+        let _ = std::fs::remove_file(tmp);
+        result
     }
 
     /// Where an interrupted upload of `sha256` by `user_id` waits to be resumed.
@@ -157,40 +258,74 @@ impl Blobs {
         if len < total {
             return Ok((len, None));
         }
-        let whole = tokio::fs::File::open(&path).await.map_err(io)?;
-        let result = self
-            .put_expecting(
-                Body::from_stream(tokio_util::io::ReaderStream::new(whole)),
-                Some(sha256),
-            )
-            .await;
-        let _ = tokio::fs::remove_file(&path).await;
-        let (_, size) = result?;
-        Ok((size, Some(size)))
+        // Complete: its hash checked, the partial file itself becomes the blob.
+        let (store, want) = (self.clone(), sha256.to_string());
+        tokio::task::spawn_blocking(move || {
+            let hash = hash_file(&path).map_err(io)?;
+            store.place(&path, &hash, Some(&want))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))??;
+        Ok((len, Some(len)))
     }
 
-    async fn write_tmp(&self, tmp: &Path, mut body: Body) -> AppResult<(String, u64)> {
+    /// Streams `head` and then the rest of `body` to `tmp`, hashing; fsynced at the end.
+    async fn write_tmp(&self, tmp: &Path, head: Vec<u8>, mut body: Body) -> AppResult<(String, u64)> {
         let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
         let mut hasher = Sha256::new();
-        let mut size = 0u64;
+        let mut size = head.len() as u64;
+        hasher.update(&head);
+        file.write_all(&head).await.map_err(io)?;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| AppError::BadRequest(format!("upload interrupted: {e}")))?;
+            let frame = frame.map_err(interrupted)?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
             size += data.len() as u64;
-            if size > self.max_bytes {
-                return Err(AppError::TooLarge(format!(
-                    "the file is larger than the limit of {} bytes",
-                    self.max_bytes
-                )));
-            }
+            self.within_limit(size)?;
             hasher.update(&data);
             file.write_all(&data).await.map_err(io)?;
         }
         file.sync_all().await.map_err(io)?;
         Ok((hex::encode(hasher.finalize()), size))
     }
+}
+
+/// Bodies up to this size are gathered in memory and stored in one blocking call.
+const IN_MEMORY: usize = 1 << 20;
+
+fn interrupted(e: axum::Error) -> AppError {
+    AppError::BadRequest(format!("upload interrupted: {e}"))
+}
+
+fn refuse_mismatch(hash: &str, expected: Option<&str>) -> AppResult<()> {
+    match expected {
+        Some(want) if want != hash => Err(AppError::BadRequest(format!(
+            "the body's SHA-256 is {hash}, not {want}: the upload was changed or cut short"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Makes everything written to the filesystem holding `dir` durable: one call for many
+/// files, where an fsync each would wait for the disk once per file.
+pub fn syncfs(dir: &Path) -> std::io::Result<()> {
+    let d = std::fs::File::open(dir)?;
+    rustix::fs::syncfs(&d).map_err(std::io::Error::from)
 }
 
 fn io(e: std::io::Error) -> AppError {

@@ -3,8 +3,24 @@
 use clap::Parser;
 use feedmesh::cli::{Cli, run};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // An agent does little computing and much waiting on one disk and one hub: one thread
+    // spares it the wake-ups between worker threads that cost more than its work.
+    let runtime = match cli.command {
+        feedmesh::cli::Command::Agent(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(start(cli)),
+        Err(e) => {
+            eprintln!("feedmesh: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(cli: Cli) -> std::process::ExitCode {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("FEEDMESH_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
     tracing_subscriber::fmt()
@@ -12,7 +28,6 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     feedmesh::net::install_crypto();
-    let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -17,6 +17,8 @@ use crate::store::{ChangeKind, Collection, ItemRecord, ItemWrite, Principal, Sto
 use crate::ttl::TtlMap;
 
 const MAX_RETRIES: u32 = 40;
+/// Entries one posted FeedSync feed may hold.
+pub const MAX_FEED_ENTRIES: usize = 1000;
 const HEAD_TTL: Duration = Duration::from_secs(1);
 
 pub struct Mesh {
@@ -107,6 +109,43 @@ impl Mesh {
                 })
             }
         }
+    }
+
+    /// POST of a FeedSync feed (a device sending its local changes): every entry must carry
+    /// `sx:sync` and name only uploaded files; all are checked before any is merged, so a bad
+    /// entry changes nothing. Each is then merged as `merge` does, several at once (distinct
+    /// items commit together), and the merged items come back in the order sent.
+    pub async fn merge_feed(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        parsed: Vec<ParsedEntry>,
+    ) -> AppResult<Vec<ItemRecord>> {
+        use futures_util::StreamExt;
+        if parsed.len() > MAX_FEED_ENTRIES {
+            return Err(AppError::TooLarge(format!(
+                "a posted feed holds at most {MAX_FEED_ENTRIES} entries, this one {}",
+                parsed.len()
+            )));
+        }
+        let mut items = Vec::with_capacity(parsed.len());
+        for (i, p) in parsed.into_iter().enumerate() {
+            self.check_files(col.user_id, &p).await?;
+            let Incoming::Sync(item) = p.into_incoming() else {
+                return Err(AppError::BadRequest(format!(
+                    "entry {} of the feed has no sx:sync (a posted feed is a FeedSync feed)",
+                    i + 1
+                )));
+            };
+            item.validate()?;
+            items.push(item);
+        }
+        let merged: Vec<AppResult<Accepted>> = futures_util::stream::iter(items)
+            .map(|item| self.merge(who, col, item))
+            .buffered(16)
+            .collect()
+            .await;
+        merged.into_iter().map(|m| m.map(|a| a.record)).collect()
     }
 
     /// AtomPub POST of a file: a media resource plus its media-link entry (RFC 5023 §9.6).

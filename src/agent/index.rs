@@ -30,7 +30,19 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS items_by_claim ON items (claimed)",
     "CREATE TABLE IF NOT EXISTS conflicts (path TEXT PRIMARY KEY, sync_id TEXT NOT NULL)",
+    // A row written with a path takes it from any other row (that one moved or was replaced),
+    // so one statement writes a row.
+    "CREATE TRIGGER IF NOT EXISTS items_take_path_on_insert BEFORE INSERT ON items WHEN NEW.path IS NOT NULL
+     BEGIN UPDATE items SET path = NULL WHERE path = NEW.path AND sync_id <> NEW.sync_id; END",
+    "CREATE TRIGGER IF NOT EXISTS items_take_path_on_update BEFORE UPDATE OF path ON items WHEN NEW.path IS NOT NULL
+     BEGIN UPDATE items SET path = NULL WHERE path = NEW.path AND sync_id <> NEW.sync_id; END",
 ];
+
+const UPSERT: &str = "INSERT INTO items (sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty, claimed) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (sync_id) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256, size = excluded.size, \
+     mtime_ns = excluded.mtime_ns, ino = excluded.ino, seen_ns = excluded.seen_ns, item = excluded.item, \
+     dirty = excluded.dirty, claimed = excluded.claimed";
 
 /// One item as the agent knows it.
 #[derive(Clone, Debug)]
@@ -52,6 +64,8 @@ pub struct Row {
 
 pub struct Index {
     db: SqlitePool,
+    /// The `conflicts` table, once read.
+    copies: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>>,
 }
 
 impl Index {
@@ -66,7 +80,10 @@ impl Index {
         for s in SCHEMA {
             sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&db).await?;
         }
-        Ok(Index { db })
+        Ok(Index {
+            db,
+            copies: std::sync::Mutex::new(None),
+        })
     }
 
     pub async fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
@@ -117,33 +134,16 @@ impl Index {
 
     /// Writes a row; another row holding the same path gives it up (it moved or was replaced).
     pub async fn put(&self, r: &Row) -> anyhow::Result<()> {
+        upsert(r)?.execute(&self.db).await?;
+        Ok(())
+    }
+
+    /// Writes many rows in one transaction (a scan's findings).
+    pub async fn put_many(&self, rows: &[Row]) -> anyhow::Result<()> {
         let mut tx = self.db.begin().await?;
-        if let Some(p) = &r.path {
-            sqlx::query("UPDATE items SET path = NULL WHERE path = ? AND sync_id <> ?")
-                .bind(p)
-                .bind(&r.sync_id)
-                .execute(&mut *tx)
-                .await?;
+        for r in rows {
+            upsert(r)?.execute(&mut *tx).await?;
         }
-        sqlx::query(
-            "INSERT INTO items (sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty, claimed) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (sync_id) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256, size = excluded.size, \
-             mtime_ns = excluded.mtime_ns, ino = excluded.ino, seen_ns = excluded.seen_ns, item = excluded.item, \
-             dirty = excluded.dirty, claimed = excluded.claimed",
-        )
-        .bind(&r.sync_id)
-        .bind(r.path.as_deref())
-        .bind(r.sha256.as_deref())
-        .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
-        .bind(r.mtime_ns)
-        .bind(i64::try_from(r.ino).unwrap_or(i64::MAX))
-        .bind(r.seen_ns)
-        .bind(serde_json::to_string(&r.item)?)
-        .bind(r.dirty)
-        .bind(claimed(&r.item))
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -172,23 +172,44 @@ impl Index {
         rows.iter().map(row).collect()
     }
 
-    /// Conflict copies on disk: (path, sync id of their item).
+    /// Conflict copies on disk: (path, sync id of their item), in path order. Read from the
+    /// database once, then kept in memory alongside it (the agent is its only writer).
     pub async fn conflicts(&self) -> anyhow::Result<Vec<(String, String)>> {
+        if let Some(c) = self.copies.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Ok(c.iter().map(|(p, id)| (p.clone(), id.clone())).collect());
+        }
         let rows = sqlx::query("SELECT path, sync_id FROM conflicts ORDER BY path")
             .fetch_all(&self.db)
             .await?;
-        rows.iter()
+        let all: std::collections::BTreeMap<String, String> = rows
+            .iter()
             .map(|r| Ok((r.try_get("path")?, r.try_get("sync_id")?)))
-            .collect()
+            .collect::<anyhow::Result<_>>()?;
+        let list = all.iter().map(|(p, id)| (p.clone(), id.clone())).collect();
+        *self.copies.lock().unwrap_or_else(|e| e.into_inner()) = Some(all);
+        Ok(list)
     }
 
     /// Records a conflict copy; the item that wrote a name last owns it.
     pub async fn add_conflict(&self, path: &str, sync_id: &str) -> anyhow::Result<()> {
+        self.conflicts().await?; // loaded, so the cache stays whole
+        let known = self
+            .copies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|c| c.get(path).cloned());
+        if known.as_deref() == Some(sync_id) {
+            return Ok(());
+        }
         sqlx::query("INSERT INTO conflicts (path, sync_id) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET sync_id = excluded.sync_id")
             .bind(path)
             .bind(sync_id)
             .execute(&self.db)
             .await?;
+        if let Some(c) = self.copies.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            c.insert(path.to_string(), sync_id.to_string());
+        }
         Ok(())
     }
 
@@ -197,8 +218,25 @@ impl Index {
             .bind(sync_id)
             .execute(&self.db)
             .await?;
+        if let Some(c) = self.copies.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            c.retain(|_, id| id != sync_id);
+        }
         Ok(())
     }
+}
+
+fn upsert(r: &Row) -> anyhow::Result<sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
+    Ok(sqlx::query(UPSERT)
+        .bind(r.sync_id.clone())
+        .bind(r.path.clone())
+        .bind(r.sha256.clone())
+        .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
+        .bind(r.mtime_ns)
+        .bind(i64::try_from(r.ino).unwrap_or(i64::MAX))
+        .bind(r.seen_ns)
+        .bind(serde_json::to_string(&r.item)?)
+        .bind(r.dirty)
+        .bind(claimed(&r.item).map(str::to_string)))
 }
 
 /// The path an item's live current version names, if it is a file.

@@ -19,13 +19,30 @@ use crate::domain::entry::{Entry, Media, StoredItem, Text};
 use crate::domain::feedsync::{self, MergeKind, Resolve};
 use crate::domain::time::Timestamp;
 use crate::formats::EntryView;
-use crate::formats::atom_in::{Incoming, parse_entry_document, parse_feed_document};
+use crate::formats::atom_in::{Incoming, parse_feed_document};
 
 /// Entries asked for per page of the partial feed.
 const PAGE: usize = 500;
 
 /// Files larger than this go up in resumable parts of this size.
 const PART: u64 = 16 << 20;
+
+/// Changes sent in one FeedSync feed (the hub takes up to `mesh::MAX_FEED_ENTRIES`).
+const BATCH: usize = 250;
+
+/// Files up to this size come down in one piece.
+const SMALL: u64 = 64 << 10;
+
+/// Files up to this size go up many to a request (`POST /api/blobs`), at most `BATCH` files
+/// and `BATCH_BYTES` bytes to one.
+const BATCH_FILE: u64 = 1 << 20;
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// A file to upload: its row, its content as the scan saw it, and its path.
+type Upload<'a> = (&'a Row, &'a Media, &'a String);
+
+/// Blobs moved at once each way.
+const TRANSFERS: usize = 8;
 
 /// What one sync did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -120,12 +137,16 @@ impl Agent {
 
     /// Scan, push, pull, apply.
     pub async fn sync(&self) -> anyhow::Result<Report> {
+        let started = std::time::Instant::now();
         let mut report = Report {
             local_changes: self.scan().await?,
             ..Report::default()
         };
+        let scanned = started.elapsed();
         self.push(&mut report).await?;
+        let pushed = started.elapsed();
         self.pull(&mut report).await?;
+        tracing::debug!(?scanned, ?pushed, pulled = ?started.elapsed(), "sync phases (cumulative)");
         // An item shown elsewhere because another held its path takes it back once free.
         for mut row in self.index.displaced().await? {
             self.apply(&mut row, &mut report).await?;
@@ -163,6 +184,7 @@ impl Agent {
         let mut changes = 0;
         let mut new_files = Vec::new();
         let mut present = HashSet::new();
+        let mut changed = Vec::new();
         for f in files {
             let own = by_path.contains_key(&f.rel);
             if copies.contains_key(&f.rel) || (paths::is_conflict_copy(&f.rel) && !own) {
@@ -171,24 +193,30 @@ impl Agent {
             present.insert(f.rel.clone());
             match by_path.get(&f.rel) {
                 Some(row) if unchanged(row, &f) => {}
-                Some(row) => {
-                    let sha = hash_file(&f.abs).await?;
-                    let mut row = row.clone();
-                    if row.sha256.as_deref() != Some(sha.as_str()) {
-                        self.change(&mut row, &f.rel, &sha, f.size, true).await?;
-                        changes += 1;
-                    }
-                    record(&mut row, &f);
-                    self.index.put(&row).await?;
-                }
+                Some(_) => changed.push(f),
                 None => new_files.push(f),
             }
+        }
+        // Every file that may have changed is read once, on all cores.
+        let mut hashes = hash_files(changed.iter().chain(&new_files).map(|f| f.abs.clone()).collect()).await?;
+        let mut out = Vec::new();
+        for f in changed {
+            let Some(mut row) = by_path.get(&f.rel).cloned() else {
+                continue;
+            };
+            let sha = hashes.remove(&f.abs).unwrap_or_default();
+            if row.sha256.as_deref() != Some(sha.as_str()) {
+                self.change(&mut row, &f.rel, &sha, f.size, true).await?;
+                changes += 1;
+            }
+            record(&mut row, &f);
+            out.push(row);
         }
         // Gone from disk: deleted, or renamed (the same content under a new name).
         by_path.retain(|p, r| !present.contains(p) && !r.item.current.sync.deleted);
         let mut missing: Vec<Row> = by_path.into_values().collect();
         for f in new_files {
-            let sha = hash_file(&f.abs).await?;
+            let sha = hashes.remove(&f.abs).unwrap_or_default();
             let mut row = match missing.iter().position(|r| r.sha256.as_deref() == Some(sha.as_str())) {
                 // A rename: the same item (and blob) under its new path, nothing uploaded.
                 Some(i) => {
@@ -213,7 +241,7 @@ impl Agent {
                 }
             };
             record(&mut row, &f);
-            self.index.put(&row).await?;
+            out.push(row);
             changes += 1;
         }
         for mut row in missing {
@@ -221,9 +249,10 @@ impl Agent {
             row.path = None;
             row.sha256 = None;
             row.dirty = true;
-            self.index.put(&row).await?;
+            out.push(row);
             changes += 1;
         }
+        self.index.put_many(&out).await?;
         // A conflict copy deleted here resolves its conflict: the file at the path wins.
         for (copy, sync_id) in &copies {
             if self.root.join(copy).exists() {
@@ -277,36 +306,78 @@ impl Agent {
 
     // ---- push ----
 
+    /// Sends the dirty items: their blobs first, several at once, then the items themselves
+    /// as FeedSync feeds of up to `BATCH` entries. The hub answers each feed with the merged
+    /// items, in order, and each is applied here as the hub merged it.
     async fn push(&self, report: &mut Report) -> anyhow::Result<()> {
-        for row in self.index.rows().await?.into_iter().filter(|r| r.dirty) {
-            let cur = &row.item.current;
-            if let (false, Some(m), Some(rel)) = (cur.sync.deleted, &cur.payload.media, &row.path) {
-                match self.upload(m, &self.root.join(rel)).await {
+        use futures_util::StreamExt;
+        let started = std::time::Instant::now();
+        let dirty: Vec<Row> = self.index.rows().await?.into_iter().filter(|r| r.dirty).collect();
+        let files: Vec<(&Row, &Media, &String)> = dirty
+            .iter()
+            .filter_map(|row| {
+                let cur = &row.item.current;
+                match (cur.sync.deleted, &cur.payload.media, &row.path) {
+                    (false, Some(m), Some(rel)) => Some((row, m, rel)),
+                    _ => None,
+                }
+            })
+            .collect();
+        // Small files go up many to a request; larger ones alone, resumable.
+        let (small, large): (Vec<_>, Vec<_>) = files.into_iter().partition(|(_, m, _)| m.size <= BATCH_FILE);
+        let mut jobs: Vec<Vec<Upload>> = large.into_iter().map(|f| vec![f]).collect();
+        let mut batch: Vec<Upload> = Vec::new();
+        let mut bytes = 0;
+        for f in small {
+            if batch.len() == BATCH || bytes + f.1.size > BATCH_BYTES {
+                jobs.push(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += f.1.size;
+            batch.push(f);
+        }
+        if !batch.is_empty() {
+            jobs.push(batch);
+        }
+        let mut uploads = futures_util::stream::iter(jobs)
+            .map(|job| async move {
+                match job.as_slice() {
+                    [(row, m, rel)] if m.size > BATCH_FILE => {
+                        vec![(*row, *rel, self.upload(m, &self.root.join(rel)).await)]
+                    }
+                    _ => self.upload_many(job).await,
+                }
+            })
+            .buffer_unordered(TRANSFERS);
+        let mut postponed = HashSet::new();
+        while let Some(results) = uploads.next().await {
+            for (row, rel, result) in results {
+                match result {
                     Ok(bytes) => report.uploaded_bytes += bytes,
                     Err(e) => {
                         // Changed since the scan, or unreadable: the next scan sees it again.
                         tracing::warn!(path = %rel, error = %format!("{e:#}"), "upload postponed");
-                        continue;
+                        postponed.insert(row.sync_id.as_str());
                     }
                 }
             }
-            let id = format!("urn:feedmesh:item:{}", row.sync_id);
-            let view = EntryView {
-                id: id.clone(),
-                version: &row.item.current,
-                sync: Some((&row.item.current.sync, row.item.conflicts.as_slice())),
-                edit_url: None,
-                edit_media_url: None,
-                fallback_link: id,
-                tags: Vec::new(),
-                media_url: None,
-            };
-            let body = crate::formats::atom_out::entry_document(&view);
+            self.show(report);
+        }
+        drop(uploads);
+        tracing::debug!(elapsed = ?started.elapsed(), "uploads done");
+        let ready: Vec<&Row> = dirty
+            .iter()
+            .filter(|r| !postponed.contains(r.sync_id.as_str()))
+            .collect();
+        let (mut posting, mut applying) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        for batch in ready.chunks(BATCH) {
+            let t0 = std::time::Instant::now();
+            let body = changes_feed(batch);
             let resp = self
                 .http
                 .post(&self.collection_url)
                 .bearer_auth(&self.token)
-                .header("content-type", "application/atom+xml;type=entry")
+                .header("content-type", "application/atom+xml;type=feed")
                 .body(body)
                 .send()
                 .await?;
@@ -314,23 +385,36 @@ impl Agent {
             let text = resp.bytes().await?;
             if !status.is_success() {
                 bail!(
-                    "the hub refused {}: {status} {}",
-                    row.path.as_deref().unwrap_or(&row.sync_id),
+                    "the hub refused {} changes: {status} {}",
+                    batch.len(),
                     String::from_utf8_lossy(&text).trim()
                 );
             }
-            let Incoming::Sync(merged) = parse_entry_document(&text, Timestamp::now())?.into_incoming() else {
-                bail!("the hub answered an entry without sx:sync");
-            };
-            // The hub's merge may hold more than we sent (conflicts, a newer winner).
-            let mut row = self.index.row(&row.sync_id).await?.unwrap_or(row);
-            let local = std::mem::replace(&mut row.item, merged.clone());
-            row.item = feedsync::merge(Some(&local), merged)?.item;
-            row.dirty = false;
-            self.apply(&mut row, report).await?;
-            report.pushed += 1;
-            self.show(report);
+            let merged = parse_feed_document(&text, Timestamp::now())?;
+            posting += t0.elapsed();
+            let t1 = std::time::Instant::now();
+            if merged.len() != batch.len() {
+                bail!("the hub answered {} of {} changes", merged.len(), batch.len());
+            }
+            for (sent, parsed) in batch.iter().zip(merged) {
+                let Incoming::Sync(merged) = parsed.into_incoming() else {
+                    bail!("the hub answered an entry without sx:sync");
+                };
+                if merged.id() != sent.sync_id {
+                    bail!("the hub answered {} for {}", merged.id(), sent.sync_id);
+                }
+                // The hub's merge may hold more than we sent (conflicts, a newer winner).
+                let mut row = self.index.row(&sent.sync_id).await?.unwrap_or_else(|| (*sent).clone());
+                let local = std::mem::replace(&mut row.item, merged.clone());
+                row.item = feedsync::merge(Some(&local), merged)?.item;
+                row.dirty = false;
+                self.apply(&mut row, report).await?;
+                report.pushed += 1;
+                self.show(report);
+            }
+            applying += t1.elapsed();
         }
+        tracing::debug!(?posting, ?applying, "changes sent");
         Ok(())
     }
 
@@ -339,6 +423,88 @@ impl Agent {
             p.set_position(r.uploaded_bytes + r.downloaded_bytes);
             p.set_message(format!("{} files up, {} down", r.pushed, r.pulled));
         }
+    }
+
+    /// Sends small files in one `POST /api/blobs` (multipart, each part named by its SHA-256);
+    /// a file that no longer has the content the scan saw is left out (it syncs next time).
+    /// Returns, per file, the bytes the hub took as new.
+    async fn upload_many<'a>(&self, files: Vec<Upload<'a>>) -> Vec<(&'a Row, &'a String, anyhow::Result<u64>)> {
+        let paths: Vec<(PathBuf, String)> = files
+            .iter()
+            .map(|(_, m, rel)| (self.root.join(rel), m.sha256.clone()))
+            .collect();
+        let read = tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .map(|(path, want)| {
+                    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    let got = hex::encode(Sha256::digest(&bytes));
+                    if got != want {
+                        bail!("changed since the scan");
+                    }
+                    Ok(bytes)
+                })
+                .collect::<Vec<anyhow::Result<Vec<u8>>>>()
+        })
+        .await;
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => {
+                return files
+                    .into_iter()
+                    .map(|(row, _, rel)| (row, rel, Err(anyhow!("{e}"))))
+                    .collect();
+            }
+        };
+        let mut form = reqwest::multipart::Form::new();
+        let mut sent = Vec::new();
+        let mut out = Vec::new();
+        for ((row, m, rel), bytes) in files.into_iter().zip(read) {
+            match bytes {
+                Ok(b) => {
+                    form = form.part(m.sha256.clone(), reqwest::multipart::Part::bytes(b));
+                    sent.push((row, m, rel));
+                }
+                Err(e) => out.push((row, rel, Err(e))),
+            }
+        }
+        if sent.is_empty() {
+            return out;
+        }
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            created: Vec<String>,
+        }
+        let answer = async {
+            let resp = self
+                .http
+                .post(format!("{}/api/blobs", self.hub))
+                .bearer_auth(&self.token)
+                .multipart(form)
+                .send()
+                .await?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            if !status.is_success() {
+                bail!("{status} {}", String::from_utf8_lossy(&body).trim());
+            }
+            Ok(serde_json::from_slice::<Stored>(&body)?.created)
+        }
+        .await;
+        match answer {
+            Ok(created) => {
+                let created: HashSet<String> = created.into_iter().collect();
+                out.extend(sent.into_iter().map(|(row, m, rel)| {
+                    let n = if created.contains(&m.sha256) { m.size } else { 0 };
+                    (row, rel, Ok(n))
+                }));
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                out.extend(sent.into_iter().map(|(row, _, rel)| (row, rel, Err(anyhow!("{msg}")))));
+            }
+        }
+        out
     }
 
     /// Makes sure the hub holds the file's blob; returns the bytes sent. Large files go up
@@ -425,10 +591,17 @@ impl Agent {
                 .map(str::to_string);
             let entries = parse_feed_document(&resp.bytes().await?, Timestamp::now())?;
             let count = entries.len();
-            for parsed in entries {
-                let Incoming::Sync(incoming) = parsed.into_incoming() else {
-                    continue;
-                };
+            let items: Vec<StoredItem> = entries
+                .into_iter()
+                .filter_map(|parsed| match parsed.into_incoming() {
+                    Incoming::Sync(item) => Some(item),
+                    Incoming::Plain(_) => None,
+                })
+                .collect();
+            // The page's new content comes down several blobs at once; the items are then
+            // applied one by one, in order, taking their content from what was fetched.
+            self.prefetch(&items, report).await?;
+            for incoming in items {
                 let existing = self.index.row(incoming.id()).await?;
                 let merged = feedsync::merge(existing.as_ref().map(|r| &r.item), incoming)?;
                 if merged.kind == MergeKind::Unchanged {
@@ -450,11 +623,63 @@ impl Agent {
                 report.pulled += 1;
                 self.show(report);
             }
+            self.drop_prefetched().await;
             if let Some(c) = next {
                 self.index.set_meta("cursor", &c).await?;
             }
             if count < PAGE {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Fetches the blobs `items` show that this folder does not hold yet, `TRANSFERS` at a
+    /// time, into `.feedmesh/tmp` (checked and fsynced, as `download` does), where `download`
+    /// takes them from. A blob that fails here is fetched again when it is applied.
+    async fn prefetch(&self, items: &[StoredItem], report: &mut Report) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        let mut wanted: HashMap<&str, &Media> = HashMap::new();
+        for item in items {
+            let known = self.index.row(item.id()).await?.and_then(|r| r.sha256);
+            let versions = std::iter::once(&item.current).chain(item.conflicts.iter());
+            for m in versions
+                .filter(|v| !v.sync.deleted)
+                .filter_map(|v| v.payload.media.as_ref())
+            {
+                if known.as_deref() != Some(m.sha256.as_str()) {
+                    wanted.insert(&m.sha256, m);
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut fetches = futures_util::stream::iter(wanted.into_values())
+            .map(|m| async move { (m, self.fetch_blob(m, &self.prefetched(&m.sha256)).await) })
+            .buffer_unordered(TRANSFERS);
+        while let Some((m, result)) = fetches.next().await {
+            match result {
+                Ok(n) => report.downloaded_bytes += n,
+                Err(e) => tracing::debug!(blob = %m.sha256, error = %format!("{e:#}"), "prefetch failed"),
+            }
+            self.show(report);
+        }
+        Ok(())
+    }
+
+    /// Where `prefetch` keeps a blob until it is applied.
+    fn prefetched(&self, sha256: &str) -> PathBuf {
+        self.state.join("tmp").join(format!("blob-{sha256}"))
+    }
+
+    /// Removes prefetched blobs no item took (a version already on disk, say).
+    async fn drop_prefetched(&self) {
+        let Ok(mut dir) = tokio::fs::read_dir(self.state.join("tmp")).await else {
+            return;
+        };
+        while let Ok(Some(e)) = dir.next_entry().await {
+            if e.file_name().to_string_lossy().starts_with("blob-") {
+                let _ = tokio::fs::remove_file(e.path()).await;
             }
         }
     }
@@ -546,10 +771,10 @@ impl Agent {
             for mut o in rivals.into_iter().filter(|o| o.path.as_deref() == Some(rel.as_str())) {
                 let alt = alt_path(&o, &rel);
                 if let Ok(to) = paths::resolve(&self.root, &alt)
-                    && tokio::fs::rename(&abs, &to).await.is_ok()
+                    && std::fs::rename(&abs, &to).is_ok()
                 {
                     o.path = Some(alt);
-                    if let Ok(m) = tokio::fs::metadata(&to).await {
+                    if let Ok(m) = std::fs::metadata(&to) {
                         stat(&mut o, &m);
                     }
                 } else {
@@ -558,7 +783,7 @@ impl Agent {
                 self.index.put(&o).await?;
             }
         }
-        let on_disk = match tokio::fs::symlink_metadata(&abs).await {
+        let on_disk = match std::fs::symlink_metadata(&abs) {
             Ok(m) if m.is_dir() => {
                 tracing::error!(path = %rel, "a folder is where this file would go; left as it is");
                 return self.index.put(row).await;
@@ -577,9 +802,9 @@ impl Agent {
                 Some(old) if old != rel && row.sha256.as_deref() == Some(media.sha256.as_str()) => {
                     let from = self.root.join(old);
                     if let Some(parent) = abs.parent() {
-                        tokio::fs::create_dir_all(parent).await?;
+                        std::fs::create_dir_all(parent)?;
                     }
-                    let done = tokio::fs::rename(&from, &abs).await.is_ok();
+                    let done = std::fs::rename(&from, &abs).is_ok();
                     if done {
                         self.prune_empty_dirs(&from).await;
                     }
@@ -596,7 +821,7 @@ impl Agent {
         {
             self.remove_if_unchanged(old, row.sha256.as_deref()).await?;
         }
-        let meta = tokio::fs::metadata(&abs).await?;
+        let meta = std::fs::metadata(&abs)?;
         row.path = Some(rel.clone());
         row.sha256 = Some(media.sha256.clone());
         stat(row, &meta);
@@ -659,7 +884,7 @@ impl Agent {
             return Ok(());
         }
         if synced.is_some() && hash_file(&abs).await?.as_str() == synced.unwrap_or_default() {
-            tokio::fs::remove_file(&abs).await?;
+            std::fs::remove_file(&abs)?;
             self.prune_empty_dirs(&abs).await;
         }
         Ok(())
@@ -669,7 +894,7 @@ impl Agent {
     async fn prune_empty_dirs(&self, removed: &Path) {
         let mut dir = removed.parent().map(Path::to_path_buf);
         while let Some(d) = dir {
-            if d == self.root || !d.starts_with(&self.root) || tokio::fs::remove_dir(&d).await.is_err() {
+            if d == self.root || !d.starts_with(&self.root) || std::fs::remove_dir(&d).is_err() {
                 break; // not empty, or the folder itself
             }
             dir = d.parent().map(Path::to_path_buf);
@@ -682,7 +907,7 @@ impl Agent {
         let mut any = false;
         for (path, _) in copies.iter().filter(|(p, id)| id == sync_id && !keep.contains(p)) {
             if let Ok(abs) = paths::resolve(&self.root, path) {
-                let _ = tokio::fs::remove_file(abs).await;
+                let _ = std::fs::remove_file(abs);
             }
             any = true;
         }
@@ -698,23 +923,74 @@ impl Agent {
     /// Downloads a blob to `dest` atomically: a temporary file in `.feedmesh/tmp`, its
     /// SHA-256 checked, fsynced, then renamed over `dest`. Returns the bytes fetched.
     async fn download(&self, m: &Media, dest: &Path) -> anyhow::Result<u64> {
+        let ready = self.prefetched(&m.sha256);
+        if ready.exists() {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            if std::fs::rename(&ready, dest).is_ok() {
+                return Ok(0); // counted when it was fetched
+            }
+        }
+        self.fetch_blob(m, dest).await
+    }
+
+    /// Fetches a blob to `dest` atomically (see `download`).
+    async fn fetch_blob(&self, m: &Media, dest: &Path) -> anyhow::Result<u64> {
         let tmp_dir = self.state.join("tmp");
-        tokio::fs::create_dir_all(&tmp_dir).await?;
         let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
+        let mut resp = self
+            .http
+            .get(format!("{}/api/blobs/{}", self.hub, m.sha256))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .error_for_status()?;
+        if m.size <= SMALL {
+            // Small: checked in memory, then written, fsynced and renamed in one blocking call.
+            let mut body = Vec::with_capacity(m.size as usize);
+            while let Some(chunk) = resp.chunk().await? {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > m.size {
+                    bail!("the blob {} is longer than its {} bytes: refused", m.sha256, m.size);
+                }
+            }
+            let got = hex::encode(Sha256::digest(&body));
+            if got != m.sha256 {
+                bail!("the blob {} arrived as {got}: refused", m.sha256);
+            }
+            let dest = dest.to_path_buf();
+            return tokio::task::spawn_blocking(move || {
+                let written = (|| {
+                    use std::io::Write;
+                    std::fs::create_dir_all(&tmp_dir)?;
+                    let mut f = std::fs::File::create(&tmp)?;
+                    f.write_all(&body)?;
+                    f.sync_all()?;
+                    if let Some(parent) = dest.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::fs::rename(&tmp, &dest)
+                })();
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                written.map(|()| body.len() as u64)
+            })
+            .await?
+            .map_err(Into::into);
+        }
+        tokio::fs::create_dir_all(&tmp_dir).await?;
         let result = async {
-            let mut resp = self
-                .http
-                .get(format!("{}/api/blobs/{}", self.hub, m.sha256))
-                .bearer_auth(&self.token)
-                .send()
-                .await?
-                .error_for_status()?;
             let mut file = tokio::fs::File::create(&tmp).await?;
             let mut hasher = Sha256::new();
             let mut n = 0u64;
             while let Some(chunk) = resp.chunk().await? {
                 hasher.update(&chunk);
                 n += chunk.len() as u64;
+                if n > m.size {
+                    bail!("the blob {} is longer than its {} bytes: refused", m.sha256, m.size);
+                }
                 file.write_all(&chunk).await?;
             }
             file.sync_all().await?;
@@ -734,6 +1010,38 @@ impl Agent {
         }
         result
     }
+}
+
+/// The FeedSync feed of a device's changes: each item as it stands here, with `sx:sync`.
+fn changes_feed(rows: &[&Row]) -> String {
+    let entries = rows
+        .iter()
+        .map(|row| {
+            let id = format!("urn:feedmesh:item:{}", row.sync_id);
+            EntryView {
+                id: id.clone(),
+                version: &row.item.current,
+                sync: Some((&row.item.current.sync, row.item.conflicts.as_slice())),
+                edit_url: None,
+                edit_media_url: None,
+                fallback_link: id,
+                tags: Vec::new(),
+                media_url: None,
+            }
+        })
+        .collect();
+    crate::formats::atom_out::feed(&crate::formats::FeedView {
+        id: "urn:feedmesh:changes".into(),
+        title: "changes".into(),
+        self_url: "urn:feedmesh:changes".into(),
+        alternate_url: "urn:feedmesh:changes".into(),
+        hub_url: None,
+        updated: Timestamp::now(),
+        author: "feedmesh agent".into(),
+        next_url: None,
+        sharing: None,
+        entries,
+    })
 }
 
 /// The version of an item the folder shows: the current one, or, when a deletion won over
@@ -882,22 +1190,59 @@ fn walk(root: &Path) -> anyhow::Result<Vec<Found>> {
     Ok(out)
 }
 
-async fn hash_file(path: &Path) -> anyhow::Result<String> {
-    let path = path.to_path_buf();
+/// The SHA-256 of each file, read on as many threads as there are cores.
+async fn hash_files(files: Vec<PathBuf>) -> anyhow::Result<HashMap<PathBuf, String>> {
+    if files.is_empty() {
+        return Ok(HashMap::new());
+    }
     tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::open(&path)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(files.len());
+        let per = files.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = files
+                .chunks(per)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|p| Ok((p.clone(), hash_path(p)?)))
+                            .collect::<anyhow::Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut out = HashMap::with_capacity(files.len());
+            for w in workers {
+                out.extend(w.join().map_err(|_| anyhow!("a hashing thread panicked"))??);
             }
-            h.update(&buf[..n]);
-        }
-        anyhow::Ok(hex::encode(h.finalize()))
+            Ok(out)
+        })
     })
     .await?
+}
+
+fn hash_path(path: &Path) -> anyhow::Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// The SHA-256 of a file: a small one read inline (quicker than a hand-off to the blocking
+/// pool, as are the other metadata calls and renames on the local disk in this module).
+async fn hash_file(path: &Path) -> anyhow::Result<String> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() <= SMALL) {
+        return hash_path(path);
+    }
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || hash_path(&path)).await?
 }
 
 /// The item's versions as a local listing (for `agent status`).

@@ -427,7 +427,15 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Records that `user_id` uploaded the blob (stored on disk under its SHA-256).
-    async fn record_blob(&self, user_id: i64, sha256: &str, size: u64) -> Result<()>;
+    async fn record_blob(&self, user_id: i64, sha256: &str, size: u64) -> Result<()> {
+        self.record_blobs(user_id, &[(sha256.to_string(), size)])
+            .await
+            .map(drop)
+    }
+
+    /// Records several uploaded blobs (SHA-256, size) in one transaction; says of each
+    /// whether it is new to the user.
+    async fn record_blobs(&self, user_id: i64, blobs: &[(String, u64)]) -> Result<Vec<bool>>;
     /// The size of a blob the user uploaded; None for any other blob.
     async fn blob_size(&self, user_id: i64, sha256: &str) -> Result<Option<u64>>;
 }

@@ -1401,23 +1401,35 @@ impl Store for SqlStore {
         self.notified.clone()
     }
 
-    async fn record_blob(&self, user_id: i64, sha256: &str, size: u64) -> Result<()> {
-        sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
-            .bind(sha256)
-            .bind(sql_seq(size))
+    async fn record_blobs(&self, user_id: i64, blobs: &[(String, u64)]) -> Result<Vec<bool>> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        let mut new = Vec::with_capacity(blobs.len());
+        for (sha256, size) in blobs {
+            sqlx::query(
+                "INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(sha256.as_str())
+            .bind(sql_seq(*size))
             .bind(now())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO user_blobs (user_id, sha256, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (user_id, sha256) DO NOTHING",
-        )
-        .bind(user_id)
-        .bind(sha256)
-        .bind(now())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+            let added: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO user_blobs (user_id, sha256, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id, sha256) DO NOTHING RETURNING user_id",
+            )
+            .bind(user_id)
+            .bind(sha256.as_str())
+            .bind(now())
+            .fetch_optional(&mut *tx)
+            .await?;
+            new.push(added.is_some());
+        }
+        tx.commit().await?;
+        Ok(new)
     }
 
     async fn blob_size(&self, user_id: i64, sha256: &str) -> Result<Option<u64>> {

@@ -12,7 +12,8 @@ use super::{AppState, SharedState};
 use crate::domain::time::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::formats::EntryView;
-use crate::formats::atom_in::{ParsedEntry, parse_entry_document};
+use crate::formats::FeedView;
+use crate::formats::atom_in::{ParsedEntry, parse_entry_document, parse_feed_document};
 use crate::formats::atom_out::{self, ServiceCollection};
 use crate::mesh::Accepted;
 use crate::store::ItemRecord;
@@ -59,24 +60,57 @@ fn is_atom_entry(ct: &str) -> bool {
     essence == "application/atom+xml" && !ct.replace(' ', "").contains("type=feed")
 }
 
-/// Reads a bounded Atom entry body: 413 past the limit, 400 when it does not parse.
-async fn read_entry(st: &AppState, headers: &HeaderMap, body: Body) -> AppResult<ParsedEntry> {
+/// A posted FeedSync feed may be this many times `--max-entry-bytes`.
+const FEED_FACTOR: usize = 16;
+
+fn entry_too_large(st: &AppState) -> AppError {
+    AppError::TooLarge(format!(
+        "the entry is larger than the limit of {} bytes",
+        st.max_entry_bytes
+    ))
+}
+
+/// A body of at most `limit` bytes (413 past it, declared or not).
+async fn read_bounded(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> AppResult<axum::body::Bytes> {
+    let too_large = || AppError::TooLarge(format!("the {what} is larger than the limit of {limit} bytes"));
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_large = || {
-        AppError::TooLarge(format!(
-            "the entry is larger than the limit of {} bytes",
-            st.max_entry_bytes
-        ))
-    };
-    if declared.is_some_and(|n| n > st.max_entry_bytes as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, st.max_entry_bytes)
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+}
+
+/// Whether an XML body's root element is an Atom `<feed>` (only the first tag is looked at).
+fn is_feed(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    loop {
+        let Some(lt) = rest.iter().position(|&b| b == b'<') else {
+            return false;
+        };
+        rest = &rest[lt + 1..];
+        match rest.first() {
+            Some(b'?' | b'!') => continue, // the declaration, comments, a doctype
+            _ => {
+                let name: Vec<u8> = rest
+                    .iter()
+                    .take_while(|b| !b.is_ascii_whitespace() && **b != b'>' && **b != b'/')
+                    .copied()
+                    .collect();
+                let local = name.rsplit(|&b| b == b':').next().unwrap_or_default();
+                return local == b"feed";
+            }
+        }
+    }
+}
+
+/// Reads a bounded Atom entry body: 413 past the limit, 400 when it does not parse.
+async fn read_entry(st: &AppState, headers: &HeaderMap, body: Body) -> AppResult<ParsedEntry> {
+    let bytes = read_bounded(body, headers, st.max_entry_bytes, "entry")
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|_| entry_too_large(st))?;
     Ok(parse_entry_document(&bytes, Timestamp::now())?)
 }
 
@@ -128,9 +162,19 @@ pub async fn create(
             st.mesh.publish(&who, &col, parsed).await?
         }
         Some(ct) if ct.starts_with("application/atom+xml") => {
-            return Err(AppError::UnsupportedMediaType(
-                "post one Atom entry (application/atom+xml;type=entry), not a feed".into(),
-            ));
+            // A FeedSync feed: a device's batch of changes (or a lone entry sent untyped).
+            let bytes = read_bounded(body, &headers, st.max_entry_bytes * FEED_FACTOR, "feed").await?;
+            if !is_feed(&bytes) {
+                if bytes.len() > st.max_entry_bytes {
+                    return Err(entry_too_large(&st));
+                }
+                let parsed = parse_entry_document(&bytes, Timestamp::now())?;
+                let accepted = st.mesh.publish(&who, &col, parsed).await?;
+                return Ok(entry_response(&st, &user, &col.name, accepted));
+            }
+            let parsed = parse_feed_document(&bytes, Timestamp::now())?;
+            let records = st.mesh.merge_feed(&who, &col, parsed).await?;
+            return Ok(merged_feed(&st, &user, &col.name, &records));
         }
         other => {
             let who = principal(&st, &headers).await?;
@@ -182,6 +226,32 @@ fn member_view<'a>(st: &AppState, user: &str, collection: &str, record: &'a Item
         fallback_link: member,
         tags: Vec::new(),
     }
+}
+
+/// The answer to a posted FeedSync feed: the merged items, in the order they were sent.
+fn merged_feed(st: &AppState, user: &str, collection: &str, records: &[ItemRecord]) -> Response {
+    let url = st.collection_url(user, collection);
+    let view = FeedView {
+        id: url.clone(),
+        title: format!("{user}: {collection}"),
+        self_url: url.clone(),
+        alternate_url: url,
+        hub_url: None,
+        updated: records
+            .iter()
+            .map(|r| r.changed_at)
+            .max()
+            .unwrap_or_else(Timestamp::now),
+        author: user.to_string(),
+        next_url: None,
+        sharing: None,
+        entries: records.iter().map(|r| member_view(st, user, collection, r)).collect(),
+    };
+    (
+        [(header::CONTENT_TYPE, "application/atom+xml;type=feed;charset=utf-8")],
+        atom_out::feed(&view),
+    )
+        .into_response()
 }
 
 fn entry_response(st: &AppState, user: &str, collection: &str, accepted: Accepted) -> Response {

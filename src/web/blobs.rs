@@ -3,8 +3,8 @@
 //! whether the user already has it (no second upload); GET reads it. Blobs are shared on disk
 //! but each user sees only the ones they uploaded.
 
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -66,6 +66,65 @@ pub async fn put(
     let (_, size) = st.mesh.blobs.put_expecting(body, Some(sha256)).await?;
     st.mesh.store.record_blob(p.user_id, sha256, size).await?;
     Ok(StatusCode::CREATED.into_response())
+}
+
+/// Parts and bytes one `POST /api/blobs` may carry.
+pub const BATCH_PARTS: usize = 1000;
+pub const BATCH_BYTES: usize = 32 << 20;
+/// Larger files go up alone, with PUT.
+pub const BATCH_PART_BYTES: usize = 1 << 20;
+
+/// `POST /api/blobs`: many small blobs in one `multipart/form-data` request, each part named
+/// by its SHA-256. All are checked before any is stored (a mismatch: 400, nothing stored).
+/// Answers which were new (`created`) and which the user already had (`present`).
+pub async fn post_many(State(st): State<SharedState>, headers: HeaderMap, mut form: Multipart) -> AppResult<Response> {
+    let p = principal(&st, &headers).await?;
+    let bad =
+        |e: axum::extract::multipart::MultipartError| AppError::BadRequest(format!("not a multipart upload: {e}"));
+    let mut parts: Vec<(String, Bytes)> = Vec::new();
+    let mut total = 0usize;
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        checked(&name)?;
+        let bytes = field.bytes().await.map_err(bad)?;
+        if bytes.len() > BATCH_PART_BYTES {
+            return Err(AppError::TooLarge(format!(
+                "part {name} has {} bytes; parts over {BATCH_PART_BYTES} bytes go up alone with PUT /api/blobs/{{sha256}}",
+                bytes.len()
+            )));
+        }
+        total += bytes.len();
+        if parts.len() == BATCH_PARTS {
+            return Err(AppError::TooLarge(format!("at most {BATCH_PARTS} parts per request")));
+        }
+        parts.push((name, bytes));
+    }
+    let store = st.mesh.blobs.clone();
+    let sizes = tokio::task::spawn_blocking(move || store.store_many(&parts).map(|sizes| (parts, sizes)))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))??;
+    let (parts, sizes) = sizes;
+    let list: Vec<(String, u64)> = parts
+        .iter()
+        .zip(&sizes)
+        .map(|((sha, _), (size, _))| (sha.clone(), *size))
+        .collect();
+    let new = st.mesh.store.record_blobs(p.user_id, &list).await?;
+    let (mut created, mut present) = (Vec::new(), Vec::new());
+    for ((sha, _), new) in list.into_iter().zip(new) {
+        if new {
+            created.push(sha);
+        } else if !created.contains(&sha) {
+            present.push(sha);
+        }
+    }
+    tracing::debug!(
+        parts = parts.len(),
+        bytes = total,
+        created = created.len(),
+        "blobs uploaded"
+    );
+    Ok(axum::Json(serde_json::json!({ "created": created, "present": present })).into_response())
 }
 
 pub async fn get(State(st): State<SharedState>, Path(sha256): Path<String>, headers: HeaderMap) -> AppResult<Response> {

@@ -78,6 +78,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/u/{user}/endpoints/{device}/{feed}", get(feeds::endpoint_stream))
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", axum::routing::delete(keys::revoke))
+        .route(
+            "/api/blobs",
+            axum::routing::post(blobs::post_many).layer(axum::extract::DefaultBodyLimit::max(blobs::BATCH_BYTES)),
+        )
         .route("/api/blobs/{sha256}", get(blobs::get).put(blobs::put))
         .route("/api/collections", get(atompub::collections))
         .route("/api/follows", get(follows::list).post(follows::create))
