@@ -425,3 +425,120 @@ async fn admin_writes_from_another_process_succeed_while_entries_stream_in() {
     assert!(written > 0);
     assert_eq!(other.tokens(&alice).await.unwrap().len(), 41);
 }
+
+/// A FeedSync feed of `entries` (each an Atom entry document without its XML declaration).
+fn changes_feed(entries: &[String]) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync"><title>changes</title><id>urn:changes</id><updated>2026-01-01T00:00:00Z</updated>{}</feed>"#,
+        entries.concat()
+    )
+}
+
+async fn post_feed(app: &TestApp, token: &str, body: String) -> reqwest::Response {
+    app.client
+        .post(app.url("/atompub/alice/Notes"))
+        .bearer_auth(token)
+        .header("content-type", "application/atom+xml;type=feed")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `sx:sync` ids of a feed's entries, in document order.
+fn sync_ids(feed: &str) -> Vec<String> {
+    feed.split("<sx:sync id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next().map(str::to_string))
+        .collect()
+}
+
+async fn changes_as_one_feed(db: Db) {
+    let Some((app, laptop)) = setup(db).await else {
+        return;
+    };
+    let phone = app.token("alice", "phone").await;
+    let base = [(1, "2026-01-01T10:00:00Z", "alice/laptop")];
+    // A device's changes go up as one feed; the merged items come back in the order sent.
+    let sent = changes_feed(&[
+        sync_entry("note-c", 1, false, &base, "c v1"),
+        sync_entry("note-a", 1, false, &base, "a v1"),
+        sync_entry("note-b", 1, false, &base, "b v1"),
+    ]);
+    let resp = post_feed(&app, &laptop, sent).await;
+    assert_eq!(resp.status(), 200);
+    assert!(header(&resp, "content-type").starts_with("application/atom+xml;type=feed"));
+    let body = resp.text().await.unwrap();
+    assert_eq!(sync_ids(&body), ["note-c", "note-a", "note-b"], "{body}");
+    let listed = app.get(&phone, "/atompub/alice/Notes").await.text().await.unwrap();
+    let mut ids = sync_ids(&listed);
+    ids.sort();
+    assert_eq!(ids, ["note-a", "note-b", "note-c"]);
+
+    // The phone's feed: a concurrent edit of note-a (a conflict) and an echo of note-b.
+    let laptop_edit = [(2, "2026-01-01T10:05:00Z", "alice/laptop"), base[0]];
+    let phone_edit = [(2, "2026-01-01T10:07:00Z", "alice/phone"), base[0]];
+    let r = post_feed(
+        &app,
+        &laptop,
+        changes_feed(&[sync_entry("note-a", 2, false, &laptop_edit, "a laptop")]),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = post_feed(
+        &app,
+        &phone,
+        changes_feed(&[
+            sync_entry("note-a", 2, false, &phone_edit, "a phone"),
+            sync_entry("note-b", 1, false, &base, "b v1"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let (a, _) = body.split_once("b v1").expect("note-b answered");
+    assert!(
+        a.contains("a phone") && a.contains("<sx:conflicts>") && a.contains("a laptop"),
+        "{body}"
+    );
+    assert_eq!(sync_ids(&body).first().map(String::as_str), Some("note-a"));
+
+    // Bad feeds change nothing: one entry without sx:sync, broken XML, too many entries.
+    let before = app.snapshot("alice").await;
+    let fresh = sync_entry("note-new", 1, false, &base, "new");
+    let plain = r#"<entry xmlns="http://www.w3.org/2005/Atom"><title>plain</title></entry>"#.to_string();
+    let many: Vec<String> = (0..1001)
+        .map(|i| sync_entry(&format!("n{i}"), 1, false, &base, "x"))
+        .collect();
+    for (what, feed, status) in [
+        ("an entry without sx:sync", changes_feed(&[fresh.clone(), plain]), 400),
+        ("broken XML", changes_feed(&[fresh.clone()]).replace("</feed>", ""), 400),
+        ("1001 entries", changes_feed(&many), 413),
+    ] {
+        let r = post_feed(&app, &laptop, feed).await;
+        assert_eq!(r.status(), status, "{what}");
+        assert!(!r.text().await.unwrap().trim().is_empty(), "{what}: no reason given");
+        assert_eq!(app.snapshot("alice").await, before, "{what} changed the store");
+    }
+    // An entry sent untyped is still one entry.
+    let r = app
+        .client
+        .post(app.url("/atompub/alice/Notes"))
+        .bearer_auth(&laptop)
+        .header("content-type", "application/atom+xml")
+        .body(fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn a_device_sends_its_changes_as_one_feed_on_sqlite() {
+    changes_as_one_feed(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_device_sends_its_changes_as_one_feed_on_postgres() {
+    changes_as_one_feed(Db::Postgres).await;
+}

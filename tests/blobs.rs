@@ -249,3 +249,98 @@ async fn uploads_resume_where_they_stopped() {
     let junk = put_part(&app, &alice, &other, "bytes nonsense", vec![1]).await;
     assert_eq!(junk.status(), 400);
 }
+
+async fn post_many(app: &TestApp, token: &str, parts: &[(&str, Vec<u8>)]) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, bytes) in parts {
+        form = form.part(name.to_string(), reqwest::multipart::Part::bytes(bytes.clone()));
+    }
+    app.client
+        .post(app.url("/api/blobs"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn many_small_blobs_go_up_in_one_request() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice", "laptop").await;
+    let bob = app.token("bob", "desk").await;
+    let files: Vec<Vec<u8>> = (0..3)
+        .map(|i| format!("file {i}").repeat(100 + i).into_bytes())
+        .collect();
+    let names: Vec<String> = files.iter().map(|f| sha(f)).collect();
+    let parts: Vec<(&str, Vec<u8>)> = names.iter().map(String::as_str).zip(files.iter().cloned()).collect();
+    let r = post_many(&app, &alice, &parts).await;
+    assert_eq!(r.status(), 200);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["created"], serde_json::json!(names));
+    for (name, bytes) in names.iter().zip(&files) {
+        let got = app.get(&alice, &format!("/api/blobs/{name}")).await;
+        assert_eq!(got.status(), 200);
+        assert_eq!(got.bytes().await.unwrap().as_ref(), bytes.as_slice());
+        // Each user sees only their own uploads.
+        assert_eq!(app.get(&bob, &format!("/api/blobs/{name}")).await.status(), 404);
+    }
+    // Sent again: nothing new.
+    let json: serde_json::Value = post_many(&app, &alice, &parts).await.json().await.unwrap();
+    assert_eq!(
+        (
+            json["created"].as_array().unwrap().len(),
+            json["present"].as_array().unwrap().len()
+        ),
+        (0, 3)
+    );
+
+    // Bad requests store nothing, not even their good parts.
+    let stored = stored_files(&app);
+    let good = b"a good new part".to_vec();
+    let good_name = sha(&good);
+    let big = vec![7u8; (1 << 20) + 1];
+    let big_name = sha(&big);
+    for (what, parts, status) in [
+        (
+            "a part whose content is not its name",
+            vec![
+                (good_name.as_str(), good.clone()),
+                (names[0].as_str(), b"other".to_vec()),
+            ],
+            400,
+        ),
+        (
+            "a part not named by a SHA-256",
+            vec![(good_name.as_str(), good.clone()), ("readme.txt", b"x".to_vec())],
+            400,
+        ),
+        (
+            "a part over 1 MiB",
+            vec![(good_name.as_str(), good.clone()), (big_name.as_str(), big.clone())],
+            413,
+        ),
+    ] {
+        let r = post_many(&app, &alice, &parts).await;
+        assert_eq!(r.status(), status, "{what}");
+        assert!(!r.text().await.unwrap().trim().is_empty(), "{what}: no reason given");
+        assert_eq!(
+            app.get(&alice, &format!("/api/blobs/{good_name}")).await.status(),
+            404,
+            "{what}"
+        );
+        assert_eq!(stored_files(&app), stored, "{what} left a file");
+    }
+    let r = app.client.post(app.url("/api/blobs")).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .post(app.url("/api/blobs"))
+        .bearer_auth(&alice)
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "not multipart");
+}

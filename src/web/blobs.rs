@@ -77,8 +77,12 @@ pub const BATCH_PART_BYTES: usize = 1 << 20;
 /// `POST /api/blobs`: many small blobs in one `multipart/form-data` request, each part named
 /// by its SHA-256. All are checked before any is stored (a mismatch: 400, nothing stored).
 /// Answers which were new (`created`) and which the user already had (`present`).
-pub async fn post_many(State(st): State<SharedState>, headers: HeaderMap, mut form: Multipart) -> AppResult<Response> {
-    let p = principal(&st, &headers).await?;
+pub async fn post_many(State(st): State<SharedState>, req: axum::extract::Request) -> AppResult<Response> {
+    use axum::extract::FromRequest;
+    let p = principal(&st, req.headers()).await?;
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| AppError::BadRequest(format!("send the files as multipart/form-data: {}", e.body_text())))?;
     let bad =
         |e: axum::extract::multipart::MultipartError| AppError::BadRequest(format!("not a multipart upload: {e}"));
     let mut parts: Vec<(String, Bytes)> = Vec::new();
