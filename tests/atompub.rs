@@ -512,7 +512,11 @@ async fn changes_as_one_feed(db: Db) {
         .collect();
     for (what, feed, status) in [
         ("an entry without sx:sync", changes_feed(&[fresh.clone(), plain]), 400),
-        ("broken XML", changes_feed(&[fresh.clone()]).replace("</feed>", ""), 400),
+        (
+            "broken XML",
+            changes_feed(std::slice::from_ref(&fresh)).replace("</feed>", ""),
+            400,
+        ),
         ("1001 entries", changes_feed(&many), 413),
     ] {
         let r = post_feed(&app, &laptop, feed).await;
