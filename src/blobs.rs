@@ -136,13 +136,14 @@ impl Blobs {
             refuse_mismatch(&hex::encode(Sha256::digest(bytes)), Some(want))?;
         }
         let mut written = Vec::new();
+        let mut planned = std::collections::HashSet::new();
         let mut out = Vec::with_capacity(blobs.len());
         let result = (|| {
             for (sha, bytes) in blobs {
                 let dest = self
                     .path(sha)
                     .ok_or_else(|| AppError::BadRequest("not a SHA-256".into()))?;
-                let new = !dest.exists() && !written.iter().any(|(_, d)| d == &dest);
+                let new = !dest.exists() && planned.insert(sha.as_str());
                 out.push((bytes.len() as u64, new));
                 if new {
                     let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());

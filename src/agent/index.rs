@@ -5,10 +5,8 @@
 //! modification time. This is the agent's own store, apart from the hub's `store/`.
 
 use std::path::Path;
-use std::str::FromStr;
 
-use sqlx::Row as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use rusqlite::OptionalExtension;
 
 use crate::domain::entry::StoredItem;
 
@@ -62,162 +60,182 @@ pub struct Row {
     pub dirty: bool,
 }
 
+/// What the index last saw of a file on disk, without the item (what a scan compares).
+pub struct Stat {
+    pub sync_id: String,
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+    pub seen_ns: i64,
+}
+
 pub struct Index {
-    db: SqlitePool,
+    db: std::sync::Mutex<rusqlite::Connection>,
     /// The `conflicts` table, once read.
     copies: std::sync::Mutex<Option<std::collections::BTreeMap<String, String>>>,
 }
 
+const COLUMNS: &str = "sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty";
+
+/// The index is read and written in place, on the agent's thread: its statements take
+/// microseconds, less than handing each to another thread would. The methods stay `async`
+/// so callers need not care.
 impl Index {
     pub async fn open(state_dir: &Path) -> anyhow::Result<Index> {
         std::fs::create_dir_all(state_dir)?;
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", state_dir.join("index.db").display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let db = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+        let db = rusqlite::Connection::open(state_dir.join("index.db"))?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
         for s in SCHEMA {
-            sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&db).await?;
+            db.execute(s, [])?;
         }
         Ok(Index {
-            db,
+            db: std::sync::Mutex::new(db),
             copies: std::sync::Mutex::new(None),
         })
     }
 
+    fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn select(&self, filter: &str, params: impl rusqlite::Params) -> anyhow::Result<Vec<Row>> {
+        let db = self.conn();
+        let mut stmt = db.prepare_cached(&format!("SELECT {COLUMNS} FROM items {filter}"))?;
+        let rows = stmt.query_map(params, raw)?.collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(row).collect()
+    }
+
     pub async fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.db)
-            .await?)
+        let db = self.conn();
+        let mut stmt = db.prepare_cached("SELECT value FROM meta WHERE key = ?")?;
+        Ok(stmt.query_row([key], |r| r.get(0)).optional()?)
     }
 
     pub async fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.db)
-        .await?;
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([key, value])?;
         Ok(())
     }
 
     pub async fn rows(&self) -> anyhow::Result<Vec<Row>> {
-        let rows = sqlx::query("SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items")
-            .fetch_all(&self.db)
-            .await?;
-        rows.iter().map(row).collect()
+        self.select("", [])
+    }
+
+    /// Rows changed here and not yet taken by the hub.
+    pub async fn dirty(&self) -> anyhow::Result<Vec<Row>> {
+        self.select("WHERE dirty", [])
     }
 
     pub async fn row(&self, sync_id: &str) -> anyhow::Result<Option<Row>> {
-        let r = sqlx::query(
-            "SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items WHERE sync_id = ?",
-        )
-        .bind(sync_id)
-        .fetch_optional(&self.db)
-        .await?;
-        r.as_ref().map(row).transpose()
+        Ok(self.select("WHERE sync_id = ?", [sync_id])?.pop())
+    }
+
+    /// The rows of several items at once (those the index has).
+    pub async fn rows_of(&self, ids: &[&str]) -> anyhow::Result<Vec<Row>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            out.extend(self.select(
+                &format!("WHERE sync_id IN ({marks})"),
+                rusqlite::params_from_iter(chunk.iter()),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Every file the index placed on disk, as last seen there.
+    pub async fn stats(&self) -> anyhow::Result<Vec<Stat>> {
+        let db = self.conn();
+        let mut stmt =
+            db.prepare_cached("SELECT sync_id, path, size, mtime_ns, ino, seen_ns FROM items WHERE path IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Stat {
+                sync_id: r.get(0)?,
+                path: r.get(1)?,
+                size: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                mtime_ns: r.get(3)?,
+                ino: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                seen_ns: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The item whose file is at `path`, if any.
     pub async fn row_at(&self, path: &str) -> anyhow::Result<Option<Row>> {
-        let r = sqlx::query(
-            "SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items WHERE path = ?",
-        )
-        .bind(path)
-        .fetch_optional(&self.db)
-        .await?;
-        r.as_ref().map(row).transpose()
+        Ok(self.select("WHERE path = ?", [path])?.pop())
     }
 
     /// Writes a row; another row holding the same path gives it up (it moved or was replaced).
     pub async fn put(&self, r: &Row) -> anyhow::Result<()> {
-        upsert(r)?.execute(&self.db).await?;
-        Ok(())
+        upsert(&self.conn(), r)
     }
 
     /// Writes many rows in one transaction (a scan's findings).
     pub async fn put_many(&self, rows: &[Row]) -> anyhow::Result<()> {
-        let mut tx = self.db.begin().await?;
+        let mut db = self.conn();
+        let tx = db.transaction()?;
         for r in rows {
-            upsert(r)?.execute(&mut *tx).await?;
+            upsert(&tx, r)?;
         }
-        tx.commit().await?;
+        tx.commit()?;
         Ok(())
     }
 
     /// Other items whose live current version names `path`.
     pub async fn claiming(&self, path: &str, except: &str) -> anyhow::Result<Vec<Row>> {
-        let rows = sqlx::query(
-            "SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items WHERE claimed = ? AND sync_id <> ?",
-        )
-        .bind(path)
-        .bind(except)
-        .fetch_all(&self.db)
-        .await?;
-        rows.iter().map(row).collect()
+        self.select("WHERE claimed = ? AND sync_id <> ?", [path, except])
     }
 
     /// Items on disk somewhere other than the path they name (shown under a conflict-copy
     /// name because another item held their path).
     pub async fn displaced(&self) -> anyhow::Result<Vec<Row>> {
-        let rows = sqlx::query(
-            "SELECT sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty FROM items \
-             WHERE claimed IS NOT NULL AND path IS NOT NULL AND path <> claimed",
-        )
-        .fetch_all(&self.db)
-        .await?;
-        rows.iter().map(row).collect()
+        self.select("WHERE claimed IS NOT NULL AND path IS NOT NULL AND path <> claimed", [])
     }
 
     /// Conflict copies on disk: (path, sync id of their item), in path order. Read from the
     /// database once, then kept in memory alongside it (the agent is its only writer).
     pub async fn conflicts(&self) -> anyhow::Result<Vec<(String, String)>> {
-        if let Some(c) = self.copies.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            return Ok(c.iter().map(|(p, id)| (p.clone(), id.clone())).collect());
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        if copies.is_none() {
+            let db = self.conn();
+            let mut stmt = db.prepare_cached("SELECT path, sync_id FROM conflicts")?;
+            let all = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<Result<_, _>>()?;
+            *copies = Some(all);
         }
-        let rows = sqlx::query("SELECT path, sync_id FROM conflicts ORDER BY path")
-            .fetch_all(&self.db)
-            .await?;
-        let all: std::collections::BTreeMap<String, String> = rows
-            .iter()
-            .map(|r| Ok((r.try_get("path")?, r.try_get("sync_id")?)))
-            .collect::<anyhow::Result<_>>()?;
-        let list = all.iter().map(|(p, id)| (p.clone(), id.clone())).collect();
-        *self.copies.lock().unwrap_or_else(|e| e.into_inner()) = Some(all);
-        Ok(list)
+        Ok(copies.iter().flatten().map(|(p, id)| (p.clone(), id.clone())).collect())
     }
 
     /// Records a conflict copy; the item that wrote a name last owns it.
     pub async fn add_conflict(&self, path: &str, sync_id: &str) -> anyhow::Result<()> {
         self.conflicts().await?; // loaded, so the cache stays whole
-        let known = self
-            .copies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|c| c.get(path).cloned());
-        if known.as_deref() == Some(sync_id) {
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        if copies.as_ref().and_then(|c| c.get(path)).map(String::as_str) == Some(sync_id) {
             return Ok(());
         }
-        sqlx::query("INSERT INTO conflicts (path, sync_id) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET sync_id = excluded.sync_id")
-            .bind(path)
-            .bind(sync_id)
-            .execute(&self.db)
-            .await?;
-        if let Some(c) = self.copies.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO conflicts (path, sync_id) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET sync_id = excluded.sync_id",
+            )?
+            .execute([path, sync_id])?;
+        if let Some(c) = copies.as_mut() {
             c.insert(path.to_string(), sync_id.to_string());
         }
         Ok(())
     }
 
     pub async fn drop_conflicts(&self, sync_id: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM conflicts WHERE sync_id = ?")
-            .bind(sync_id)
-            .execute(&self.db)
-            .await?;
+        self.conn()
+            .prepare_cached("DELETE FROM conflicts WHERE sync_id = ?")?
+            .execute([sync_id])?;
         if let Some(c) = self.copies.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             c.retain(|_, id| id != sync_id);
         }
@@ -225,18 +243,37 @@ impl Index {
     }
 }
 
-fn upsert(r: &Row) -> anyhow::Result<sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
-    Ok(sqlx::query(UPSERT)
-        .bind(r.sync_id.clone())
-        .bind(r.path.clone())
-        .bind(r.sha256.clone())
-        .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
-        .bind(r.mtime_ns)
-        .bind(i64::try_from(r.ino).unwrap_or(i64::MAX))
-        .bind(r.seen_ns)
-        .bind(serde_json::to_string(&r.item)?)
-        .bind(r.dirty)
-        .bind(claimed(&r.item).map(str::to_string)))
+fn upsert(db: &rusqlite::Connection, r: &Row) -> anyhow::Result<()> {
+    db.prepare_cached(UPSERT)?.execute(rusqlite::params![
+        r.sync_id,
+        r.path,
+        r.sha256,
+        i64::try_from(r.size).unwrap_or(i64::MAX),
+        r.mtime_ns,
+        i64::try_from(r.ino).unwrap_or(i64::MAX),
+        r.seen_ns,
+        serde_json::to_string(&r.item)?,
+        r.dirty,
+        claimed(&r.item),
+    ])?;
+    Ok(())
+}
+
+/// A row's columns as read, before the item's JSON is parsed.
+type RawRow = (String, Option<String>, Option<String>, i64, i64, i64, i64, String, bool);
+
+fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
 }
 
 /// The path an item's live current version names, if it is a file.
@@ -246,16 +283,17 @@ pub fn claimed(item: &StoredItem) -> Option<&str> {
         .and_then(|m| m.slug.as_deref())
 }
 
-fn row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Row> {
+fn row(r: RawRow) -> anyhow::Result<Row> {
+    let (sync_id, path, sha256, size, mtime_ns, ino, seen_ns, item, dirty) = r;
     Ok(Row {
-        sync_id: r.try_get("sync_id")?,
-        path: r.try_get("path")?,
-        sha256: r.try_get("sha256")?,
-        size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
-        mtime_ns: r.try_get("mtime_ns")?,
-        ino: u64::try_from(r.try_get::<i64, _>("ino")?).unwrap_or(0),
-        seen_ns: r.try_get("seen_ns")?,
-        item: serde_json::from_str(&r.try_get::<String, _>("item")?)?,
-        dirty: r.try_get("dirty")?,
+        sync_id,
+        path,
+        sha256,
+        size: u64::try_from(size).unwrap_or(0),
+        mtime_ns,
+        ino: u64::try_from(ino).unwrap_or(0),
+        seen_ns,
+        item: serde_json::from_str(&item)?,
+        dirty,
     })
 }

@@ -87,21 +87,22 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let own = agent.own.clone();
     let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-        // Reads (the agent's own scans and hashing open files) and the agent's own state
-        // directory are not changes.
+        // Reads (the agent's own scans and hashing open files), the agent's own state
+        // directory and what the agent itself just wrote are not changes.
         let change = e.is_ok_and(|e| {
             !matches!(e.kind, notify::EventKind::Access(_))
                 && !e
                     .paths
                     .iter()
-                    .all(|p| p.components().any(|c| c.as_os_str() == paths::STATE_DIR))
+                    .all(|p| p.components().any(|c| c.as_os_str() == paths::STATE_DIR) || sync::own_doing(&own, p))
         });
         if change {
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(&dir, notify::RecursiveMode::Recursive)?;
+    watcher.watch(agent.root(), notify::RecursiveMode::Recursive)?;
     eprintln!(
         "feedmesh agent: {} <-> {hub} collection {collection} as {}",
         dir.display(),
@@ -113,13 +114,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // files appear by rename).
     let shutdown = crate::app::shutdown_signal();
     tokio::pin!(shutdown);
+    // The folder is walked when the watcher saw a change (or a rescan is due), not when only
+    // the hub has news.
+    let mut scan = true;
+    let every = Duration::from_secs(args.rescan.max(1));
+    let rescan = tokio::time::sleep(every);
+    tokio::pin!(rescan);
     loop {
+        // Changes seen while a sync failed (the hub away) are scanned on the retry.
+        while rx.try_recv().is_ok() {
+            scan = true;
+        }
         let synced = tokio::select! {
-            r = agent.sync() => r,
+            r = agent.sync_after(scan) => r,
             _ = &mut shutdown => return Ok(()),
         };
         match synced {
             Ok(r) => {
+                scan = false;
                 backoff = Duration::from_secs(1);
                 if let Some(bar) = agent.progress.take() {
                     bar.finish_and_clear(); // only the first sync shows progress
@@ -149,9 +161,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 // Let a burst of writes settle, then sync once for all of them.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 while rx.try_recv().is_ok() {}
+                scan = true;
             },
-            _ = tokio::time::sleep(Duration::from_secs(args.rescan.max(1))) => {},
+            _ = &mut rescan => scan = true,
             _ = &mut shutdown => return Ok(()),
+        }
+        if scan {
+            rescan.as_mut().reset(tokio::time::Instant::now() + every);
         }
     }
 }

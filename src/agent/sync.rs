@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::index::{Index, Row};
+use super::index::{Index, Row, Stat};
 use super::paths::{self, Ignores, STATE_DIR};
 use crate::domain::entry::{Entry, Media, StoredItem, Text};
 use crate::domain::feedsync::{self, MergeKind, Resolve};
@@ -67,6 +67,33 @@ pub struct Agent {
     pub index: Index,
     /// Files and bytes moved, shown on a terminal (first runs move a whole folder).
     pub progress: Option<indicatif::ProgressBar>,
+    /// What the agent itself did to the folder since the current sync began (see `own_doing`).
+    pub own: OwnWrites,
+}
+
+/// What the agent left at a path it wrote to.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect {
+    File(u64, i64),
+    Dir,
+    Gone,
+}
+
+pub type OwnWrites = std::sync::Arc<std::sync::Mutex<HashMap<PathBuf, Expect>>>;
+
+/// Whether the folder at `path` is as the agent left it (so a watcher event there is the
+/// agent's own write, not a local change): the file it wrote, same size and mtime; the
+/// folder it made; or nothing where it removed something.
+pub fn own_doing(own: &OwnWrites, path: &Path) -> bool {
+    let Some(expect) = own.lock().unwrap_or_else(|e| e.into_inner()).get(path).copied() else {
+        return false;
+    };
+    match (expect, std::fs::symlink_metadata(path)) {
+        (Expect::File(size, mtime), Ok(m)) => m.is_file() && m.len() == size && mtime_ns(&m) == mtime,
+        (Expect::Dir, Ok(m)) => m.is_dir(),
+        (Expect::Gone, Err(_)) => true,
+        _ => false,
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -132,14 +159,27 @@ impl Agent {
             state,
             index,
             progress: None,
+            own: OwnWrites::default(),
         })
+    }
+
+    /// The folder, as an absolute path.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Scan, push, pull, apply.
     pub async fn sync(&self) -> anyhow::Result<Report> {
+        self.sync_after(true).await
+    }
+
+    /// A sync; without `scan` the folder is not walked (nothing changed in it since the last
+    /// scan; the hub did): local changes already recorded still go out.
+    pub async fn sync_after(&self, scan: bool) -> anyhow::Result<Report> {
+        self.own.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let started = std::time::Instant::now();
         let mut report = Report {
-            local_changes: self.scan().await?,
+            local_changes: if scan { self.scan().await? } else { 0 },
             ..Report::default()
         };
         let scanned = started.elapsed();
@@ -175,11 +215,14 @@ impl Agent {
     async fn scan(&self) -> anyhow::Result<usize> {
         let root = self.root.clone();
         let files = tokio::task::spawn_blocking(move || walk(&root)).await??;
-        let rows = self.index.rows().await?;
+        // What the index last saw at each path; whole rows are read only for what changed.
         let copies: HashMap<String, String> = self.index.conflicts().await?.into_iter().collect();
-        let mut by_path: HashMap<String, Row> = rows
+        let mut by_path: HashMap<String, Stat> = self
+            .index
+            .stats()
+            .await?
             .into_iter()
-            .filter_map(|r| r.path.clone().map(|p| (p, r)))
+            .map(|s| (s.path.clone(), s))
             .collect();
         let mut changes = 0;
         let mut new_files = Vec::new();
@@ -201,7 +244,7 @@ impl Agent {
         let mut hashes = hash_files(changed.iter().chain(&new_files).map(|f| f.abs.clone()).collect()).await?;
         let mut out = Vec::new();
         for f in changed {
-            let Some(mut row) = by_path.get(&f.rel).cloned() else {
+            let Some(mut row) = self.index.row_at(&f.rel).await? else {
                 continue;
             };
             let sha = hashes.remove(&f.abs).unwrap_or_default();
@@ -213,8 +256,10 @@ impl Agent {
             out.push(row);
         }
         // Gone from disk: deleted, or renamed (the same content under a new name).
-        by_path.retain(|p, r| !present.contains(p) && !r.item.current.sync.deleted);
-        let mut missing: Vec<Row> = by_path.into_values().collect();
+        by_path.retain(|p, _| !present.contains(p));
+        let gone: Vec<&str> = by_path.values().map(|s| s.sync_id.as_str()).collect();
+        let mut missing: Vec<Row> = self.index.rows_of(&gone).await?;
+        missing.retain(|r| !r.item.current.sync.deleted);
         for f in new_files {
             let sha = hashes.remove(&f.abs).unwrap_or_default();
             let mut row = match missing.iter().position(|r| r.sha256.as_deref() == Some(sha.as_str())) {
@@ -306,14 +351,59 @@ impl Agent {
 
     // ---- push ----
 
-    /// Sends the dirty items: their blobs first, several at once, then the items themselves
-    /// as FeedSync feeds of up to `BATCH` entries. The hub answers each feed with the merged
-    /// items, in order, and each is applied here as the hub merged it.
+    /// Sends the dirty items, `BATCH` at a time: a batch's blobs first (small files many to a
+    /// request, larger ones alone and resumable), then its items as one FeedSync feed. The hub
+    /// answers with the merged items, in order, and each is applied here as the hub merged it.
+    /// The next batches' blobs go up while a batch's feed is sent and applied, so other devices
+    /// see the first changes early.
     async fn push(&self, report: &mut Report) -> anyhow::Result<()> {
         use futures_util::StreamExt;
-        let started = std::time::Instant::now();
-        let dirty: Vec<Row> = self.index.rows().await?.into_iter().filter(|r| r.dirty).collect();
-        let files: Vec<(&Row, &Media, &String)> = dirty
+        let dirty: Vec<Row> = self.index.dirty().await?;
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let uploads = async {
+            let mut done = futures_util::stream::iter(dirty.chunks(BATCH))
+                .map(|chunk| async move { (chunk, self.upload_chunk(chunk).await) })
+                .buffered(2);
+            while let Some(chunk) = done.next().await {
+                if tx.send(chunk).await.is_err() {
+                    break; // sending failed: the push stops
+                }
+            }
+            drop(tx);
+        };
+        let sends = async {
+            while let Some((chunk, uploaded)) = rx.recv().await {
+                let mut postponed = HashSet::new();
+                for (row, rel, result) in uploaded {
+                    match result {
+                        Ok(bytes) => report.uploaded_bytes += bytes,
+                        Err(e) => {
+                            // Changed since the scan, or unreadable: the next scan sees it again.
+                            tracing::warn!(path = %rel, error = %format!("{e:#}"), "upload postponed");
+                            postponed.insert(row.sync_id.as_str());
+                        }
+                    }
+                }
+                self.show(report);
+                let ready: Vec<&Row> = chunk
+                    .iter()
+                    .filter(|r| !postponed.contains(r.sync_id.as_str()))
+                    .collect();
+                self.send_changes(&ready, report).await?;
+            }
+            anyhow::Ok(())
+        };
+        let ((), sent) = tokio::join!(uploads, sends);
+        sent
+    }
+
+    /// Makes sure the hub holds the blobs of a batch of rows; the result of each file.
+    async fn upload_chunk<'a>(&self, rows: &'a [Row]) -> Vec<(&'a Row, &'a String, anyhow::Result<u64>)> {
+        use futures_util::StreamExt;
+        let files: Vec<Upload<'a>> = rows
             .iter()
             .filter_map(|row| {
                 let cur = &row.item.current;
@@ -323,98 +413,74 @@ impl Agent {
                 }
             })
             .collect();
-        // Small files go up many to a request; larger ones alone, resumable.
         let (small, large): (Vec<_>, Vec<_>) = files.into_iter().partition(|(_, m, _)| m.size <= BATCH_FILE);
-        let mut jobs: Vec<Vec<Upload>> = large.into_iter().map(|f| vec![f]).collect();
-        let mut batch: Vec<Upload> = Vec::new();
+        let mut batches: Vec<Vec<Upload>> = vec![Vec::new()];
         let mut bytes = 0;
         for f in small {
-            if batch.len() == BATCH || bytes + f.1.size > BATCH_BYTES {
-                jobs.push(std::mem::take(&mut batch));
+            if bytes + f.1.size > BATCH_BYTES {
+                batches.push(Vec::new());
                 bytes = 0;
             }
             bytes += f.1.size;
-            batch.push(f);
-        }
-        if !batch.is_empty() {
-            jobs.push(batch);
-        }
-        let mut uploads = futures_util::stream::iter(jobs)
-            .map(|job| async move {
-                match job.as_slice() {
-                    [(row, m, rel)] if m.size > BATCH_FILE => {
-                        vec![(*row, *rel, self.upload(m, &self.root.join(rel)).await)]
-                    }
-                    _ => self.upload_many(job).await,
-                }
-            })
-            .buffer_unordered(TRANSFERS);
-        let mut postponed = HashSet::new();
-        while let Some(results) = uploads.next().await {
-            for (row, rel, result) in results {
-                match result {
-                    Ok(bytes) => report.uploaded_bytes += bytes,
-                    Err(e) => {
-                        // Changed since the scan, or unreadable: the next scan sees it again.
-                        tracing::warn!(path = %rel, error = %format!("{e:#}"), "upload postponed");
-                        postponed.insert(row.sync_id.as_str());
-                    }
-                }
+            if let Some(b) = batches.last_mut() {
+                b.push(f);
             }
+        }
+        let mut out = Vec::new();
+        for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+            out.extend(self.upload_many(batch).await);
+        }
+        let mut large = futures_util::stream::iter(large)
+            .map(|(row, m, rel)| async move { (row, rel, self.upload(m, &self.root.join(rel)).await) })
+            .buffer_unordered(TRANSFERS);
+        while let Some(r) = large.next().await {
+            out.push(r);
+        }
+        out
+    }
+
+    /// Sends rows as one FeedSync feed and applies what the hub merged of each.
+    async fn send_changes(&self, batch: &[&Row], report: &mut Report) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let resp = self
+            .http
+            .post(&self.collection_url)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/atom+xml;type=feed")
+            .body(changes_feed(batch))
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.bytes().await?;
+        if !status.is_success() {
+            bail!(
+                "the hub refused {} changes: {status} {}",
+                batch.len(),
+                String::from_utf8_lossy(&text).trim()
+            );
+        }
+        let merged = parse_feed_document(&text, Timestamp::now())?;
+        if merged.len() != batch.len() {
+            bail!("the hub answered {} of {} changes", merged.len(), batch.len());
+        }
+        for (sent, parsed) in batch.iter().zip(merged) {
+            let Incoming::Sync(merged) = parsed.into_incoming() else {
+                bail!("the hub answered an entry without sx:sync");
+            };
+            if merged.id() != sent.sync_id {
+                bail!("the hub answered {} for {}", merged.id(), sent.sync_id);
+            }
+            // The hub's merge may hold more than we sent (conflicts, a newer winner).
+            let mut row = self.index.row(&sent.sync_id).await?.unwrap_or_else(|| (*sent).clone());
+            let local = std::mem::replace(&mut row.item, merged.clone());
+            row.item = feedsync::merge(Some(&local), merged)?.item;
+            row.dirty = false;
+            self.apply(&mut row, report).await?;
+            report.pushed += 1;
             self.show(report);
         }
-        drop(uploads);
-        tracing::debug!(elapsed = ?started.elapsed(), "uploads done");
-        let ready: Vec<&Row> = dirty
-            .iter()
-            .filter(|r| !postponed.contains(r.sync_id.as_str()))
-            .collect();
-        let (mut posting, mut applying) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-        for batch in ready.chunks(BATCH) {
-            let t0 = std::time::Instant::now();
-            let body = changes_feed(batch);
-            let resp = self
-                .http
-                .post(&self.collection_url)
-                .bearer_auth(&self.token)
-                .header("content-type", "application/atom+xml;type=feed")
-                .body(body)
-                .send()
-                .await?;
-            let status = resp.status();
-            let text = resp.bytes().await?;
-            if !status.is_success() {
-                bail!(
-                    "the hub refused {} changes: {status} {}",
-                    batch.len(),
-                    String::from_utf8_lossy(&text).trim()
-                );
-            }
-            let merged = parse_feed_document(&text, Timestamp::now())?;
-            posting += t0.elapsed();
-            let t1 = std::time::Instant::now();
-            if merged.len() != batch.len() {
-                bail!("the hub answered {} of {} changes", merged.len(), batch.len());
-            }
-            for (sent, parsed) in batch.iter().zip(merged) {
-                let Incoming::Sync(merged) = parsed.into_incoming() else {
-                    bail!("the hub answered an entry without sx:sync");
-                };
-                if merged.id() != sent.sync_id {
-                    bail!("the hub answered {} for {}", merged.id(), sent.sync_id);
-                }
-                // The hub's merge may hold more than we sent (conflicts, a newer winner).
-                let mut row = self.index.row(&sent.sync_id).await?.unwrap_or_else(|| (*sent).clone());
-                let local = std::mem::replace(&mut row.item, merged.clone());
-                row.item = feedsync::merge(Some(&local), merged)?.item;
-                row.dirty = false;
-                self.apply(&mut row, report).await?;
-                report.pushed += 1;
-                self.show(report);
-            }
-            applying += t1.elapsed();
-        }
-        tracing::debug!(?posting, ?applying, "changes sent");
         Ok(())
     }
 
@@ -639,14 +705,22 @@ impl Agent {
     async fn prefetch(&self, items: &[StoredItem], report: &mut Report) -> anyhow::Result<()> {
         use futures_util::StreamExt;
         let mut wanted: HashMap<&str, &Media> = HashMap::new();
+        let ids: Vec<&str> = items.iter().map(|i| i.id()).collect();
+        let held: HashMap<String, String> = self
+            .index
+            .rows_of(&ids)
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r.sync_id, r.sha256?)))
+            .collect();
         for item in items {
-            let known = self.index.row(item.id()).await?.and_then(|r| r.sha256);
+            let known = held.get(item.id());
             let versions = std::iter::once(&item.current).chain(item.conflicts.iter());
             for m in versions
                 .filter(|v| !v.sync.deleted)
                 .filter_map(|v| v.payload.media.as_ref())
             {
-                if known.as_deref() != Some(m.sha256.as_str()) {
+                if known != Some(&m.sha256) {
                     wanted.insert(&m.sha256, m);
                 }
             }
@@ -771,7 +845,7 @@ impl Agent {
             for mut o in rivals.into_iter().filter(|o| o.path.as_deref() == Some(rel.as_str())) {
                 let alt = alt_path(&o, &rel);
                 if let Ok(to) = paths::resolve(&self.root, &alt)
-                    && std::fs::rename(&abs, &to).is_ok()
+                    && self.place(&abs, &to).is_ok()
                 {
                     o.path = Some(alt);
                     if let Ok(m) = std::fs::metadata(&to) {
@@ -801,10 +875,7 @@ impl Agent {
             let moved = match row.path.as_deref() {
                 Some(old) if old != rel && row.sha256.as_deref() == Some(media.sha256.as_str()) => {
                     let from = self.root.join(old);
-                    if let Some(parent) = abs.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    let done = std::fs::rename(&from, &abs).is_ok();
+                    let done = self.place(&from, &abs).is_ok();
                     if done {
                         self.prune_empty_dirs(&from).await;
                     }
@@ -884,6 +955,7 @@ impl Agent {
             return Ok(());
         }
         if synced.is_some() && hash_file(&abs).await?.as_str() == synced.unwrap_or_default() {
+            self.removing(&abs);
             std::fs::remove_file(&abs)?;
             self.prune_empty_dirs(&abs).await;
         }
@@ -894,7 +966,11 @@ impl Agent {
     async fn prune_empty_dirs(&self, removed: &Path) {
         let mut dir = removed.parent().map(Path::to_path_buf);
         while let Some(d) = dir {
-            if d == self.root || !d.starts_with(&self.root) || std::fs::remove_dir(&d).is_err() {
+            if d == self.root || !d.starts_with(&self.root) {
+                break;
+            }
+            self.removing(&d);
+            if std::fs::remove_dir(&d).is_err() {
                 break; // not empty, or the folder itself
             }
             dir = d.parent().map(Path::to_path_buf);
@@ -907,6 +983,7 @@ impl Agent {
         let mut any = false;
         for (path, _) in copies.iter().filter(|(p, id)| id == sync_id && !keep.contains(p)) {
             if let Ok(abs) = paths::resolve(&self.root, path) {
+                self.removing(&abs);
                 let _ = std::fs::remove_file(abs);
             }
             any = true;
@@ -924,15 +1001,50 @@ impl Agent {
     /// SHA-256 checked, fsynced, then renamed over `dest`. Returns the bytes fetched.
     async fn download(&self, m: &Media, dest: &Path) -> anyhow::Result<u64> {
         let ready = self.prefetched(&m.sha256);
-        if ready.exists() {
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)?;
+        if ready.exists() && self.place(&ready, dest).is_ok() {
+            return Ok(0); // counted when it was fetched
+        }
+        let tmp = self.state.join("tmp").join(uuid::Uuid::new_v4().to_string());
+        let n = self.fetch_blob(m, &tmp).await?;
+        if let Err(e) = self.place(&tmp, dest) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        Ok(n)
+    }
+
+    /// Moves a file into place in the folder (creating its folders), noting it as the
+    /// agent's own doing so the watcher does not take it for a local change.
+    fn place(&self, from: &Path, dest: &Path) -> std::io::Result<()> {
+        let mut new_dirs = Vec::new();
+        let mut dir = dest.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(&self.root) && !d.exists()) {
+            new_dirs.push(d.to_path_buf());
+            dir = d.parent();
+        }
+        let meta = std::fs::symlink_metadata(from)?;
+        {
+            let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+            for d in &new_dirs {
+                own.insert(d.clone(), Expect::Dir);
             }
-            if std::fs::rename(&ready, dest).is_ok() {
-                return Ok(0); // counted when it was fetched
+            own.insert(dest.to_path_buf(), Expect::File(meta.len(), mtime_ns(&meta)));
+            if from.starts_with(&self.root) && !from.starts_with(&self.state) {
+                own.insert(from.to_path_buf(), Expect::Gone);
             }
         }
-        self.fetch_blob(m, dest).await
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(from, dest)
+    }
+
+    /// Notes a file or folder the agent is about to remove (see `place`).
+    fn removing(&self, path: &Path) {
+        self.own
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf(), Expect::Gone);
     }
 
     /// Fetches a blob to `dest` atomically (see `download`).
@@ -1128,7 +1240,7 @@ fn now_ns() -> i64 {
 /// Whether a file is as recorded, without reading it: same size, mtime and inode (a rename
 /// over the path changes the inode), and not "racy" (git's rule: a file modified within two
 /// seconds of being recorded may change again within the same timestamp tick, so it is hashed).
-fn unchanged(row: &Row, f: &Found) -> bool {
+fn unchanged(row: &Stat, f: &Found) -> bool {
     row.size == f.size && row.mtime_ns == f.mtime_ns && row.ino == f.ino && row.mtime_ns + 2_000_000_000 < row.seen_ns
 }
 
