@@ -377,7 +377,10 @@ pub async fn media(
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("blob {} missing: {e}", media.sha256)))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        crate::blobs::IO_CHUNK,
+    ));
     let ct = HeaderValue::from_str(&media.media_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     Ok((

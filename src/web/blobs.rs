@@ -157,7 +157,10 @@ pub async fn get(State(st): State<SharedState>, Path(sha256): Path<String>, head
                 HeaderValue::from_static("private, max-age=31536000, immutable"),
             ),
         ],
-        Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            crate::blobs::IO_CHUNK,
+        )),
     )
         .into_response())
 }
