@@ -43,8 +43,9 @@ pub struct AgentArgs {
     #[arg(long)]
     pub once: bool,
 
-    /// Seconds between full rescans of the folder (the watcher catches changes sooner).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    /// Seconds between full rescans of the folder, a safety net: the watcher catches changes
+    /// at once. Without a working watcher (say, too few inotify watches) it is at most 60.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub rescan: u64,
 }
 
@@ -102,7 +103,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(agent.root(), notify::RecursiveMode::Recursive)?;
+    let mut rescan_secs = args.rescan.max(1);
+    if let Err(e) = watcher.watch(agent.root(), notify::RecursiveMode::Recursive) {
+        // Changes are still found, by rescanning more often.
+        rescan_secs = rescan_secs.min(60);
+        tracing::warn!(error = %e, rescan_secs, "the folder cannot be watched (raise fs.inotify.max_user_watches?); rescanning instead");
+    }
     eprintln!(
         "feedmesh agent: {} <-> {hub} collection {collection} as {}",
         dir.display(),
@@ -117,17 +123,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // The folder is walked when the watcher saw a change (or a rescan is due), not when only
     // the hub has news.
     let mut scan = true;
-    let every = Duration::from_secs(args.rescan.max(1));
+    let every = Duration::from_secs(rescan_secs);
     let rescan = tokio::time::sleep(every);
     tokio::pin!(rescan);
+    // Whether the hub may have news: a long-poll that ended with none needs no sync.
+    let mut news = true;
     loop {
         // Changes seen while a sync failed (the hub away) are scanned on the retry.
         while rx.try_recv().is_ok() {
             scan = true;
         }
-        let synced = tokio::select! {
-            r = agent.sync_after(scan) => r,
-            _ = &mut shutdown => return Ok(()),
+        let synced = if !(scan || news) {
+            Ok(Report::default())
+        } else {
+            tokio::select! {
+                r = agent.sync_after(scan) => r,
+                _ = &mut shutdown => return Ok(()),
+            }
         };
         match synced {
             Ok(r) => {
@@ -153,9 +165,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             }
         }
         tokio::select! {
-            r = agent.wait_remote(25) => if let Err(e) = r {
-                tracing::debug!(error = %e, "long-poll ended");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            r = agent.wait_remote(25) => match r {
+                Ok(n) => news = n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "long-poll ended");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    news = true;
+                }
             },
             Some(()) = rx.recv() => {
                 // Let a burst of writes settle, then sync once for all of them.

@@ -197,16 +197,20 @@ impl Agent {
     }
 
     /// Holds a request until the collection changes after our cursor, or `secs` pass.
-    pub async fn wait_remote(&self, secs: u64) -> anyhow::Result<()> {
+    /// Says whether there is news (a change after the cursor).
+    pub async fn wait_remote(&self, secs: u64) -> anyhow::Result<bool> {
         let cursor = self.index.meta("cursor").await?.unwrap_or_else(|| "0".into());
-        self.http
+        let body = self
+            .http
             .get(format!("{}?since={cursor}&limit=1&wait={secs}", self.collection_url))
             .bearer_auth(&self.token)
             .timeout(std::time::Duration::from_secs(secs + 15))
             .send()
             .await?
-            .error_for_status()?;
-        Ok(())
+            .error_for_status()?
+            .bytes()
+            .await?;
+        Ok(!parse_feed_document(&body, Timestamp::now())?.is_empty())
     }
 
     // ---- scan ----
@@ -559,9 +563,10 @@ impl Agent {
         .await;
         match answer {
             Ok(created) => {
-                let created: HashSet<String> = created.into_iter().collect();
+                // Bytes the hub took as new: a content sent for several files counts once.
+                let mut created: HashSet<String> = created.into_iter().collect();
                 out.extend(sent.into_iter().map(|(row, m, rel)| {
-                    let n = if created.contains(&m.sha256) { m.size } else { 0 };
+                    let n = if created.remove(&m.sha256) { m.size } else { 0 };
                     (row, rel, Ok(n))
                 }));
             }
