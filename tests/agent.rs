@@ -166,6 +166,56 @@ async fn concurrent_edits_become_conflict_copies_and_deleting_one_resolves() {
     assert!(ta.keys().all(|k| !k.contains(".conflict-")), "{:?}", ta.keys());
 }
 
+#[tokio::test]
+async fn a_file_and_a_folder_with_the_same_name_both_survive() {
+    let app = TestApp::spawn().await;
+    app.token("alice", "setup").await;
+    app.collection("alice", "Docs").await;
+    let (a, b) = (device(&app, "laptop").await, device(&app, "phone").await);
+    // A makes a file `x`; B, not knowing, a folder `x` with a file in it.
+    write(a.path(), "x", "the file x");
+    write(b.path(), "x/y.txt", "in the folder x");
+    settle(&[&a, &b]).await;
+    let (ta, tb) = (tree(a.path()), tree(b.path()));
+    assert_eq!(ta, tb, "the folders differ");
+    assert_eq!(text(&ta, "x/y.txt"), "in the folder x");
+    let aside: Vec<&String> = ta.keys().filter(|k| k.starts_with("x.conflict-")).collect();
+    assert_eq!(aside.len(), 1, "the file is shown next to the folder: {:?}", ta.keys());
+    assert_eq!(text(&ta, aside[0]), "the file x");
+    assert_eq!(ta.len(), 2, "{:?}", ta.keys());
+
+    // The folder goes: the file takes its name back everywhere.
+    std::fs::remove_dir_all(b.path().join("x")).unwrap();
+    settle(&[&a, &b]).await;
+    let (ta, tb) = (tree(a.path()), tree(b.path()));
+    assert_eq!(ta, tb, "the folders differ");
+    assert_eq!(ta.keys().collect::<Vec<_>>(), ["x"]);
+    assert_eq!(text(&ta, "x"), "the file x");
+}
+
+#[tokio::test]
+async fn a_blob_that_arrives_corrupt_is_refused_and_the_rest_syncs() {
+    let app = TestApp::spawn().await;
+    app.token("alice", "setup").await;
+    app.collection("alice", "Docs").await;
+    let (a, b) = (device(&app, "laptop").await, device(&app, "phone").await);
+    write(a.path(), "good.txt", "fine");
+    write(a.path(), "bad.txt", "will rot on the hub");
+    a.sync().await;
+    // The hub's copy of bad.txt changes on disk (same size, other bytes).
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"will rot on the hub"));
+    let stored = app.dir.path().join("blobs").join(&sha[..2]).join(&sha);
+    std::fs::write(&stored, "WILL ROT ON THE HUB").unwrap();
+    let r = b.sync().await;
+    let t = tree(b.path());
+    assert_eq!(t.keys().collect::<Vec<_>>(), ["good.txt"], "{r:?}");
+    let tmp = b.path().join(".feedmesh/tmp");
+    assert!(
+        std::fs::read_dir(&tmp).map_or(true, |mut d| d.next().is_none()),
+        "a refused download left a file"
+    );
+}
+
 /// An item another client wrote, with `name` as its file path.
 fn file_item(id: &str, name: &str, sha: &str, size: usize) -> String {
     format!(
@@ -199,6 +249,7 @@ async fn paths_that_leave_the_folder_are_refused_and_nothing_is_applied() {
         "out/through-link.txt",
         "a/../../x.txt",
         ".feedmesh/index.db",
+        &format!("{}.txt", "n".repeat(300)),
         "ok.txt",
     ]
     .iter()

@@ -842,6 +842,7 @@ impl Agent {
         };
         // Two items may name one path (both devices created `a.txt`): the FeedSync winner
         // keeps it, the other is shown next to it under a conflict-copy name.
+        let wanted = rel.clone();
         let rivals = self.index.claiming(&rel, &row.sync_id).await?;
         if rivals.iter().any(|o| !keeps_path(row, o)) {
             let alt = alt_path(row, &rel);
@@ -864,6 +865,21 @@ impl Agent {
                 }
                 self.index.put(&o).await?;
             }
+        }
+        // A folder where the file would go (one device made `x`, another `x/y.txt`): the
+        // folder keeps the name, the file is shown next to it, as when an item holds its path.
+        if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+            let alt = alt_path(row, &wanted);
+            match paths::resolve(&self.root, &alt) {
+                Ok(a) => (rel, abs) = (alt, a),
+                Err(_) => return self.index.put(row).await,
+            }
+        }
+        // And the other way round: a synced file where a folder of this path would go moves
+        // aside to its own shown-next-to name.
+        if !self.clear_parents(&abs, &row.sync_id).await? {
+            tracing::warn!(path = %rel, "a file that is not synced yet is where a folder of this path would go; applied later");
+            return self.index.put(row).await;
         }
         let on_disk = match std::fs::symlink_metadata(&abs) {
             Ok(m) if m.is_dir() => {
@@ -903,7 +919,16 @@ impl Agent {
                 _ => false,
             };
             if !moved {
-                report.downloaded_bytes += self.download(&media, &abs).await?;
+                match self.download(&media, &abs).await {
+                    Ok(n) => report.downloaded_bytes += n,
+                    Err(e) if e.is::<Corrupt>() => {
+                        // Refused: the disk and the index stay as they were; nothing of this
+                        // version is written. (Any other failure ends the sync, to be retried.)
+                        tracing::error!(path = %rel, error = %e, "not applied: the content did not arrive intact");
+                        return self.index.put(row).await;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         if let Some(old) = row.path.as_deref()
@@ -949,13 +974,54 @@ impl Agent {
                 false => None,
             };
             if current.as_deref() != Some(m.sha256.as_str()) {
-                report.downloaded_bytes += self.download(&m, &copy).await?;
+                match self.download(&m, &copy).await {
+                    Ok(n) => report.downloaded_bytes += n,
+                    Err(e) if e.is::<Corrupt>() => {
+                        tracing::error!(path = %name, error = %e, "conflict copy not written: the content did not arrive intact");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             self.index.add_conflict(&name, &row.sync_id).await?;
             keep.insert(name);
         }
         self.remove_copies(&row.sync_id, &keep).await?;
         self.index.put(row).await
+    }
+
+    /// Makes every folder above `abs` a folder or absent: a synced file of another item in
+    /// the way moves to its shown-next-to name (`alt_path`), where it stays until the folder
+    /// is gone. False when an unsynced file is in the way (the next scan takes it up).
+    async fn clear_parents(&self, abs: &Path, sync_id: &str) -> anyhow::Result<bool> {
+        let mut above: Vec<&Path> = abs.ancestors().skip(1).take_while(|d| *d != self.root).collect();
+        above.reverse();
+        for d in above {
+            match std::fs::symlink_metadata(d) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => {
+                    let Some(rel) = paths::relative(&self.root, d) else {
+                        return Ok(false);
+                    };
+                    let Some(mut o) = self.index.row_at(&rel).await?.filter(|o| o.sync_id != sync_id) else {
+                        return Ok(false);
+                    };
+                    let alt = alt_path(&o, &rel);
+                    let Ok(to) = paths::resolve(&self.root, &alt) else {
+                        return Ok(false);
+                    };
+                    self.place(d, &to)?;
+                    o.path = Some(alt);
+                    if let Ok(m) = std::fs::metadata(&to) {
+                        stat(&mut o, &m);
+                    }
+                    self.index.put(&o).await?;
+                    return Ok(true); // the rest of the way does not exist yet
+                }
+                Err(_) => return Ok(true),
+            }
+        }
+        Ok(true)
     }
 
     /// Whether the file at `rel` is not what the index last synced there (a local edit).
@@ -1083,12 +1149,16 @@ impl Agent {
             while let Some(chunk) = resp.chunk().await? {
                 body.extend_from_slice(&chunk);
                 if body.len() as u64 > m.size {
-                    bail!("the blob {} is longer than its {} bytes: refused", m.sha256, m.size);
+                    return Err(Corrupt(format!(
+                        "the blob {} is longer than its {} bytes: refused",
+                        m.sha256, m.size
+                    ))
+                    .into());
                 }
             }
             let got = hex::encode(Sha256::digest(&body));
             if got != m.sha256 {
-                bail!("the blob {} arrived as {got}: refused", m.sha256);
+                return Err(Corrupt(format!("the blob {} arrived as {got}: refused", m.sha256)).into());
             }
             let dest = dest.to_path_buf();
             return tokio::task::spawn_blocking(move || {
@@ -1121,7 +1191,11 @@ impl Agent {
                 hasher.update(&chunk);
                 n += chunk.len() as u64;
                 if n > m.size {
-                    bail!("the blob {} is longer than its {} bytes: refused", m.sha256, m.size);
+                    return Err(Corrupt(format!(
+                        "the blob {} is longer than its {} bytes: refused",
+                        m.sha256, m.size
+                    ))
+                    .into());
                 }
                 file.write_all(&chunk).await?;
             }
@@ -1129,7 +1203,7 @@ impl Agent {
             file.get_mut().sync_all().await?;
             let got = hex::encode(hasher.finalize());
             if got != m.sha256 {
-                bail!("the blob {} arrived as {got}: refused", m.sha256);
+                return Err(Corrupt(format!("the blob {} arrived as {got}: refused", m.sha256)).into());
             }
             if let Some(parent) = dest.parent() {
                 tokio::fs::create_dir_all(parent).await?;
@@ -1176,6 +1250,18 @@ fn changes_feed(rows: &[&Row]) -> String {
         entries,
     })
 }
+
+/// A blob that arrived other than its SHA-256 says: refused, and never written.
+#[derive(Debug)]
+struct Corrupt(String);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Corrupt {}
 
 /// The version of an item the folder shows: the current one, or, when a deletion won over
 /// concurrent edits, the best of those edits (by FeedSync's winner rule).
