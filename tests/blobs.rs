@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::common::TestApp;
+use crate::common::{Db, TestApp};
 
 fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -265,8 +265,19 @@ async fn post_many(app: &TestApp, token: &str, parts: &[(&str, Vec<u8>)]) -> req
 }
 
 #[tokio::test]
-async fn many_small_blobs_go_up_in_one_request() {
-    let app = TestApp::spawn().await;
+async fn many_small_blobs_go_up_in_one_request_on_sqlite() {
+    many_small_blobs(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn many_small_blobs_go_up_in_one_request_on_postgres() {
+    many_small_blobs(Db::Postgres).await;
+}
+
+async fn many_small_blobs(db: Db) {
+    let Some(app) = TestApp::spawn_on(db).await else {
+        return;
+    };
     let alice = app.token("alice", "laptop").await;
     let bob = app.token("bob", "desk").await;
     let files: Vec<Vec<u8>> = (0..3)
