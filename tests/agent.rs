@@ -216,6 +216,25 @@ async fn a_blob_that_arrives_corrupt_is_refused_and_the_rest_syncs() {
     );
 }
 
+#[tokio::test]
+async fn a_batch_over_the_hubs_limit_goes_in_smaller_feeds() {
+    // Entries of at most 2 KB, so a posted feed holds at most 32 KB: far less than a batch.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("feedmesh.db").display());
+    let app = TestApp::spawn_with(dir, db, |s| s.serve.max_entry_bytes = 2048).await;
+    app.token("alice", "setup").await;
+    app.collection("alice", "Docs").await;
+    let (a, b) = (device(&app, "laptop").await, device(&app, "phone").await);
+    for i in 0..120 {
+        write(a.path(), &format!("many/file-{i:03}.txt"), &format!("file {i}"));
+    }
+    let r = a.sync().await;
+    assert_eq!((r.local_changes, r.pushed), (120, 120), "{r:?}");
+    b.sync().await;
+    assert_eq!(tree(a.path()), tree(b.path()));
+    assert_eq!(tree(b.path()).len(), 120);
+}
+
 /// An item another client wrote, with `name` as its file path.
 fn file_item(id: &str, name: &str, sha: &str, size: usize) -> String {
     format!(

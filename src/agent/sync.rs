@@ -458,6 +458,12 @@ impl Agent {
             .await?;
         let status = resp.status();
         let text = resp.bytes().await?;
+        if status == StatusCode::PAYLOAD_TOO_LARGE && batch.len() > 1 {
+            // Over the hub's limit for one feed (long histories, many conflicts): halves.
+            let (first, second) = batch.split_at(batch.len() / 2);
+            Box::pin(self.send_changes(first, report)).await?;
+            return Box::pin(self.send_changes(second, report)).await;
+        }
         if !status.is_success() {
             bail!(
                 "the hub refused {} changes: {status} {}",
