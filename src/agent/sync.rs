@@ -743,14 +743,24 @@ impl Agent {
             return Ok(());
         }
         let mut fetches = futures_util::stream::iter(wanted.into_values())
-            .map(|m| async move { (m, self.fetch_blob(m, &self.prefetched(&m.sha256)).await) })
+            .map(|m| async move { (m, self.fetch_blob(m, &self.prefetched(&m.sha256), false).await) })
             .buffer_unordered(TRANSFERS);
+        let mut fetched = false;
         while let Some((m, result)) = fetches.next().await {
             match result {
-                Ok(n) => report.downloaded_bytes += n,
+                Ok(n) => {
+                    report.downloaded_bytes += n;
+                    fetched = true;
+                }
                 Err(e) => tracing::debug!(blob = %m.sha256, error = %format!("{e:#}"), "prefetch failed"),
             }
             self.show(report);
+        }
+        drop(fetches);
+        if fetched {
+            // One flush for the whole page, before any of it is renamed into the folder.
+            let tmp = self.state.join("tmp");
+            tokio::task::spawn_blocking(move || crate::blobs::syncfs(&tmp)).await??;
         }
         Ok(())
     }
@@ -1096,7 +1106,7 @@ impl Agent {
             return Ok(0); // counted when it was fetched
         }
         let tmp = self.state.join("tmp").join(uuid::Uuid::new_v4().to_string());
-        let n = self.fetch_blob(m, &tmp).await?;
+        let n = self.fetch_blob(m, &tmp, true).await?;
         if let Err(e) = self.place(&tmp, dest) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e.into());
@@ -1138,8 +1148,9 @@ impl Agent {
             .insert(path.to_path_buf(), Expect::Gone);
     }
 
-    /// Fetches a blob to `dest` atomically (see `download`).
-    async fn fetch_blob(&self, m: &Media, dest: &Path) -> anyhow::Result<u64> {
+    /// Fetches a blob to `dest` atomically (see `download`); fsynced when `durable` (else the
+    /// caller makes a batch durable at once).
+    async fn fetch_blob(&self, m: &Media, dest: &Path, durable: bool) -> anyhow::Result<u64> {
         let tmp_dir = self.state.join("tmp");
         let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
         let mut resp = self
@@ -1173,7 +1184,9 @@ impl Agent {
                     std::fs::create_dir_all(&tmp_dir)?;
                     let mut f = std::fs::File::create(&tmp)?;
                     f.write_all(&body)?;
-                    f.sync_all()?;
+                    if durable {
+                        f.sync_all()?;
+                    }
                     if let Some(parent) = dest.parent() {
                         std::fs::create_dir_all(parent)?;
                     }
@@ -1206,7 +1219,9 @@ impl Agent {
                 file.write_all(&chunk).await?;
             }
             file.flush().await?;
-            file.get_mut().sync_all().await?;
+            if durable {
+                file.get_mut().sync_all().await?;
+            }
             let got = hex::encode(hasher.finalize());
             if got != m.sha256 {
                 return Err(Corrupt(format!("the blob {} arrived as {got}: refused", m.sha256)).into());
