@@ -95,6 +95,7 @@ impl App {
                 state.mesh.store.clone(),
                 state.outbound.clone(),
                 state.topic_wake.clone(),
+                state.hub.strict_topic_hub_link.then(|| state.hub_url()),
                 move || st.mesh.changed.send_modify(|n| *n += 1),
             )
         };

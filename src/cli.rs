@@ -126,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 rate_limit: serve.hub_rate_limit,
                 open: serve.open_hub,
                 strict_secrets: serve.websub_strict_secrets,
+                strict_topic_hub_link: serve.websub_strict_topic_hub_link,
                 poll_interval: std::time::Duration::from_secs(serve.poll_interval.max(1)),
                 ..HubSettings::default()
             };

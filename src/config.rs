@@ -80,6 +80,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FEEDMESH_WEBSUB_STRICT_SECRETS")]
     pub websub_strict_secrets: bool,
 
+    /// Open hub: on each fetch, check that an outside topic still names this hub (rel="hub" in
+    /// its Link headers or the feed); if not, its subscribers are sent denials and dropped.
+    #[arg(long, env = "FEEDMESH_WEBSUB_STRICT_TOPIC_HUB_LINK")]
+    pub websub_strict_topic_hub_link: bool,
+
     /// Seconds between fetches of a followed feed that has no working WebSub subscription.
     #[arg(long, env = "FEEDMESH_POLL_INTERVAL", default_value_t = 900, value_name = "SECONDS")]
     pub poll_interval: u64,

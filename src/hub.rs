@@ -98,6 +98,8 @@ pub struct HubSettings {
     pub open: bool,
     /// Refuse a `hub.secret` with a plain-http callback (B7); off: accepted with a warning.
     pub strict_secrets: bool,
+    /// Open hub: an outside topic that no longer names this hub ends its subscriptions (K7).
+    pub strict_topic_hub_link: bool,
     /// Deliveries in flight to one callback host at most (J5).
     pub per_host: usize,
     /// Connect-and-answer limit of every outbound request (J4).
@@ -123,6 +125,7 @@ impl Default for HubSettings {
             rate_limit: 10,
             open: false,
             strict_secrets: false,
+            strict_topic_hub_link: false,
             per_host: 128,
             timeout: Duration::from_secs(10),
             sweep_every: Duration::from_secs(10),
@@ -323,6 +326,7 @@ pub fn spawn_topic_fetcher(
     store: Arc<dyn Store>,
     outbound: Outbound,
     wake: Arc<Notify>,
+    strict_hub: Option<String>,
     changed: impl Fn() + Send + Sync + 'static,
 ) -> Worker {
     let changed = Arc::new(changed);
@@ -346,8 +350,17 @@ pub fn spawn_topic_fetcher(
             let mut running = tokio::task::JoinSet::new();
             for topic in due {
                 let (store, outbound, changed) = (store.clone(), outbound.clone(), changed.clone());
+                let strict_hub = strict_hub.clone();
                 running.spawn(async move {
-                    let content = fetch_topic(&outbound, &topic).await;
+                    let (mut content, hubs) = fetch_topic(&outbound, &topic).await;
+                    if let Some(me) = strict_hub.as_deref()
+                        && content.is_some()
+                        && !hubs.iter().any(|h| h.trim_end_matches('/') == me.trim_end_matches('/'))
+                    {
+                        // K7: the topic no longer names this hub: its subscriptions end (D3).
+                        content = None;
+                        deny_topic(&store, &outbound, &topic.url).await;
+                    }
                     match store.topic_fetched(topic.id, claimed_at, content).await {
                         Ok(true) => changed(),
                         Ok(false) => {}
@@ -360,28 +373,59 @@ pub fn spawn_topic_fetcher(
     }))
 }
 
-async fn fetch_topic(outbound: &Outbound, topic: &TopicFetch) -> Option<TopicContent> {
+/// An outside topic's content, and the hubs it names (its `Link` headers, then its own
+/// `rel="hub"` links).
+async fn fetch_topic(outbound: &Outbound, topic: &TopicFetch) -> (Option<TopicContent>, Vec<String>) {
     let cond = crate::fetch::Conditions {
         accept: Some(&topic.content_type),
         ..Default::default()
     };
     match crate::fetch::get(outbound, &topic.url, &cond, MAX_TOPIC_BYTES).await {
-        Ok(f) if !f.body.is_empty() => Some(TopicContent {
-            hash: secrets::hash_bytes(&f.body),
-            content_type: f.content_type,
-            body: f.body.to_vec(),
-            version: 0,
-        }),
+        Ok(f) if !f.body.is_empty() => {
+            let mut hubs = f.hubs.clone();
+            if let Ok(doc) = crate::follow::parse_feed(&f.body) {
+                hubs.extend(doc.hubs);
+            }
+            let content = TopicContent {
+                hash: secrets::hash_bytes(&f.body),
+                content_type: f.content_type,
+                body: f.body.to_vec(),
+                version: 0,
+            };
+            (Some(content), hubs)
+        }
         Ok(_) => {
             tracing::warn!("an outside topic answered with an empty body; nothing distributed");
-            None
+            (None, Vec::new())
         }
         Err(e) => {
             // S13: the topic URL may be personal; the reason is enough to act on.
             tracing::warn!(error = %e, "fetching an outside topic failed");
-            None
+            (None, Vec::new())
         }
     }
+}
+
+/// K7, D3: every subscription to an outside topic that no longer names this hub ends, and
+/// its subscriber is told (the answer to the denial is ignored, D2).
+async fn deny_topic(store: &Arc<dyn Store>, outbound: &Outbound, topic: &str) {
+    let subs = match store.subscriptions_to(topic).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list a topic's subscriptions");
+            return;
+        }
+    };
+    for (id, callback) in subs {
+        let url = denial_url(&callback, topic, "the topic no longer names this hub");
+        if let Ok(req) = outbound.request(reqwest::Method::GET, &url) {
+            let _ = outbound.send(req).await;
+        }
+        if let Err(e) = store.drop_subscription(id).await {
+            tracing::error!(error = %e, "cannot end a subscription");
+        }
+    }
+    tracing::info!("an outside topic no longer names this hub; its subscriptions ended");
 }
 
 /// Stops the worker it holds when dropped (with the server that owns it).

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::websub::{callback_server, eventually, hmac_sha256, hub, posts, setup_with, subscribe};
+use crate::websub::{callback_server, eventually, hmac_sha256, hub, posts, seen, setup_with, subscribe};
 
 #[derive(Default)]
 struct Publisher {
@@ -197,4 +197,50 @@ async fn topic_urls_are_compared_after_decoding_unreserved_escapes_only() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(posts(&cb, "echo").len(), 1, "one subscription, one delivery");
+}
+
+/// An Atom feed naming `hub` as its WebSub hub.
+fn feed_naming(hub: &str, text: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>{text}</title><id>urn:t</id><updated>2026-01-01T00:00:00Z</updated><link rel="hub" href="{hub}"/></feed>"#
+    )
+}
+
+#[tokio::test]
+async fn with_a_strict_topic_hub_link_a_topic_that_drops_this_hub_ends_its_subscriptions() {
+    let (app, _) = setup_with(|s| {
+        s.hub.open = true;
+        s.hub.strict_topic_hub_link = true;
+    })
+    .await;
+    let (publisher_base, p) = publisher().await;
+    let (cb_base, cb) = callback_server().await;
+    let topic = format!("{publisher_base}/feed");
+    let callback = format!("{cb_base}/echo");
+    let me = app.url("/hub");
+    *p.body.lock().unwrap() = feed_naming(&me, "first");
+    subscribe(&app, &topic, &callback, &[]).await;
+    let ping = [("hub.mode", "publish"), ("hub.url", topic.as_str())];
+    assert_eq!(hub(&app, &ping).await.status(), 202);
+    eventually("the first delivery", async || posts(&cb, "echo").len() == 1).await;
+
+    // The publisher moves to another hub: the next fetch ends the subscription with a denial.
+    *p.body.lock().unwrap() = feed_naming("https://elsewhere.example/hub", "second");
+    assert_eq!(hub(&app, &ping).await.status(), 202);
+    eventually("the denial", async || {
+        seen(&cb, "echo").iter().any(|q| q.contains("hub.mode=denied"))
+    })
+    .await;
+    let denial = seen(&cb, "echo")
+        .into_iter()
+        .find(|q| q.contains("hub.mode=denied"))
+        .unwrap();
+    assert!(url::form_urlencoded::parse(denial.as_bytes()).any(|(k, v)| k == "hub.topic" && v == topic));
+    assert!(app.store.subscription(&topic, &callback).await.unwrap().is_none());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        posts(&cb, "echo").len(),
+        1,
+        "content delivered from a topic that left this hub"
+    );
 }

@@ -370,6 +370,9 @@ pub trait Store: Send + Sync + 'static {
     async fn release_claims(&self) -> Result<()>;
     /// Subscriptions whose feed key was revoked: (id, topic, callback).
     async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>>;
+
+    /// The subscriptions (id, callback) to an outside topic.
+    async fn subscriptions_to(&self, topic: &str) -> Result<Vec<(i64, String)>>;
     /// Removes subscriptions whose lease ended before `now_ms`, and outside topics nobody
     /// subscribes to any more; returns how many subscriptions.
     async fn purge_expired(&self, now_ms: i64) -> Result<u64>;

@@ -1154,6 +1154,18 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn subscriptions_to(&self, topic: &str) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, callback FROM websub_subscriptions WHERE topic = $1 AND user_id IS NULL ORDER BY id",
+        )
+        .bind(topic)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("callback")?)))
+            .collect()
+    }
+
     async fn purge_expired(&self, now_ms: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM websub_subscriptions WHERE expires_at <= $1")
             .bind(now_ms)

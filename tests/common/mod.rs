@@ -147,6 +147,7 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             hub_rate_limit: 0,
             open_hub: false,
             websub_strict_secrets: false,
+            websub_strict_topic_hub_link: false,
             poll_interval: 900,
         },
         hub: feedmesh::hub::HubSettings {
