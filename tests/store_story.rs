@@ -298,6 +298,12 @@ async fn story(store: &dyn Store) {
         vec![],
         "an outside topic has no key to revoke"
     );
+    // K7: the subscriptions of an outside topic, and only those.
+    let to = store.subscriptions_to(outside).await.unwrap();
+    assert_eq!(
+        to.iter().map(|(_, cb)| cb.as_str()).collect::<Vec<_>>(),
+        ["http://sub/o"]
+    );
     assert!(store.unsubscribe(outside, "http://sub/o").await.unwrap());
 
     // Self keys: one live generation per feed, a new one after a revocation; one server secret.
