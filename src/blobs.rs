@@ -129,23 +129,19 @@ impl Blobs {
 
     /// Stores many small blobs (SHA-256 named, bytes) at once: all are checked before any is
     /// written; then each new one goes to a temporary file, one `syncfs` makes them all
-    /// durable, and they are renamed into place. Returns each blob's size and whether it
-    /// was new on disk. Blocking: call from a blocking thread.
-    pub fn store_many(&self, blobs: &[(String, axum::body::Bytes)]) -> AppResult<Vec<(u64, bool)>> {
+    /// durable, and they are renamed into place. Blocking: call from a blocking thread.
+    pub fn store_many(&self, blobs: &[(String, axum::body::Bytes)]) -> AppResult<()> {
         for (want, bytes) in blobs {
             refuse_mismatch(&hex::encode(Sha256::digest(bytes)), Some(want))?;
         }
         let mut written = Vec::new();
         let mut planned = std::collections::HashSet::new();
-        let mut out = Vec::with_capacity(blobs.len());
         let result = (|| {
             for (sha, bytes) in blobs {
                 let dest = self
                     .path(sha)
                     .ok_or_else(|| AppError::BadRequest("not a SHA-256".into()))?;
-                let new = !dest.exists() && planned.insert(sha.as_str());
-                out.push((bytes.len() as u64, new));
-                if new {
+                if !dest.exists() && planned.insert(sha.as_str()) {
                     let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
                     std::fs::write(&tmp, bytes).map_err(io)?;
                     written.push((tmp, dest));
@@ -168,7 +164,7 @@ impl Blobs {
             }
             return Err(e);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Moves a complete, fsynced temporary file whose SHA-256 is `hash` to its place (or
@@ -316,11 +312,13 @@ fn refuse_mismatch(hash: &str, expected: Option<&str>) -> AppResult<()> {
     }
 }
 
-fn hash_file(path: &Path) -> std::io::Result<String> {
+/// The SHA-256 (hex) of a file, read in chunks of up to 1 MiB. Blocking.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
+    let len = f.metadata().map_or(1 << 20, |m| m.len() as usize + 1);
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; len.min(1 << 20)];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {

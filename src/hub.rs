@@ -417,15 +417,35 @@ async fn deny_topic(store: &Arc<dyn Store>, outbound: &Outbound, topic: &str) {
         }
     };
     for (id, callback) in subs {
-        let url = denial_url(&callback, topic, "the topic no longer names this hub");
-        if let Ok(req) = outbound.request(reqwest::Method::GET, &url) {
-            let _ = outbound.send(req).await;
-        }
-        if let Err(e) = store.drop_subscription(id).await {
+        let denied = deny(
+            store.as_ref(),
+            outbound,
+            id,
+            topic,
+            &callback,
+            "the topic no longer names this hub",
+        );
+        if let Err(e) = denied.await {
             tracing::error!(error = %e, "cannot end a subscription");
         }
     }
     tracing::info!("an outside topic no longer names this hub; its subscriptions ended");
+}
+
+/// D2/D3: a subscription ends and its subscriber is told why. The answer to the denial is
+/// ignored (D2); failing to reach the subscriber changes nothing.
+pub async fn deny(
+    store: &dyn Store,
+    outbound: &Outbound,
+    id: i64,
+    topic: &str,
+    callback: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    if let Ok(req) = outbound.request(reqwest::Method::GET, &denial_url(callback, topic, reason)) {
+        let _ = outbound.send(req).await;
+    }
+    Ok(store.drop_subscription(id).await?)
 }
 
 /// Stops the worker it holds when dropped (with the server that owns it).

@@ -4,6 +4,7 @@
 //! neither re-uploads nor re-downloads anything: unchanged files are recognised by size and
 //! modification time. This is the agent's own store, apart from the hub's `store/`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::OptionalExtension;
@@ -165,6 +166,25 @@ impl Index {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The content each of these items has on disk, for those that have a file (no item is
+    /// parsed: a pulled page asks this of every item).
+    pub async fn on_disk(&self, ids: &[&str]) -> anyhow::Result<HashMap<String, String>> {
+        let db = self.conn();
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut stmt = db.prepare_cached(&format!(
+                "SELECT sync_id, sha256 FROM items WHERE sha256 IS NOT NULL AND sync_id IN ({marks})"
+            ))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for row in rows {
+                let (id, sha): (String, String) = row?;
+                out.insert(id, sha);
+            }
+        }
+        Ok(out)
     }
 
     /// The item whose file is at `path`, if any.

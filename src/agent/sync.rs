@@ -1,11 +1,11 @@
 //! One sync of a folder with its collection: scan the folder for local changes and record
 //! each as a FeedSync change of its item (create, update, delete; a rename keeps the item),
-//! push the changed items (blob first, then the entry with `sx:sync`, which the hub merges),
-//! pull every change after the cursor and merge it here with the same algorithm, and apply
-//! the merged items to disk: atomic writes, conflict copies, moves and deletions.
+//! push the changed items in batches (their blobs first, then one FeedSync feed of entries
+//! with `sx:sync`, which the hub merges), pull every change after the cursor a page at a time
+//! and merge it here with the same algorithm, and apply the merged items to disk one by one
+//! in the hub's order: atomic writes, conflict copies, moves and deletions.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
@@ -720,13 +720,7 @@ impl Agent {
         use futures_util::StreamExt;
         let mut wanted: HashMap<&str, &Media> = HashMap::new();
         let ids: Vec<&str> = items.iter().map(|i| i.id()).collect();
-        let held: HashMap<String, String> = self
-            .index
-            .rows_of(&ids)
-            .await?
-            .into_iter()
-            .filter_map(|r| Some((r.sync_id, r.sha256?)))
-            .collect();
+        let held = self.index.on_disk(&ids).await?;
         for item in items {
             let known = held.get(item.id());
             let versions = std::iter::once(&item.current).chain(item.conflicts.iter());
@@ -1469,16 +1463,7 @@ async fn hash_files(files: Vec<PathBuf>) -> anyhow::Result<HashMap<PathBuf, Stri
 }
 
 fn hash_path(path: &Path) -> anyhow::Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(h.finalize()));
-        }
-        h.update(&buf[..n]);
-    }
+    crate::blobs::hash_file(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// The SHA-256 of a file: a small one read inline (quicker than a hand-off to the blocking

@@ -62,26 +62,44 @@ pub fn parse_entry_document(body: &[u8], now: Timestamp) -> Result<ParsedEntry, 
 
 /// Parses an Atom feed document: every `atom:entry`, in document order.
 pub fn parse_feed_document(body: &[u8], now: Timestamp) -> Result<Vec<ParsedEntry>, XmlError> {
+    match parse_document(body, now)? {
+        Document::Feed(entries) => Ok(entries),
+        Document::Entry(_) => Err(XmlError::Invalid("expected an Atom <feed>, found <entry>".into())),
+    }
+}
+
+/// A posted Atom document: one entry, or a feed of them (a device's FeedSync batch).
+pub enum Document {
+    Entry(Box<ParsedEntry>),
+    Feed(Vec<ParsedEntry>),
+}
+
+/// Parses a document whose root is `atom:entry` or `atom:feed`.
+pub fn parse_document(body: &[u8], now: Timestamp) -> Result<Document, XmlError> {
     let mut r = Reader::new(body)?;
     let root = r.root()?;
-    if !root.is(ATOM_NS, "feed") {
+    let doc = if root.is(ATOM_NS, "entry") {
+        Document::Entry(Box::new(entry(&mut r, now, true)?))
+    } else if root.is(ATOM_NS, "feed") {
+        let mut out = Vec::new();
+        loop {
+            match r.next_node()? {
+                Node::Start(s) if s.is(ATOM_NS, "entry") => out.push(entry(&mut r, now, true)?),
+                Node::Start(s) => r.skip(&s)?,
+                Node::Text(_) => {}
+                Node::End => break,
+                Node::Eof => return Err(XmlError::Syntax("unexpected end of document".into())),
+            }
+        }
+        Document::Feed(out)
+    } else {
         return Err(XmlError::Invalid(format!(
-            "expected an Atom <feed>, found <{}>",
+            "expected an Atom <entry> or <feed> (namespace {ATOM_NS}), found <{}>",
             root.name
         )));
-    }
-    let mut out = Vec::new();
-    loop {
-        match r.next_node()? {
-            Node::Start(s) if s.is(ATOM_NS, "entry") => out.push(entry(&mut r, now, true)?),
-            Node::Start(s) => r.skip(&s)?,
-            Node::Text(_) => {}
-            Node::End => break,
-            Node::Eof => return Err(XmlError::Syntax("unexpected end of document".into())),
-        }
-    }
+    };
     r.finish()?;
-    Ok(out)
+    Ok(doc)
 }
 
 fn entry(r: &mut Reader<'_>, now: Timestamp, allow_conflicts: bool) -> Result<ParsedEntry, XmlError> {

@@ -13,7 +13,7 @@ use crate::domain::time::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::formats::EntryView;
 use crate::formats::FeedView;
-use crate::formats::atom_in::{ParsedEntry, parse_entry_document, parse_feed_document};
+use crate::formats::atom_in::{Document, ParsedEntry, parse_document, parse_entry_document};
 use crate::formats::atom_out::{self, ServiceCollection};
 use crate::mesh::Accepted;
 use crate::store::ItemRecord;
@@ -83,29 +83,6 @@ async fn read_bounded(body: Body, headers: &HeaderMap, limit: usize, what: &str)
     axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
 }
 
-/// Whether an XML body's root element is an Atom `<feed>` (only the first tag is looked at).
-fn is_feed(bytes: &[u8]) -> bool {
-    let mut rest = bytes;
-    loop {
-        let Some(lt) = rest.iter().position(|&b| b == b'<') else {
-            return false;
-        };
-        rest = &rest[lt + 1..];
-        match rest.first() {
-            Some(b'?' | b'!') => continue, // the declaration, comments, a doctype
-            _ => {
-                let name: Vec<u8> = rest
-                    .iter()
-                    .take_while(|b| !b.is_ascii_whitespace() && **b != b'>' && **b != b'/')
-                    .copied()
-                    .collect();
-                let local = name.rsplit(|&b| b == b':').next().unwrap_or_default();
-                return local == b"feed";
-            }
-        }
-    }
-}
-
 /// Reads a bounded Atom entry body: 413 past the limit, 400 when it does not parse.
 async fn read_entry(st: &AppState, headers: &HeaderMap, body: Body) -> AppResult<ParsedEntry> {
     let bytes = read_bounded(body, headers, st.max_entry_bytes, "entry")
@@ -164,17 +141,14 @@ pub async fn create(
         Some(ct) if ct.starts_with("application/atom+xml") => {
             // A FeedSync feed: a device's batch of changes (or a lone entry sent untyped).
             let bytes = read_bounded(body, &headers, st.max_entry_bytes * FEED_FACTOR, "feed").await?;
-            if !is_feed(&bytes) {
-                if bytes.len() > st.max_entry_bytes {
-                    return Err(entry_too_large(&st));
+            match parse_document(&bytes, Timestamp::now())? {
+                Document::Entry(_) if bytes.len() > st.max_entry_bytes => return Err(entry_too_large(&st)),
+                Document::Entry(parsed) => st.mesh.publish(&who, &col, *parsed).await?,
+                Document::Feed(parsed) => {
+                    let records = st.mesh.merge_feed(&who, &col, parsed).await?;
+                    return Ok(merged_feed(&st, &user, &col.name, &records));
                 }
-                let parsed = parse_entry_document(&bytes, Timestamp::now())?;
-                let accepted = st.mesh.publish(&who, &col, parsed).await?;
-                return Ok(entry_response(&st, &user, &col.name, accepted));
             }
-            let parsed = parse_feed_document(&bytes, Timestamp::now())?;
-            let records = st.mesh.merge_feed(&who, &col, parsed).await?;
-            return Ok(merged_feed(&st, &user, &col.name, &records));
         }
         other => {
             let who = principal(&st, &headers).await?;

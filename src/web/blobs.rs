@@ -1,5 +1,6 @@
 //! `/api/blobs/{sha256}`: a user's files by content. PUT streams one up (refused unless its
-//! SHA-256 is the one named, so a changed or cut-short upload stores nothing); HEAD says
+//! SHA-256 is the one named, so a changed or cut-short upload stores nothing), or in resumable
+//! parts; `POST /api/blobs` takes many small ones in one multipart request; HEAD says
 //! whether the user already has it (no second upload); GET reads it. Blobs are shared on disk
 //! but each user sees only the ones they uploaded.
 
@@ -104,14 +105,12 @@ pub async fn post_many(State(st): State<SharedState>, req: axum::extract::Reques
         parts.push((name, bytes));
     }
     let store = st.mesh.blobs.clone();
-    let sizes = tokio::task::spawn_blocking(move || store.store_many(&parts).map(|sizes| (parts, sizes)))
+    let parts = tokio::task::spawn_blocking(move || store.store_many(&parts).map(|()| parts))
         .await
         .map_err(|e| AppError::Internal(e.into()))??;
-    let (parts, sizes) = sizes;
     let list: Vec<(String, u64)> = parts
         .iter()
-        .zip(&sizes)
-        .map(|((sha, _), (size, _))| (sha.clone(), *size))
+        .map(|(sha, bytes)| (sha.clone(), bytes.len() as u64))
         .collect();
     let new = st.mesh.store.record_blobs(p.user_id, &list).await?;
     let (mut created, mut present) = (Vec::new(), Vec::new());

@@ -284,12 +284,8 @@ async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<Render>
 
 /// D2/D3: a subscription whose feed key was revoked ends, and its subscriber is told.
 async fn deny(st: &AppState, id: i64, topic: &str, callback: &str) -> anyhow::Result<()> {
-    let url = crate::hub::denial_url(callback, topic, "the feed key in the topic URL was revoked");
-    if let Ok(req) = st.outbound.request(Method::GET, &url) {
-        // The answer is ignored (D2); a failure to reach the subscriber changes nothing.
-        let _ = st.outbound.send(req).await;
-    }
-    Ok(st.mesh.store.drop_subscription(id).await?)
+    let reason = "the feed key in the topic URL was revoked";
+    crate::hub::deny(st.mesh.store.as_ref(), &st.outbound, id, topic, callback, reason).await
 }
 
 /// Ends every subscription whose key was revoked (by the API or by another process).
