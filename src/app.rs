@@ -67,6 +67,7 @@ impl App {
             self_keys: TtlMap::new(Duration::from_secs(1), 100_000),
             server_secret,
             outbound: Outbound::new(settings.serve.allow_private_network, settings.hub.timeout)?,
+            pusher: crate::push::Pusher::new(settings.serve.allow_private_network, settings.hub.timeout),
             hub: settings.hub.clone(),
             hub_wake: Arc::new(Notify::new()),
             topic_wake: Arc::new(Notify::new()),

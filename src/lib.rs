@@ -16,6 +16,7 @@ pub mod hub;
 pub mod limits;
 pub mod mesh;
 pub mod net;
+pub mod push;
 pub mod secrets;
 pub mod store;
 pub mod ttl;

@@ -115,23 +115,34 @@ impl Resolve for GuardedResolver {
         let allow_private = self.allow_private;
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = resolved
-                .iter()
-                .copied()
-                .filter(|a| allow_private || !is_private(a.ip()))
-                .collect();
-            if allowed.is_empty() {
-                let why: Box<dyn std::error::Error + Send + Sync> = match resolved.first() {
-                    Some(a) => Box::new(UrlError::Private(a.ip())),
-                    None => format!("{host} has no address").into(),
-                };
-                return Err(why);
-            }
-            let addrs: Addrs = Box::new(allowed.into_iter());
+            let addrs: Addrs = Box::new(resolve_allowed(&host, 0, allow_private).await?.into_iter());
             Ok(addrs)
         })
     }
+}
+
+/// Resolves a host (name or IP literal) and keeps only the addresses the policy allows;
+/// none left is an error naming why (a refused address, or no address at all).
+pub async fn resolve_allowed(
+    host: &str,
+    port: u16,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    // An IPv6 literal arrives bracketed from a URL.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((bare, port)).await?.collect();
+    let allowed: Vec<SocketAddr> = resolved
+        .iter()
+        .copied()
+        .filter(|a| allow_private || !is_private(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(match resolved.first() {
+            Some(a) => Box::new(UrlError::Private(a.ip())),
+            None => format!("{host} has no address").into(),
+        });
+    }
+    Ok(allowed)
 }
 
 /// Installs ring as the process's TLS provider (once; reqwest needs one before any client).

@@ -12,6 +12,7 @@ mod feeds;
 mod follows;
 mod outbound;
 mod peers;
+mod push;
 mod store_story;
 mod websub;
 mod websub_open;

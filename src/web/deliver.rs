@@ -5,17 +5,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::http::{HeaderValue, header};
-use reqwest::Method;
+use tokio::task::JoinSet;
+
+use axum::http::{HeaderMap, HeaderValue, header};
 
 use super::AppState;
 use super::feeds::{collection_document, stream_document};
 use crate::formats::Format;
 use crate::hub::now_ms;
 use crate::hub::{Worker, signature};
-use crate::net::read_capped;
 use crate::store::DueDelivery;
 
 /// How long a claim on a subscription holds: longer than one delivery attempt (the outbound
@@ -31,22 +31,26 @@ const BATCH: u32 = 1024;
 const MAX_ENTRIES: u32 = 100;
 
 /// Runs deliveries until the server stops: woken by every local change, and each second.
-/// Claims are pipelined: the next batch is claimed while the last one is still on the wire,
-/// and finished deliveries are recorded in batches, one write per distinct cursor.
+/// The loop never waits for the database: the next batch is claimed while the last one is
+/// still on the wire, and finished deliveries are recorded in the background, in batches,
+/// one write per distinct cursor, while the next ones are sent.
 pub fn spawn(st: Arc<AppState>) -> Worker {
     Worker::spawn(async move {
         let mut last_purge = 0i64;
         let mut changed = st.mesh.changed.subscribe();
         // J5/S4: one set of per-host slots for everything in flight.
         let hosts: Arc<HostSlots> = Arc::default();
-        let mut running = tokio::task::JoinSet::new();
+        let mut running = JoinSet::new();
+        // At most one claim and one record at a time; dropped (aborted) with the loop.
+        let mut claiming: JoinSet<Vec<DueDelivery>> = JoinSet::new();
+        let mut recording: JoinSet<()> = JoinSet::new();
         let mut done: HashMap<u64, Vec<i64>> = HashMap::new();
         let mut done_count = 0usize;
-        let mut last_record = std::time::Instant::now();
-        // Whether a claim may find more: the last one came back full, a change happened since,
-        // or a while passed (retries come due). Saves a probe per finished delivery.
+        let mut oldest_done = Instant::now();
+        // Whether a claim may find more: the last one came back full or a change happened
+        // since; otherwise the loop looks once a second (retries come due).
         let mut more_due = true;
-        let mut last_claim = std::time::Instant::now();
+        let mut last_claim = Instant::now();
         loop {
             let now = now_ms();
             if now - last_purge >= st.hub.sweep_every.as_millis() as i64 {
@@ -55,85 +59,106 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                     tracing::error!(error = %e, "cannot purge expired WebSub subscriptions");
                 }
                 st.limits.forget_idle();
+                st.pusher.prune();
                 if let Err(e) = deny_revoked(&st).await {
                     tracing::error!(error = %e, "cannot end WebSub subscriptions of revoked keys");
                 }
             }
-            if changed.has_changed().unwrap_or(false) {
-                changed.borrow_and_update();
-                more_due = true;
+            if claiming.is_empty()
+                && running.len() < BATCH as usize
+                && (more_due || last_claim.elapsed() >= Duration::from_secs(1))
+            {
+                more_due = false;
+                last_claim = Instant::now();
+                let st = st.clone();
+                claiming.spawn(async move {
+                    let lease = claim_ms(&st.hub);
+                    st.mesh
+                        .store
+                        .deliveries_due(now_ms(), lease, BATCH)
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "cannot claim WebSub deliveries");
+                            Vec::new()
+                        })
+                });
             }
-            let claim_now = more_due || last_claim.elapsed() > Duration::from_millis(200);
-            if running.len() <= BATCH as usize / 2 && claim_now {
-                last_claim = std::time::Instant::now();
-                let due = match st.mesh.store.deliveries_due(now, claim_ms(&st.hub), BATCH).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot claim WebSub deliveries");
-                        Vec::new()
-                    }
-                };
-                more_due = due.len() == BATCH as usize;
-                if !due.is_empty() {
-                    // One render per (feed, cursor) and one key check per key in a batch: a
-                    // fan-out to many subscribers of one feed renders its diff once.
-                    let round = Arc::new(Round {
-                        rendered: Default::default(),
-                        live_keys: Default::default(),
-                        hosts: hosts.clone(),
-                        per_host: st.hub.per_host.max(1),
-                    });
-                    for d in due {
-                        let (st, round) = (st.clone(), round.clone());
-                        running.spawn(async move {
-                            match deliver(&st, &round, &d).await {
-                                Ok(done) => done.map(|upto| (d.id, upto)),
-                                Err(e) => {
-                                    tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
-                                    None
-                                }
-                            }
+            if recording.is_empty()
+                && done_count > 0
+                && (done_count >= BATCH as usize / 2 || oldest_done.elapsed() >= RECORD_WAIT)
+            {
+                let batch = std::mem::take(&mut done);
+                done_count = 0;
+                let st = st.clone();
+                recording.spawn(async move { record(&st, batch).await });
+            }
+            let wait = if done_count > 0 {
+                RECORD_WAIT
+            } else {
+                Duration::from_secs(1)
+            };
+            tokio::select! {
+                Some(claimed) = claiming.join_next() => {
+                    let due = claimed.unwrap_or_default();
+                    more_due |= due.len() == BATCH as usize;
+                    if !due.is_empty() {
+                        // One render per (feed, cursor) and one key check per key in a batch:
+                        // a fan-out to many subscribers of one feed renders its diff once.
+                        let round = Arc::new(Round {
+                            rendered: Default::default(),
+                            live_keys: Default::default(),
+                            hosts: hosts.clone(),
+                            per_host: st.hub.per_host.max(1),
                         });
+                        for d in due {
+                            let (st, round) = (st.clone(), round.clone());
+                            running.spawn(async move {
+                                match deliver(&st, &round, &d).await {
+                                    Ok(done) => done.map(|upto| (d.id, upto)),
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
+                                        None
+                                    }
+                                }
+                            });
+                        }
                     }
                 }
-            }
-            if running.is_empty() {
-                record(&st, &mut done, &mut done_count).await;
-                if more_due {
-                    continue;
+                Some(first) = running.join_next() => {
+                    // Take every other finished one too.
+                    let mut finished = vec![first];
+                    while let Some(j) = running.try_join_next() {
+                        finished.push(j);
+                    }
+                    for (id, upto) in finished.into_iter().flatten().flatten() {
+                        if done_count == 0 {
+                            oldest_done = Instant::now();
+                        }
+                        done.entry(upto).or_default().push(id);
+                        done_count += 1;
+                    }
                 }
-                tokio::select! {
-                    _ = changed.changed() => more_due = true,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => more_due = true,
+                Some(_) = recording.join_next() => {}
+                Ok(()) = changed.changed() => {
+                    changed.borrow_and_update();
+                    more_due = true;
                 }
-                continue;
-            }
-            // Wait for one delivery, take every other finished one, then record when enough
-            // have gathered or the oldest has waited 20 ms.
-            let mut finished = running.join_next().await.into_iter().collect::<Vec<_>>();
-            while let Some(j) = running.try_join_next() {
-                finished.push(j);
-            }
-            for (id, upto) in finished.into_iter().flatten().flatten() {
-                done.entry(upto).or_default().push(id);
-                done_count += 1;
-            }
-            if done_count >= BATCH as usize / 4 || last_record.elapsed() > Duration::from_millis(20) {
-                record(&st, &mut done, &mut done_count).await;
-                last_record = std::time::Instant::now();
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     })
 }
 
+/// How long a finished delivery waits at most before its cursor is recorded.
+const RECORD_WAIT: Duration = Duration::from_millis(20);
+
 /// Advances the cursors of finished deliveries: one write per distinct position.
-async fn record(st: &AppState, done: &mut HashMap<u64, Vec<i64>>, count: &mut usize) {
-    for (upto, ids) in done.drain() {
+async fn record(st: &AppState, done: HashMap<u64, Vec<i64>>) {
+    for (upto, ids) in done {
         if let Err(e) = st.mesh.store.delivered(&ids, upto).await {
             tracing::error!(error = %e, "cannot record WebSub deliveries");
         }
     }
-    *count = 0;
 }
 
 type HostSlots = std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>;
@@ -143,7 +168,7 @@ struct Round {
     /// One cell per (feed, cursor): the first delivery renders, the others wait for it;
     /// different feeds render side by side.
     rendered: std::sync::Mutex<HashMap<(String, u64), RenderCell>>,
-    live_keys: std::sync::Mutex<HashMap<String, bool>>,
+    live_keys: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>,
     /// J5/S4: at most `per_host` deliveries in flight to one callback host.
     hosts: Arc<HostSlots>,
     per_host: usize,
@@ -178,8 +203,12 @@ type Rendered = Arc<Option<Render>>;
 type RenderCell = Arc<tokio::sync::OnceCell<Rendered>>;
 
 impl Round {
-    fn host_slots(&self, callback: &str) -> Arc<tokio::sync::Semaphore> {
-        let host = crate::net::host_key(callback);
+    fn host_slots(&self, callback: &url::Url) -> Arc<tokio::sync::Semaphore> {
+        let host = format!(
+            "{}:{}",
+            callback.host_str().unwrap_or_default(),
+            callback.port_or_known_default().unwrap_or(0)
+        );
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         hosts
             .entry(host)
@@ -200,19 +229,23 @@ impl Round {
         Ok(rendered.clone())
     }
 
+    /// Whether a feed key is still live: one lookup per key and round, however many of the
+    /// round's deliveries ask at once.
     async fn key_live(&self, st: &AppState, key_hash: &str) -> anyhow::Result<bool> {
         if key_hash.is_empty() {
             return Ok(true); // an outside topic: no key
         }
-        if let Some(live) = self.live_keys.lock().unwrap_or_else(|p| p.into_inner()).get(key_hash) {
-            return Ok(*live);
-        }
-        let live = st.mesh.store.feed_key(key_hash).await?.is_some();
-        self.live_keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key_hash.to_string(), live);
-        Ok(live)
+        let cell = {
+            let mut map = self.live_keys.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(key_hash) {
+                Some(cell) => cell.clone(),
+                None => map.entry(key_hash.to_string()).or_default().clone(),
+            }
+        };
+        let live = cell
+            .get_or_try_init(|| async { anyhow::Ok(st.mesh.store.feed_key(key_hash).await?.is_some()) })
+            .await?;
+        Ok(*live)
     }
 }
 
@@ -320,26 +353,23 @@ async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Resul
         // Changes elsewhere in the mesh, none in this feed: nothing to send.
         return Ok(Some(*upto));
     }
-    let link = format!("<{}>; rel=\"hub\", <{}>; rel=\"self\"", st.hub_url(), d.topic);
-    let Ok(mut req) = st.outbound.request(Method::POST, &d.callback) else {
+    let Ok(url) = crate::net::check_url(&d.callback, st.outbound.allows_private()) else {
         store.drop_subscription(d.id).await?;
         return Ok(None);
     };
-    req = req
-        .header(header::CONTENT_TYPE, HeaderValue::from_str(content_type)?)
-        .header(header::LINK, link);
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type)?);
+    let link = format!("<{}>; rel=\"hub\", <{}>; rel=\"self\"", st.hub_url(), d.topic);
+    headers.insert(header::LINK, HeaderValue::try_from(link)?);
     if let Some(secret) = &d.secret {
-        req = req.header("x-hub-signature", signature(st.hub.signature, secret, body));
+        headers.insert("x-hub-signature", signature(st.hub.signature, secret, body).parse()?);
     }
-    let slots = round.host_slots(&d.callback);
+    let slots = round.host_slots(&url);
     let _slot = slots.acquire().await?;
-    match st.outbound.send(req.body(body.clone())).await {
-        Ok(resp) if resp.status().is_success() => {
-            let _ = read_capped(resp, 4096).await;
-            Ok(Some(*upto))
-        }
+    match st.pusher.post(&url, headers, body.clone()).await {
+        Ok(status) if status.is_success() => Ok(Some(*upto)),
         // H6: 410 Gone ends the subscription.
-        Ok(resp) if resp.status() == reqwest::StatusCode::GONE => {
+        Ok(reqwest::StatusCode::GONE) => {
             store.drop_subscription(d.id).await?;
             Ok(None)
         }

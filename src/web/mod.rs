@@ -45,6 +45,8 @@ pub struct AppState {
     pub server_secret: String,
     /// Every request the hub makes on someone else's behalf goes through this guard.
     pub outbound: Outbound,
+    /// Content distribution's own client, under the same policy (see `push`).
+    pub pusher: crate::push::Pusher,
     pub hub: HubSettings,
     /// Wakes the WebSub verification worker when a request is queued.
     pub hub_wake: Arc<Notify>,
