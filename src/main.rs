@@ -3,6 +3,11 @@
 use clap::Parser;
 use feedmesh::cli::{Cli, run};
 
+/// mimalloc: the WebSub fan-out allocates and frees many small buffers across threads, where
+/// glibc's per-thread arenas grew and shrank (an mprotect every other delivery).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // An agent does little computing and much waiting on one disk and one hub: one thread

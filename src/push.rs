@@ -45,11 +45,18 @@ struct Conn {
     idle_since: Instant,
 }
 
+/// Idle connections by origin, and how many there are in all.
+#[derive(Default)]
+struct Idle {
+    by_origin: HashMap<Origin, Vec<Conn>>,
+    count: usize,
+}
+
 /// Notification sender with a pool of kept-alive connections per origin.
 pub struct Pusher {
     allow_private: bool,
     timeout: Duration,
-    idle: Mutex<HashMap<Origin, Vec<Conn>>>,
+    idle: Mutex<Idle>,
     tls: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
 }
 
@@ -97,17 +104,20 @@ impl Pusher {
     /// Drops connections idle for too long (called now and then by the delivery loop).
     pub fn prune(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|_, conns| {
+        idle.by_origin.retain(|_, conns| {
             conns.retain(|c| c.idle_since.elapsed() < IDLE_FOR);
             !conns.is_empty()
         });
+        idle.count = idle.by_origin.values().map(Vec::len).sum();
     }
 
     /// An idle connection to `origin` that is still open, if there is one.
     fn take(&self, origin: &Origin) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let conns = idle.get_mut(origin)?;
+        let mut guard = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = &mut *guard;
+        let conns = idle.by_origin.get_mut(origin)?;
         while let Some(mut c) = conns.pop() {
+            idle.count -= 1;
             // A connection the other side closed finishes at once when polled.
             if c.idle_since.elapsed() < IDLE_FOR && !c.sender.is_closed() && c.conn.as_mut().now_or_never().is_none() {
                 return Some(c);
@@ -120,9 +130,10 @@ impl Pusher {
     fn keep(&self, origin: Origin, mut conn: Conn, (status, whole): (StatusCode, bool)) -> StatusCode {
         if whole {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.values().map(Vec::len).sum::<usize>() < MAX_IDLE {
+            if idle.count < MAX_IDLE {
                 conn.idle_since = Instant::now();
-                idle.entry(origin).or_default().push(conn);
+                idle.count += 1;
+                idle.by_origin.entry(origin).or_default().push(conn);
             }
         }
         status
