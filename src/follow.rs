@@ -155,12 +155,7 @@ async fn ingest_entries(st: &AppState, f: &Follow, entries: Vec<(String, Entry)>
 /// Who a follow writes as (an endpoint `feed-ID` of the user), and where.
 async fn writer(st: &AppState, f: &Follow) -> anyhow::Result<(Principal, Collection)> {
     let store = &st.mesh.store;
-    let user = store
-        .users()
-        .await?
-        .into_iter()
-        .find(|u| u.id == f.user_id)
-        .ok_or_else(|| anyhow::anyhow!("the follow's user is gone"))?;
+    let user = store.user_by_id(f.user_id).await?;
     let endpoint = store.feed_endpoint(f.user_id, &format!("feed-{}", f.id)).await?;
     let col = store
         .collections(f.user_id)

@@ -25,6 +25,12 @@ async fn story(store: &dyn Store) {
     ));
     assert_eq!(store.users().await.unwrap().len(), 2);
     assert!(matches!(store.user("carol").await, Err(StoreError::NotFound("user"))));
+    assert_eq!(store.user_by_id(bob.id).await.unwrap().name.as_str(), "bob");
+    assert_eq!(store.user_by_id(alice.id).await.unwrap().name.as_str(), "alice");
+    assert!(matches!(
+        store.user_by_id(alice.id + bob.id + 1).await,
+        Err(StoreError::NotFound("user"))
+    ));
 
     // tokens
     let name = UserName::parse("alice").unwrap();

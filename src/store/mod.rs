@@ -289,6 +289,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, name: &UserName) -> Result<User>;
     async fn users(&self) -> Result<Vec<User>>;
     async fn user(&self, name: &str) -> Result<User>;
+    async fn user_by_id(&self, id: i64) -> Result<User>;
 
     /// Adds a token for the user's device, creating the endpoint on first use.
     async fn add_token(

@@ -567,6 +567,15 @@ impl Store for SqlStore {
         user_row(&row)
     }
 
+    async fn user_by_id(&self, id: i64) -> Result<User> {
+        let row = sqlx::query("SELECT id, name, created_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        user_row(&row)
+    }
+
     async fn add_token(
         &self,
         user: &UserName,
