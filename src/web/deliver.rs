@@ -31,16 +31,22 @@ const BATCH: u32 = 1024;
 const MAX_ENTRIES: u32 = 100;
 
 /// Runs deliveries until the server stops: woken by every local change, and each second.
-/// The loop never waits for the database: the next batch is claimed while the last one is
-/// still on the wire, and finished deliveries are recorded in the background, in batches,
-/// one write per distinct cursor, while the next ones are sent.
+/// Claimed deliveries wait in one queue per callback host, served by at most `per_host`
+/// lanes (J5): tasks that each send one notification after another, so a fan-out costs no
+/// task per notification. The loop never waits for the database: the next batch is claimed
+/// while the last one is still on the wire, and finished deliveries are recorded in the
+/// background, in batches, one write per distinct cursor, while the next ones are sent.
 pub fn spawn(st: Arc<AppState>) -> Worker {
     Worker::spawn(async move {
         let mut last_purge = 0i64;
         let mut changed = st.mesh.changed.subscribe();
-        // J5/S4: one set of per-host slots for everything in flight.
-        let hosts: Arc<HostSlots> = Arc::default();
-        let mut running = JoinSet::new();
+        // J5/S4: deliveries wait in one queue per callback host, served by at most
+        // `per_host` lanes, each sending one notification after another.
+        let queues: Queues = Arc::default();
+        let mut lanes = JoinSet::new();
+        let (results, mut finished) = tokio::sync::mpsc::unbounded_channel();
+        // Deliveries queued or in flight.
+        let mut running = 0usize;
         // At most one claim and one record at a time; dropped (aborted) with the loop.
         let mut claiming: JoinSet<Vec<DueDelivery>> = JoinSet::new();
         let mut recording: JoinSet<()> = JoinSet::new();
@@ -65,7 +71,7 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                 }
             }
             if claiming.is_empty()
-                && running.len() < BATCH as usize
+                && running < BATCH as usize
                 && (more_due || last_claim.elapsed() >= Duration::from_secs(1))
             {
                 more_due = false;
@@ -104,38 +110,47 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                     if !due.is_empty() {
                         // One render per (feed, cursor) and one key check per key in a batch:
                         // a fan-out to many subscribers of one feed renders its diff once.
-                        let round = Arc::new(Round {
-                            rendered: Default::default(),
-                            live_keys: Default::default(),
-                            hosts: hosts.clone(),
-                            per_host: st.hub.per_host.max(1),
-                        });
+                        let round = Arc::new(Round::default());
+                        let per_host = st.hub.per_host.max(1);
+                        let mut queues_now = queues.lock().unwrap_or_else(|p| p.into_inner());
                         for d in due {
-                            let (st, round) = (st.clone(), round.clone());
-                            running.spawn(async move {
-                                match deliver(&st, &round, &d).await {
-                                    Ok(done) => done.map(|upto| (d.id, upto)),
-                                    Err(e) => {
-                                        tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
-                                        None
-                                    }
-                                }
-                            });
+                            let url = crate::net::check_url(&d.callback, st.outbound.allows_private());
+                            let host = url.as_ref().map(host_key).unwrap_or_default();
+                            let queue = queues_now.entry(host.clone()).or_default();
+                            queue.waiting.push_back((round.clone(), d, url.ok()));
+                            running += 1;
+                            if queue.lanes < per_host {
+                                queue.lanes += 1;
+                                let lane = Lane {
+                                    queues: queues.clone(),
+                                    host,
+                                    released: false,
+                                };
+                                lanes.spawn(lane.run(st.clone(), results.clone()));
+                            }
                         }
                     }
                 }
-                Some(first) = running.join_next() => {
+                Some(first) = finished.recv() => {
                     // Take every other finished one too.
-                    let mut finished = vec![first];
-                    while let Some(j) = running.try_join_next() {
-                        finished.push(j);
+                    let mut all = vec![first];
+                    while let Ok(more) = finished.try_recv() {
+                        all.push(more);
                     }
-                    for (id, upto) in finished.into_iter().flatten().flatten() {
+                    running -= all.len();
+                    for (id, upto) in all.into_iter().flatten() {
                         if done_count == 0 {
                             oldest_done = Instant::now();
                         }
                         done.entry(upto).or_default().push(id);
                         done_count += 1;
+                    }
+                }
+                Some(ended) = lanes.join_next() => {
+                    if let Err(e) = ended
+                        && e.is_panic()
+                    {
+                        tracing::error!(error = %e, "a WebSub delivery lane panicked");
                     }
                 }
                 Some(_) = recording.join_next() => {}
@@ -161,17 +176,92 @@ async fn record(st: &AppState, done: HashMap<u64, Vec<i64>>) {
     }
 }
 
-type HostSlots = std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>;
+/// Deliveries waiting for one callback host (with their round and checked callback URL,
+/// None when it fails the check), and the lanes serving them.
+#[derive(Default)]
+struct HostQueue {
+    waiting: std::collections::VecDeque<(Arc<Round>, DueDelivery, Option<url::Url>)>,
+    lanes: usize,
+}
+
+type Queues = Arc<std::sync::Mutex<HashMap<String, HostQueue>>>;
+
+/// `host:port`, the unit of the per-host cap.
+fn host_key(url: &url::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// One of a callback host's lanes: sends its queue's notifications one after another until
+/// the queue is empty. Its count is given back however it ends (done, aborted, panicked).
+struct Lane {
+    queues: Queues,
+    host: String,
+    released: bool,
+}
+
+/// Gives a lane's count back (when its queue is found empty, under the same lock, so that a
+/// delivery queued meanwhile always finds its host's count without this lane) and drops the
+/// queue when no lane is left and nothing waits.
+fn release(queues: &mut HashMap<String, HostQueue>, host: &str) {
+    if let Some(q) = queues.get_mut(host) {
+        q.lanes -= 1;
+        if q.lanes == 0 && q.waiting.is_empty() {
+            queues.remove(host);
+        }
+    }
+}
+
+impl Lane {
+    async fn run(self, st: Arc<AppState>, results: tokio::sync::mpsc::UnboundedSender<Option<(i64, u64)>>) {
+        let mut this = self;
+        loop {
+            let next = {
+                let mut queues = this.queues.lock().unwrap_or_else(|p| p.into_inner());
+                let next = queues.get_mut(&this.host).and_then(|q| q.waiting.pop_front());
+                if next.is_none() {
+                    release(&mut queues, &this.host);
+                }
+                next
+            };
+            let Some((round, d, url)) = next else {
+                this.released = true;
+                return;
+            };
+            let result = match deliver(&st, &round, &d, url).await {
+                Ok(done) => done.map(|upto| (d.id, upto)),
+                Err(e) => {
+                    tracing::error!(error = %e, "WebSub delivery bookkeeping failed");
+                    None
+                }
+            };
+            if results.send(result).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Lane {
+    /// A lane that did not end by finding its queue empty (aborted with the server, or
+    /// panicked) gives its count back here.
+    fn drop(&mut self) {
+        if !self.released {
+            release(&mut self.queues.lock().unwrap_or_else(|p| p.into_inner()), &self.host);
+        }
+    }
+}
 
 /// What one claim round shares between its deliveries.
+#[derive(Default)]
 struct Round {
     /// One cell per (feed, cursor): the first delivery renders, the others wait for it;
     /// different feeds render side by side.
     rendered: std::sync::Mutex<HashMap<(String, u64), RenderCell>>,
     live_keys: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>,
-    /// J5/S4: at most `per_host` deliveries in flight to one callback host.
-    hosts: Arc<HostSlots>,
-    per_host: usize,
 }
 
 /// A notification body (empty: nothing for this subscriber), its type, and the cursor it
@@ -203,19 +293,6 @@ type Rendered = Arc<Option<Render>>;
 type RenderCell = Arc<tokio::sync::OnceCell<Rendered>>;
 
 impl Round {
-    fn host_slots(&self, callback: &url::Url) -> Arc<tokio::sync::Semaphore> {
-        let host = format!(
-            "{}:{}",
-            callback.host_str().unwrap_or_default(),
-            callback.port_or_known_default().unwrap_or(0)
-        );
-        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        hosts
-            .entry(host)
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_host)))
-            .clone()
-    }
-
     async fn render(&self, st: &AppState, d: &DueDelivery) -> anyhow::Result<Rendered> {
         let cell = {
             let mut map = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
@@ -331,7 +408,7 @@ pub(crate) async fn deny_revoked(st: &AppState) -> anyhow::Result<()> {
 
 /// Sends one subscriber its notification. `Some(upto)` when its cursor may advance to `upto`
 /// (the caller records those together); failures, 410 and denials are recorded here.
-async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Result<Option<u64>> {
+async fn deliver(st: &AppState, round: &Round, d: &DueDelivery, url: Option<url::Url>) -> anyhow::Result<Option<u64>> {
     let store = &st.mesh.store;
     if !round.key_live(st, &d.key_hash).await? {
         // The key was revoked: nothing more is sent but the denial (D4).
@@ -353,7 +430,8 @@ async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Resul
         // Changes elsewhere in the mesh, none in this feed: nothing to send.
         return Ok(Some(*upto));
     }
-    let Ok(url) = crate::net::check_url(&d.callback, st.outbound.allows_private()) else {
+    let Some(url) = url else {
+        // The callback no longer passes the outbound checks.
         store.drop_subscription(d.id).await?;
         return Ok(None);
     };
@@ -364,8 +442,6 @@ async fn deliver(st: &AppState, round: &Round, d: &DueDelivery) -> anyhow::Resul
     if let Some(secret) = &d.secret {
         headers.insert("x-hub-signature", signature(st.hub.signature, secret, body).parse()?);
     }
-    let slots = round.host_slots(&url);
-    let _slot = slots.acquire().await?;
     match st.pusher.post(&url, headers, body.clone()).await {
         Ok(status) if status.is_success() => Ok(Some(*upto)),
         // H6: 410 Gone ends the subscription.
