@@ -145,18 +145,14 @@ pub async fn resolve_allowed(
     Ok(allowed)
 }
 
-/// Installs ring as the process's TLS provider (once; reqwest needs one before any client).
 /// `host:port` of a URL, the unit of per-host limits ("" when it has none).
-pub fn host_key(url: &str) -> String {
-    Url::parse(url)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
-        })
+pub fn host_key(url: &Url) -> String {
+    url.host_str()
+        .map(|h| format!("{h}:{}", url.port_or_known_default().unwrap_or(0)))
         .unwrap_or_default()
 }
 
+/// Installs ring as the process's TLS provider (once; reqwest needs one before any client).
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -203,17 +199,21 @@ impl Outbound {
 
     /// Sends a checked request; refusals of the policy come back as `Url` errors.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<Response, OutboundError> {
-        req.send().await.map_err(|e| {
-            let mut source: Option<&dyn std::error::Error> = Some(&e);
-            while let Some(err) = source {
-                if let Some(UrlError::Private(ip)) = err.downcast_ref::<UrlError>() {
-                    return OutboundError::Url(UrlError::Private(*ip));
-                }
-                source = err.source();
-            }
-            OutboundError::Request(e.to_string())
-        })
+        req.send().await.map_err(|e| refused_or_failed(&e))
     }
+}
+
+/// A failed request as the caller sees it: a refusal of the policy (`resolve_allowed`'s
+/// private address, however deep in the error's chain) or any other failure.
+pub fn refused_or_failed(e: &(dyn std::error::Error + 'static)) -> OutboundError {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(UrlError::Private(ip)) = err.downcast_ref::<UrlError>() {
+            return OutboundError::Url(UrlError::Private(*ip));
+        }
+        source = err.source();
+    }
+    OutboundError::Request(e.to_string())
 }
 
 /// Reads at most `limit` bytes of a response body (the rest is dropped with the connection).

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_util::either::Either;
 use url::Url;
 
-use crate::net::{OutboundError, UrlError, resolve_allowed};
+use crate::net::{OutboundError, UrlError, refused_or_failed, resolve_allowed};
 
 /// The most of an answer that is read; a longer one ends its connection instead.
 const ANSWER_BYTES: usize = 4096;
@@ -140,13 +140,9 @@ impl Pusher {
     }
 
     async fn connect(&self, (https, host, port): &Origin) -> Result<Conn, OutboundError> {
-        let addrs =
-            resolve_allowed(host, *port, self.allow_private)
-                .await
-                .map_err(|e| match e.downcast_ref::<UrlError>() {
-                    Some(UrlError::Private(ip)) => OutboundError::Url(UrlError::Private(*ip)),
-                    _ => OutboundError::Request(e.to_string()),
-                })?;
+        let addrs = resolve_allowed(host, *port, self.allow_private)
+            .await
+            .map_err(|e| refused_or_failed(e.as_ref()))?;
         let mut last = String::new();
         let mut tcp = None;
         for addr in addrs {

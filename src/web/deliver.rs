@@ -112,12 +112,18 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                         // a fan-out to many subscribers of one feed renders its diff once.
                         let round = Arc::new(Round::default());
                         let per_host = st.hub.per_host.max(1);
+                        // URLs are parsed before the lock that the lanes take too.
+                        let due: Vec<_> = due
+                            .into_iter()
+                            .map(|d| {
+                                let url = crate::net::check_url(&d.callback, st.outbound.allows_private()).ok();
+                                (url.as_ref().map(crate::net::host_key).unwrap_or_default(), d, url)
+                            })
+                            .collect();
                         let mut queues_now = queues.lock().unwrap_or_else(|p| p.into_inner());
-                        for d in due {
-                            let url = crate::net::check_url(&d.callback, st.outbound.allows_private());
-                            let host = url.as_ref().map(host_key).unwrap_or_default();
+                        for (host, d, url) in due {
                             let queue = queues_now.entry(host.clone()).or_default();
-                            queue.waiting.push_back((round.clone(), d, url.ok()));
+                            queue.waiting.push_back((round.clone(), d, url));
                             running += 1;
                             if queue.lanes < per_host {
                                 queue.lanes += 1;
@@ -186,15 +192,6 @@ struct HostQueue {
 
 type Queues = Arc<std::sync::Mutex<HashMap<String, HostQueue>>>;
 
-/// `host:port`, the unit of the per-host cap.
-fn host_key(url: &url::Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or(0)
-    )
-}
-
 /// One of a callback host's lanes: sends its queue's notifications one after another until
 /// the queue is empty. Its count is given back however it ends (done, aborted, panicked).
 struct Lane {
@@ -216,19 +213,18 @@ fn release(queues: &mut HashMap<String, HostQueue>, host: &str) {
 }
 
 impl Lane {
-    async fn run(self, st: Arc<AppState>, results: tokio::sync::mpsc::UnboundedSender<Option<(i64, u64)>>) {
-        let mut this = self;
+    async fn run(mut self, st: Arc<AppState>, results: tokio::sync::mpsc::UnboundedSender<Option<(i64, u64)>>) {
         loop {
             let next = {
-                let mut queues = this.queues.lock().unwrap_or_else(|p| p.into_inner());
-                let next = queues.get_mut(&this.host).and_then(|q| q.waiting.pop_front());
+                let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+                let next = queues.get_mut(&self.host).and_then(|q| q.waiting.pop_front());
                 if next.is_none() {
-                    release(&mut queues, &this.host);
+                    release(&mut queues, &self.host);
                 }
                 next
             };
             let Some((round, d, url)) = next else {
-                this.released = true;
+                self.released = true;
                 return;
             };
             let result = match deliver(&st, &round, &d, url).await {

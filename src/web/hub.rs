@@ -114,7 +114,12 @@ pub async fn request(
                 &st,
                 vec![
                     format!("client {}", peer.ip()),
-                    format!("callback {}", crate::net::host_key(&intent.callback)),
+                    format!(
+                        "callback {}",
+                        url::Url::parse(&intent.callback)
+                            .map(|u| crate::net::host_key(&u))
+                            .unwrap_or_default()
+                    ),
                 ],
             )?;
             let (user_id, feed, key_hash) = if st.hub.open && !is_hosted(&st, &intent.topic) {
