@@ -180,6 +180,93 @@ impl SqlStore {
 }
 
 impl SqlStore {
+    /// `claim`, with the claimed rows packed into one JSON array of arrays (`returning`'s
+    /// columns in order): one row back from the database however many are claimed.
+    async fn claim_packed<T: serde::de::DeserializeOwned>(
+        &self,
+        q: &Queue,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<T>> {
+        let probe = format!("SELECT s.id FROM {} WHERE {} LIMIT 1", q.from, q.due);
+        let due: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
+            .bind(now_ms)
+            .fetch_optional(&self.readers)
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let order = match q.order {
+            "" => String::new(),
+            o => format!(" ORDER BY {o}"),
+        };
+        let packed: Option<String> = match self.backend {
+            Backend::Sqlite => {
+                let mut conn = self.writer.acquire().await?;
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                let pick = format!(
+                    "SELECT json_group_array(id) FROM (SELECT s.id FROM {from} WHERE {due}{order} LIMIT $2)",
+                    from = q.from,
+                    due = q.due
+                );
+                let ids: String = sqlx::query_scalar(sqlx::AssertSqlSafe(pick))
+                    .bind(now_ms)
+                    .bind(i64::from(limit))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let set = format!(
+                    "UPDATE {table} SET claimed_until = $1 + $2{also} WHERE id IN (SELECT value FROM json_each($3))",
+                    table = q.table,
+                    also = q.also_set
+                );
+                sqlx::query(sqlx::AssertSqlSafe(set))
+                    .bind(now_ms)
+                    .bind(lease_ms)
+                    .bind(&ids)
+                    .execute(&mut *tx)
+                    .await?;
+                let get = format!(
+                    "SELECT json_group_array(json_array({returning})) FROM {table} WHERE id IN (SELECT value FROM json_each($1))",
+                    returning = q.returning,
+                    table = q.table
+                );
+                let rows: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(get))
+                    .bind(&ids)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows
+            }
+            Backend::Postgres => {
+                let sql = format!(
+                    "WITH c AS (UPDATE {table} SET claimed_until = $1 + $2{also} WHERE id IN \
+                     (SELECT s.id FROM {from} WHERE {due}{order} LIMIT $3 FOR UPDATE OF s SKIP LOCKED) RETURNING {returning}) \
+                     SELECT json_agg(json_build_array({returning}))::text FROM c",
+                    table = q.table,
+                    also = q.also_set,
+                    from = q.from,
+                    due = q.due,
+                    returning = q.returning,
+                );
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(now_ms)
+                    .bind(lease_ms)
+                    .bind(i64::from(limit))
+                    .fetch_one(&self.writer)
+                    .await?
+            }
+        };
+        match packed {
+            None => Ok(Vec::new()),
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("claimed {} rows: {e}", q.table)))
+            }
+        }
+    }
+}
+
+impl SqlStore {
     pub fn new(backend: Backend, writer: AnyPool, readers: AnyPool) -> Self {
         let batcher = (backend == Backend::Sqlite).then(|| {
             let (tx, rx) = mpsc::channel(4 * BATCH);
@@ -454,6 +541,37 @@ fn insert_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
             StoreError::AlreadyExists(what)
         } else {
             StoreError::Database(e)
+        }
+    }
+}
+
+/// A claimed delivery as packed by `claim_packed`: `DELIVERIES.returning`'s columns, in order.
+#[derive(serde::Deserialize)]
+struct PackedDelivery(
+    i64,
+    String,
+    String,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+);
+
+impl From<PackedDelivery> for DueDelivery {
+    fn from(p: PackedDelivery) -> Self {
+        let PackedDelivery(id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts) = p;
+        DueDelivery {
+            id,
+            topic,
+            callback,
+            user_id,
+            feed,
+            key_hash,
+            secret,
+            delivered_seq: seq(delivered_seq),
+            attempts,
         }
     }
 }
@@ -1077,43 +1195,30 @@ impl Store for SqlStore {
     }
 
     async fn deliveries_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DueDelivery>> {
-        let mut rows = self.claim(&DELIVERIES, now_ms, lease_ms, limit).await?;
+        let mut rows: Vec<PackedDelivery> = self.claim_packed(&DELIVERIES, now_ms, lease_ms, limit).await?;
         let room = limit.saturating_sub(u32::try_from(rows.len()).unwrap_or(limit));
         if room > 0 {
-            rows.extend(self.claim(&OUTSIDE_DELIVERIES, now_ms, lease_ms, room).await?);
+            rows.extend(self.claim_packed(&OUTSIDE_DELIVERIES, now_ms, lease_ms, room).await?);
         }
-        rows.iter()
-            .map(|r| {
-                Ok(DueDelivery {
-                    id: r.try_get("id")?,
-                    topic: r.try_get("topic")?,
-                    callback: r.try_get("callback")?,
-                    user_id: r.try_get("user_id")?,
-                    feed: r.try_get("feed")?,
-                    key_hash: r.try_get("key_hash")?,
-                    secret: r.try_get("secret")?,
-                    delivered_seq: seq(r.try_get("delivered_seq")?),
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(DueDelivery::from).collect())
     }
 
     async fn delivered(&self, ids: &[i64], upto: u64) -> Result<()> {
-        for chunk in ids.chunks(500) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "UPDATE websub_subscriptions SET delivered_seq = $1, attempts = 0, next_attempt_at = 0, claimed_until = 0 \
-                 WHERE delivered_seq < $1 AND id IN ({})",
-                list.join(", ")
-            );
-            // Only numbered placeholders are formatted in.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sql_seq(upto));
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&self.writer).await?;
-        }
+        // The ids travel as one JSON array: one bind, however many there are.
+        let list = match self.backend {
+            Backend::Sqlite => "SELECT value FROM json_each($2)",
+            Backend::Postgres => "SELECT value::bigint FROM json_array_elements_text($2::json)",
+        };
+        let sql = format!(
+            "UPDATE websub_subscriptions SET delivered_seq = $1, attempts = 0, next_attempt_at = 0, claimed_until = 0 \
+             WHERE delivered_seq < $1 AND id IN ({list})"
+        );
+        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Batch(e.to_string()))?;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sql_seq(upto))
+            .bind(ids)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

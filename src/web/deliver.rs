@@ -27,6 +27,9 @@ fn claim_ms(settings: &crate::hub::HubSettings) -> i64 {
 /// Subscriptions claimed per round.
 const BATCH: u32 = 1024;
 
+/// Subscriptions claimed by the first round after the loop was idle.
+const FIRST_BATCH: u32 = 128;
+
 /// The most entries one notification carries; more follow in the next one.
 const MAX_ENTRIES: u32 = 100;
 
@@ -48,7 +51,7 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
         // Deliveries queued or in flight.
         let mut running = 0usize;
         // At most one claim and one record at a time; dropped (aborted) with the loop.
-        let mut claiming: JoinSet<Vec<DueDelivery>> = JoinSet::new();
+        let mut claiming: JoinSet<(u32, Vec<DueDelivery>)> = JoinSet::new();
         let mut recording: JoinSet<()> = JoinSet::new();
         let mut done: HashMap<u64, Vec<i64>> = HashMap::new();
         let mut done_count = 0usize;
@@ -76,17 +79,22 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
             {
                 more_due = false;
                 last_claim = Instant::now();
+                // From idle, a small claim first: its notifications are on the wire while
+                // the next, full one is claimed.
+                let limit = if running == 0 { FIRST_BATCH } else { BATCH };
                 let st = st.clone();
                 claiming.spawn(async move {
                     let lease = claim_ms(&st.hub);
-                    st.mesh
+                    let due = st
+                        .mesh
                         .store
-                        .deliveries_due(now_ms(), lease, BATCH)
+                        .deliveries_due(now_ms(), lease, limit)
                         .await
                         .unwrap_or_else(|e| {
                             tracing::error!(error = %e, "cannot claim WebSub deliveries");
                             Vec::new()
-                        })
+                        });
+                    (limit, due)
                 });
             }
             if recording.is_empty()
@@ -105,8 +113,8 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
             };
             tokio::select! {
                 Some(claimed) = claiming.join_next() => {
-                    let due = claimed.unwrap_or_default();
-                    more_due |= due.len() == BATCH as usize;
+                    let (limit, due) = claimed.unwrap_or_default();
+                    more_due |= due.len() == limit as usize;
                     if !due.is_empty() {
                         // One render per (feed, cursor) and one key check per key in a batch:
                         // a fan-out to many subscribers of one feed renders its diff once.
