@@ -205,35 +205,32 @@ impl SqlStore {
             Backend::Sqlite => {
                 let mut conn = self.writer.acquire().await?;
                 let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                // Picked and packed in one pass; the write lock keeps them as read until
+                // the claim is marked.
                 let pick = format!(
-                    "SELECT json_group_array(id) FROM (SELECT s.id FROM {from} WHERE {due}{order} LIMIT $2)",
+                    "SELECT json_group_array(json_array({returning})) FROM \
+                     (SELECT s.* FROM {from} WHERE {due}{order} LIMIT $2)",
+                    returning = q.returning,
                     from = q.from,
                     due = q.due
                 );
-                let ids: String = sqlx::query_scalar(sqlx::AssertSqlSafe(pick))
+                let rows: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(pick))
                     .bind(now_ms)
                     .bind(i64::from(limit))
                     .fetch_one(&mut *tx)
                     .await?;
+                // Each packed row starts with its id.
                 let set = format!(
-                    "UPDATE {table} SET claimed_until = $1 + $2{also} WHERE id IN (SELECT value FROM json_each($3))",
+                    "UPDATE {table} SET claimed_until = $1 + $2{also} WHERE id IN \
+                     (SELECT json_extract(value, '$[0]') FROM json_each($3))",
                     table = q.table,
                     also = q.also_set
                 );
                 sqlx::query(sqlx::AssertSqlSafe(set))
                     .bind(now_ms)
                     .bind(lease_ms)
-                    .bind(&ids)
+                    .bind(&rows)
                     .execute(&mut *tx)
-                    .await?;
-                let get = format!(
-                    "SELECT json_group_array(json_array({returning})) FROM {table} WHERE id IN (SELECT value FROM json_each($1))",
-                    returning = q.returning,
-                    table = q.table
-                );
-                let rows: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(get))
-                    .bind(&ids)
-                    .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 rows
