@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::hub;
 use crate::mesh::Mesh;
 use crate::net::Outbound;
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::ttl::TtlMap;
 use crate::web::{self, AppState, FeedCache};
 
@@ -33,7 +33,7 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {}", settings.serve.listen))?;
         let url = settings.data.database_url();
-        let store = store::open(&url).await?;
+        let store = settings.data.open_store().await?;
         if url.starts_with("sqlite") {
             // One `serve` per SQLite file: claims left in it are a crashed predecessor's.
             store.release_claims().await?;

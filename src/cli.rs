@@ -11,7 +11,7 @@ use crate::config::{DataArgs, ServeArgs, Settings};
 use crate::domain::{CollectionName, DeviceName, UserName};
 use crate::hub::HubSettings;
 use crate::secrets;
-use crate::store::{self, Store};
+use crate::store::Store;
 
 /// feedmesh: link your devices and services through RSS/Atom feeds.
 ///
@@ -301,5 +301,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn open(data: &DataArgs) -> anyhow::Result<Arc<dyn Store>> {
-    store::open(&data.database_url()).await
+    data.open_store().await
 }

@@ -22,9 +22,32 @@ pub struct DataArgs {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
+
+    /// Key sealing the WebSub and follow secrets in the database: 64 hex digits (e.g.
+    /// `openssl rand -hex 32`). Processes sharing one PostgreSQL need the same key.
+    /// [default: DATA_DIR/secret.key, made on first start]
+    #[arg(
+        long,
+        env = "FEEDMESH_SECRET_KEY",
+        hide_env_values = true,
+        global = true,
+        value_name = "HEX"
+    )]
+    pub secret_key: Option<String>,
 }
 
 impl DataArgs {
+    /// The key sealing secrets at rest: `--secret-key`/`FEEDMESH_SECRET_KEY`, else the key
+    /// file in the data directory (made on first use).
+    pub fn sealer(&self) -> anyhow::Result<std::sync::Arc<crate::seal::Sealer>> {
+        crate::seal::Sealer::load(self.secret_key.as_deref(), &self.data_dir).map(std::sync::Arc::new)
+    }
+
+    /// Opens the database with its sealing key.
+    pub async fn open_store(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+        crate::store::open(&self.database_url(), self.sealer()?).await
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod mesh;
 pub mod net;
 pub mod push;
+pub mod seal;
 pub mod secrets;
 pub mod store;
 pub mod ttl;

@@ -381,7 +381,9 @@ async fn concurrent_edits_of_one_item_lose_no_update() {
 async fn admin_writes_from_another_process_succeed_while_entries_stream_in() {
     let (app, token) = setup(Db::Sqlite).await.unwrap();
     // A second store on the same file, as `feedmesh token add` opens while `serve` runs.
-    let other = feedmesh::store::open(&app.db_url).await.unwrap();
+    let other = feedmesh::store::open(&app.db_url, crate::common::test_sealer())
+        .await
+        .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..6)
         .map(|w| {

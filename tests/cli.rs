@@ -14,6 +14,7 @@ fn feedmesh(dir: &Path, args: &[&str]) -> (bool, String, String) {
         .args(args)
         .env("FEEDMESH_DATA_DIR", dir)
         .env_remove("FEEDMESH_DATABASE_URL")
+        .env_remove("FEEDMESH_SECRET_KEY")
         .output()
         .unwrap();
     (
@@ -49,6 +50,7 @@ pub fn serve_with(dir: &Path, extra: &[&str]) -> (Child, String) {
         .args(extra)
         .env("FEEDMESH_DATA_DIR", dir)
         .env_remove("FEEDMESH_DATABASE_URL")
+        .env_remove("FEEDMESH_SECRET_KEY")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -64,6 +66,59 @@ pub fn serve_with(dir: &Path, extra: &[&str]) -> (Child, String) {
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, url)
+}
+
+#[test]
+fn the_sealing_key_is_made_private_on_first_use_and_a_wrong_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let key_file = d.join("secret.key");
+    let key = std::fs::read_to_string(&key_file).expect("the first command made DATA_DIR/secret.key");
+    assert_eq!(key.trim().len(), 64, "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // The same key given in the environment is the same key; another one is refused.
+    let with_key = |k: &str| {
+        let out = Command::new(BIN)
+            .args(["user", "list"])
+            .env("FEEDMESH_DATA_DIR", d)
+            .env_remove("FEEDMESH_DATABASE_URL")
+            .env("FEEDMESH_SECRET_KEY", k)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (success, err) = with_key(key.trim());
+    assert!(success, "{err}");
+    let (success, err) = with_key(&"ab".repeat(32));
+    assert!(
+        !success && err.contains("another key") && err.contains("FEEDMESH_SECRET_KEY"),
+        "{err}"
+    );
+    let (success, err) = with_key("not-hex");
+    assert!(
+        !success && err.contains("FEEDMESH_SECRET_KEY") && err.contains("64 hex digits"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // The key never shows in --help, even when set.
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .env("FEEDMESH_SECRET_KEY", key.trim())
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("FEEDMESH_SECRET_KEY") && !help.contains(key.trim()),
+        "{help}"
+    );
 }
 
 #[test]

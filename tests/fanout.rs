@@ -48,7 +48,7 @@ async fn kill_9_during_a_fan_out_loses_no_notification() {
 
     // 10,000 verified subscriptions, as the hub keeps them.
     let db = format!("sqlite://{}", d.join("feedmesh.db").display());
-    let store = feedmesh::store::open(&db).await.unwrap();
+    let store = feedmesh::store::open(&db, crate::common::sealer_of(d)).await.unwrap();
     let user = store.user("alice").await.unwrap();
     let far = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

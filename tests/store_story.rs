@@ -3,9 +3,9 @@
 use feedmesh::domain::entry::{Entry, StoredItem, Text};
 use feedmesh::domain::feedsync;
 use feedmesh::domain::{CollectionName, DeviceName, Timestamp, UserName};
-use feedmesh::store::{self, ChangeKind, ItemWrite, Store, StoreError};
+use feedmesh::store::{self, ChangeKind, HubRequest, ItemWrite, Store, StoreError, Subscription};
 
-use crate::common::postgres_url;
+use crate::common::{postgres_url, test_sealer};
 
 fn entry(title: &str) -> Entry {
     Entry {
@@ -407,11 +407,11 @@ async fn story(store: &dyn Store) {
 async fn store_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("story.db").display());
-    let store = store::open(&url).await.unwrap();
+    let store = store::open(&url, test_sealer()).await.unwrap();
     story(store.as_ref()).await;
     // Reopening runs the migrations again harmlessly and keeps the data.
     drop(store);
-    let again = store::open(&url).await.unwrap();
+    let again = store::open(&url, test_sealer()).await.unwrap();
     assert_eq!(again.users().await.unwrap().len(), 2);
 }
 
@@ -420,16 +420,176 @@ async fn store_story_on_postgres() {
     let Some(url) = postgres_url().await else {
         return;
     };
-    let store = store::open(&url).await.unwrap();
+    let store = store::open(&url, test_sealer()).await.unwrap();
     story(store.as_ref()).await;
     drop(store);
-    let again = store::open(&url).await.unwrap();
+    let again = store::open(&url, test_sealer()).await.unwrap();
     assert_eq!(again.users().await.unwrap().len(), 2);
+}
+
+/// What the database itself holds in a column, bypassing the store.
+async fn raw(url: &str, sql: &str) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.unwrap();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+async fn raw_exec(url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.unwrap();
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql.to_string()))
+        .await
+        .unwrap();
+}
+
+/// WebSub, follow and server secrets are sealed in the database and come back whole through
+/// the store; secrets kept in clear by an earlier version are sealed on the next open; a
+/// process with another key is refused, naming the setting.
+async fn sealing_story(url: &str) {
+    let store = store::open(url, test_sealer()).await.unwrap();
+    let alice = store.create_user(&UserName::parse("alice").unwrap()).await.unwrap();
+    let notes = store
+        .create_collection(alice.id, &CollectionName::parse("Notes").unwrap())
+        .await
+        .unwrap();
+    let sub = Subscription {
+        topic: "http://hub.example/u/alice/stream.atom?key=k".into(),
+        callback: "http://cb.example/1".into(),
+        user_id: Some(alice.id),
+        feed: "/u/alice/stream.atom".into(),
+        key_hash: "h".into(),
+        secret: Some("subscriber-secret".into()),
+        lease_seconds: 3600,
+        expires_at: i64::MAX / 2,
+    };
+    store.subscribe(&sub).await.unwrap();
+    let request = HubRequest {
+        id: 0,
+        subscribe: true,
+        topic: sub.topic.clone(),
+        callback: "http://cb.example/2".into(),
+        user_id: Some(alice.id),
+        feed: sub.feed.clone(),
+        key_hash: "h".into(),
+        secret: Some("request-secret".into()),
+        lease_seconds: 3600,
+        attempts: 0,
+    };
+    store.hub_enqueue(&request, 0).await.unwrap();
+    store
+        .add_follow(alice.id, notes.id, "http://feeds.example/a.xml", "tok", "follow-secret")
+        .await
+        .unwrap();
+    let server = store.server_secret("story", "server-secret").await.unwrap();
+    assert_eq!(server, "server-secret");
+
+    let stored = [
+        raw(url, "SELECT secret FROM websub_subscriptions").await,
+        raw(url, "SELECT secret FROM websub_requests").await,
+        raw(url, "SELECT secret FROM follows").await,
+        raw(url, "SELECT value FROM server_secrets WHERE name = 'story'").await,
+    ]
+    .concat();
+    assert_eq!(stored.len(), 4);
+    for (v, plain) in stored
+        .iter()
+        .zip(["subscriber-secret", "request-secret", "follow-secret", "server-secret"])
+    {
+        assert!(v.starts_with("v1.") && !v.contains(plain), "{v} holds {plain} in clear");
+    }
+    // Whole again through the store.
+    let got = store.subscription(&sub.topic, &sub.callback).await.unwrap().unwrap();
+    assert_eq!(got.secret.as_deref(), Some("subscriber-secret"));
+    let claimed = store.hub_claim(i64::MAX / 4, 1000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].secret.as_deref(), Some("request-secret"));
+    assert_eq!(store.follows(alice.id).await.unwrap()[0].secret, "follow-secret");
+    assert_eq!(store.server_secret("story", "another").await.unwrap(), "server-secret");
+    // Deliveries carry the secret they sign with.
+    let now = Timestamp::from_unix(1_700_000_100);
+    let item = feedsync::create("n1".into(), "alice/laptop", now, false, entry("news"));
+    store
+        .write_item(ItemWrite {
+            user_id: alice.id,
+            collection_id: notes.id,
+            expected_seq: None,
+            item: &item,
+            kind: ChangeKind::Create,
+            endpoint_id: None,
+            at: now,
+            live_token: None,
+        })
+        .await
+        .unwrap();
+    let due = store.deliveries_due(0, 1000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].secret.as_deref(), Some("subscriber-secret"));
+
+    // Secrets an earlier version left in clear read as they are, and the next open seals them.
+    raw_exec(url, "UPDATE websub_subscriptions SET secret = 'from-before'").await;
+    raw_exec(url, "UPDATE follows SET secret = 'follow-from-before'").await;
+    raw_exec(
+        url,
+        "UPDATE server_secrets SET value = 'server-from-before' WHERE name = 'story'",
+    )
+    .await;
+    let got = store.subscription(&sub.topic, &sub.callback).await.unwrap().unwrap();
+    assert_eq!(got.secret.as_deref(), Some("from-before"));
+    drop(store);
+    let store = store::open(url, test_sealer()).await.unwrap();
+    for (sql, plain) in [
+        ("SELECT secret FROM websub_subscriptions", "from-before"),
+        ("SELECT secret FROM follows", "follow-from-before"),
+        (
+            "SELECT value FROM server_secrets WHERE name = 'story'",
+            "server-from-before",
+        ),
+    ] {
+        let v = raw(url, sql).await.remove(0);
+        assert!(v.starts_with("v1.") && !v.contains(plain), "{v} still in clear");
+    }
+    let got = store.subscription(&sub.topic, &sub.callback).await.unwrap().unwrap();
+    assert_eq!(got.secret.as_deref(), Some("from-before"));
+    assert_eq!(store.follows(alice.id).await.unwrap()[0].secret, "follow-from-before");
+    assert_eq!(store.server_secret("story", "x").await.unwrap(), "server-from-before");
+    drop(store);
+
+    // Another key cannot open this database, and the error says which setting to fix.
+    let (other, _) = feedmesh::seal::Sealer::generate().unwrap();
+    let err = store::open(url, std::sync::Arc::new(other))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("another key") && err.contains("FEEDMESH_SECRET_KEY"),
+        "{err}"
+    );
+    // Nothing was changed by the refused process.
+    let v = raw(url, "SELECT secret FROM websub_subscriptions").await.remove(0);
+    assert_eq!(test_sealer().open(&v).as_deref(), Some("from-before"));
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    sealing_story(&format!("sqlite://{}", dir.path().join("sealed.db").display())).await;
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_on_postgres() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    sealing_story(&url).await;
 }
 
 #[tokio::test]
 async fn a_bad_database_url_is_a_clear_error() {
-    let err = store::open("mysql://localhost/x")
+    let err = store::open("mysql://localhost/x", test_sealer())
         .await
         .err()
         .expect("refused")

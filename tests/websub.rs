@@ -586,7 +586,7 @@ async fn a_queued_verification_survives_a_restart() {
     let (cb_base, cb) = callback_server().await;
     let callback = format!("{cb_base}/echo");
     // What a hub killed between its 202 and the verification leaves behind: a queued row.
-    let store = feedmesh::store::open(&db).await.unwrap();
+    let store = feedmesh::store::open(&db, crate::common::test_sealer()).await.unwrap();
     let req = feedmesh::store::HubRequest {
         id: 0,
         subscribe: true,

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use crate::domain::entry::{Entry, StoredItem};
 use crate::domain::feedsync::Version;
 use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
+use crate::seal::Sealer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,6 +30,8 @@ pub enum StoreError {
     Batch(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("cannot seal a secret: {0}")]
+    Seal(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -445,12 +448,16 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.
-pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        Ok(Arc::new(sqlite::open(path).await?))
+/// Opens the database at `url`; `sealer` seals the secrets it keeps (see `crate::seal`) and
+/// must be the key the database was first opened with.
+pub async fn open(url: &str, sealer: Arc<Sealer>) -> anyhow::Result<Arc<dyn Store>> {
+    let store = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        sqlite::open(path, sealer).await?
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::open(url).await?))
+        postgres::open(url, sealer).await?
     } else {
         anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB")
-    }
+    };
+    store.prepare_sealing().await?;
+    Ok(Arc::new(store))
 }

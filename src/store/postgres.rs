@@ -1,13 +1,15 @@
 //! PostgreSQL backend: one pool shared by reads and writes; several hub processes may share
 //! one database (a user's writes serialise on the user's row).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 
 use super::sql::{Backend, CHANGES_CHANNEL, SqlStore};
+use crate::seal::Sealer;
 
-pub async fn open(url: &str) -> anyhow::Result<SqlStore> {
+pub async fn open(url: &str, sealer: Arc<Sealer>) -> anyhow::Result<SqlStore> {
     sqlx::any::install_default_drivers();
     let pool = AnyPoolOptions::new()
         .max_connections(16)
@@ -33,5 +35,5 @@ pub async fn open(url: &str) -> anyhow::Result<SqlStore> {
             }
         }
     });
-    Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool).with_notifications(rx))
+    Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool, sealer).with_notifications(rx))
 }

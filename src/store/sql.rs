@@ -2,6 +2,7 @@
 //! (`$N` parameters, `RETURNING`, 64-bit integers, text documents) over sqlx's `Any` driver.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::AnyPool;
@@ -16,6 +17,7 @@ use super::{
 use super::{DueDelivery, Follow, FollowState, HubRequest, Subscription, TopicContent, TopicFetch};
 use crate::domain::entry::StoredItem;
 use crate::domain::{CollectionName, DeviceName, Timestamp, UserName};
+use crate::seal::Sealer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -32,6 +34,8 @@ pub struct SqlStore {
     readers: AnyPool,
     /// SQLite only: item writes go through one task that commits them in batches.
     batcher: Option<mpsc::Sender<Job>>,
+    /// Seals the secrets kept for later use (WebSub and follow secrets, server secrets).
+    sealer: Arc<Sealer>,
 }
 
 /// One item write, owned, waiting for the group commit.
@@ -98,25 +102,6 @@ const FOLLOWS: Queue = Queue {
 
 const FOLLOW_COLUMNS: &str = "id, user_id, collection_id, url, topic, hub, callback_token, secret, state, \
     lease_expires_at, next_at, etag, last_modified, last_error";
-
-fn follow_row(r: &AnyRow) -> Result<Follow> {
-    Ok(Follow {
-        id: r.try_get("id")?,
-        user_id: r.try_get("user_id")?,
-        collection_id: r.try_get("collection_id")?,
-        url: r.try_get("url")?,
-        topic: r.try_get("topic")?,
-        hub: r.try_get("hub")?,
-        callback_token: r.try_get("callback_token")?,
-        secret: r.try_get("secret")?,
-        state: FollowState::parse(&r.try_get::<String, _>("state")?),
-        lease_expires_at: r.try_get("lease_expires_at")?,
-        next_at: r.try_get("next_at")?,
-        etag: r.try_get("etag")?,
-        last_modified: r.try_get("last_modified")?,
-        last_error: r.try_get("last_error")?,
-    })
-}
 
 /// Outside topics pinged since their last fetch.
 const TOPIC_FETCHES: Queue = Queue {
@@ -264,7 +249,7 @@ impl SqlStore {
 }
 
 impl SqlStore {
-    pub fn new(backend: Backend, writer: AnyPool, readers: AnyPool) -> Self {
+    pub fn new(backend: Backend, writer: AnyPool, readers: AnyPool, sealer: Arc<Sealer>) -> Self {
         let batcher = (backend == Backend::Sqlite).then(|| {
             let (tx, rx) = mpsc::channel(4 * BATCH);
             tokio::spawn(group_commit(writer.clone(), rx));
@@ -276,9 +261,115 @@ impl SqlStore {
             writer,
             readers,
             batcher,
+            sealer,
         }
     }
+
+    fn seal(&self, secret: &str) -> Result<String> {
+        self.sealer.seal(secret).map_err(|e| StoreError::Seal(e.to_string()))
+    }
+
+    fn seal_opt(&self, secret: Option<&str>) -> Result<Option<String>> {
+        secret.map(|s| self.seal(s)).transpose()
+    }
+
+    fn reveal(&self, stored: Option<String>) -> Option<String> {
+        stored.map(|s| self.sealer.reveal(s))
+    }
+
+    /// Checks that the database's secrets were sealed with this key (the first process to
+    /// open it leaves a check value), then seals any secret still stored in clear (from
+    /// before sealing). Safe to run by several processes at once: each value is swapped
+    /// only if it is still the one read.
+    pub async fn prepare_sealing(&self) -> anyhow::Result<()> {
+        let check = self.server_secret_raw(SEAL_CHECK, &self.seal(SEAL_CHECK)?).await?;
+        if self.sealer.open(&check).as_deref() != Some(SEAL_CHECK) {
+            anyhow::bail!(
+                "this database's secrets were sealed with another key: start with the key it was made \
+                 with, in FEEDMESH_SECRET_KEY or in DATA_DIR/{}",
+                crate::seal::KEY_FILE
+            );
+        }
+        for (table, key, column) in SEALED_COLUMNS {
+            let sql =
+                format!("SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL AND {column} NOT LIKE 'v1.%'");
+            let rows: Vec<(String, String)> = if key == "id" {
+                sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&self.writer)
+                    .await?
+                    .into_iter()
+                    .map(|(id, v)| (id.to_string(), v))
+                    .collect()
+            } else {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&self.writer).await?
+            };
+            let cast = match (self.backend, key) {
+                (Backend::Postgres, "id") => "$2::bigint",
+                (Backend::Sqlite, "id") => "CAST($2 AS INTEGER)",
+                _ => "$2",
+            };
+            let swap = format!("UPDATE {table} SET {column} = $1 WHERE {key} = {cast} AND {column} = $3");
+            for (k, plain) in &rows {
+                sqlx::query(sqlx::AssertSqlSafe(swap.clone()))
+                    .bind(self.seal(plain)?)
+                    .bind(k)
+                    .bind(plain)
+                    .execute(&self.writer)
+                    .await?;
+            }
+            if !rows.is_empty() {
+                tracing::info!(
+                    table,
+                    count = rows.len(),
+                    "sealed secrets kept in clear by an earlier version"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn server_secret_raw(&self, name: &str, fresh: &str) -> Result<String> {
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(fresh)
+            .execute(&self.writer)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await?)
+    }
+
+    fn follow_row(&self, r: &AnyRow) -> Result<Follow> {
+        Ok(Follow {
+            id: r.try_get("id")?,
+            user_id: r.try_get("user_id")?,
+            collection_id: r.try_get("collection_id")?,
+            url: r.try_get("url")?,
+            topic: r.try_get("topic")?,
+            hub: r.try_get("hub")?,
+            callback_token: r.try_get("callback_token")?,
+            secret: self.sealer.reveal(r.try_get("secret")?),
+            state: FollowState::parse(&r.try_get::<String, _>("state")?),
+            lease_expires_at: r.try_get("lease_expires_at")?,
+            next_at: r.try_get("next_at")?,
+            etag: r.try_get("etag")?,
+            last_modified: r.try_get("last_modified")?,
+            last_error: r.try_get("last_error")?,
+        })
+    }
 }
+
+/// The server secret whose value tells whether a key is the database's.
+const SEAL_CHECK: &str = "sealing-key-check";
+
+/// Where sealed secrets are kept: table, key column, secret column.
+const SEALED_COLUMNS: [(&str, &str, &str); 4] = [
+    ("websub_requests", "id", "secret"),
+    ("websub_subscriptions", "id", "secret"),
+    ("follows", "id", "secret"),
+    ("server_secrets", "name", "value"),
+];
 
 impl SqlStore {
     /// Attaches the LISTEN side (PostgreSQL).
@@ -867,15 +958,8 @@ impl Store for SqlStore {
     }
 
     async fn server_secret(&self, name: &str, fresh: &str) -> Result<String> {
-        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(fresh)
-            .execute(&self.writer)
-            .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.writer)
-            .await?)
+        let stored = self.server_secret_raw(name, &self.seal(fresh)?).await?;
+        Ok(self.sealer.reveal(stored))
     }
 
     async fn revoke_feed_key(&self, user_id: i64, key_id: i64) -> Result<()> {
@@ -1079,7 +1163,7 @@ impl Store for SqlStore {
         .bind(&r.callback)
         .bind(r.user_id)
         .bind(&r.feed)
-        .bind(r.secret.as_deref())
+        .bind(self.seal_opt(r.secret.as_deref())?)
         .bind(r.lease_seconds)
         .bind(run_at)
         .bind(now())
@@ -1102,7 +1186,7 @@ impl Store for SqlStore {
                     user_id: r.try_get("user_id")?,
                     feed: r.try_get("feed")?,
                     key_hash: r.try_get("key_hash")?,
-                    secret: r.try_get("secret")?,
+                    secret: self.reveal(r.try_get("secret")?),
                     lease_seconds: r.try_get("lease_seconds")?,
                     attempts: r.try_get("attempts")?,
                 })
@@ -1148,7 +1232,7 @@ impl Store for SqlStore {
         .bind(&s.callback)
         .bind(s.user_id)
         .bind(&s.feed)
-        .bind(s.secret.as_deref())
+        .bind(self.seal_opt(s.secret.as_deref())?)
         .bind(s.lease_seconds)
         .bind(s.expires_at)
         .bind(now())
@@ -1183,7 +1267,7 @@ impl Store for SqlStore {
                 user_id: r.try_get("user_id")?,
                 feed: r.try_get("feed")?,
                 key_hash: r.try_get("key_hash")?,
-                secret: r.try_get("secret")?,
+                secret: self.reveal(r.try_get("secret")?),
                 lease_seconds: r.try_get("lease_seconds")?,
                 expires_at: r.try_get("expires_at")?,
             })
@@ -1197,7 +1281,14 @@ impl Store for SqlStore {
         if room > 0 {
             rows.extend(self.claim_packed(&OUTSIDE_DELIVERIES, now_ms, lease_ms, room).await?);
         }
-        Ok(rows.into_iter().map(DueDelivery::from).collect())
+        Ok(rows
+            .into_iter()
+            .map(|p| {
+                let mut d = DueDelivery::from(p);
+                d.secret = self.reveal(d.secret);
+                d
+            })
+            .collect())
     }
 
     async fn delivered(&self, ids: &[i64], upto: u64) -> Result<()> {
@@ -1309,12 +1400,12 @@ impl Store for SqlStore {
             .bind(collection_id)
             .bind(url)
             .bind(callback_token)
-            .bind(secret)
+            .bind(self.seal(secret)?)
             .bind(now())
             .fetch_one(&self.writer)
             .await
             .map_err(insert_err("a follow of this URL"))?;
-        follow_row(&row)
+        self.follow_row(&row)
     }
 
     async fn follows(&self, user_id: i64) -> Result<Vec<Follow>> {
@@ -1323,7 +1414,7 @@ impl Store for SqlStore {
             .bind(user_id)
             .fetch_all(&self.readers)
             .await?;
-        rows.iter().map(follow_row).collect()
+        rows.iter().map(|r| self.follow_row(r)).collect()
     }
 
     async fn follow_by_token(&self, callback_token: &str) -> Result<Option<Follow>> {
@@ -1332,7 +1423,7 @@ impl Store for SqlStore {
             .bind(callback_token)
             .fetch_optional(&self.readers)
             .await?;
-        row.as_ref().map(follow_row).transpose()
+        row.as_ref().map(|r| self.follow_row(r)).transpose()
     }
 
     async fn remove_follow(&self, user_id: i64, id: i64) -> Result<Follow> {
@@ -1343,12 +1434,12 @@ impl Store for SqlStore {
             .fetch_optional(&self.writer)
             .await?
             .ok_or(StoreError::NotFound("follow"))?;
-        follow_row(&row)
+        self.follow_row(&row)
     }
 
     async fn follows_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Follow>> {
         let rows = self.claim(&FOLLOWS, now_ms, lease_ms, limit).await?;
-        rows.iter().map(follow_row).collect()
+        rows.iter().map(|r| self.follow_row(r)).collect()
     }
 
     async fn update_follow(&self, f: &Follow) -> Result<()> {

@@ -4,17 +4,19 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
 use super::sql::{Backend, SqlStore};
+use crate::seal::Sealer;
 
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
                        PRAGMA foreign_keys = ON; PRAGMA cache_size = -8000; PRAGMA temp_store = MEMORY;";
 
-pub async fn open(path: &str) -> anyhow::Result<SqlStore> {
+pub async fn open(path: &str, sealer: Arc<Sealer>) -> anyhow::Result<SqlStore> {
     sqlx::any::install_default_drivers();
     if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
@@ -39,5 +41,5 @@ pub async fn open(path: &str) -> anyhow::Result<SqlStore> {
         .map_err(|e| anyhow::anyhow!("cannot open SQLite database {path}: {e}"))?;
     sqlx::migrate!("migrations/sqlite").run(&writer).await?;
     let readers = pool(4).await?;
-    Ok(SqlStore::new(Backend::Sqlite, writer, readers))
+    Ok(SqlStore::new(Backend::Sqlite, writer, readers, sealer))
 }

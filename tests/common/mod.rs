@@ -10,7 +10,7 @@ use feedmesh::app::App;
 use feedmesh::config::{DataArgs, ServeArgs, Settings};
 use feedmesh::domain::{CollectionName, DeviceName, UserName};
 use feedmesh::secrets;
-use feedmesh::store::{self, Store};
+use feedmesh::store::Store;
 
 pub const ATOM_ENTRY: &str = "application/atom+xml;type=entry";
 
@@ -131,11 +131,26 @@ impl Drop for TestApp {
     }
 }
 
+/// The key that seals secrets in the in-process test hubs' databases.
+pub const TEST_SECRET_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
+/// The sealing key of the in-process test hubs.
+pub fn test_sealer() -> Arc<feedmesh::seal::Sealer> {
+    Arc::new(feedmesh::seal::Sealer::from_hex(TEST_SECRET_KEY).unwrap())
+}
+
+/// The sealing key of a hub run as a command with `FEEDMESH_DATA_DIR=dir` (its key file).
+pub fn sealer_of(dir: &std::path::Path) -> Arc<feedmesh::seal::Sealer> {
+    Arc::new(feedmesh::seal::Sealer::load(None, dir).unwrap())
+}
+
 pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
     Settings {
         data: DataArgs {
             database_url: Some(db_url.to_string()),
             data_dir: dir.to_path_buf(),
+            // Hubs of one test may share a database from different data directories.
+            secret_key: Some(TEST_SECRET_KEY.into()),
         },
         serve: ServeArgs {
             listen: "127.0.0.1:0".into(),
@@ -180,7 +195,7 @@ impl TestApp {
         tweak(&mut s);
         let app = App::build(&s).await.expect("app builds");
         let base = app.base_url().to_string();
-        let store = store::open(&db_url).await.expect("store opens");
+        let store = s.data.open_store().await.expect("store opens");
         let server = tokio::spawn(async move {
             app.run_until_stopped(std::future::pending())
                 .await
