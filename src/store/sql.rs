@@ -125,27 +125,38 @@ const DELIVERIES: Queue = Queue {
     returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts",
 };
 
+impl Queue {
+    fn order_by(&self) -> String {
+        match self.order {
+            "" => String::new(),
+            o => format!(" ORDER BY {o}"),
+        }
+    }
+}
+
 impl SqlStore {
-    /// Claims up to `limit` due rows of a queue for `lease_ms`. An idle worker only reads;
-    /// claiming is one UPDATE, with SKIP LOCKED on PostgreSQL so processes never share a row.
-    async fn claim(&self, q: &Queue, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<AnyRow>> {
-        let probe = format!("SELECT s.id FROM {} WHERE {} LIMIT 1", q.from, q.due);
+    /// Whether a queue has a due row: an idle worker only reads.
+    async fn any_due(&self, q: &Queue, now_ms: i64) -> Result<bool> {
         // Every part of these statements is a constant of this module.
+        let probe = format!("SELECT s.id FROM {} WHERE {} LIMIT 1", q.from, q.due);
         let due: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
             .bind(now_ms)
             .fetch_optional(&self.readers)
             .await?;
-        if due.is_none() {
+        Ok(due.is_some())
+    }
+
+    /// Claims up to `limit` due rows of a queue for `lease_ms`. An idle worker only reads;
+    /// claiming is one UPDATE, with SKIP LOCKED on PostgreSQL so processes never share a row.
+    async fn claim(&self, q: &Queue, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<AnyRow>> {
+        if !self.any_due(q, now_ms).await? {
             return Ok(Vec::new());
         }
         let lock = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE OF s SKIP LOCKED",
         };
-        let order = match q.order {
-            "" => String::new(),
-            o => format!(" ORDER BY {o}"),
-        };
+        let order = q.order_by();
         let sql = format!(
             "UPDATE {table} SET claimed_until = $1 + $2{also} WHERE id IN \
              (SELECT s.id FROM {from} WHERE {due}{order} LIMIT $3{lock}) RETURNING {returning}",
@@ -174,18 +185,10 @@ impl SqlStore {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<T>> {
-        let probe = format!("SELECT s.id FROM {} WHERE {} LIMIT 1", q.from, q.due);
-        let due: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(probe))
-            .bind(now_ms)
-            .fetch_optional(&self.readers)
-            .await?;
-        if due.is_none() {
+        if !self.any_due(q, now_ms).await? {
             return Ok(Vec::new());
         }
-        let order = match q.order {
-            "" => String::new(),
-            o => format!(" ORDER BY {o}"),
-        };
+        let order = q.order_by();
         let packed: Option<String> = match self.backend {
             Backend::Sqlite => {
                 let mut conn = self.writer.acquire().await?;
