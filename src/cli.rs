@@ -1,8 +1,6 @@
 //! The command line: `serve`, and the admin commands that act on the store directly.
 //! Human messages go to stderr; what a script wants (a token, a URL) is stdout's last line.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -11,7 +9,6 @@ use crate::config::{DataArgs, ServeArgs, Settings};
 use crate::domain::{CollectionName, DeviceName, UserName};
 use crate::hub::HubSettings;
 use crate::secrets;
-use crate::store::Store;
 
 /// feedmesh: link your devices and services through RSS/Atom feeds.
 ///
@@ -146,7 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::User(cmd) => {
-            let store = open(&cli.data).await?;
+            let store = cli.data.open_store().await?;
             match cmd {
                 UserCmd::Add { name } => {
                     let name = UserName::parse(&name)?;
@@ -165,7 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(cmd) => {
-            let store = open(&cli.data).await?;
+            let store = cli.data.open_store().await?;
             match cmd {
                 TokenCmd::Add { user, device } => {
                     let user = UserName::parse(&user)?;
@@ -205,7 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Collection(cmd) => {
-            let store = open(&cli.data).await?;
+            let store = cli.data.open_store().await?;
             match cmd {
                 CollectionCmd::Add { user, name } => {
                     let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
@@ -227,7 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Agent(args) => crate::agent::run(args).await,
         Command::Follow(cmd) => {
-            let store = open(&cli.data).await?;
+            let store = cli.data.open_store().await?;
             match cmd {
                 FollowCmd::Add { user, url, collection } => {
                     let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
@@ -263,7 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Key(cmd) => {
-            let store = open(&cli.data).await?;
+            let store = cli.data.open_store().await?;
             match cmd {
                 KeyCmd::Add { user, feed, base_url } => {
                     let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
@@ -298,8 +295,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-async fn open(data: &DataArgs) -> anyhow::Result<Arc<dyn Store>> {
-    data.open_store().await
 }

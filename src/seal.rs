@@ -59,7 +59,7 @@ impl Sealer {
     /// there with mode 0600 if there is none yet.
     pub fn load(given: Option<&str>, data_dir: &Path) -> anyhow::Result<Sealer> {
         if let Some(hex_key) = given {
-            return Sealer::from_hex(hex_key).map_err(|e| anyhow::anyhow!("FEEDMESH_SECRET_KEY: {e}"));
+            return Sealer::from_hex(hex_key).map_err(|e| anyhow::anyhow!("--secret-key/FEEDMESH_SECRET_KEY: {e}"));
         }
         let path = data_dir.join(KEY_FILE);
         match std::fs::read_to_string(&path) {

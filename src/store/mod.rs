@@ -448,8 +448,8 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.
-/// Opens the database at `url`; `sealer` seals the secrets it keeps (see `crate::seal`) and
-/// must be the key the database was first opened with.
+/// `sealer` seals the secrets it keeps (see `crate::seal`); it must be the key the database
+/// was first opened with, or opening fails.
 pub async fn open(url: &str, sealer: Arc<Sealer>) -> anyhow::Result<Arc<dyn Store>> {
     let store = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         sqlite::open(path, sealer).await?
