@@ -51,8 +51,12 @@ impl App {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_string();
-        let blobs = Blobs::new(&settings.data.data_dir, settings.serve.max_file_bytes)
-            .with_context(|| format!("cannot use data directory {}", settings.data.data_dir.display()))?;
+        let blobs = Blobs::new(
+            &settings.data.data_dir,
+            settings.serve.max_file_bytes,
+            settings.serve.max_partial_bytes,
+        )
+        .with_context(|| format!("cannot use data directory {}", settings.data.data_dir.display()))?;
         // A SQLite `serve` owns its data directory: every temporary file is a crash's leftover.
         // Processes sharing PostgreSQL may share it too, so there only old ones go.
         let sqlite = settings.data.database_url().starts_with("sqlite");

@@ -15,13 +15,27 @@ use crate::error::{AppError, AppResult};
 pub struct Blobs {
     dir: PathBuf,
     pub max_bytes: u64,
+    /// What one user's unfinished resumable uploads may hold together.
+    pub max_partial_bytes: u64,
+}
+
+/// One part of a resumable upload: bytes `start..end` of a `total`-byte file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub start: u64,
+    pub end: u64,
+    pub total: u64,
 }
 
 impl Blobs {
-    pub fn new(data_dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
+    pub fn new(data_dir: &Path, max_bytes: u64, max_partial_bytes: u64) -> std::io::Result<Self> {
         let dir = data_dir.join("blobs");
         std::fs::create_dir_all(dir.join("tmp"))?;
-        Ok(Blobs { dir, max_bytes })
+        Ok(Blobs {
+            dir,
+            max_bytes,
+            max_partial_bytes,
+        })
     }
 
     /// Removes temporary files older than `age`: uploads a crash cut short (never renamed
@@ -107,12 +121,8 @@ impl Blobs {
     fn store_small(&self, tmp: &Path, bytes: &[u8], expected: Option<&str>) -> AppResult<(String, u64)> {
         let hash = hex::encode(Sha256::digest(bytes));
         refuse_mismatch(&hash, expected)?;
-        let dest = self
-            .path(&hash)
-            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("bad hash")))?;
-        if dest.exists() {
-            return Ok((hash, bytes.len() as u64)); // deduplicated
-        }
+        // Written and made durable even when the content is already here (another user's,
+        // as like as not): a shortcut would tell by its speed who holds which file.
         let written = (|| {
             use std::io::Write;
             let mut f = std::fs::File::create(tmp)?;
@@ -141,7 +151,8 @@ impl Blobs {
                 let dest = self
                     .path(sha)
                     .ok_or_else(|| AppError::BadRequest("not a SHA-256".into()))?;
-                if !dest.exists() && planned.insert(sha.as_str()) {
+                // Content already here is written again all the same (see `store_small`).
+                if planned.insert(sha.as_str()) {
                     let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
                     std::fs::write(&tmp, bytes).map_err(io)?;
                     written.push((tmp, dest));
@@ -193,6 +204,21 @@ impl Blobs {
         Some(self.dir.join("partial").join(format!("{user_id}-{sha256}")))
     }
 
+    /// Bytes held by `user_id`'s unfinished uploads other than `except`.
+    async fn partial_bytes(&self, user_id: i64, except: &Path) -> u64 {
+        let prefix = format!("{user_id}-");
+        let Ok(mut dir) = tokio::fs::read_dir(self.dir.join("partial")).await else {
+            return 0;
+        };
+        let mut sum = 0u64;
+        while let Ok(Some(e)) = dir.next_entry().await {
+            if e.file_name().to_string_lossy().starts_with(&prefix) && e.path() != except {
+                sum = sum.saturating_add(e.metadata().await.map_or(0, |m| m.len()));
+            }
+        }
+        sum
+    }
+
     /// Bytes of `sha256` already received from `user_id` in a resumable upload.
     pub async fn partial_len(&self, user_id: i64, sha256: &str) -> u64 {
         match self.partial(user_id, sha256) {
@@ -201,18 +227,21 @@ impl Blobs {
         }
     }
 
-    /// One part of a resumable upload: `body` holds bytes `start..` of a `total`-byte blob.
-    /// The part must start where the last one ended. Returns the bytes held so far, and the
-    /// blob's size once the last part arrived and its SHA-256 matched (then it is stored and
-    /// the partial file is gone; on a mismatch the partial file is dropped and 400 answered).
+    /// One part of a resumable upload: `body` holds bytes `part.start..part.end` of a
+    /// `part.total`-byte blob. The part must start where the last one ended, and may not hold
+    /// more than its range (then it is dropped and 400 answered; the upload stays where it
+    /// was). A user's unfinished uploads together may hold at most `max_partial_bytes`.
+    /// Returns the bytes held so far, and the blob's size once the last part arrived and its
+    /// SHA-256 matched (then it is stored and the partial file is gone; on a mismatch the
+    /// partial file is dropped and 400 answered).
     pub async fn put_part(
         &self,
         user_id: i64,
         sha256: &str,
-        start: u64,
-        total: u64,
+        part: Part,
         mut body: Body,
     ) -> AppResult<(u64, Option<u64>)> {
+        let Part { start, end, total } = part;
         let path = self
             .partial(user_id, sha256)
             .ok_or_else(|| AppError::BadRequest("not a SHA-256".into()))?;
@@ -231,6 +260,14 @@ impl Blobs {
                 "the upload continues at byte {held}, not {start} (Upload-Offset: {held})"
             )));
         }
+        let others = self.partial_bytes(user_id, &path).await;
+        if others.saturating_add(total) > self.max_partial_bytes {
+            return Err(AppError::TooLarge(format!(
+                "unfinished uploads may hold {} bytes per user; {others} are held by others of yours, \
+                 and this file needs {total}: finish or give up one first",
+                self.max_partial_bytes
+            )));
+        }
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -244,10 +281,21 @@ impl Blobs {
             let Ok(frame) = frame else { break };
             let Ok(data) = frame.into_data() else { continue };
             len += data.len() as u64;
-            if len > total {
+            if len > end {
+                // More than the range said: this part is dropped, the upload stays at `held`.
                 drop(file);
-                let _ = tokio::fs::remove_file(&path).await;
-                return Err(AppError::BadRequest(format!("more than the {total} bytes announced")));
+                let cut = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(held));
+                if cut.is_err() {
+                    let _ = tokio::fs::remove_file(&path).await;
+                }
+                return Err(AppError::BadRequest(format!(
+                    "the part holds more than the {} bytes of its Content-Range ({start}-{}/{total})",
+                    end - start,
+                    end.saturating_sub(1)
+                )));
             }
             file.write_all(&data).await.map_err(io)?;
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 /// Where the hub keeps its data.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct DataArgs {
     /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
     /// [default: sqlite://DATA_DIR/feedmesh.db]
@@ -34,6 +34,21 @@ pub struct DataArgs {
         value_name = "HEX"
     )]
     pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for DataArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let DataArgs {
+            database_url,
+            data_dir,
+            secret_key,
+        } = self;
+        f.debug_struct("DataArgs")
+            .field("database_url", &database_url.as_deref().map(crate::secrets::redact_url))
+            .field("data_dir", data_dir)
+            .field("secret_key", &secret_key.as_ref().map(|_| crate::secrets::Redacted))
+            .finish()
+    }
 }
 
 impl DataArgs {
@@ -115,6 +130,11 @@ pub struct ServeArgs {
     /// Largest file accepted as a media resource, in bytes (larger: 413).
     #[arg(long, env = "FEEDMESH_MAX_FILE_BYTES", default_value_t = 4 << 30, value_name = "BYTES")]
     pub max_file_bytes: u64,
+
+    /// What one user's unfinished resumable uploads (`PUT /api/blobs/…` with
+    /// `Content-Range`) may hold together, in bytes (more: 413). They are dropped after 7 days.
+    #[arg(long, env = "FEEDMESH_MAX_PARTIAL_BYTES", default_value_t = 8 << 30, value_name = "BYTES")]
+    pub max_partial_bytes: u64,
 }
 
 /// Everything `App::build` needs.
@@ -124,4 +144,21 @@ pub struct Settings {
     pub serve: ServeArgs,
     /// WebSub lease and retry policy (defaults: leases 1 hour to 30 days, 10 days asked).
     pub hub: crate::hub::HubSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let args = DataArgs {
+            database_url: Some("postgres://feedmesh:hunter2@db/mesh".into()),
+            data_dir: "d".into(),
+            secret_key: Some("5eed".repeat(16)),
+        };
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("5eed"), "{shown}");
+        assert!(shown.contains("<redacted>") && shown.contains("db/mesh"), "{shown}");
+    }
 }

@@ -156,9 +156,9 @@ pub fn normalize_url(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < b.len() {
+        // Bytes, not `&s[..]`: a `%` may stand right before a multi-byte character.
         if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Some(v) = b.get(i + 1..i + 3).and_then(hex_byte)
             && (v.is_ascii_alphanumeric() || b"-._~".contains(&v))
         {
             out.push(v as char);
@@ -170,6 +170,12 @@ pub fn normalize_url(s: &str) -> String {
         i += ch.len_utf8();
     }
     out
+}
+
+/// Two hex digits as the byte they spell.
+fn hex_byte(two: &[u8]) -> Option<u8> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    Some((digit(two[0])? * 16 + digit(*two.get(1)?)?) as u8)
 }
 
 /// Why a hub request was refused (a 4xx with this text, B3).
@@ -192,7 +198,7 @@ pub enum HubError {
 }
 
 /// The checked parameters of a subscribe or unsubscribe.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub struct Intent {
     pub subscribe: bool,
     pub topic: String,
@@ -201,6 +207,8 @@ pub struct Intent {
     /// The lease granted, after clamping (C12).
     pub lease_seconds: u64,
 }
+
+crate::debug_redacted!(Intent { subscribe, callback, lease_seconds } url { topic } secret { secret });
 
 pub enum Parsed {
     Intent(Intent),
@@ -710,6 +718,10 @@ mod tests {
     fn unreserved_escapes_are_decoded_and_others_kept() {
         assert_eq!(normalize_url("http://h/a%7Eb%41%2F%C3%A9"), "http://h/a~bA%2F%C3%A9");
         assert_eq!(normalize_url("http://h/é%"), "http://h/é%");
+        // A `%` before a multi-byte character (it once sliced inside the character).
+        assert_eq!(normalize_url("http://x/%aé"), "http://x/%aé");
+        assert_eq!(normalize_url("%é"), "%é");
+        assert_eq!(normalize_url("%4"), "%4");
     }
 
     #[test]

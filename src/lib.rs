@@ -22,3 +22,6 @@ pub mod secrets;
 pub mod store;
 pub mod ttl;
 pub mod web;
+
+#[cfg(test)]
+mod network_input_tests;

@@ -354,6 +354,16 @@ impl Mesh {
                     feedsync::resolve(&mut item, &by, now, Some(entry), false, Resolve::All);
                     ChangeKind::Resolve
                 }
+                Edit::Merge(incoming) if feedsync::is_edit_of(&item, incoming) => {
+                    let deleted = incoming.current.sync.deleted;
+                    let entry = with_media(&incoming.current.payload, &item);
+                    feedsync::update(&mut item, &by, now, Some(entry), deleted);
+                    if deleted {
+                        ChangeKind::Delete
+                    } else {
+                        ChangeKind::Update
+                    }
+                }
                 Edit::Merge(incoming) => {
                     let merged = feedsync::merge(Some(&item), (*incoming).clone())?;
                     if merged.kind == MergeKind::Unchanged {

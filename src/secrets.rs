@@ -70,3 +70,106 @@ mod tests {
         assert_eq!(k.len(), a.len());
     }
 }
+
+/// Shown in place of a secret by `Debug`.
+pub struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A database URL for logs and `Debug`: its password replaced by `<redacted>`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string().replacen(":redacted@", ":<redacted>@", 1)
+        }
+        Ok(_) => raw.to_string(),
+        Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
+/// A URL for `Debug`: the value of a `key` parameter (a feed key) replaced by `<redacted>`.
+pub fn redact_key(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|p| if p.starts_with("key=") { "key=<redacted>" } else { p })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+/// `Debug` for a struct holding secrets: the listed `secret` fields print as `<redacted>`
+/// (or `None`), the `url` fields with their feed key redacted. Every field must be named, so
+/// a field added later cannot leak unnoticed.
+#[macro_export]
+macro_rules! debug_redacted {
+    ($ty:ident { $($field:ident),* $(,)? } $(url { $($url:ident),* $(,)? })? secret { $($secret:ident),* $(,)? }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let $ty { $($field,)* $($($url,)*)? $($secret,)* } = self;
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), $field))*
+                    $($(.field(stringify!($url), &$crate::secrets::redact_key($url)))*)?
+                    $(.field(stringify!($secret), &$crate::secrets::Shown::shown($secret)))*
+                    .finish()
+            }
+        }
+    };
+}
+
+/// How a secret field shows in `Debug`: present or not, never its value.
+pub trait Shown {
+    fn shown(&self) -> Option<Redacted>;
+}
+
+impl Shown for String {
+    fn shown(&self) -> Option<Redacted> {
+        Some(Redacted)
+    }
+}
+
+impl Shown for Option<String> {
+    fn shown(&self) -> Option<Redacted> {
+        self.as_ref().map(|_| Redacted)
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secrets_and_feed_keys() {
+        struct Sub {
+            topic: String,
+            id: i64,
+            secret: Option<String>,
+        }
+        crate::debug_redacted!(Sub { id } url { topic } secret { secret });
+        let shown = format!(
+            "{:?}",
+            Sub {
+                topic: "http://h/u/a/stream.atom?x=1&key=fk_abc".into(),
+                id: 7,
+                secret: Some("s3cr3t".into())
+            }
+        );
+        assert!(!shown.contains("fk_abc") && !shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("x=1&key=<redacted>") && shown.contains("id: 7"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(redact_url("postgres://u:hunter2@db/x"), "postgres://u:<redacted>@db/x");
+        assert_eq!(redact_url("sqlite://data/feedmesh.db"), "sqlite://data/feedmesh.db");
+    }
+}

@@ -548,3 +548,98 @@ async fn a_device_sends_its_changes_as_one_feed_on_sqlite() {
 async fn a_device_sends_its_changes_as_one_feed_on_postgres() {
     changes_as_one_feed(Db::Postgres).await;
 }
+
+/// A generic AtomPub client edits by GET, change, PUT with `If-Match`, sending back every
+/// element it received, `sx:sync` included (RFC 5023 §9.3 asks it to keep what it does not
+/// understand). That is an edit by the requesting endpoint: a new version and a new ETag,
+/// so a second client's PUT made from the same GET gets 412.
+async fn generic_client_edit(db: Db) {
+    let Some((app, token)) = setup(db).await else {
+        return;
+    };
+    let phone = app.token("alice", "phone").await;
+    let created = app
+        .post_entry(&token, "/atompub/alice/Notes", entry("Plan", "first draft"))
+        .await;
+    assert_eq!(created.status(), 201);
+    let location = header(&created, "location");
+
+    let got = app.client.get(&location).bearer_auth(&phone).send().await.unwrap();
+    let etag = header(&got, "etag");
+    let read = got.text().await.unwrap();
+    assert!(read.contains("<sx:sync") && read.contains("first draft"), "{read}");
+
+    // Sent back unchanged: nothing to record, the ETag stays.
+    let same = app.put_entry(&phone, &location, read.clone(), Some(&etag)).await;
+    assert_eq!(same.status(), 200);
+    assert_eq!(header(&same, "etag"), etag, "an unchanged PUT made a new version");
+
+    // Edited content, everything else as read.
+    let edited = read.replace("first draft", "second draft");
+    let put = app.put_entry(&phone, &location, edited.clone(), Some(&etag)).await;
+    assert_eq!(put.status(), 200);
+    let new_etag = header(&put, "etag");
+    assert_ne!(new_etag, etag, "the edit kept the old ETag");
+    let body = put.text().await.unwrap();
+    assert!(body.contains("second draft"), "the edit was lost: {body}");
+    assert!(body.contains(r#"updates="2""#), "{body}");
+    assert!(
+        body.contains(r#"<sx:history sequence="2""#) && body.contains(r#"by="alice/phone""#),
+        "the edit is not the phone's: {body}"
+    );
+    let now = app.text(&token, &location).await;
+    assert!(now.contains("second draft"), "{now}");
+
+    // A second client that read the same version is refused, and loses nothing.
+    let stale = read.replace("first draft", "laptop's draft");
+    let late = app.put_entry(&token, &location, stale, Some(&etag)).await;
+    assert_eq!(late.status(), 412);
+    let now = app.text(&token, &location).await;
+    assert!(now.contains("second draft") && !now.contains("laptop's draft"), "{now}");
+
+    // The same in a device's FeedSync feed (POSTed batch): an edit under the version read.
+    let read = app.text(&token, &location).await;
+    let entry_xml = read
+        .split_once("?>")
+        .map_or(read.as_str(), |(_, e)| e)
+        .trim()
+        .to_string();
+    let batch = changes_feed(&[entry_xml.replace("second draft", "third draft")]);
+    let resp = post_feed(&app, &token, batch).await;
+    assert_eq!(resp.status(), 200);
+    let now = app.text(&token, &location).await;
+    assert!(
+        now.contains("third draft") && now.contains(r#"updates="3""#) && now.contains(r#"by="alice/laptop""#),
+        "{now}"
+    );
+}
+
+#[tokio::test]
+async fn a_generic_clients_edit_is_kept_on_sqlite() {
+    generic_client_edit(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_generic_clients_edit_is_kept_on_postgres() {
+    generic_client_edit(Db::Postgres).await;
+}
+
+/// A merged item's history may name anyone; an entry is never shown as written by another
+/// user's endpoint.
+#[tokio::test]
+async fn an_entry_is_attributed_to_its_owners_endpoints_only() {
+    let (app, token) = setup(Db::Sqlite).await.unwrap();
+    let spoofed = sync_entry("s1", 1, false, &[(1, "2026-01-01T00:00:00Z", "bob/laptop")], "Hello");
+    let resp = app.post_entry(&token, "/atompub/alice/Notes", spoofed).await;
+    assert_eq!(resp.status(), 201);
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("<name>bob/laptop</name>"), "{body}");
+    assert!(body.contains("<author><name>alice</name></author>"), "{body}");
+    let own = app
+        .post_entry(&token, "/atompub/alice/Notes", entry("Mine", "text"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(own.contains("<author><name>alice/laptop</name></author>"), "{own}");
+}

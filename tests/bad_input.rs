@@ -145,3 +145,26 @@ async fn a_stale_or_garbled_if_match_is_412() {
     }
     assert_eq!(app.snapshot("alice").await, before);
 }
+
+/// A `%` right before a multi-byte character once panicked the topic normaliser, before the
+/// rate limiter, for anyone: every hub parameter that reaches it now gets a 4xx.
+#[tokio::test]
+async fn hub_parameters_with_broken_escapes_are_refused_not_panicked_on() {
+    let app = TestApp::spawn().await;
+    for body in [
+        "hub.mode=publish&hub.topic=http%3A%2F%2Fx%2F%25a%C3%A9",
+        "hub.mode=publish&hub.url=%25%C3%A9",
+        "hub.mode=subscribe&hub.topic=http%3A%2F%2Fx%2F&hub.callback=http%3A%2F%2Fx%2F%25a%C3%A9",
+        "hub.mode=subscribe&hub.topic=http%3A%2F%2Fx%2F%25%C3%A9%C3%A9&hub.callback=http%3A%2F%2F127.0.0.1%2F",
+    ] {
+        let r = app
+            .client
+            .post(app.url("/hub"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{body}: no answer ({e})"));
+        assert!(r.status().is_client_error(), "{body}: {}", r.status());
+    }
+}

@@ -355,3 +355,133 @@ async fn many_small_blobs(db: Db) {
         .unwrap();
     assert_eq!(r.status(), 400, "not multipart");
 }
+
+/// A part may not hold more than its `Content-Range` says (the upload stays where it was),
+/// and one user's unfinished uploads are capped together (the test hub allows 12 MiB).
+#[tokio::test]
+async fn parts_are_held_to_their_range_and_a_quota() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice", "laptop").await;
+    let body: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let name = sha(&body);
+    let first = put_part(&app, &alice, &name, "bytes 0-999/3000", body[..1000].to_vec()).await;
+    assert_eq!((first.status().as_u16(), offset(&first)), (202, 1000));
+    // bytes 1000-1000 is one byte; 1,500 were sent.
+    let over = put_part(&app, &alice, &name, "bytes 1000-1000/3000", body[1000..2500].to_vec()).await;
+    assert_eq!(over.status(), 400);
+    assert!(over.text().await.unwrap().contains("Content-Range"));
+    let h = app.get(&alice, &format!("/api/blobs/{name}")).await;
+    assert_eq!(
+        (h.status().as_u16(), offset(&h)),
+        (404, 1000),
+        "the refused part was kept"
+    );
+    for bad in ["bytes 1000-999/3000", "bytes 1000-3000/3000", "bytes 1000-x/3000"] {
+        let r = put_part(&app, &alice, &name, bad, vec![0]).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let rest = put_part(&app, &alice, &name, "bytes 1000-2999/3000", body[1000..].to_vec()).await;
+    assert_eq!(rest.status(), 201);
+
+    // Quota: 7 MiB held by one unfinished upload, then a 6 MiB file does not fit beside it
+    // (13 MiB > 12); another user's does.
+    let big = sha(b"big");
+    let r = put_part(
+        &app,
+        &alice,
+        &big,
+        &format!("bytes 0-{}/{}", (7 << 20) - 1, 8 << 20),
+        vec![7; 7 << 20],
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let more = sha(b"more");
+    let r = put_part(&app, &alice, &more, &format!("bytes 0-99/{}", 6 << 20), vec![7; 100]).await;
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("unfinished uploads"));
+    let bob = app.token("bob", "laptop").await;
+    let r = put_part(&app, &bob, &more, &format!("bytes 0-99/{}", 6 << 20), vec![7; 100]).await;
+    assert_eq!(r.status(), 202);
+}
+
+/// Stored files never run as pages of the hub: `nosniff`, a CSP sandbox, and active types
+/// (HTML, SVG) served as downloads, from `/media` and `/api/blobs` alike.
+#[tokio::test]
+async fn stored_files_are_never_live_content() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice", "laptop").await;
+    app.collection("alice", "Docs").await;
+    let html = b"<html><script>fetch('/api/keys')</script></html>";
+    for (ct, inline) in [("text/html", false), ("image/svg+xml", false), ("image/png", true)] {
+        let created = app
+            .client
+            .post(app.url("/atompub/alice/Docs"))
+            .bearer_auth(&alice)
+            .header("content-type", ct)
+            .body(html.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let member = created.headers()["location"].to_str().unwrap().to_string();
+        for url in [format!("{member}/media"), app.url(&format!("/api/blobs/{}", sha(html)))] {
+            let r = app.client.get(&url).bearer_auth(&alice).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let h = r.headers();
+            assert_eq!(h["x-content-type-options"], "nosniff", "{url}");
+            assert!(
+                h["content-security-policy"].to_str().unwrap().contains("sandbox"),
+                "{url}"
+            );
+            let disposition = h["content-disposition"].to_str().unwrap();
+            let is_media = url.ends_with("/media");
+            if is_media && inline {
+                assert_eq!(disposition, "inline", "{ct}");
+            } else {
+                assert!(disposition.starts_with("attachment"), "{ct} {url}: {disposition}");
+            }
+        }
+    }
+    // Every response: no sniffing, no framing.
+    let r = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let r = app.get(&alice, "/api/keys").await;
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+
+    // A media type of any length is not echoed back.
+    let long = format!("application/{}", "x".repeat(1000));
+    let r = app
+        .client
+        .post(app.url("/atompub/alice/Docs"))
+        .bearer_auth(&alice)
+        .header("content-type", long)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("at most 255"));
+}
+
+/// A Slug is shown to people: bidi overrides and other invisible controls are dropped, as
+/// the other control characters are.
+#[tokio::test]
+async fn slugs_lose_their_bidi_controls() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice", "laptop").await;
+    app.collection("alice", "Docs").await;
+    let r = app
+        .client
+        .post(app.url("/atompub/alice/Docs"))
+        .bearer_auth(&alice)
+        .header("content-type", "application/octet-stream")
+        .header("slug", "report%E2%80%AEtxt.exe")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("reporttxt.exe") && !body.contains('\u{202E}'), "{body}");
+}

@@ -456,7 +456,7 @@ async fn sealing_story(url: &str) {
         .await
         .unwrap();
     let sub = Subscription {
-        topic: "http://hub.example/u/alice/stream.atom?key=k".into(),
+        topic: "http://hub.example/u/alice/stream.atom?key=fk_storykey".into(),
         callback: "http://cb.example/1".into(),
         user_id: Some(alice.id),
         feed: "/u/alice/stream.atom".into(),
@@ -500,12 +500,25 @@ async fn sealing_story(url: &str) {
     {
         assert!(v.starts_with("v1.") && !v.contains(plain), "{v} holds {plain} in clear");
     }
+    // The feed key a hosted topic carries is not kept in clear either.
+    for sql in [
+        "SELECT topic FROM websub_subscriptions",
+        "SELECT topic FROM websub_requests",
+        "SELECT topic_sealed FROM websub_subscriptions",
+        "SELECT topic_sealed FROM websub_requests",
+    ] {
+        for v in raw(url, sql).await {
+            assert!(!v.contains("fk_storykey"), "{sql}: {v} holds the feed key");
+        }
+    }
     // Whole again through the store.
     let got = store.subscription(&sub.topic, &sub.callback).await.unwrap().unwrap();
     assert_eq!(got.secret.as_deref(), Some("subscriber-secret"));
+    assert_eq!(got.topic, sub.topic);
     let claimed = store.hub_claim(i64::MAX / 4, 1000, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].secret.as_deref(), Some("request-secret"));
+    assert_eq!(claimed[0].topic, sub.topic);
     assert_eq!(store.follows(alice.id).await.unwrap()[0].secret, "follow-secret");
     assert_eq!(store.server_secret("story", "another").await.unwrap(), "server-secret");
     // Deliveries carry the secret they sign with.
@@ -527,9 +540,19 @@ async fn sealing_story(url: &str) {
     let due = store.deliveries_due(0, 1000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].secret.as_deref(), Some("subscriber-secret"));
+    assert_eq!(due[0].topic, sub.topic);
+    // Its key is revoked (no such live key): the denial names the whole topic.
+    let revoked = store.revoked_subscriptions(10).await.unwrap();
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].1, sub.topic);
 
     // Secrets an earlier version left in clear read as they are, and the next open seals them.
     raw_exec(url, "UPDATE websub_subscriptions SET secret = 'from-before'").await;
+    raw_exec(
+        url,
+        "UPDATE websub_subscriptions SET topic_sealed = NULL, topic = 'http://hub.example/u/alice/stream.atom?key=fk_storykey'",
+    )
+    .await;
     raw_exec(url, "UPDATE follows SET secret = 'follow-from-before'").await;
     raw_exec(
         url,
@@ -538,8 +561,11 @@ async fn sealing_story(url: &str) {
     .await;
     let got = store.subscription(&sub.topic, &sub.callback).await.unwrap().unwrap();
     assert_eq!(got.secret.as_deref(), Some("from-before"));
+    assert_eq!(got.topic, sub.topic);
     drop(store);
     let store = store::open(url, test_sealer()).await.unwrap();
+    let v = raw(url, "SELECT topic FROM websub_subscriptions").await.remove(0);
+    assert!(!v.contains("fk_storykey"), "{v}: the legacy topic still holds its key");
     for (sql, plain) in [
         ("SELECT secret FROM websub_subscriptions", "from-before"),
         ("SELECT secret FROM follows", "follow-from-before"),
@@ -553,6 +579,9 @@ async fn sealing_story(url: &str) {
     }
     let got = store.subscription(&sub.topic, &sub.callback).await.unwrap().unwrap();
     assert_eq!(got.secret.as_deref(), Some("from-before"));
+    assert_eq!(got.topic, sub.topic);
+    assert!(store.unsubscribe(&sub.topic, &sub.callback).await.unwrap());
+    store.subscribe(&got).await.unwrap();
     assert_eq!(store.follows(alice.id).await.unwrap()[0].secret, "follow-from-before");
     assert_eq!(store.server_secret("story", "x").await.unwrap(), "server-from-before");
     drop(store);

@@ -17,7 +17,7 @@ use notify::Watcher;
 
 pub use sync::{Agent, Report};
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct AgentArgs {
     #[command(subcommand)]
@@ -48,6 +48,8 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub rescan: u64,
 }
+
+crate::debug_redacted!(AgentArgs { command, hub, collection, dir, once, rescan } secret { token });
 
 #[derive(Subcommand, Debug)]
 pub enum AgentCmd {

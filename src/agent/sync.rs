@@ -1249,6 +1249,7 @@ fn changes_feed(rows: &[&Row]) -> String {
                 fallback_link: id,
                 tags: Vec::new(),
                 media_url: None,
+                author: None,
             }
         })
         .collect();

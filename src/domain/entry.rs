@@ -90,6 +90,36 @@ pub struct Media {
     pub slug: Option<String>,
 }
 
+/// Longest media type kept (RFC 6838 allows 127 characters a side; parameters come on top).
+pub const MAX_MEDIA_TYPE: usize = 255;
+
+/// A media type as a file's type: `type/subtype` with optional parameters, printable ASCII,
+/// at most [`MAX_MEDIA_TYPE`] bytes (it is echoed in a `Content-Type` header).
+pub fn parse_media_type(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.len() > MAX_MEDIA_TYPE {
+        return Err(format!(
+            "a media type has at most {MAX_MEDIA_TYPE} characters, this one {}",
+            s.len()
+        ));
+    }
+    let essence = s.split(';').next().unwrap_or("").trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let well_formed = essence.split_once('/').is_some_and(|(a, b)| token(a) && token(b))
+        && s.bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic());
+    if !well_formed {
+        return Err(format!(
+            "{:?} is not a media type (type/subtype)",
+            s.chars().take(60).collect::<String>()
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// The shared data of an Atom entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
@@ -139,3 +169,33 @@ impl Entry {
 
 /// What the store keeps for one item: the FeedSync item with entry payloads.
 pub type StoredItem = Item<Entry>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_are_checked_and_capped() {
+        assert_eq!(
+            parse_media_type(" text/plain; charset=utf-8 ").unwrap(),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(
+            parse_media_type("application/vnd.oasis.opendocument.text").unwrap(),
+            "application/vnd.oasis.opendocument.text"
+        );
+        for bad in [
+            "",
+            "text",
+            "/plain",
+            "text/",
+            "te xt/plain",
+            "text/plain\r\nX: y",
+            "téxt/plain",
+        ] {
+            assert!(parse_media_type(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("application/{}", "x".repeat(300));
+        assert!(parse_media_type(&long).unwrap_err().contains("at most 255"));
+    }
+}

@@ -355,6 +355,15 @@ pub fn merge<P: Clone>(local: Option<&Item<P>>, incoming: Item<P>) -> Result<Mer
     Ok(Merged { kind, item })
 }
 
+/// Whether `incoming` is an edit of `local` made by a client that kept `sx:sync` as it read
+/// it: the same current version (id, updates, flags, history) with another payload. RFC 5023
+/// asks clients to keep extension markup they do not understand, so a generic AtomPub editor
+/// sends exactly this. Merged, it would be dropped (equal versions are taken to be equal);
+/// it is an update by the sender instead.
+pub fn is_edit_of<P: PartialEq>(local: &Item<P>, incoming: &Item<P>) -> bool {
+    local.current.sync == incoming.current.sync && local.current.payload != incoming.current.payload
+}
+
 /// One pass of §2.5 step 5/6: removal in `outer` carries into the next pass (A5).
 fn pass<P: Clone>(
     outer: &mut [Option<Version<P>>],

@@ -29,6 +29,14 @@ fn check(
     }
 }
 
+/// Characters a name shown to people must not hold: controls, and the invisible marks that
+/// reorder or hide text (bidi embeddings, overrides and isolates, zero-width marks), with
+/// which `report\u{202E}txt.exe` shows as `reportexe.txt`.
+pub fn is_hidden_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
 macro_rules! name_type {
     ($name:ident, $kind:literal, $rule:literal, $ok:expr, $max:literal) => {
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -41,6 +41,29 @@ impl ParsedEntry {
     }
 }
 
+impl ParsedEntry {
+    /// Drops what the hub itself writes into an entry document it serves, the author it
+    /// names when the entry has none (the owner or one of the owner's endpoints) and the
+    /// alternate link to the member: a client that sends back what it read (RFC 5023 §9.3)
+    /// then sends the payload as stored, and an unchanged entry stays unchanged.
+    pub fn without_echo(mut self, member_url: &str, owner: &str) -> Self {
+        let e = &mut self.entry;
+        e.links
+            .retain(|l| !(l.href == member_url && l.rel.as_deref().is_none_or(|r| r == "alternate")));
+        let echoed_author = matches!(e.authors.as_slice(), [a] if a.email.is_none() && a.uri.is_none()
+            && (a.name == owner || a.name.strip_prefix(owner).is_some_and(|r| r.starts_with('/'))));
+        if echoed_author {
+            e.authors.clear();
+        }
+        self
+    }
+
+    /// The `sx:sync` id, if the entry carries FeedSync metadata.
+    pub fn sync_id(&self) -> Option<&str> {
+        self.sync.as_ref().map(|s| s.meta.id.as_str())
+    }
+}
+
 fn is_sx(s: &Start, name: &str) -> bool {
     (s.ns == SX_NS || s.ns == SSE_093_NS) && s.name == name
 }
@@ -182,7 +205,8 @@ fn file(s: &Start) -> Result<crate::domain::entry::Media, XmlError> {
     Ok(crate::domain::entry::Media {
         sha256: sha256.to_string(),
         size,
-        media_type: s.attr("type").unwrap_or("application/octet-stream").to_string(),
+        media_type: crate::domain::entry::parse_media_type(s.attr("type").unwrap_or("application/octet-stream"))
+            .map_err(|e| XmlError::Invalid(format!("fm:file type: {e}")))?,
         slug: s.attr("name").map(str::to_string),
     })
 }

@@ -67,12 +67,7 @@ fn entry_body(o: &mut String, e: &EntryView<'_>, root: bool) {
     payload(o, e.payload(), e.media_url.as_deref(), e.deleted());
     if root && e.payload().authors.is_empty() {
         // RFC 4287 §4.1.2: outside a feed with an author, an entry needs its own.
-        let by = e
-            .version
-            .sync
-            .topmost()
-            .and_then(|h| h.by.as_deref())
-            .unwrap_or("feedmesh");
+        let by = e.author.as_deref().unwrap_or("feedmesh");
         let _ = writeln!(o, "<author><name>{}</name></author>", esc(&xml_safe(by)));
     }
     link(o, "alternate", e.link(), None);

@@ -82,6 +82,8 @@ pub struct EntryView<'a> {
     pub tags: Vec<String>,
     /// The URL of the stored file, for media entries.
     pub media_url: Option<String>,
+    /// Whom an entry document without authors of its own names as its author.
+    pub author: Option<String>,
 }
 
 impl EntryView<'_> {

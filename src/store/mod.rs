@@ -168,7 +168,7 @@ pub struct ItemWrite<'a> {
 }
 
 /// A verified WebSub subscription to a hosted feed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Subscription {
     pub topic: String,
     pub callback: String,
@@ -185,7 +185,7 @@ pub struct Subscription {
 }
 
 /// A subscription with news to deliver: its cursor is behind the user's head.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DueDelivery {
     pub id: i64,
     pub topic: String,
@@ -200,7 +200,7 @@ pub struct DueDelivery {
 }
 
 /// An outside feed followed into a collection (by WebSub, or by polling).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Follow {
     pub id: i64,
     pub user_id: i64,
@@ -272,7 +272,7 @@ pub struct TopicContent {
 }
 
 /// A subscribe or unsubscribe waiting for its verification of intent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HubRequest {
     pub id: i64,
     pub subscribe: bool,
@@ -286,6 +286,13 @@ pub struct HubRequest {
     pub lease_seconds: i64,
     pub attempts: i64,
 }
+
+crate::debug_redacted!(Subscription { callback, user_id, feed, key_hash, lease_seconds, expires_at } url { topic } secret { secret });
+crate::debug_redacted!(DueDelivery { id, callback, user_id, feed, key_hash, delivered_seq, attempts } url { topic } secret { secret });
+crate::debug_redacted!(HubRequest { id, subscribe, callback, user_id, feed, key_hash, lease_seconds, attempts } url { topic } secret { secret });
+crate::debug_redacted!(Follow {
+    id, user_id, collection_id, url, topic, hub, state, lease_expires_at, next_at, etag, last_modified, last_error
+} secret { callback_token, secret });
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

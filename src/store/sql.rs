@@ -1,6 +1,7 @@
 //! The SQL behind [`Store`], written once in the dialect SQLite and PostgreSQL share
 //! (`$N` parameters, `RETURNING`, 64-bit integers, text documents) over sqlx's `Any` driver.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -76,7 +77,7 @@ const VERIFICATIONS: Queue = Queue {
     due: "s.run_at <= $1 AND s.claimed_until <= $1",
     order: "s.run_at",
     also_set: ", attempts = attempts + 1",
-    returning: "id, mode, topic, callback, user_id, feed, key_hash, secret, lease_seconds, attempts",
+    returning: "id, mode, topic, callback, user_id, feed, key_hash, secret, lease_seconds, attempts, topic_sealed",
 };
 
 /// Subscribers of outside topics (open hub) behind the topic's version.
@@ -87,7 +88,7 @@ const OUTSIDE_DELIVERIES: Queue = Queue {
           AND s.claimed_until <= $1",
     order: "",
     also_set: "",
-    returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts",
+    returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts, topic_sealed",
 };
 
 /// Follows whose next look is due.
@@ -122,7 +123,7 @@ const DELIVERIES: Queue = Queue {
           AND s.claimed_until <= $1",
     order: "",
     also_set: "",
-    returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts",
+    returning: "id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts, topic_sealed",
 };
 
 impl Queue {
@@ -280,6 +281,22 @@ impl SqlStore {
         stored.map(|s| self.sealer.reveal(s))
     }
 
+    /// The sealed whole URL of a hosted topic whose stored form differs (it holds a key).
+    fn sealed_topic(&self, topic: &str, user_id: Option<i64>) -> Result<Option<String>> {
+        match stored_topic(topic, user_id) {
+            Cow::Owned(_) => self.seal(topic).map(Some),
+            Cow::Borrowed(_) => Ok(None),
+        }
+    }
+
+    /// A row's topic URL as the subscriber gave it: opened from `topic_sealed` when there.
+    fn topic_of(&self, r: &AnyRow) -> Result<String> {
+        match r.try_get::<Option<String>, _>("topic_sealed")? {
+            Some(sealed) => Ok(self.sealer.reveal(sealed)),
+            None => Ok(r.try_get("topic")?),
+        }
+    }
+
     /// Checks that the database's secrets were sealed with this key (the first process to
     /// open it leaves a check value), then seals any secret still stored in clear (from
     /// before sealing). Safe to run by several processes at once: each value is swapped
@@ -326,6 +343,36 @@ impl SqlStore {
                     count = rows.len(),
                     "sealed secrets kept in clear by an earlier version"
                 );
+            }
+        }
+        self.seal_legacy_topics().await
+    }
+
+    /// Hosted topics an earlier version stored whole, feed key and all: the key is replaced
+    /// by its hash and the URL sealed, each row swapped only if it still holds what was read.
+    async fn seal_legacy_topics(&self) -> anyhow::Result<()> {
+        for table in ["websub_subscriptions", "websub_requests"] {
+            let sql = format!(
+                "SELECT id, topic FROM {table} WHERE user_id IS NOT NULL AND topic_sealed IS NULL AND topic LIKE '%key=%'"
+            );
+            let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&self.writer).await?;
+            let swap = format!("UPDATE {table} SET topic = $1, topic_sealed = $2 WHERE id = $3 AND topic = $4");
+            let mut count = 0;
+            for (id, topic) in &rows {
+                let Cow::Owned(stored) = stored_topic(topic, Some(0)) else {
+                    continue;
+                };
+                sqlx::query(sqlx::AssertSqlSafe(swap.clone()))
+                    .bind(stored)
+                    .bind(self.seal(topic)?)
+                    .bind(id)
+                    .bind(topic)
+                    .execute(&self.writer)
+                    .await?;
+                count += 1;
+            }
+            if count > 0 {
+                tracing::info!(table, count, "feed keys kept in topics by an earlier version sealed");
             }
         }
         Ok(())
@@ -648,14 +695,15 @@ struct PackedDelivery(
     Option<String>,
     i64,
     i64,
+    Option<String>,
 );
 
 impl From<PackedDelivery> for DueDelivery {
     fn from(p: PackedDelivery) -> Self {
-        let PackedDelivery(id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts) = p;
+        let PackedDelivery(id, topic, callback, user_id, feed, key_hash, secret, delivered_seq, attempts, sealed) = p;
         DueDelivery {
             id,
-            topic,
+            topic: sealed.unwrap_or(topic),
             callback,
             user_id,
             feed,
@@ -665,6 +713,25 @@ impl From<PackedDelivery> for DueDelivery {
             attempts,
         }
     }
+}
+
+/// A topic as the `topic` column keeps it: a hosted topic's (`user_id` set) feed key replaced
+/// by its hash, so no key is stored in clear; outside topics as they are (they are fetched).
+fn stored_topic(topic: &str, user_id: Option<i64>) -> Cow<'_, str> {
+    let Some((base, query)) = topic.split_once('?') else {
+        return Cow::Borrowed(topic);
+    };
+    if user_id.is_none() || !query.split('&').any(|p| p.starts_with("key=")) {
+        return Cow::Borrowed(topic);
+    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|p| match p.strip_prefix("key=") {
+            Some(key) => format!("key=sha256.{}", crate::secrets::hash(key)),
+            None => p.to_string(),
+        })
+        .collect();
+    Cow::Owned(format!("{base}?{}", query.join("&")))
 }
 
 fn seq(v: i64) -> u64 {
@@ -1158,11 +1225,12 @@ impl Store for SqlStore {
 
     async fn hub_enqueue(&self, r: &HubRequest, run_at: i64) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO websub_requests (mode, topic, callback, user_id, feed, secret, lease_seconds, run_at, created_at, key_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            "INSERT INTO websub_requests \
+             (mode, topic, callback, user_id, feed, secret, lease_seconds, run_at, created_at, key_hash, topic_sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(if r.subscribe { "subscribe" } else { "unsubscribe" })
-        .bind(&r.topic)
+        .bind(stored_topic(&r.topic, r.user_id).into_owned())
         .bind(&r.callback)
         .bind(r.user_id)
         .bind(&r.feed)
@@ -1171,6 +1239,7 @@ impl Store for SqlStore {
         .bind(run_at)
         .bind(now())
         .bind(&r.key_hash)
+        .bind(self.sealed_topic(&r.topic, r.user_id)?)
         .fetch_one(&self.writer)
         .await?;
         Ok(id)
@@ -1184,7 +1253,7 @@ impl Store for SqlStore {
                 Ok(HubRequest {
                     id: r.try_get("id")?,
                     subscribe: mode == "subscribe",
-                    topic: r.try_get("topic")?,
+                    topic: self.topic_of(r)?,
                     callback: r.try_get("callback")?,
                     user_id: r.try_get("user_id")?,
                     feed: r.try_get("feed")?,
@@ -1224,14 +1293,15 @@ impl Store for SqlStore {
         // A new subscriber starts at the present: the user's head, or the topic's version.
         sqlx::query(
             "INSERT INTO websub_subscriptions \
-             (topic, callback, user_id, feed, secret, lease_seconds, expires_at, delivered_seq, created_at, key_hash) \
+             (topic, callback, user_id, feed, secret, lease_seconds, expires_at, delivered_seq, created_at, key_hash, \
+             topic_sealed) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE((SELECT head_seq FROM users WHERE id = $3), \
-             (SELECT version FROM websub_topics WHERE url = $1), 0), $8, $9) \
+             (SELECT version FROM websub_topics WHERE url = $1), 0), $8, $9, $10) \
              ON CONFLICT (topic, callback) DO UPDATE SET user_id = excluded.user_id, feed = excluded.feed, \
-             key_hash = excluded.key_hash, \
+             key_hash = excluded.key_hash, topic_sealed = excluded.topic_sealed, \
              secret = excluded.secret, lease_seconds = excluded.lease_seconds, expires_at = excluded.expires_at",
         )
-        .bind(&s.topic)
+        .bind(stored_topic(&s.topic, s.user_id).into_owned())
         .bind(&s.callback)
         .bind(s.user_id)
         .bind(&s.feed)
@@ -1240,15 +1310,17 @@ impl Store for SqlStore {
         .bind(s.expires_at)
         .bind(now())
         .bind(&s.key_hash)
+        .bind(self.sealed_topic(&s.topic, s.user_id)?)
         .execute(&self.writer)
         .await?;
         Ok(())
     }
 
     async fn unsubscribe(&self, topic: &str, callback: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM websub_subscriptions WHERE topic = $1 AND callback = $2")
+        let done = sqlx::query("DELETE FROM websub_subscriptions WHERE topic IN ($1, $3) AND callback = $2")
             .bind(topic)
             .bind(callback)
+            .bind(stored_topic(topic, Some(0)).into_owned())
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -1256,16 +1328,17 @@ impl Store for SqlStore {
 
     async fn subscription(&self, topic: &str, callback: &str) -> Result<Option<Subscription>> {
         let row = sqlx::query(
-            "SELECT topic, callback, user_id, feed, key_hash, secret, lease_seconds, expires_at \
-             FROM websub_subscriptions WHERE topic = $1 AND callback = $2",
+            "SELECT topic, topic_sealed, callback, user_id, feed, key_hash, secret, lease_seconds, expires_at \
+             FROM websub_subscriptions WHERE topic IN ($1, $3) AND callback = $2",
         )
         .bind(topic)
         .bind(callback)
+        .bind(stored_topic(topic, Some(0)).into_owned())
         .fetch_optional(&self.readers)
         .await?;
         row.map(|r| {
             Ok(Subscription {
-                topic: r.try_get("topic")?,
+                topic: self.topic_of(&r)?,
                 callback: r.try_get("callback")?,
                 user_id: r.try_get("user_id")?,
                 feed: r.try_get("feed")?,
@@ -1289,6 +1362,7 @@ impl Store for SqlStore {
             .map(|p| {
                 let mut d = DueDelivery::from(p);
                 d.secret = self.reveal(d.secret);
+                d.topic = self.sealer.reveal(d.topic);
                 d
             })
             .collect())
@@ -1348,14 +1422,14 @@ impl Store for SqlStore {
 
     async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>> {
         let rows = sqlx::query(
-            "SELECT s.id, s.topic, s.callback FROM websub_subscriptions s WHERE s.user_id IS NOT NULL AND NOT EXISTS \
+            "SELECT s.id, s.topic, s.topic_sealed, s.callback FROM websub_subscriptions s WHERE s.user_id IS NOT NULL AND NOT EXISTS \
              (SELECT 1 FROM feed_keys k WHERE k.key_hash = s.key_hash AND k.revoked_at IS NULL) ORDER BY s.id LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("topic")?, r.try_get("callback")?)))
+            .map(|r| Ok((r.try_get("id")?, self.topic_of(r)?, r.try_get("callback")?)))
             .collect()
     }
 

@@ -96,7 +96,7 @@ fn slug(headers: &HeaderMap) -> Option<String> {
     let decoded = percent_decode(raw);
     let clean: String = decoded
         .chars()
-        .filter(|c| !c.is_control() && *c != '/' && *c != '\\')
+        .filter(|c| !crate::domain::names::is_hidden_control(*c) && *c != '/' && *c != '\\')
         .take(200)
         .collect();
     (!clean.trim().is_empty()).then(|| clean.trim().to_string())
@@ -145,6 +145,13 @@ pub async fn create(
                 Document::Entry(_) if bytes.len() > st.max_entry_bytes => return Err(entry_too_large(&st)),
                 Document::Entry(parsed) => st.mesh.publish(&who, &col, *parsed).await?,
                 Document::Feed(parsed) => {
+                    let parsed = parsed
+                        .into_iter()
+                        .map(|p| match p.sync_id().map(|id| st.member_url(&user, &col.name, id)) {
+                            Some(member) => p.without_echo(&member, &user),
+                            None => p,
+                        })
+                        .collect();
                     let records = st.mesh.merge_feed(&who, &col, parsed).await?;
                     return Ok(merged_feed(&st, &user, &col.name, &records));
                 }
@@ -152,7 +159,8 @@ pub async fn create(
         }
         other => {
             let who = principal(&st, &headers).await?;
-            let media_type = other.unwrap_or("application/octet-stream").to_string();
+            let media_type = crate::domain::entry::parse_media_type(other.unwrap_or("application/octet-stream"))
+                .map_err(|e| AppError::BadRequest(format!("Content-Type: {e}")))?;
             st.mesh
                 .publish_media(&who, &col, body, media_type, slug(&headers))
                 .await?
@@ -199,7 +207,22 @@ fn member_view<'a>(st: &AppState, user: &str, collection: &str, record: &'a Item
         media_url: media,
         fallback_link: member,
         tags: Vec::new(),
+        author: Some(attributed(user, &record.item)),
     }
+}
+
+/// Who a member entry without an author of its own is shown as written by: the endpoint of
+/// its latest version when that is one of the owner's, else the owner. A merged item's
+/// history may name anyone (`by` is whatever the sender wrote); it never shows as another
+/// user's endpoint.
+fn attributed(user: &str, item: &crate::domain::StoredItem) -> String {
+    item.current
+        .sync
+        .topmost()
+        .and_then(|h| h.by.as_deref())
+        .filter(|by| by.strip_prefix(user).is_some_and(|rest| rest.starts_with('/')))
+        .unwrap_or(user)
+        .to_string()
 }
 
 /// The answer to a posted FeedSync feed: the merged items, in the order they were sent.
@@ -302,7 +325,9 @@ pub async fn replace(
     }
     let expected = if_match(&headers)?;
     let resolve = matches!(q.resolve.as_deref(), Some("true" | "1" | "all"));
-    let parsed = read_entry(&st, &headers, body).await?;
+    let parsed = read_entry(&st, &headers, body)
+        .await?
+        .without_echo(&st.member_url(&user, &col.name, &id), &user);
     let accepted = st.mesh.replace(&who, &col, &id, expected, parsed, resolve).await?;
     Ok(entry_response(&st, &user, &col.name, accepted))
 }
@@ -355,15 +380,42 @@ pub async fn media(
         file,
         crate::blobs::IO_CHUNK,
     ));
-    let ct = HeaderValue::from_str(&media.media_type)
-        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    Ok((
-        [
-            (header::CONTENT_TYPE, ct),
-            (header::CONTENT_LENGTH, HeaderValue::from(media.size)),
-            (header::ETAG, tag),
-        ],
-        body,
-    )
-        .into_response())
+    let mut extra = HeaderMap::new();
+    extra.insert(header::ETAG, tag);
+    Ok(super::files::stored_file(&media.media_type, media.size, extra, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers(name: &'static str, value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            h.insert(name, v);
+        }
+        h
+    }
+
+    #[test]
+    fn slugs_drop_controls_and_bidi_marks() {
+        let h = headers("slug", b"report%E2%80%AEtxt.exe%0A%2F..");
+        assert_eq!(slug(&h).as_deref(), Some("reporttxt.exe.."));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Request headers a client controls never panic their parsers.
+        #[test]
+        fn request_headers_never_panic(v in prop::collection::vec(any::<u8>(), 0..40), s in "[%0-9a-fA-FéW/\"*, ]{0,30}") {
+            for value in [v.as_slice(), s.as_bytes()] {
+                let _ = slug(&headers("slug", value));
+                let _ = if_match(&headers("if-match", value));
+                let _ = content_type(&headers("content-type", value)).map(|ct| is_atom_entry(&ct));
+            }
+            let _ = percent_decode(&s);
+        }
+    }
 }

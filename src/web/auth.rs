@@ -204,3 +204,23 @@ pub async fn feed_reader(
         credentialed: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `Authorization` as any client may send it: parsed or refused, never a panic.
+        #[test]
+        fn credentials_never_panic(v in prop::collection::vec(any::<u8>(), 0..60), s in "(Basic |Bearer |basic )?[A-Za-z0-9+/=:é ]{0,40}") {
+            for value in [v.as_slice(), s.as_bytes()] {
+                let mut h = HeaderMap::new();
+                if let Ok(v) = axum::http::HeaderValue::from_bytes(value) {
+                    h.insert(AUTHORIZATION, v);
+                }
+                let _ = credential(&h);
+            }
+        }
+    }
+}

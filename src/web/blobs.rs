@@ -19,8 +19,9 @@ fn checked(sha256: &str) -> AppResult<&str> {
         .ok_or_else(|| AppError::BadRequest("a blob is named by its SHA-256 in 64 lowercase hex digits".into()))
 }
 
-/// `Content-Range: bytes START-END/TOTAL` (or `bytes START-/TOTAL`): one part of an upload.
-fn content_range(headers: &HeaderMap) -> AppResult<Option<(u64, u64)>> {
+/// `Content-Range: bytes START-END/TOTAL` (or `bytes START-/TOTAL`): one part of an upload,
+/// as the first byte, the byte after the last (`END + 1`, or `TOTAL` when open) and the total.
+fn content_range(headers: &HeaderMap) -> AppResult<Option<crate::blobs::Part>> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -30,12 +31,22 @@ fn content_range(headers: &HeaderMap) -> AppResult<Option<(u64, u64)>> {
         .strip_prefix("bytes ")
         .and_then(|r| r.split_once('/'))
         .ok_or_else(bad)?;
-    let start = range.split('-').next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let (start, end) = range.split_once('-').ok_or_else(bad)?;
+    let start: u64 = start.parse().map_err(|_| bad())?;
     let total: u64 = total.parse().map_err(|_| bad())?;
-    if start > total {
-        return Err(bad());
+    let (end, empty) = match end {
+        "" => (total, false),
+        end => {
+            let last: u64 = end.parse().map_err(|_| bad())?;
+            (last.checked_add(1).ok_or_else(bad)?, last < start)
+        }
+    };
+    if empty || start > end || end > total {
+        return Err(AppError::BadRequest(format!(
+            "Content-Range bytes {range}/{total} is not a range within the file"
+        )));
     }
-    Ok(Some((start, total)))
+    Ok(Some(crate::blobs::Part { start, end, total }))
 }
 
 fn offset_header(n: u64) -> [(header::HeaderName, HeaderValue); 1] {
@@ -54,8 +65,8 @@ pub async fn put(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     // Resumable: parts with Content-Range, each continuing where the last ended.
-    if let Some((start, total)) = content_range(&headers)? {
-        let (held, done) = st.mesh.blobs.put_part(p.user_id, sha256, start, total, body).await?;
+    if let Some(part) = content_range(&headers)? {
+        let (held, done) = st.mesh.blobs.put_part(p.user_id, sha256, part, body).await?;
         return Ok(match done {
             Some(size) => {
                 st.mesh.store.record_blob(p.user_id, sha256, size).await?;
@@ -144,22 +155,54 @@ pub async fn get(State(st): State<SharedState>, Path(sha256): Path<String>, head
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("blob {sha256} missing: {e}")))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            ),
-            (header::CONTENT_LENGTH, HeaderValue::from(size)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, max-age=31536000, immutable"),
-            ),
-        ],
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            crate::blobs::IO_CHUNK,
-        )),
-    )
-        .into_response())
+    let mut extra = HeaderMap::new();
+    extra.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        crate::blobs::IO_CHUNK,
+    ));
+    Ok(super::files::stored_file("application/octet-stream", size, extra, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn range(v: &str) -> AppResult<Option<crate::blobs::Part>> {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(v).unwrap());
+        content_range(&h)
+    }
+
+    #[test]
+    fn ranges_name_their_end() {
+        let p = range("bytes 1000-1999/3000").unwrap().unwrap();
+        assert_eq!((p.start, p.end, p.total), (1000, 2000, 3000));
+        let open = range("bytes 1000-/3000").unwrap().unwrap();
+        assert_eq!(open.end, 3000);
+        for bad in [
+            "bytes 1000-999/3000",
+            "bytes 0-3000/3000",
+            "bytes 5/10",
+            "bytes -1/10",
+            "items 0-1/2",
+            "bytes 0-18446744073709551615/1",
+        ] {
+            assert!(range(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ranges_never_panic(s in "(bytes )?[0-9-/ é]{0,30}") {
+            if HeaderValue::from_str(&s).is_ok() {
+                let _ = range(&s);
+            }
+            let _ = checked(&s);
+        }
+    }
 }

@@ -283,6 +283,7 @@ pub(crate) fn collection_document(
                 media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
                 fallback_link: member,
                 tags: Vec::new(),
+                author: None,
             }
         })
         .collect();
@@ -336,6 +337,7 @@ pub(crate) fn stream_document(
                 media_url: media,
                 fallback_link: member,
                 tags,
+                author: c.endpoint.as_ref().map(|e| format!("{user}/{e}")),
             }
         })
         .collect();

@@ -7,6 +7,7 @@ mod blobs;
 mod cache;
 pub mod deliver;
 mod feeds;
+mod files;
 mod follows;
 mod hub;
 mod keys;
@@ -90,6 +91,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/follows/{id}", axum::routing::delete(follows::remove))
         .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))
         .with_state(state)
+        .layer(axum::middleware::map_response(files::common_headers))
 }
 
 /// Percent-encodes one path segment (a FeedSync id may hold `/`, `?` and `#`).

@@ -158,6 +158,7 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             allow_private_network: true,
             max_entry_bytes: 256 * 1024,
             max_file_bytes: 8 * 1024 * 1024,
+            max_partial_bytes: 12 * 1024 * 1024,
             websub_signature: feedmesh::hub::Signature::Sha256,
             hub_rate_limit: 0,
             open_hub: false,
