@@ -149,6 +149,49 @@ pub fn discover_in_headers(headers: &header::HeaderMap) -> (Vec<String>, Option<
     (hubs, self_url)
 }
 
+/// The network a connector is handed: [`get`] under `Outbound`'s policy, its answers and
+/// errors in the contract's terms. Connectors get nothing else (see `feedmesh_connector`).
+pub struct ConnectorHttp<'a>(pub &'a Outbound);
+
+#[async_trait::async_trait]
+impl feedmesh_connector::Http for ConnectorHttp<'_> {
+    async fn get(
+        &self,
+        url: &str,
+        conditions: &feedmesh_connector::Conditions,
+        max_bytes: usize,
+    ) -> Result<feedmesh_connector::Fetched, feedmesh_connector::ConnectorError> {
+        use feedmesh_connector::ConnectorError;
+        let cond = Conditions {
+            accept: conditions.accept.as_deref(),
+            etag: conditions.etag.as_deref(),
+            last_modified: conditions.last_modified.as_deref(),
+        };
+        match get(self.0, url, &cond, max_bytes).await {
+            Ok(f) => Ok(feedmesh_connector::Fetched {
+                url: f.url,
+                not_modified: f.not_modified,
+                body: f.body.to_vec(),
+                content_type: (!f.content_type.is_empty()).then_some(f.content_type),
+                etag: f.etag,
+                last_modified: f.last_modified,
+                hubs: f.hubs,
+                self_url: f.self_url,
+            }),
+            Err(
+                e @ (FetchError::Outbound(OutboundError::Url(_))
+                | FetchError::TooManyRedirects
+                | FetchError::BadRedirect),
+            ) => Err(ConnectorError::Refused(e.to_string())),
+            Err(e @ FetchError::TooLarge(_)) => Err(ConnectorError::Malformed(e.to_string())),
+            Err(e @ FetchError::Status(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)) => {
+                Err(ConnectorError::Unauthorized(e.to_string()))
+            }
+            Err(e) => Err(ConnectorError::Unreachable(e.to_string())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

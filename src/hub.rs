@@ -391,7 +391,7 @@ async fn fetch_topic(outbound: &Outbound, topic: &TopicFetch) -> (Option<TopicCo
     match crate::fetch::get(outbound, &topic.url, &cond, MAX_TOPIC_BYTES).await {
         Ok(f) if !f.body.is_empty() => {
             let mut hubs = f.hubs.clone();
-            if let Ok(doc) = crate::follow::parse_feed(&f.body) {
+            if let Ok(doc) = feedmesh_connector_feed::parse_feed(&f.body) {
                 hubs.extend(doc.hubs);
             }
             let content = TopicContent {

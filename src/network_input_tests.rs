@@ -65,7 +65,7 @@ proptest! {
             let _ = crate::formats::atom_in::parse_document(b, now);
             let _ = crate::formats::atom_in::parse_entry_document(b, now);
             let _ = crate::formats::atom_in::parse_feed_document(b, now);
-            let _ = crate::follow::parse_feed(b);
+            let _ = feedmesh_connector_feed::parse_feed(b);
         }
     }
 

@@ -341,11 +341,8 @@ async fn a_feed_on_flask_websub_is_followed_by_push() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Flask-WebSub listens on port 0 and says which port it got (no bind-then-release, where
+    // another test could take the port in between).
     let script = format!(
         r#"
 from celery import Celery
@@ -357,18 +354,33 @@ celery = Celery('hub', broker='memory://')
 celery.conf.task_always_eager = True
 hub = Hub(SQLite3HubStorage('{}'), celery, **app.config)
 app.register_blueprint(hub.build_blueprint(url_prefix='/'))
-app.run(host='127.0.0.1', port={port}, threaded=True)
+from werkzeug.serving import make_server
+server = make_server('127.0.0.1', 0, app, threaded=True)
+print(server.socket.getsockname()[1], flush=True)
+server.serve_forever()
 "#,
         dir.path().join("hub.sqlite3").display()
     );
     std::fs::write(dir.path().join("hub.py"), script).unwrap();
     let mut flask = tokio::process::Command::new(&python)
         .arg(dir.path().join("hub.py"))
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let port: u16 = {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        let mut out = tokio::io::BufReader::new(flask.stdout.take().unwrap());
+        tokio::time::timeout(std::time::Duration::from_secs(30), out.read_line(&mut line))
+            .await
+            .expect("Flask-WebSub says its port within 30 s")
+            .unwrap();
+        line.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Flask-WebSub said {line:?}, not a port"))
+    };
     let hub_url = format!("http://127.0.0.1:{port}/");
     feedmesh::net::install_crypto();
     let client = reqwest::Client::new();

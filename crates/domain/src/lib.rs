@@ -1,5 +1,7 @@
 //! Pure types and rules of the mesh: names, timestamps, FeedSync, entry payloads.
-//! Nothing here does IO or knows about HTTP, SQL or XML.
+//! Nothing here does IO or knows about HTTP, SQL or XML; this crate depends on none of
+//! them, so the compiler keeps it so. The hub and every connector share these types.
+#![forbid(unsafe_code)]
 
 pub mod entry;
 pub mod feedsync;
