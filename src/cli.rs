@@ -52,21 +52,35 @@ pub enum Command {
 pub enum FollowCmd {
     /// Follow the feed at URL into USER's collection NAME.
     Add {
+        /// The user (as made by `feedmesh user add`).
         user: String,
+        /// The feed's URL (Atom, RSS 2.0 or JSON Feed; http or https).
         url: String,
+        /// The user's collection the feed's entries go into (`feedmesh collection add`).
         #[arg(long, value_name = "NAME")]
         collection: String,
     },
     /// List USER's follows (id, state, URL, last error).
-    List { user: String },
+    List {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
     /// Stop following: remove follow ID of USER (`serve` then answers its hub 410 Gone).
-    Remove { user: String, id: i64 },
+    Remove {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The follow's id, as `feedmesh follow list` shows it.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
     /// Add a user (name: a-z 0-9 - _ .).
-    Add { name: String },
+    Add {
+        /// The user's name: a-z 0-9 - _ . (it appears in URLs: /u/NAME/…).
+        name: String,
+    },
     /// List users.
     List,
 }
@@ -75,30 +89,50 @@ pub enum UserCmd {
 pub enum TokenCmd {
     /// Create a token for a device of USER and print it (once: only its hash is stored).
     Add {
+        /// The user (as made by `feedmesh user add`).
         user: String,
         /// The device the token is for; it becomes the endpoint USER/DEVICE.
         #[arg(long, value_name = "NAME")]
         device: String,
     },
     /// List USER's tokens (id, device, prefix, state).
-    List { user: String },
+    List {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
     /// Revoke token ID of USER; requests with it get 401 at once.
-    Revoke { user: String, id: i64 },
+    Revoke {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The token's id, as `feedmesh token list` shows it.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum CollectionCmd {
     /// Add collection NAME for USER.
-    Add { user: String, name: String },
+    Add {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The collection's name: 1-100 of A-Z a-z 0-9 - _ . (e.g. Documents).
+        name: String,
+    },
     /// List USER's collections.
-    List { user: String },
+    List {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCmd {
     /// Create a key for one of USER's feeds (e.g. /u/alice/stream.atom) and print its URL.
     Add {
+        /// The user (as made by `feedmesh user add`).
         user: String,
+        /// The feed's path on the hub: /u/USER/stream.atom, /u/USER/endpoints/DEVICE/stream.rss,
+        /// /atompub/USER/COLLECTION …; the key opens it in every format.
         feed: String,
         /// Public URL of the hub, for the printed feed URL.
         #[arg(
@@ -110,9 +144,17 @@ pub enum KeyCmd {
         base_url: String,
     },
     /// List USER's feed keys.
-    List { user: String },
+    List {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
     /// Revoke feed key ID of USER.
-    Revoke { user: String, id: i64 },
+    Revoke {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The key's id, as `feedmesh key list` shows it.
+        id: i64,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
