@@ -51,7 +51,7 @@ impl ParsedEntry {
         e.links
             .retain(|l| !(l.href == member_url && l.rel.as_deref().is_none_or(|r| r == "alternate")));
         let echoed_author = matches!(e.authors.as_slice(), [a] if a.email.is_none() && a.uri.is_none()
-            && (a.name == owner || a.name.strip_prefix(owner).is_some_and(|r| r.starts_with('/'))));
+            && (a.name == owner || crate::domain::names::is_endpoint_of(&a.name, owner)));
         if echoed_author {
             e.authors.clear();
         }

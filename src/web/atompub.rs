@@ -220,7 +220,7 @@ fn attributed(user: &str, item: &crate::domain::StoredItem) -> String {
         .sync
         .topmost()
         .and_then(|h| h.by.as_deref())
-        .filter(|by| by.strip_prefix(user).is_some_and(|rest| rest.starts_with('/')))
+        .filter(|by| crate::domain::names::is_endpoint_of(by, user))
         .unwrap_or(user)
         .to_string()
 }

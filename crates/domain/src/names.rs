@@ -92,6 +92,11 @@ name_type!(
     100
 );
 
+/// Whether a sync identity (`by`) names one of `user`'s endpoints (`alice/…` for `alice`).
+pub fn is_endpoint_of(by: &str, user: &str) -> bool {
+    by.strip_prefix(user).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The sync identity (`by`) of a user's endpoint: `alice/laptop`.
 pub fn endpoint_id(user: &UserName, device: &DeviceName) -> String {
     format!("{user}/{device}")
@@ -100,6 +105,14 @@ pub fn endpoint_id(user: &UserName, device: &DeviceName) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_belong_to_their_user_only() {
+        assert!(is_endpoint_of("alice/laptop", "alice"));
+        assert!(!is_endpoint_of("alicebob/laptop", "alice"));
+        assert!(!is_endpoint_of("alice", "alice"));
+        assert!(!is_endpoint_of("bob/laptop", "alice"));
+    }
 
     #[test]
     fn names_parse_or_say_why() {
