@@ -11,20 +11,22 @@ use tokio::net::TcpListener;
 
 use crate::blobs::Blobs;
 use crate::config::Settings;
-use tokio::sync::Notify;
-
-use crate::hub;
-use crate::mesh::Mesh;
+use crate::jobs::Supervisor;
 use crate::net::Outbound;
 use crate::store::Store;
-use crate::ttl::TtlMap;
-use crate::web::{self, AppState, FeedCache};
+use crate::usecases::Core;
+use crate::usecases::items::Mesh;
+use crate::web::{self, AppState};
+use crate::websub::{self, WebSub};
+
+/// How long workers get at shutdown to finish the jobs they hold.
+const GRACE: Duration = Duration::from_secs(5);
 
 pub struct App {
     listener: TcpListener,
     state: Arc<AppState>,
-    /// Background work that stops with the server.
-    _workers: Vec<hub::Worker>,
+    /// Background work: restarted if it dies, drained at shutdown, aborted when dropped.
+    workers: Supervisor,
 }
 
 impl App {
@@ -61,57 +63,15 @@ impl App {
         // Processes sharing PostgreSQL may share it too, so there only old ones go.
         let sqlite = settings.data.database_url().starts_with("sqlite");
         blobs.clean_tmp(Duration::from_secs(if sqlite { 0 } else { 3600 }));
-        let state = Arc::new(AppState {
-            mesh: Mesh::new(store, blobs),
-            base_url,
-            max_entry_bytes: settings.serve.max_entry_bytes,
-            cache: FeedCache::new(4096),
-            principals: TtlMap::new(Duration::from_secs(1), 100_000),
-            feed_keys: TtlMap::new(Duration::from_secs(1), 100_000),
-            self_keys: TtlMap::new(Duration::from_secs(1), 100_000),
-            server_secret,
-            outbound: Outbound::new(settings.serve.allow_private_network, settings.hub.timeout)?,
-            pusher: crate::push::Pusher::new(settings.serve.allow_private_network, settings.hub.timeout),
-            hub: settings.hub.clone(),
-            hub_wake: Arc::new(Notify::new()),
-            topic_wake: Arc::new(Notify::new()),
-            follow_wake: Arc::new(Notify::new()),
-            limits: crate::limits::RateLimits::new(settings.hub.rate_limit),
-        });
-        let deliveries = web::deliver::spawn(state.clone());
-        // Other processes' writes (PostgreSQL NOTIFY) wake this one's waiters at once.
-        let forwarder = state.mesh.store.changes_elsewhere().map(|mut rx| {
-            let state = state.clone();
-            hub::Worker::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    state.mesh.changed_elsewhere();
-                }
-            })
-        });
-        let worker = hub::spawn_worker(
-            state.mesh.store.clone(),
-            state.outbound.clone(),
-            state.hub.clone(),
-            state.hub_wake.clone(),
-        );
-        let topics = {
-            let st = state.clone();
-            hub::spawn_topic_fetcher(
-                state.mesh.store.clone(),
-                state.outbound.clone(),
-                state.topic_wake.clone(),
-                state.hub.strict_topic_hub_link.then(|| state.hub_url()),
-                move || st.mesh.changed.send_modify(|n| *n += 1),
-            )
-        };
-        let follows = crate::follow::spawn(state.clone());
+        let allow_private = settings.serve.allow_private_network;
+        let outbound = Outbound::new(allow_private, settings.hub.timeout)?;
+        let core = Arc::new(Core::new(Mesh::new(store, blobs), base_url, server_secret, outbound));
+        let ws = Arc::new(WebSub::new(core, settings.hub.clone(), allow_private));
+        let state = Arc::new(AppState::new(ws.clone(), settings.serve.max_entry_bytes));
         Ok(App {
             listener,
             state,
-            _workers: [Some(worker), Some(deliveries), Some(topics), Some(follows), forwarder]
-                .into_iter()
-                .flatten()
-                .collect(),
+            workers: spawn_workers(&ws),
         })
     }
 
@@ -135,22 +95,68 @@ impl App {
             }
         });
         axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+        let aborted = self.workers.shutdown(GRACE).await;
+        if aborted > 0 {
+            tracing::warn!(
+                aborted,
+                "workers still busy at shutdown were stopped; their jobs come due again"
+            );
+        }
         Ok(())
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+/// The hub's workers, each under the supervisor.
+fn spawn_workers(ws: &Arc<WebSub>) -> Supervisor {
+    let mut sup = Supervisor::new();
+    let st = ws.clone();
+    sup.spawn("websub delivery", move |stop| websub::deliver::run(st.clone(), stop));
+    // Other processes' writes (PostgreSQL NOTIFY) wake this one's waiters at once.
+    if ws.mesh.store.changes_elsewhere().is_some() {
+        let st = ws.clone();
+        sup.spawn("change forwarder", move |stop| {
+            let st = st.clone();
+            async move {
+                let Some(mut rx) = st.mesh.store.changes_elsewhere() else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        changed = rx.changed() => if changed.is_err() { return },
+                        _ = stop.stopped() => return,
+                    }
+                    st.mesh.changed_elsewhere();
+                }
+            }
+        });
+    }
+    let st = ws.clone();
+    sup.spawn("websub verification", move |stop| {
+        let st = st.clone();
+        websub::hub::run(
+            st.mesh.store.clone(),
+            st.outbound.clone(),
+            st.hub.clone(),
+            st.hub_wake.clone(),
+            stop,
+        )
+    });
+    let st = ws.clone();
+    sup.spawn("topic fetcher", move |stop| {
+        let changed = {
+            let st = st.clone();
+            Arc::new(move || st.mesh.changed.send_modify(|n| *n += 1)) as Arc<dyn Fn() + Send + Sync>
+        };
+        websub::topics::run(
+            st.mesh.store.clone(),
+            st.outbound.clone(),
+            st.topic_wake.clone(),
+            st.hub.strict_topic_hub_link.then(|| st.hub_url()),
+            changed,
+            stop,
+        )
+    });
+    let st = ws.clone();
+    sup.spawn("follows", move |stop| websub::subscriber::run(st.clone(), stop));
+    sup
 }

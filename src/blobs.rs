@@ -4,12 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::body::Body;
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{Error, Result};
+
+/// An upload as it arrives: chunks of bytes, or the reason the transfer broke off. The HTTP
+/// edge hands request bodies in as this, so the store of files knows nothing of HTTP.
+pub trait Upload: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin {}
+impl<S: Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + Unpin> Upload for S {}
 
 #[derive(Clone)]
 pub struct Blobs {
@@ -66,20 +71,17 @@ impl Blobs {
     }
 
     /// Streams a body into the store; returns its SHA-256 (hex) and size.
-    pub async fn put(&self, body: Body) -> AppResult<(String, u64)> {
+    pub async fn put(&self, body: impl Upload) -> Result<(String, u64)> {
         self.put_expecting(body, None).await
     }
 
     /// Like `put`, but a body whose SHA-256 is not `expected` is refused and nothing is kept.
     /// A small body is gathered in memory and stored in one go; a larger one streams.
-    pub async fn put_expecting(&self, mut body: Body, expected: Option<&str>) -> AppResult<(String, u64)> {
+    pub async fn put_expecting(&self, mut body: impl Upload, expected: Option<&str>) -> Result<(String, u64)> {
         let mut head = Vec::new();
         let mut whole = true;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(interrupted)?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
+        while let Some(data) = body.next().await {
+            let data = data.map_err(interrupted)?;
             head.extend_from_slice(&data);
             self.within_limit(head.len() as u64)?;
             if head.len() >= IN_MEMORY {
@@ -92,7 +94,7 @@ impl Blobs {
             let (dir, want) = (self.clone(), expected.map(str::to_string));
             return tokio::task::spawn_blocking(move || dir.store_small(&tmp, &head, want.as_deref()))
                 .await
-                .map_err(|e| AppError::Internal(e.into()))?;
+                .map_err(|e| Error::Internal(e.into()))?;
         }
         let (hash, size) = match self.write_tmp(&tmp, head, body).await {
             Ok(v) => v,
@@ -104,12 +106,12 @@ impl Blobs {
         let (dir, want) = (self.clone(), expected.map(str::to_string));
         tokio::task::spawn_blocking(move || dir.place(&tmp, &hash, want.as_deref()).map(|()| (hash, size)))
             .await
-            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(|e| Error::Internal(e.into()))?
     }
 
-    fn within_limit(&self, size: u64) -> AppResult<()> {
+    fn within_limit(&self, size: u64) -> Result<()> {
         if size > self.max_bytes {
-            return Err(AppError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "the file is larger than the limit of {} bytes",
                 self.max_bytes
             )));
@@ -118,7 +120,7 @@ impl Blobs {
     }
 
     /// Stores a whole body held in memory: hashed, written to `tmp`, fsynced, put in place.
-    fn store_small(&self, tmp: &Path, bytes: &[u8], expected: Option<&str>) -> AppResult<(String, u64)> {
+    fn store_small(&self, tmp: &Path, bytes: &[u8], expected: Option<&str>) -> Result<(String, u64)> {
         let hash = hex::encode(Sha256::digest(bytes));
         refuse_mismatch(&hash, expected)?;
         // Written and made durable even when the content is already here (another user's,
@@ -140,7 +142,7 @@ impl Blobs {
     /// Stores many small blobs (SHA-256 named, bytes) at once: all are checked before any is
     /// written; then each new one goes to a temporary file, one `syncfs` makes them all
     /// durable, and they are renamed into place. Blocking: call from a blocking thread.
-    pub fn store_many(&self, blobs: &[(String, axum::body::Bytes)]) -> AppResult<()> {
+    pub fn store_many(&self, blobs: &[(String, Bytes)]) -> Result<()> {
         for (want, bytes) in blobs {
             refuse_mismatch(&hex::encode(Sha256::digest(bytes)), Some(want))?;
         }
@@ -148,9 +150,7 @@ impl Blobs {
         let mut planned = std::collections::HashSet::new();
         let result = (|| {
             for (sha, bytes) in blobs {
-                let dest = self
-                    .path(sha)
-                    .ok_or_else(|| AppError::BadRequest("not a SHA-256".into()))?;
+                let dest = self.path(sha).ok_or_else(|| Error::Invalid("not a SHA-256".into()))?;
                 // Content already here is written again all the same (see `store_small`).
                 if planned.insert(sha.as_str()) {
                     let tmp = self.dir.join("tmp").join(uuid::Uuid::new_v4().to_string());
@@ -180,12 +180,12 @@ impl Blobs {
 
     /// Moves a complete, fsynced temporary file whose SHA-256 is `hash` to its place (or
     /// drops it when the store already holds that content, or when `expected` differs).
-    fn place(&self, tmp: &Path, hash: &str, expected: Option<&str>) -> AppResult<()> {
+    fn place(&self, tmp: &Path, hash: &str, expected: Option<&str>) -> Result<()> {
         let result = (|| {
             refuse_mismatch(hash, expected)?;
             let dest = self
                 .path(hash)
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("bad hash")))?;
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("bad hash")))?;
             if dest.exists() {
                 return Ok(()); // deduplicated
             }
@@ -239,14 +239,14 @@ impl Blobs {
         user_id: i64,
         sha256: &str,
         part: Part,
-        mut body: Body,
-    ) -> AppResult<(u64, Option<u64>)> {
+        mut body: impl Upload,
+    ) -> Result<(u64, Option<u64>)> {
         let Part { start, end, total } = part;
         let path = self
             .partial(user_id, sha256)
-            .ok_or_else(|| AppError::BadRequest("not a SHA-256".into()))?;
+            .ok_or_else(|| Error::Invalid("not a SHA-256".into()))?;
         if total > self.max_bytes {
-            return Err(AppError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "the file is larger than the limit of {} bytes",
                 self.max_bytes
             )));
@@ -256,13 +256,13 @@ impl Blobs {
             .map_err(io)?;
         let held = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
         if start != held {
-            return Err(AppError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "the upload continues at byte {held}, not {start} (Upload-Offset: {held})"
             )));
         }
         let others = self.partial_bytes(user_id, &path).await;
         if others.saturating_add(total) > self.max_partial_bytes {
-            return Err(AppError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "unfinished uploads may hold {} bytes per user; {others} are held by others of yours, \
                  and this file needs {total}: finish or give up one first",
                 self.max_partial_bytes
@@ -277,9 +277,8 @@ impl Blobs {
         let mut file = tokio::io::BufWriter::with_capacity(4 * IO_CHUNK, file);
         let mut len = held;
         // Whatever arrived before an interruption is kept: the next part continues from it.
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { break };
-            let Ok(data) = frame.into_data() else { continue };
+        while let Some(data) = body.next().await {
+            let Ok(data) = data else { break };
             len += data.len() as u64;
             if len > end {
                 // More than the range said: this part is dropped, the upload stays at `held`.
@@ -291,7 +290,7 @@ impl Blobs {
                 if cut.is_err() {
                     let _ = tokio::fs::remove_file(&path).await;
                 }
-                return Err(AppError::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "the part holds more than the {} bytes of its Content-Range ({start}-{}/{total})",
                     end - start,
                     end.saturating_sub(1)
@@ -312,23 +311,20 @@ impl Blobs {
             store.place(&path, &hash, Some(&want))
         })
         .await
-        .map_err(|e| AppError::Internal(e.into()))??;
+        .map_err(|e| Error::Internal(e.into()))??;
         Ok((len, Some(len)))
     }
 
     /// Streams `head` and then the rest of `body` to `tmp`, hashing; fsynced at the end.
-    async fn write_tmp(&self, tmp: &Path, head: Vec<u8>, mut body: Body) -> AppResult<(String, u64)> {
+    async fn write_tmp(&self, tmp: &Path, head: Vec<u8>, mut body: impl Upload) -> Result<(String, u64)> {
         let file = tokio::fs::File::create(tmp).await.map_err(io)?;
         let mut file = tokio::io::BufWriter::with_capacity(4 * IO_CHUNK, file);
         let mut hasher = Sha256::new();
         let mut size = head.len() as u64;
         hasher.update(&head);
         file.write_all(&head).await.map_err(io)?;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(interrupted)?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
+        while let Some(data) = body.next().await {
+            let data = data.map_err(interrupted)?;
             size += data.len() as u64;
             self.within_limit(size)?;
             hasher.update(&data);
@@ -347,13 +343,13 @@ pub const IO_CHUNK: usize = 256 << 10;
 /// Bodies up to this size are gathered in memory and stored in one blocking call.
 const IN_MEMORY: usize = 1 << 20;
 
-fn interrupted(e: axum::Error) -> AppError {
-    AppError::BadRequest(format!("upload interrupted: {e}"))
+fn interrupted(e: std::io::Error) -> Error {
+    Error::Invalid(format!("upload interrupted: {e}"))
 }
 
-fn refuse_mismatch(hash: &str, expected: Option<&str>) -> AppResult<()> {
+fn refuse_mismatch(hash: &str, expected: Option<&str>) -> Result<()> {
     match expected {
-        Some(want) if want != hash => Err(AppError::BadRequest(format!(
+        Some(want) if want != hash => Err(Error::Invalid(format!(
             "the body's SHA-256 is {hash}, not {want}: the upload was changed or cut short"
         ))),
         _ => Ok(()),
@@ -383,6 +379,6 @@ pub fn syncfs(dir: &Path) -> std::io::Result<()> {
     rustix::fs::syncfs(&d).map_err(std::io::Error::from)
 }
 
-fn io(e: std::io::Error) -> AppError {
-    AppError::Internal(e.into())
+fn io(e: std::io::Error) -> Error {
+    Error::Internal(e.into())
 }

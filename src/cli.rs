@@ -4,11 +4,15 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::app::{App, shutdown_signal};
-use crate::config::{DataArgs, ServeArgs, Settings};
-use crate::domain::{CollectionName, DeviceName, UserName};
-use crate::hub::HubSettings;
-use crate::secrets;
+use crate::app::App;
+use crate::blobs::Blobs;
+use crate::config::{DataArgs, HubSettings, ServeArgs, Settings};
+use crate::error::Error;
+use crate::jobs::shutdown_signal;
+use crate::store::{Store, User};
+use crate::usecases::items::Mesh;
+use crate::usecases::{Core, accounts, follows, keys};
+use crate::websub::WebSub;
 
 /// feedmesh: link your devices and services through RSS/Atom feeds.
 ///
@@ -188,15 +192,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = cli.data.open_store().await?;
             match cmd {
                 UserCmd::Add { name } => {
-                    let name = UserName::parse(&name)?;
-                    let user = store
-                        .create_user(&name)
+                    let user = accounts::add_user(store.as_ref(), &name)
                         .await
                         .with_context(|| format!("cannot add user {name}"))?;
                     eprintln!("added user {}", user.name);
                 }
                 UserCmd::List => {
-                    for u in store.users().await? {
+                    for u in accounts::users(store.as_ref()).await? {
                         println!("{}\t{}", u.name, u.created_at);
                     }
                 }
@@ -207,35 +209,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = cli.data.open_store().await?;
             match cmd {
                 TokenCmd::Add { user, device } => {
-                    let user = UserName::parse(&user)?;
-                    let device = DeviceName::parse(&device)?;
-                    let token = secrets::generate("fm_")?;
-                    let info = store
-                        .add_token(&user, &device, &secrets::hash(&token), &secrets::display_prefix(&token))
+                    let t = accounts::add_token(store.as_ref(), &user, &device)
                         .await
                         .with_context(|| format!("cannot add a token for {user}"))?;
                     eprintln!(
                         "token {} for {user}/{device}; it is shown once, only its hash is stored:",
-                        info.id
+                        t.info.id
                     );
-                    println!("{token}");
+                    println!("{}", t.token);
                 }
                 TokenCmd::List { user } => {
-                    let user = UserName::parse(&user)?;
-                    store
-                        .user(user.as_str())
+                    let tokens = accounts::tokens(store.as_ref(), &user)
                         .await
                         .with_context(|| format!("no user {user}"))?;
                     println!("ID\tDEVICE\tPREFIX\tCREATED\tSTATE");
-                    for t in store.tokens(&user).await? {
+                    for t in tokens {
                         let state = if t.revoked { "revoked" } else { "live" };
                         println!("{}\t{}\t{}…\t{}\t{state}", t.id, t.device, t.prefix, t.created_at);
                     }
                 }
                 TokenCmd::Revoke { user, id } => {
-                    let user = UserName::parse(&user)?;
-                    store
-                        .revoke_token(&user, id)
+                    accounts::revoke_token(store.as_ref(), &user, id)
                         .await
                         .with_context(|| format!("cannot revoke token {id} of {user}"))?;
                     eprintln!("revoked token {id} of {user}");
@@ -247,17 +241,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = cli.data.open_store().await?;
             match cmd {
                 CollectionCmd::Add { user, name } => {
-                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
-                    let name = CollectionName::parse(&name)?;
-                    store
-                        .create_collection(u.id, &name)
+                    let u = user_named(store.as_ref(), &user).await?;
+                    accounts::add_collection(store.as_ref(), u.id, &name)
                         .await
                         .with_context(|| format!("cannot add collection {name} for {user}"))?;
                     eprintln!("added collection {name} for {user}");
                 }
                 CollectionCmd::List { user } => {
-                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
-                    for c in store.collections(u.id).await? {
+                    let u = user_named(store.as_ref(), &user).await?;
+                    for c in accounts::collections(store.as_ref(), u.id).await? {
                         println!("{}\t{}", c.name, c.created_at);
                     }
                 }
@@ -266,34 +258,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Agent(args) => crate::agent::run(args).await,
         Command::Follow(cmd) => {
-            let store = cli.data.open_store().await?;
+            let core = offline_core(&cli.data).await?;
+            let store = core.mesh.store.as_ref();
             match cmd {
                 FollowCmd::Add { user, url, collection } => {
-                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
+                    let u = user_named(store, &user).await?;
                     // Private addresses are judged by `serve`'s own setting when it fetches.
-                    crate::net::check_url(&url, true).with_context(|| format!("cannot follow {url:?}"))?;
-                    let col = store
-                        .collection(u.id, &collection)
+                    let (f, _) = follows::add(&core, u.id, &url, &collection, true)
                         .await
-                        .with_context(|| format!("no collection {collection:?} of {user}"))?;
-                    let f = store
-                        .add_follow(u.id, col.id, &url, &secrets::generate("")?, &secrets::generate("")?)
-                        .await
-                        .with_context(|| format!("cannot follow {url}"))?;
+                        .map_err(|e| match e {
+                            Error::NotFound("collection") => anyhow::anyhow!("no collection {collection:?} of {user}"),
+                            e => anyhow::Error::new(e).context(format!("cannot follow {url:?}")),
+                        })?;
                     eprintln!("follow {} of {url} into {user}/{collection}", f.id);
                 }
                 FollowCmd::List { user } => {
-                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
+                    let u = user_named(store, &user).await?;
                     println!("ID\tSTATE\tURL\tLAST ERROR");
-                    for f in store.follows(u.id).await? {
+                    for (f, _) in follows::list(&core, u.id).await? {
                         let err = f.last_error.as_deref().unwrap_or("-");
                         println!("{}\t{}\t{}\t{err}", f.id, f.state.as_str(), f.url);
                     }
                 }
                 FollowCmd::Remove { user, id } => {
-                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
-                    store
-                        .remove_follow(u.id, id)
+                    let u = user_named(store, &user).await?;
+                    follows::remove(&core, u.id, id)
                         .await
                         .with_context(|| format!("cannot remove follow {id}"))?;
                     eprintln!("removed follow {id} of {user}");
@@ -302,33 +291,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Key(cmd) => {
-            let store = cli.data.open_store().await?;
+            let core = std::sync::Arc::new(offline_core(&cli.data).await?);
+            let store = core.mesh.store.as_ref();
             match cmd {
                 KeyCmd::Add { user, feed, base_url } => {
-                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
-                    let path = feed.strip_prefix(base_url.trim_end_matches('/')).unwrap_or(&feed);
-                    if !crate::web::owned_feed_path(&user, path) {
-                        anyhow::bail!("{feed:?} is not a feed of {user}: give a path like /u/{user}/stream.atom");
-                    }
-                    let key = secrets::generate("fk_")?;
-                    let k = store
-                        .add_feed_key(u.id, crate::web::feed_key_path(path), &secrets::hash(&key))
-                        .await?;
-                    eprintln!("feed key {} for {path}; the URL is shown once:", k.id);
-                    println!("{}{path}?key={key}", base_url.trim_end_matches('/'));
+                    let u = user_named(store, &user).await?;
+                    let issued = keys::create(store, u.id, &user, &feed, &base_url)
+                        .await
+                        .map_err(|e| match e {
+                            Error::Invalid(_) => {
+                                anyhow::anyhow!(
+                                    "{feed:?} is not a feed of {user}: give a path like /u/{user}/stream.atom"
+                                )
+                            }
+                            e => e.into(),
+                        })?;
+                    eprintln!("feed key {} for {}; the URL is shown once:", issued.id, issued.path);
+                    println!("{}", issued.url);
                 }
                 KeyCmd::List { user } => {
-                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
+                    let u = user_named(store, &user).await?;
                     println!("ID\tFEED\tCREATED\tSTATE");
-                    for k in store.feed_keys(u.id).await? {
+                    for k in keys::list(store, u.id).await? {
                         let state = if k.revoked { "revoked" } else { "live" };
                         println!("{}\t{}\t{}\t{state}", k.id, k.feed_path, k.created_at);
                     }
                 }
                 KeyCmd::Revoke { user, id } => {
-                    let u = store.user(&user).await.with_context(|| format!("no user {user:?}"))?;
-                    store
-                        .revoke_feed_key(u.id, id)
+                    let u = user_named(store, &user).await?;
+                    // Its subscriptions end now, with a denial to each subscriber, as by the API.
+                    let ws = WebSub::new(core.clone(), HubSettings::default(), true);
+                    crate::websub::hub::revoke_key(&ws, u.id, id)
                         .await
                         .with_context(|| format!("cannot revoke key {id}"))?;
                     eprintln!("revoked feed key {id} of {user}");
@@ -337,4 +330,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn user_named(store: &dyn Store, user: &str) -> anyhow::Result<User> {
+    accounts::user(store, user)
+        .await
+        .with_context(|| format!("no user {user:?}"))
+}
+
+/// The use cases' context for a command run beside (or without) `serve`: the same store and
+/// files; nobody in this process to wake, and no URL of its own (`serve`'s workers pick up
+/// what the command changed within a second).
+async fn offline_core(data: &DataArgs) -> anyhow::Result<Core> {
+    let store = data.open_store().await?;
+    let blobs = Blobs::new(&data.data_dir, u64::MAX, u64::MAX)
+        .with_context(|| format!("cannot use data directory {}", data.data_dir.display()))?;
+    let outbound = crate::net::Outbound::new(true, std::time::Duration::from_secs(10))?;
+    Ok(Core::new(
+        Mesh::new(store, blobs),
+        String::new(),
+        String::new(),
+        outbound,
+    ))
 }

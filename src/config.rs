@@ -2,6 +2,7 @@
 //! Flags win over `FEEDMESH_*` environment variables, which win over the defaults.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -97,7 +98,7 @@ pub struct ServeArgs {
         default_value = "sha256",
         value_name = "ALG"
     )]
-    pub websub_signature: crate::hub::Signature,
+    pub websub_signature: crate::secrets::Signature,
 
     /// WebSub requests per second allowed from one client address, to one callback host,
     /// and for one topic (more: 429 with Retry-After; 0: no limit).
@@ -143,7 +144,63 @@ pub struct Settings {
     pub data: DataArgs,
     pub serve: ServeArgs,
     /// WebSub lease and retry policy (defaults: leases 1 hour to 30 days, 10 days asked).
-    pub hub: crate::hub::HubSettings,
+    pub hub: HubSettings,
+}
+
+/// Lease, retry and signing policy (F3, F4, C10, J1, I4); tests shorten the times.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    pub min_lease: u64,
+    pub max_lease: u64,
+    pub default_lease: u64,
+    /// Attempts of a verification GET that fails by timeout, connection error or 5xx.
+    pub verify_attempts: i64,
+    /// Attempts of one notification before it is dropped (the subscription stays).
+    pub delivery_attempts: i64,
+    /// First retry delay of verifications and deliveries; doubles each time, with jitter.
+    pub retry_base: Duration,
+    pub signature: crate::secrets::Signature,
+    /// Requests per second per client address, callback host and topic (0: unlimited).
+    pub rate_limit: u32,
+    /// Accept outside topics (open hub); off by default (S12).
+    pub open: bool,
+    /// Refuse a `hub.secret` with a plain-http callback (B7); off: accepted with a warning.
+    pub strict_secrets: bool,
+    /// Open hub: an outside topic that no longer names this hub ends its subscriptions (K7).
+    pub strict_topic_hub_link: bool,
+    /// Deliveries in flight to one callback host at most (J5).
+    pub per_host: usize,
+    /// Connect-and-answer limit of every outbound request (J4).
+    pub timeout: Duration,
+    /// How often expired leases are purged and revoked keys' subscriptions denied (F7, D3).
+    pub sweep_every: Duration,
+    /// How often a followed feed without a working WebSub subscription is fetched.
+    pub poll_interval: Duration,
+    /// How long a follow waits for its hub's verification before it polls instead.
+    pub verify_wait: Duration,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            min_lease: 3600,
+            max_lease: 30 * 86_400,
+            default_lease: 10 * 86_400,
+            verify_attempts: 4,
+            delivery_attempts: 10,
+            retry_base: Duration::from_secs(30),
+            signature: crate::secrets::Signature::Sha256,
+            rate_limit: 10,
+            open: false,
+            strict_secrets: false,
+            strict_topic_hub_link: false,
+            per_host: 128,
+            timeout: Duration::from_secs(10),
+            sweep_every: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(15 * 60),
+            verify_wait: Duration::from_secs(60),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
-//! One error type for use cases and the HTTP edge: each variant maps to one status.
-//! 4xx bodies carry a one-line reason; 5xx bodies are generic and the cause is logged once.
-
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+//! The use cases' error: what went wrong, in the caller's terms. The HTTP edge maps each
+//! variant to one status (`web::error`); the CLI prints it. Reasons are one line, fit to
+//! show the person who sent the input; an internal cause is logged, never shown.
 
 use crate::domain::feedsync::SyncError;
 use crate::domain::names::NameError;
@@ -10,96 +8,60 @@ use crate::formats::xml::XmlError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub enum Error {
+    /// The input is wrong; the reason says how.
     #[error("{0}")]
-    BadRequest(String),
+    Invalid(String),
     #[error("authentication required")]
     Unauthorized,
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// It clashes with what exists (a name taken, a write that kept losing its race).
     #[error("{0}")]
     Conflict(String),
+    /// The caller's copy is older than the stored one (an ETag that no longer matches).
     #[error("the entry changed since you read it (ETag mismatch); GET it again and retry")]
-    PreconditionFailed,
+    Stale,
     #[error("{0}")]
     TooLarge(String),
+    /// A kind of input this does not take (a media type, an encoding).
     #[error("{0}")]
-    UnsupportedMediaType(String),
-    /// Over a rate limit: the reason, and the seconds to wait (`Retry-After`).
+    Unsupported(String),
+    /// Over a rate limit: the reason, and the seconds to wait.
     #[error("{0}")]
-    TooManyRequests(String, u64),
+    RateLimited(String, u64),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
 
-pub type AppResult<T> = Result<T, AppError>;
+/// A use case's result; `Result<T, E>` names another error, as `std`'s does.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<StoreError> for AppError {
+impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => AppError::NotFound(what),
-            StoreError::AlreadyExists(what) => AppError::Conflict(format!("{what} already exists")),
-            StoreError::Revoked => AppError::Unauthorized,
-            other => AppError::Internal(other.into()),
+            StoreError::NotFound(what) => Error::NotFound(what),
+            StoreError::AlreadyExists(what) => Error::Conflict(format!("{what} already exists")),
+            StoreError::Revoked => Error::Unauthorized,
+            other => Error::Internal(other.into()),
         }
     }
 }
 
-impl From<XmlError> for AppError {
+impl From<XmlError> for Error {
     fn from(e: XmlError) -> Self {
-        AppError::BadRequest(e.to_string())
+        Error::Invalid(e.to_string())
     }
 }
 
-impl From<SyncError> for AppError {
+impl From<SyncError> for Error {
     fn from(e: SyncError) -> Self {
-        AppError::BadRequest(e.to_string())
+        Error::Invalid(e.to_string())
     }
 }
 
-impl From<NameError> for AppError {
+impl From<NameError> for Error {
     fn from(e: NameError) -> Self {
-        AppError::BadRequest(e.to_string())
-    }
-}
-
-impl AppError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if let AppError::Internal(cause) = &self {
-            tracing::error!(error = %format!("{cause:#}"), "internal error");
-        }
-        let mut resp = (status, format!("{self}\n")).into_response();
-        let headers = resp.headers_mut();
-        if let AppError::TooManyRequests(_, wait) = &self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(*wait));
-        }
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"feedmesh\", Bearer realm=\"feedmesh\""),
-            );
-        }
-        resp
+        Error::Invalid(e.to_string())
     }
 }

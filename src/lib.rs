@@ -11,18 +11,16 @@ pub mod config;
 pub use feedmesh_domain as domain;
 pub mod error;
 pub mod fetch;
-pub mod follow;
 pub mod formats;
-pub mod hub;
-pub mod limits;
-pub mod mesh;
+pub mod jobs;
 pub mod net;
-pub mod push;
 pub mod seal;
 pub mod secrets;
 pub mod store;
 pub mod ttl;
+pub mod usecases;
 pub mod web;
+pub mod websub;
 
 #[cfg(test)]
 mod network_input_tests;

@@ -37,18 +37,18 @@ proptest! {
 
     #[test]
     fn hub_requests_never_panic(s in urlish(), t in any::<String>(), lease in any::<String>()) {
-        let _ = crate::hub::normalize_url(&s);
-        let _ = crate::hub::normalize_url(&t);
-        let settings = crate::hub::HubSettings::default();
+        let _ = crate::websub::protocol::normalize_url(&s);
+        let _ = crate::websub::protocol::normalize_url(&t);
+        let settings = crate::config::HubSettings::default();
         for mode in ["subscribe", "unsubscribe", "publish"] {
             let mut q = url::form_urlencoded::Serializer::new(String::new());
             q.append_pair("hub.mode", mode).append_pair("hub.topic", &s).append_pair("hub.callback", &t)
                 .append_pair("hub.url", &t).append_pair("hub.lease_seconds", &lease).append_pair("hub.secret", &s);
-            let form = crate::hub::Form::parse(q.finish().as_bytes());
-            let _ = crate::hub::parse_request(&form, false, &settings);
+            let form = crate::websub::protocol::Form::parse(q.finish().as_bytes());
+            let _ = crate::websub::protocol::parse_request(&form, false, &settings);
         }
-        let _ = crate::hub::Form::parse(s.as_bytes());
-        let _ = crate::hub::signature_valid(Some(&s), "secret", t.as_bytes());
+        let _ = crate::websub::protocol::Form::parse(s.as_bytes());
+        let _ = crate::websub::protocol::signature_valid(Some(&s), "secret", t.as_bytes());
     }
 
     #[test]
@@ -79,7 +79,7 @@ proptest! {
             let _ = crate::domain::feedsync::validate_by(v);
             let _ = Timestamp::parse_rfc3339(v);
             let _ = crate::domain::entry::parse_media_type(v);
-            let _ = crate::web::feed_key_path(v);
+            let _ = crate::usecases::keys::feed_key_path(v);
             let _ = crate::agent::paths::resolve(std::path::Path::new("/nonexistent-root"), v);
         }
     }

@@ -12,7 +12,7 @@ use axum::routing::post;
 use axum::serve::ListenerExt;
 use bytes::Bytes;
 use feedmesh::net::{OutboundError, UrlError};
-use feedmesh::push::Pusher;
+use feedmesh::websub::push::Pusher;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 

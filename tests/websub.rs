@@ -963,7 +963,7 @@ async fn another_process_write_wakes_a_long_poll_at_once_on_postgres() {
 async fn the_signature_algorithm_is_selectable() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("feedmesh.db").display());
-    let app = TestApp::spawn_with(dir, db, |s| s.hub.signature = feedmesh::hub::Signature::Sha512).await;
+    let app = TestApp::spawn_with(dir, db, |s| s.hub.signature = feedmesh::secrets::Signature::Sha512).await;
     let token = app.token("alice", "laptop").await;
     app.collection("alice", "Notes").await;
     let key: serde_json::Value = app.feed_key(&token, "/u/alice/stream.atom").await.json().await.unwrap();

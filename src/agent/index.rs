@@ -298,7 +298,7 @@ fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
 
 /// The path an item's live current version names, if it is a file.
 pub fn claimed(item: &StoredItem) -> Option<&str> {
-    super::sync::shown(item)
+    shown(item)
         .and_then(|v| v.payload.media.as_ref())
         .and_then(|m| m.slug.as_deref())
 }
@@ -316,4 +316,22 @@ fn row(r: RawRow) -> anyhow::Result<Row> {
         item: serde_json::from_str(&item)?,
         dirty,
     })
+}
+
+/// The version of an item the folder shows: the current one, or, when a deletion won over
+/// concurrent edits, the best of those edits (by FeedSync's winner rule).
+pub fn shown(item: &StoredItem) -> Option<&crate::domain::feedsync::Version<crate::domain::entry::Entry>> {
+    if !item.current.sync.deleted {
+        return Some(&item.current);
+    }
+    item.conflicts
+        .iter()
+        .filter(|c| !c.sync.deleted && c.payload.media.is_some())
+        .reduce(|best, c| {
+            if crate::domain::feedsync::beats(&c.sync, &best.sync) {
+                c
+            } else {
+                best
+            }
+        })
 }

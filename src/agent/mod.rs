@@ -120,7 +120,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // One shutdown listener for the whole run: a SIGTERM during a sync stops it at once (the
     // index and the folder are consistent at every await: rows are written one by one,
     // files appear by rename).
-    let shutdown = crate::app::shutdown_signal();
+    let shutdown = crate::jobs::shutdown_signal();
     tokio::pin!(shutdown);
     // The folder is walked when the watcher saw a change (or a rescan is due), not when only
     // the hub has news.

@@ -232,6 +232,9 @@ pub enum FollowState {
     Subscribing,
     /// The hub verified the subscription; it pushes, and the lease is renewed before it ends.
     Subscribed,
+    /// Removed by its user: the worker tells the hub (unsubscribe), then it is deleted.
+    /// Never listed; its callback answers deliveries with 410 Gone.
+    Leaving,
 }
 
 impl FollowState {
@@ -240,12 +243,14 @@ impl FollowState {
             FollowState::Polling => "polling",
             FollowState::Subscribing => "subscribing",
             FollowState::Subscribed => "subscribed",
+            FollowState::Leaving => "leaving",
         }
     }
     pub fn parse(s: &str) -> Self {
         match s {
             "subscribing" => FollowState::Subscribing,
             "subscribed" => FollowState::Subscribed,
+            "leaving" => FollowState::Leaving,
             _ => FollowState::Polling,
         }
     }
@@ -294,13 +299,13 @@ crate::debug_redacted!(Follow {
     id, user_id, collection_id, url, topic, hub, state, lease_expires_at, next_at, etag, last_modified, last_error
 } secret { callback_token, secret });
 
+/// Users, their devices (endpoints and tokens), feed keys, collections and server secrets.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AccountStore: Send + Sync {
     async fn create_user(&self, name: &UserName) -> Result<User>;
     async fn users(&self) -> Result<Vec<User>>;
     async fn user(&self, name: &str) -> Result<User>;
     async fn user_by_id(&self, id: i64) -> Result<User>;
-
     /// Adds a token for the user's device, creating the endpoint on first use.
     async fn add_token(
         &self,
@@ -314,7 +319,6 @@ pub trait Store: Send + Sync + 'static {
     /// The principal of a live (not revoked) token.
     async fn principal(&self, token_hash: &str) -> Result<Option<Principal>>;
     async fn endpoint(&self, user_id: i64, name: &str) -> Result<Endpoint>;
-
     async fn add_feed_key(&self, user_id: i64, feed_path: &str, key_hash: &str) -> Result<FeedKey>;
     async fn feed_keys(&self, user_id: i64) -> Result<Vec<FeedKey>>;
     async fn revoke_feed_key(&self, user_id: i64, key_id: i64) -> Result<()>;
@@ -331,11 +335,16 @@ pub trait Store: Send + Sync + 'static {
     /// A secret of this installation, shared by every process on the database: the one
     /// stored under `name`, or `fresh` (random, from the caller) stored now.
     async fn server_secret(&self, name: &str, fresh: &str) -> Result<String>;
-
     async fn create_collection(&self, user_id: i64, name: &CollectionName) -> Result<Collection>;
     async fn collections(&self, user_id: i64) -> Result<Vec<Collection>>;
     async fn collection(&self, user_id: i64, name: &str) -> Result<Collection>;
+    /// The endpoint a followed feed writes as (created on first use).
+    async fn feed_endpoint(&self, user_id: i64, name: &str) -> Result<Endpoint>;
+}
 
+/// Items and their changes: the FeedSync state of every collection, and the change log that feeds and streams read.
+#[async_trait]
+pub trait ItemStore: Send + Sync {
     async fn item(&self, collection_id: i64, sync_id: &str) -> Result<Option<ItemRecord>>;
     /// Writes the item and records the change; returns the change's sequence number.
     /// Fails with [`StoreError::Conflict`] when `expected_seq` no longer holds.
@@ -344,7 +353,6 @@ pub trait Store: Send + Sync + 'static {
     async fn items_since(&self, collection_id: i64, after: u64, limit: u32) -> Result<Vec<ItemRecord>>;
     /// The sequence number of the collection's latest change (0 if none).
     async fn collection_head(&self, collection_id: i64) -> Result<u64>;
-
     /// The user's changes (or one endpoint's), newest first, before `before` if given.
     async fn changes(
         &self,
@@ -355,7 +363,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<ChangeRecord>>;
     /// The user's latest sequence number (0 if none).
     async fn user_head(&self, user_id: i64) -> Result<u64>;
+    /// The user's changes after `after`, oldest first, optionally of one endpoint.
+    async fn changes_after(
+        &self,
+        user_id: i64,
+        endpoint_id: Option<i64>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>>;
+    /// Ticks whenever any process sharing the database commits an item write (PostgreSQL
+    /// LISTEN/NOTIFY); `None` where this process is the only writer (SQLite).
+    fn changes_elsewhere(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+}
 
+/// The WebSub hub: queued verifications, subscriptions and their delivery cursors, outside topics (open hub).
+#[async_trait]
+pub trait WebSubStore: Send + Sync {
     /// Queues a verification of intent (`id` is ignored); runs at `run_at` (Unix ms).
     async fn hub_enqueue(&self, request: &HubRequest, run_at: i64) -> Result<i64>;
     /// Claims up to `limit` due requests for `lease_ms`; a crashed worker's claims expire.
@@ -376,18 +401,28 @@ pub trait Store: Send + Sync + 'static {
     /// Records a failed attempt: try again at `next_at` (Unix ms).
     async fn delivery_failed(&self, id: i64, next_at: i64) -> Result<()>;
     async fn drop_subscription(&self, id: i64) -> Result<()>;
-    /// Releases every claim on verifications and deliveries: for a process that owns the
-    /// database alone (SQLite `serve`) starting after a crash, so nothing waits for a lease.
-    async fn release_claims(&self) -> Result<()>;
     /// Subscriptions whose feed key was revoked: (id, topic, callback).
     async fn revoked_subscriptions(&self, limit: u32) -> Result<Vec<(i64, String, String)>>;
-
     /// The subscriptions (id, callback) to an outside topic.
     async fn subscriptions_to(&self, topic: &str) -> Result<Vec<(i64, String)>>;
     /// Removes subscriptions whose lease ended before `now_ms`, and outside topics nobody
     /// subscribes to any more; returns how many subscriptions.
     async fn purge_expired(&self, now_ms: i64) -> Result<u64>;
+    /// Open hub: marks an outside topic for fetching at `now_ms`; false when nobody
+    /// subscribes to it (then nothing is fetched).
+    async fn topic_ping(&self, url: &str, now_ms: i64) -> Result<bool>;
+    /// Claims up to `limit` outside topics due for fetching, for `lease_ms`.
+    async fn topic_fetches_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<TopicFetch>>;
+    /// Records a fetch claimed at `claimed_at` (`None`: it failed). New content (by hash)
+    /// becomes the next version; returns whether it did. A ping during the fetch stays due.
+    async fn topic_fetched(&self, id: i64, claimed_at: i64, content: Option<TopicContent>) -> Result<bool>;
+    /// The last fetched content of an outside topic.
+    async fn topic_content(&self, url: &str) -> Result<Option<TopicContent>>;
+}
 
+/// Follows of outside feeds (the subscriber side of WebSub, and the feed connector's cursor).
+#[async_trait]
+pub trait FollowStore: Send + Sync {
     /// Follows `url` into a collection; due at once. A second follow of one URL by one user
     /// is `AlreadyExists`.
     async fn add_follow(
@@ -400,8 +435,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Follow>;
     async fn follows(&self, user_id: i64) -> Result<Vec<Follow>>;
     async fn follow_by_token(&self, callback_token: &str) -> Result<Option<Follow>>;
-    /// Removes one of the user's follows and returns it.
+    /// Removes one of the user's follows and returns it. One subscribed at a hub is only
+    /// marked `Leaving` (due at once): the worker unsubscribes, then [`Store::drop_follow`].
     async fn remove_follow(&self, user_id: i64, id: i64) -> Result<Follow>;
+    /// Deletes a `Leaving` follow (its hub was told).
+    async fn drop_follow(&self, id: i64) -> Result<()>;
     /// Claims up to `limit` follows due at `now_ms`, for `lease_ms`.
     async fn follows_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Follow>>;
     /// Writes a follow's state back and releases its claim.
@@ -412,46 +450,36 @@ pub trait Store: Send + Sync + 'static {
     async fn follow_verified(&self, id: i64, lease_expires_at: i64, next_at: i64) -> Result<bool>;
     /// The hub denied or could not take the subscription: back to polling at `next_at`.
     async fn follow_fallback(&self, id: i64, reason: &str, next_at: i64) -> Result<()>;
-    /// The endpoint a followed feed writes as (created on first use).
-    async fn feed_endpoint(&self, user_id: i64, name: &str) -> Result<Endpoint>;
+}
 
-    /// Open hub: marks an outside topic for fetching at `now_ms`; false when nobody
-    /// subscribes to it (then nothing is fetched).
-    async fn topic_ping(&self, url: &str, now_ms: i64) -> Result<bool>;
-    /// Claims up to `limit` outside topics due for fetching, for `lease_ms`.
-    async fn topic_fetches_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<TopicFetch>>;
-    /// Records a fetch claimed at `claimed_at` (`None`: it failed). New content (by hash)
-    /// becomes the next version; returns whether it did. A ping during the fetch stays due.
-    async fn topic_fetched(&self, id: i64, claimed_at: i64, content: Option<TopicContent>) -> Result<bool>;
-    /// The last fetched content of an outside topic.
-    async fn topic_content(&self, url: &str) -> Result<Option<TopicContent>>;
-    /// The user's changes after `after`, oldest first, optionally of one endpoint.
-    async fn changes_after(
-        &self,
-        user_id: i64,
-        endpoint_id: Option<i64>,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<ChangeRecord>>;
-
-    /// Ticks whenever any process sharing the database commits an item write (PostgreSQL
-    /// LISTEN/NOTIFY); `None` where this process is the only writer (SQLite).
-    fn changes_elsewhere(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        None
-    }
-
+/// Which user uploaded which file (the bytes live on disk, see `crate::blobs`).
+#[async_trait]
+pub trait BlobStore: Send + Sync {
     /// Records that `user_id` uploaded the blob (stored on disk under its SHA-256).
     async fn record_blob(&self, user_id: i64, sha256: &str, size: u64) -> Result<()> {
         self.record_blobs(user_id, &[(sha256.to_string(), size)])
             .await
             .map(drop)
     }
-
     /// Records several uploaded blobs (SHA-256, size) in one transaction; says of each
     /// whether it is new to the user.
     async fn record_blobs(&self, user_id: i64, blobs: &[(String, u64)]) -> Result<Vec<bool>>;
     /// The size of a blob the user uploaded; None for any other blob.
     async fn blob_size(&self, user_id: i64, sha256: &str) -> Result<Option<u64>>;
+}
+
+/// Everything the hub keeps, by area; one implementation (`sql::SqlStore`) serves SQLite
+/// and PostgreSQL. Callers bring the area's trait into scope (`use crate::store::areas::*`).
+#[async_trait]
+pub trait Store: AccountStore + ItemStore + WebSubStore + FollowStore + BlobStore + 'static {
+    /// Releases every claim on verifications and deliveries: for a process that owns the
+    /// database alone (SQLite `serve`) starting after a crash, so nothing waits for a lease.
+    async fn release_claims(&self) -> Result<()>;
+}
+
+/// The area traits, to bring into scope at once.
+pub mod areas {
+    pub use super::{AccountStore, BlobStore, FollowStore, ItemStore, Store, WebSubStore};
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.

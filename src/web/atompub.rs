@@ -10,17 +10,17 @@ use super::auth::{Check, owner, principal};
 use super::cache::not_modified;
 use super::{AppState, SharedState};
 use crate::domain::time::Timestamp;
-use crate::error::{AppError, AppResult};
+use crate::error::{Error, Result};
 use crate::formats::EntryView;
 use crate::formats::FeedView;
 use crate::formats::atom_in::{Document, ParsedEntry, parse_document, parse_entry_document};
 use crate::formats::atom_out::{self, ServiceCollection};
-use crate::mesh::Accepted;
 use crate::store::ItemRecord;
+use crate::usecases::items::Accepted;
 
 const ENTRY_TYPE: &str = "application/atom+xml;type=entry";
 
-pub async fn service(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn service(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
     let p = principal(&st, &headers).await?;
     let collections = st.mesh.store.collections(p.user_id).await?;
     let list: Vec<ServiceCollection> = collections
@@ -35,7 +35,7 @@ pub async fn service(State(st): State<SharedState>, headers: HeaderMap) -> AppRe
 }
 
 /// `GET /api/collections`: the caller's collections and their URLs, as JSON (for agents).
-pub async fn collections(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn collections(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
     let p = principal(&st, &headers).await?;
     let list: Vec<serde_json::Value> = st
         .mesh
@@ -63,16 +63,16 @@ fn is_atom_entry(ct: &str) -> bool {
 /// A posted FeedSync feed may be this many times `--max-entry-bytes`.
 const FEED_FACTOR: usize = 16;
 
-fn entry_too_large(st: &AppState) -> AppError {
-    AppError::TooLarge(format!(
+fn entry_too_large(st: &AppState) -> Error {
+    Error::TooLarge(format!(
         "the entry is larger than the limit of {} bytes",
         st.max_entry_bytes
     ))
 }
 
 /// A body of at most `limit` bytes (413 past it, declared or not).
-async fn read_bounded(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> AppResult<axum::body::Bytes> {
-    let too_large = || AppError::TooLarge(format!("the {what} is larger than the limit of {limit} bytes"));
+async fn read_bounded(body: Body, headers: &HeaderMap, limit: usize, what: &str) -> Result<axum::body::Bytes> {
+    let too_large = || Error::TooLarge(format!("the {what} is larger than the limit of {limit} bytes"));
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -84,7 +84,7 @@ async fn read_bounded(body: Body, headers: &HeaderMap, limit: usize, what: &str)
 }
 
 /// Reads a bounded Atom entry body: 413 past the limit, 400 when it does not parse.
-async fn read_entry(st: &AppState, headers: &HeaderMap, body: Body) -> AppResult<ParsedEntry> {
+async fn read_entry(st: &AppState, headers: &HeaderMap, body: Body) -> Result<ParsedEntry> {
     let bytes = read_bounded(body, headers, st.max_entry_bytes, "entry")
         .await
         .map_err(|_| entry_too_large(st))?;
@@ -127,7 +127,7 @@ pub async fn create(
     Path((user, collection)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> AppResult<Response> {
+) -> Result<Response> {
     // Entry writes are re-checked at commit (`live_token`); files are checked up front so a
     // revoked token cannot leave one on disk.
     let who = owner(&st, &headers, &user, Check::Cached).await?;
@@ -160,9 +160,9 @@ pub async fn create(
         other => {
             let who = principal(&st, &headers).await?;
             let media_type = crate::domain::entry::parse_media_type(other.unwrap_or("application/octet-stream"))
-                .map_err(|e| AppError::BadRequest(format!("Content-Type: {e}")))?;
+                .map_err(|e| Error::Invalid(format!("Content-Type: {e}")))?;
             st.mesh
-                .publish_media(&who, &col, body, media_type, slug(&headers))
+                .publish_media(&who, &col, super::upload(body), media_type, slug(&headers))
                 .await?
         }
     };
@@ -174,11 +174,11 @@ fn etag(seq: u64) -> HeaderValue {
 }
 
 /// `If-Match: "SEQ"` as a sequence number; `*` or absent is no condition.
-fn if_match(headers: &HeaderMap) -> AppResult<Option<u64>> {
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let v = v.to_str().map_err(|_| AppError::PreconditionFailed)?.trim();
+    let v = v.to_str().map_err(|_| Error::Stale)?.trim();
     if v == "*" {
         return Ok(None);
     }
@@ -186,7 +186,7 @@ fn if_match(headers: &HeaderMap) -> AppResult<Option<u64>> {
         .trim_matches('"')
         .parse::<u64>()
         .map(Some)
-        .map_err(|_| AppError::PreconditionFailed)
+        .map_err(|_| Error::Stale)
 }
 
 fn member_view<'a>(st: &AppState, user: &str, collection: &str, record: &'a ItemRecord) -> EntryView<'a> {
@@ -283,15 +283,10 @@ pub async fn read(
     State(st): State<SharedState>,
     Path((user, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let who = owner(&st, &headers, &user, Check::Cached).await?;
     let col = st.mesh.collection(who.user_id, &collection).await?;
-    let record = st
-        .mesh
-        .store
-        .item(col.id, &id)
-        .await?
-        .ok_or(AppError::NotFound("entry"))?;
+    let record = st.mesh.store.item(col.id, &id).await?.ok_or(Error::NotFound("entry"))?;
     let tag = etag(record.seq);
     if not_modified(&headers, &tag, record.changed_at) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
@@ -315,13 +310,11 @@ pub async fn replace(
     Query(q): Query<ReplaceParams>,
     headers: HeaderMap,
     body: Body,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let who = owner(&st, &headers, &user, Check::Cached).await?;
     let col = st.mesh.collection(who.user_id, &collection).await?;
     if !content_type(&headers).is_some_and(|ct| is_atom_entry(&ct)) {
-        return Err(AppError::UnsupportedMediaType(format!(
-            "PUT an Atom entry ({ENTRY_TYPE})"
-        )));
+        return Err(Error::Unsupported(format!("PUT an Atom entry ({ENTRY_TYPE})")));
     }
     let expected = if_match(&headers)?;
     let resolve = matches!(q.resolve.as_deref(), Some("true" | "1" | "all"));
@@ -336,7 +329,7 @@ pub async fn remove(
     State(st): State<SharedState>,
     Path((user, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let who = owner(&st, &headers, &user, Check::Cached).await?;
     let col = st.mesh.collection(who.user_id, &collection).await?;
     let expected = if_match(&headers)?;
@@ -349,22 +342,17 @@ pub async fn media(
     State(st): State<SharedState>,
     Path((user, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let who = owner(&st, &headers, &user, Check::Cached).await?;
     let col = st.mesh.collection(who.user_id, &collection).await?;
-    let record = st
-        .mesh
-        .store
-        .item(col.id, &id)
-        .await?
-        .ok_or(AppError::NotFound("entry"))?;
+    let record = st.mesh.store.item(col.id, &id).await?.ok_or(Error::NotFound("entry"))?;
     let media = record
         .item
         .current
         .payload
         .media
-        .ok_or(AppError::NotFound("media resource"))?;
-    let tag = HeaderValue::from_str(&format!("\"{}\"", media.sha256)).map_err(|e| AppError::Internal(e.into()))?;
+        .ok_or(Error::NotFound("media resource"))?;
+    let tag = HeaderValue::from_str(&format!("\"{}\"", media.sha256)).map_err(|e| Error::Internal(e.into()))?;
     if not_modified(&headers, &tag, record.changed_at) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }
@@ -372,10 +360,10 @@ pub async fn media(
         .mesh
         .blobs
         .path(&media.sha256)
-        .ok_or(AppError::NotFound("media resource"))?;
+        .ok_or(Error::NotFound("media resource"))?;
     let file = tokio::fs::File::open(&path)
         .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("blob {} missing: {e}", media.sha256)))?;
+        .map_err(|e| Error::Internal(anyhow::anyhow!("blob {} missing: {e}", media.sha256)))?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
         file,
         crate::blobs::IO_CHUNK,

@@ -8,35 +8,36 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::AppState;
-use crate::error::{AppError, AppResult};
+use crate::error::{Error, Result};
 use crate::secrets;
 use crate::store::Principal;
+use crate::usecases::keys::feed_key_path;
 
 enum Credential {
     Bearer(String),
     Basic { user: String, token: String },
 }
 
-fn credential(headers: &HeaderMap) -> AppResult<Option<Credential>> {
+fn credential(headers: &HeaderMap) -> Result<Option<Credential>> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| AppError::Unauthorized)?.trim();
-    let (scheme, rest) = value.split_once(' ').ok_or(AppError::Unauthorized)?;
+    let value = value.to_str().map_err(|_| Error::Unauthorized)?.trim();
+    let (scheme, rest) = value.split_once(' ').ok_or(Error::Unauthorized)?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         return Ok(Some(Credential::Bearer(rest.to_string())));
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = STANDARD.decode(rest).map_err(|_| AppError::Unauthorized)?;
-        let decoded = String::from_utf8(decoded).map_err(|_| AppError::Unauthorized)?;
-        let (user, token) = decoded.split_once(':').ok_or(AppError::Unauthorized)?;
+        let decoded = STANDARD.decode(rest).map_err(|_| Error::Unauthorized)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| Error::Unauthorized)?;
+        let (user, token) = decoded.split_once(':').ok_or(Error::Unauthorized)?;
         return Ok(Some(Credential::Basic {
             user: user.to_string(),
             token: token.to_string(),
         }));
     }
-    Err(AppError::Unauthorized)
+    Err(Error::Unauthorized)
 }
 
 /// How recent a credential check must be. Writes always ask the store, so a revoked token
@@ -48,7 +49,7 @@ pub enum Check {
 }
 
 /// The principal behind the request's token, if it sent one; a bad one is 401.
-pub async fn optional_principal(state: &AppState, headers: &HeaderMap, check: Check) -> AppResult<Option<Principal>> {
+pub async fn optional_principal(state: &AppState, headers: &HeaderMap, check: Check) -> Result<Option<Principal>> {
     let (token, claimed_user) = match credential(headers)? {
         None => return Ok(None),
         Some(Credential::Bearer(t)) => (t, None),
@@ -67,31 +68,31 @@ pub async fn optional_principal(state: &AppState, headers: &HeaderMap, check: Ch
                 .store
                 .principal(&hex::encode(digest))
                 .await?
-                .ok_or(AppError::Unauthorized)?;
+                .ok_or(Error::Unauthorized)?;
             state.principals.put(digest, p.clone());
             p
         }
     };
     if claimed_user.is_some_and(|u| !secrets::same(&u, &principal.user)) {
-        return Err(AppError::Unauthorized);
+        return Err(Error::Unauthorized);
     }
     Ok(Some(principal))
 }
 
 /// The principal behind the request's token, checked against the store; no token is 401.
-pub async fn principal(state: &AppState, headers: &HeaderMap) -> AppResult<Principal> {
+pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal> {
     optional_principal(state, headers, Check::Fresh)
         .await?
-        .ok_or(AppError::Unauthorized)
+        .ok_or(Error::Unauthorized)
 }
 
 /// The principal, who must be `user` (else the resource does not exist for them).
-pub async fn owner(state: &AppState, headers: &HeaderMap, user: &str, check: Check) -> AppResult<Principal> {
+pub async fn owner(state: &AppState, headers: &HeaderMap, user: &str, check: Check) -> Result<Principal> {
     let p = optional_principal(state, headers, check)
         .await?
-        .ok_or(AppError::Unauthorized)?;
+        .ok_or(Error::Unauthorized)?;
     if p.user != user {
-        return Err(AppError::NotFound("user"));
+        return Err(Error::NotFound("user"));
     }
     Ok(p)
 }
@@ -105,7 +106,7 @@ pub struct FeedReader {
 
 /// The self key of one of the user's feeds: derived from the server secret, the feed and
 /// its generation, so only its hash is stored. Revoking it makes the next one.
-pub async fn self_key(state: &AppState, user_id: i64, path: &str) -> AppResult<std::sync::Arc<str>> {
+pub async fn self_key(state: &AppState, user_id: i64, path: &str) -> Result<std::sync::Arc<str>> {
     let feed = feed_key_path(path);
     // Looked up on every credentialed read: keyed by a hash of the path, no allocation.
     let cache_key = (user_id, {
@@ -138,7 +139,7 @@ pub async fn reader_self_key(
     state: &AppState,
     reader: &FeedReader,
     uri: &axum::http::Uri,
-) -> AppResult<Option<std::sync::Arc<str>>> {
+) -> Result<Option<std::sync::Arc<str>>> {
     match reader.credentialed {
         true => Ok(Some(self_key(state, reader.user_id, uri.path()).await?)),
         false => Ok(None),
@@ -155,24 +156,16 @@ pub fn self_url(state: &AppState, uri: &axum::http::Uri, self_key: Option<&str>)
     }
 }
 
-/// A feed key is bound to one feed in all its formats: its path without the extension.
-pub fn feed_key_path(path: &str) -> &str {
-    [".atom", ".rss", ".json"]
-        .iter()
-        .find_map(|ext| path.strip_suffix(ext))
-        .unwrap_or(path)
-}
-
 pub async fn feed_reader(
     state: &AppState,
     headers: &HeaderMap,
     key: Option<&str>,
     user: &str,
     path: &str,
-) -> AppResult<FeedReader> {
+) -> Result<FeedReader> {
     if let Some(p) = optional_principal(state, headers, Check::Cached).await? {
         if p.user != user {
-            return Err(AppError::NotFound("feed"));
+            return Err(Error::NotFound("feed"));
         }
         return Ok(FeedReader {
             user_id: p.user_id,
@@ -180,7 +173,7 @@ pub async fn feed_reader(
         });
     }
     let Some(key) = key else {
-        return Err(AppError::Unauthorized);
+        return Err(Error::Unauthorized);
     };
     let digest = secrets::digest(key);
     let k = match state.feed_keys.get(&digest) {
@@ -191,13 +184,13 @@ pub async fn feed_reader(
                 .store
                 .feed_key(&hex::encode(digest))
                 .await?
-                .ok_or(AppError::Unauthorized)?;
+                .ok_or(Error::Unauthorized)?;
             state.feed_keys.put(digest, k.clone());
             k
         }
     };
     if k.user != user || !secrets::same(&k.feed_path, feed_key_path(path)) {
-        return Err(AppError::NotFound("feed"));
+        return Err(Error::NotFound("feed"));
     }
     Ok(FeedReader {
         user_id: k.user_id,

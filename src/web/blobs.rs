@@ -11,21 +11,21 @@ use axum::response::{IntoResponse, Response};
 
 use super::SharedState;
 use super::auth::{Check, optional_principal, principal};
-use crate::error::{AppError, AppResult};
+use crate::error::{Error, Result};
 
-fn checked(sha256: &str) -> AppResult<&str> {
+fn checked(sha256: &str) -> Result<&str> {
     let ok = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     ok.then_some(sha256)
-        .ok_or_else(|| AppError::BadRequest("a blob is named by its SHA-256 in 64 lowercase hex digits".into()))
+        .ok_or_else(|| Error::Invalid("a blob is named by its SHA-256 in 64 lowercase hex digits".into()))
 }
 
 /// `Content-Range: bytes START-END/TOTAL` (or `bytes START-/TOTAL`): one part of an upload,
 /// as the first byte, the byte after the last (`END + 1`, or `TOTAL` when open) and the total.
-fn content_range(headers: &HeaderMap) -> AppResult<Option<crate::blobs::Part>> {
+fn content_range(headers: &HeaderMap) -> Result<Option<crate::blobs::Part>> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || AppError::BadRequest("Content-Range must be bytes START-END/TOTAL".into());
+    let bad = || Error::Invalid("Content-Range must be bytes START-END/TOTAL".into());
     let v = v.to_str().map_err(|_| bad())?;
     let (range, total) = v
         .strip_prefix("bytes ")
@@ -42,7 +42,7 @@ fn content_range(headers: &HeaderMap) -> AppResult<Option<crate::blobs::Part>> {
         }
     };
     if empty || start > end || end > total {
-        return Err(AppError::BadRequest(format!(
+        return Err(Error::Invalid(format!(
             "Content-Range bytes {range}/{total} is not a range within the file"
         )));
     }
@@ -58,7 +58,7 @@ pub async fn put(
     Path(sha256): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let p = principal(&st, &headers).await?;
     let sha256 = checked(&sha256)?;
     if st.mesh.store.blob_size(p.user_id, sha256).await?.is_some() {
@@ -66,7 +66,11 @@ pub async fn put(
     }
     // Resumable: parts with Content-Range, each continuing where the last ended.
     if let Some(part) = content_range(&headers)? {
-        let (held, done) = st.mesh.blobs.put_part(p.user_id, sha256, part, body).await?;
+        let (held, done) = st
+            .mesh
+            .blobs
+            .put_part(p.user_id, sha256, part, super::upload(body))
+            .await?;
         return Ok(match done {
             Some(size) => {
                 st.mesh.store.record_blob(p.user_id, sha256, size).await?;
@@ -75,7 +79,7 @@ pub async fn put(
             None => (StatusCode::ACCEPTED, offset_header(held)).into_response(),
         });
     }
-    let (_, size) = st.mesh.blobs.put_expecting(body, Some(sha256)).await?;
+    let (_, size) = st.mesh.blobs.put_expecting(super::upload(body), Some(sha256)).await?;
     st.mesh.store.record_blob(p.user_id, sha256, size).await?;
     Ok(StatusCode::CREATED.into_response())
 }
@@ -89,14 +93,13 @@ pub const BATCH_PART_BYTES: usize = 1 << 20;
 /// `POST /api/blobs`: many small blobs in one `multipart/form-data` request, each part named
 /// by its SHA-256. All are checked before any is stored (a mismatch: 400, nothing stored).
 /// Answers which were new (`created`) and which the user already had (`present`).
-pub async fn post_many(State(st): State<SharedState>, req: axum::extract::Request) -> AppResult<Response> {
+pub async fn post_many(State(st): State<SharedState>, req: axum::extract::Request) -> Result<Response> {
     use axum::extract::FromRequest;
     let p = principal(&st, req.headers()).await?;
     let mut form = Multipart::from_request(req, &())
         .await
-        .map_err(|e| AppError::BadRequest(format!("send the files as multipart/form-data: {}", e.body_text())))?;
-    let bad =
-        |e: axum::extract::multipart::MultipartError| AppError::BadRequest(format!("not a multipart upload: {e}"));
+        .map_err(|e| Error::Invalid(format!("send the files as multipart/form-data: {}", e.body_text())))?;
+    let bad = |e: axum::extract::multipart::MultipartError| Error::Invalid(format!("not a multipart upload: {e}"));
     let mut parts: Vec<(String, Bytes)> = Vec::new();
     let mut total = 0usize;
     while let Some(field) = form.next_field().await.map_err(bad)? {
@@ -104,21 +107,21 @@ pub async fn post_many(State(st): State<SharedState>, req: axum::extract::Reques
         checked(&name)?;
         let bytes = field.bytes().await.map_err(bad)?;
         if bytes.len() > BATCH_PART_BYTES {
-            return Err(AppError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "part {name} has {} bytes; parts over {BATCH_PART_BYTES} bytes go up alone with PUT /api/blobs/{{sha256}}",
                 bytes.len()
             )));
         }
         total += bytes.len();
         if parts.len() == BATCH_PARTS {
-            return Err(AppError::TooLarge(format!("at most {BATCH_PARTS} parts per request")));
+            return Err(Error::TooLarge(format!("at most {BATCH_PARTS} parts per request")));
         }
         parts.push((name, bytes));
     }
     let store = st.mesh.blobs.clone();
     let parts = tokio::task::spawn_blocking(move || store.store_many(&parts).map(|()| parts))
         .await
-        .map_err(|e| AppError::Internal(e.into()))??;
+        .map_err(|e| Error::Internal(e.into()))??;
     let list: Vec<(String, u64)> = parts
         .iter()
         .map(|(sha, bytes)| (sha.clone(), bytes.len() as u64))
@@ -141,20 +144,20 @@ pub async fn post_many(State(st): State<SharedState>, req: axum::extract::Reques
     Ok(axum::Json(serde_json::json!({ "created": created, "present": present })).into_response())
 }
 
-pub async fn get(State(st): State<SharedState>, Path(sha256): Path<String>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn get(State(st): State<SharedState>, Path(sha256): Path<String>, headers: HeaderMap) -> Result<Response> {
     let p = optional_principal(&st, &headers, Check::Cached)
         .await?
-        .ok_or(AppError::Unauthorized)?;
+        .ok_or(Error::Unauthorized)?;
     let sha256 = checked(&sha256)?;
     let Some(size) = st.mesh.store.blob_size(p.user_id, sha256).await? else {
         // Not stored (yet): how much of a resumable upload is here to continue from.
         let held = st.mesh.blobs.partial_len(p.user_id, sha256).await;
         return Ok((StatusCode::NOT_FOUND, offset_header(held), "blob not found\n").into_response());
     };
-    let path = st.mesh.blobs.path(sha256).ok_or(AppError::NotFound("blob"))?;
+    let path = st.mesh.blobs.path(sha256).ok_or(Error::NotFound("blob"))?;
     let file = tokio::fs::File::open(&path)
         .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("blob {sha256} missing: {e}")))?;
+        .map_err(|e| Error::Internal(anyhow::anyhow!("blob {sha256} missing: {e}")))?;
     let mut extra = HeaderMap::new();
     extra.insert(
         header::CACHE_CONTROL,
@@ -172,7 +175,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn range(v: &str) -> AppResult<Option<crate::blobs::Part>> {
+    fn range(v: &str) -> Result<Option<crate::blobs::Part>> {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_RANGE, HeaderValue::from_str(v).unwrap());
         content_range(&h)

@@ -9,11 +9,12 @@ use axum::response::Response;
 
 use super::auth::{feed_reader, reader_self_key, self_url};
 use super::cache::{CachedFeed, respond};
-use super::{AppState, SharedState, encode_segment};
-use crate::domain::time::Timestamp;
-use crate::error::{AppError, AppResult};
-use crate::formats::{self, EntryView, FeedView, Format, Sharing};
-use crate::store::{ChangeRecord, Collection, ItemRecord};
+use super::{AppState, SharedState};
+use crate::error::{Error, Result};
+use crate::formats::Format;
+use crate::store::{ChangeRecord, ItemRecord};
+use crate::usecases::encode_segment;
+use crate::usecases::feeds::{collection_document, stream_document, stream_format, stream_url};
 
 const STREAM_PAGE: u32 = 50;
 const COLLECTION_PAGE: u32 = 100;
@@ -22,7 +23,7 @@ const MAX_WAIT: u64 = 60;
 
 /// Returns when the collection has a change after `after`, or at the deadline. Woken by this
 /// process's writes at once; other processes' writes are seen within a second.
-async fn wait_for_change(st: &AppState, collection_id: i64, after: u64, wait: Duration) -> AppResult<()> {
+async fn wait_for_change(st: &AppState, collection_id: i64, after: u64, wait: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut changed = st.mesh.changed.subscribe();
     loop {
@@ -48,10 +49,10 @@ pub struct FeedParams {
     key: Option<String>,
 }
 
-fn cursor(name: &str, v: Option<&str>) -> AppResult<Option<u64>> {
+fn cursor(name: &str, v: Option<&str>) -> Result<Option<u64>> {
     v.map(|s| {
         s.trim().parse::<u64>().map_err(|_| {
-            AppError::BadRequest(format!(
+            Error::Invalid(format!(
                 "{name}={s:?} is not a cursor (a whole number from a previous feed)"
             ))
         })
@@ -59,14 +60,14 @@ fn cursor(name: &str, v: Option<&str>) -> AppResult<Option<u64>> {
     .transpose()
 }
 
-fn limit(v: Option<&str>, default: u32) -> AppResult<u32> {
+fn limit(v: Option<&str>, default: u32) -> Result<u32> {
     match v {
         None => Ok(default),
         Some(s) => s
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| AppError::BadRequest(format!("limit={s:?} must be a number from 1 to {MAX_PAGE}"))),
+            .ok_or_else(|| Error::Invalid(format!("limit={s:?} must be a number from 1 to {MAX_PAGE}"))),
     }
 }
 
@@ -82,14 +83,6 @@ fn page_url(base: &str, param: &str, value: u64, limit: Option<&str>, key: Optio
     url
 }
 
-fn render(format: Format, view: &FeedView<'_>) -> String {
-    match format {
-        Format::Atom => formats::atom_out::feed(view),
-        Format::Rss => formats::rss_out::feed(view),
-        Format::Json => formats::json_out::feed(view),
-    }
-}
-
 /// GET of an AtomPub collection: its FeedSync feed.
 pub async fn collection(
     State(st): State<SharedState>,
@@ -97,14 +90,14 @@ pub async fn collection(
     Query(q): Query<FeedParams>,
     uri: Uri,
     headers: HeaderMap,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let reader = feed_reader(&st, &headers, q.key.as_deref(), &user, uri.path()).await?;
     let since = cursor("since", q.since.as_deref())?;
     let page = limit(q.limit.as_deref(), COLLECTION_PAGE)?;
     let col = st.mesh.collection(reader.user_id, &collection).await?;
     if let (Some(after), Some(wait)) = (since, q.wait.as_deref()) {
         let secs: u64 = wait.parse().ok().filter(|s| *s <= MAX_WAIT).ok_or_else(|| {
-            AppError::BadRequest(format!(
+            Error::Invalid(format!(
                 "wait={wait:?} must be a number of seconds from 0 to {MAX_WAIT}"
             ))
         })?;
@@ -142,10 +135,8 @@ pub async fn collection(
     Ok(respond(&headers, &st.cache.put(key, feed)))
 }
 
-fn parse_feed_name(file: &str) -> AppResult<Format> {
-    file.strip_prefix("stream.")
-        .and_then(Format::from_extension)
-        .ok_or(AppError::NotFound("feed"))
+fn parse_feed_name(file: &str) -> Result<Format> {
+    stream_format(file).ok_or(Error::NotFound("feed"))
 }
 
 /// `/u/{user}/stream.{atom,rss,json}`: every change of the user, newest first.
@@ -155,7 +146,7 @@ pub async fn user_stream(
     Query(q): Query<FeedParams>,
     uri: Uri,
     headers: HeaderMap,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let format = parse_feed_name(&file)?;
     stream(st, user, None, format, q, uri, headers).await
 }
@@ -167,7 +158,7 @@ pub async fn endpoint_stream(
     Query(q): Query<FeedParams>,
     uri: Uri,
     headers: HeaderMap,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let format = parse_feed_name(&file)?;
     stream(st, user, Some(device), format, q, uri, headers).await
 }
@@ -180,7 +171,7 @@ async fn stream(
     q: FeedParams,
     uri: Uri,
     headers: HeaderMap,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let reader = feed_reader(&st, &headers, q.key.as_deref(), &user, uri.path()).await?;
     let before = cursor("before", q.before.as_deref())?;
     let page = limit(q.limit.as_deref(), STREAM_PAGE)?;
@@ -235,127 +226,4 @@ async fn stream(
         self_key,
     );
     Ok(respond(&headers, &st.cache.put(key, feed)))
-}
-
-/// The canonical URL of a user's or an endpoint's stream in one format.
-pub(crate) fn stream_url(st: &AppState, user: &str, device: Option<&str>, format: Format) -> String {
-    match device {
-        Some(d) => format!(
-            "{}/u/{}/endpoints/{}/stream.{}",
-            st.base_url,
-            encode_segment(user),
-            encode_segment(d),
-            format.extension()
-        ),
-        None => format!(
-            "{}/u/{}/stream.{}",
-            st.base_url,
-            encode_segment(user),
-            format.extension()
-        ),
-    }
-}
-
-/// A collection's FeedSync feed of `records` (complete, or partial after `since`); the same
-/// document serves GET and WebSub deliveries. Returns the body and its `updated` time.
-pub(crate) fn collection_document(
-    st: &AppState,
-    user: &str,
-    col: &Collection,
-    records: &[ItemRecord],
-    since: Option<u64>,
-    self_url: String,
-    next_url: Option<String>,
-) -> (String, Timestamp) {
-    let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
-    let url = st.collection_url(user, &col.name);
-    let updated = records.iter().map(|r| r.changed_at).max().unwrap_or(col.created_at);
-    let entries = records
-        .iter()
-        .map(|r| {
-            let member = st.member_url(user, &col.name, r.item.id());
-            EntryView {
-                id: member.clone(),
-                version: &r.item.current,
-                sync: Some((&r.item.current.sync, r.item.conflicts.as_slice())),
-                edit_url: Some(member.clone()),
-                edit_media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
-                media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
-                fallback_link: member,
-                tags: Vec::new(),
-                author: None,
-            }
-        })
-        .collect();
-    let view = FeedView {
-        id: url.clone(),
-        title: format!("{user}: {}", col.name),
-        self_url,
-        alternate_url: url.clone(),
-        hub_url: Some(st.hub_url()),
-        updated,
-        author: user.to_string(),
-        next_url,
-        sharing: Some(Sharing {
-            since: since.map(|s| s.to_string()),
-            until: until.to_string(),
-            complete_url: since.map(|_| url.clone()),
-        }),
-        entries,
-    };
-    (render(Format::Atom, &view), updated)
-}
-
-/// A stream of `changes` in `format`; the same document serves GET and WebSub deliveries.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn stream_document(
-    st: &AppState,
-    user: &str,
-    device: Option<&str>,
-    format: Format,
-    changes: &[ChangeRecord],
-    self_url: String,
-    next_url: Option<String>,
-    fallback_updated: Timestamp,
-) -> (String, Timestamp) {
-    let updated = changes.iter().map(|c| c.at).max().unwrap_or(fallback_updated);
-    let entries = changes
-        .iter()
-        .map(|c| {
-            let member = st.member_url(user, &c.collection, &c.sync_id);
-            let media = c.version.payload.media.as_ref().map(|_| format!("{member}/media"));
-            let mut tags = vec![c.collection.clone(), c.kind.as_str().to_string()];
-            if let Some(e) = &c.endpoint {
-                tags.push(format!("{user}/{e}"));
-            }
-            EntryView {
-                id: format!("{}/u/{}/changes/{}", st.base_url, encode_segment(user), c.seq),
-                version: &c.version,
-                sync: None,
-                edit_url: Some(member.clone()),
-                edit_media_url: media.clone(),
-                media_url: media,
-                fallback_link: member,
-                tags,
-                author: c.endpoint.as_ref().map(|e| format!("{user}/{e}")),
-            }
-        })
-        .collect();
-    let title = match device {
-        Some(d) => format!("{user}/{d}: published"),
-        None => format!("{user}: stream"),
-    };
-    let view = FeedView {
-        id: stream_url(st, user, device, format),
-        title,
-        self_url,
-        alternate_url: format!("{}/", st.base_url),
-        hub_url: Some(st.hub_url()),
-        updated,
-        author: user.to_string(),
-        next_url,
-        sharing: None,
-        entries,
-    };
-    (render(format, &view), updated)
 }

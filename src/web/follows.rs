@@ -1,20 +1,20 @@
-//! Follows of outside feeds: `/api/follows` to add, list and remove them, and the WebSub
-//! callback `/websub/callback/{token}` their hubs verify and deliver to.
+//! Follows of outside feeds: `/api/follows` to add, list and remove them (`usecases::follows`),
+//! and the WebSub callback `/websub/callback/{token}` their hubs verify and deliver to
+//! (`websub::subscriber`).
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use reqwest::Method;
 
+use super::SharedState;
 use super::auth::principal;
-use super::{AppState, SharedState};
-use crate::error::{AppError, AppResult};
-use crate::follow;
-use crate::hub::{Form, MAX_TOPIC_BYTES, now_ms, signature_valid};
-use crate::secrets;
+use crate::error::{Error, Result};
 use crate::store::{Follow, FollowState};
+use crate::usecases::follows;
+use crate::websub::protocol::{Form, MAX_TOPIC_BYTES};
+use crate::websub::subscriber::{self, Verified};
 
 #[derive(serde::Deserialize)]
 pub struct NewFollow {
@@ -47,70 +47,26 @@ fn out(f: &Follow, collection: String) -> FollowOut {
     }
 }
 
-/// Adds a follow (the URL is checked like every outbound request) and wakes the worker.
-pub async fn add(st: &AppState, user_id: i64, url: &str, collection: &str) -> AppResult<Follow> {
-    crate::net::check_url(url, st.outbound.allows_private()).map_err(|e| AppError::BadRequest(format!("url: {e}")))?;
-    let col = st.mesh.collection(user_id, collection).await?;
-    let token = secrets::generate("")?;
-    let secret = secrets::generate("")?;
-    let f = st.mesh.store.add_follow(user_id, col.id, url, &token, &secret).await?;
-    st.follow_wake.notify_one();
-    Ok(f)
-}
-
-pub async fn create(
-    State(st): State<SharedState>,
-    headers: HeaderMap,
-    Json(req): Json<NewFollow>,
-) -> AppResult<Response> {
+pub async fn create(State(st): State<SharedState>, headers: HeaderMap, Json(req): Json<NewFollow>) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    let f = add(&st, p.user_id, req.url.trim(), &req.collection).await?;
+    let allow_private = st.outbound.allows_private();
+    let (f, _) = follows::add(&st, p.user_id, &req.url, &req.collection, allow_private).await?;
     Ok((StatusCode::CREATED, Json(out(&f, req.collection))).into_response())
 }
 
-pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    let collections = st.mesh.store.collections(p.user_id).await?;
-    let name = |id: i64| {
-        collections
-            .iter()
-            .find(|c| c.id == id)
-            .map(|c| c.name.to_string())
-            .unwrap_or_default()
-    };
-    let follows: Vec<FollowOut> = st
-        .mesh
-        .store
-        .follows(p.user_id)
+    let follows: Vec<FollowOut> = follows::list(&st, p.user_id)
         .await?
-        .iter()
-        .map(|f| out(f, name(f.collection_id)))
+        .into_iter()
+        .map(|(f, collection)| out(&f, collection))
         .collect();
     Ok(Json(follows).into_response())
 }
 
-pub async fn remove(State(st): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>) -> AppResult<Response> {
+pub async fn remove(State(st): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    let f = st.mesh.store.remove_follow(p.user_id, id).await?;
-    if !f.hub.is_empty() && f.state != FollowState::Polling {
-        // Tell the hub; its verification GET finds no follow and confirms (see `verify`).
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("hub.mode", "unsubscribe")
-            .append_pair("hub.topic", &f.topic)
-            .append_pair("hub.callback", &follow::callback_url(&st, &f))
-            .finish();
-        if let Ok(req) = st.outbound.request(Method::POST, &f.hub) {
-            let st = st.clone();
-            let req = req
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(form);
-            tokio::spawn(async move {
-                if let Err(e) = st.outbound.send(req).await {
-                    tracing::warn!(error = %e, "unsubscribing from a hub failed");
-                }
-            });
-        }
-    }
+    follows::remove(&st, p.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -119,78 +75,31 @@ pub async fn verify(
     State(st): State<SharedState>,
     Path(token): Path<String>,
     RawQuery(query): RawQuery,
-) -> AppResult<Response> {
+) -> Result<Response> {
     let form = Form::parse(query.unwrap_or_default().as_bytes());
-    let f = st.mesh.store.follow_by_token(&token).await?;
-    let challenge = form.first("hub.challenge").unwrap_or("").to_string();
-    let echo = || {
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain")],
-            challenge.clone(),
-        )
-            .into_response()
-    };
-    let now = now_ms();
-    match (form.first("hub.mode"), f) {
-        (Some("subscribe"), Some(f)) if !challenge.is_empty() && form.first("hub.topic") == Some(f.topic.as_str()) => {
-            let lease = form
-                .first("hub.lease_seconds")
-                .and_then(|l| l.parse::<i64>().ok())
-                .filter(|l| *l > 0)
-                .unwrap_or(st.hub.default_lease as i64)
-                .min(i64::MAX / 4000);
-            // Renew when four fifths of the lease have passed.
-            if st
-                .mesh
-                .store
-                .follow_verified(f.id, now + lease * 1000, now + lease * 800)
-                .await?
-            {
-                return Ok(echo());
-            }
-            Err(AppError::NotFound("pending subscription"))
+    match subscriber::verify(&st.websub, &token, &form).await? {
+        Verified::Echo(challenge) => {
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], challenge).into_response())
         }
-        // We asked to leave (the follow was removed): confirm.
-        (Some("unsubscribe"), None) if !challenge.is_empty() => Ok(echo()),
-        (Some("denied"), Some(f)) => {
-            let reason = form.first("hub.reason").unwrap_or("no reason given");
-            let reason: String = reason.chars().take(200).collect();
-            st.mesh
-                .store
-                .follow_fallback(f.id, &format!("the hub denied the subscription: {reason}"), now)
-                .await?;
-            st.follow_wake.notify_one();
-            Ok(StatusCode::OK.into_response())
-        }
-        _ => Err(AppError::NotFound("pending subscription")),
+        Verified::Noted => Ok(StatusCode::OK.into_response()),
     }
 }
 
-/// A hub's delivery for a follow: signature checked in constant time, entries stored.
-/// A bad or missing signature is acknowledged (2xx, as WebSub asks) and ignored.
+/// A hub's delivery for a follow (at most `MAX_TOPIC_BYTES`).
 pub async fn receive(
     State(st): State<SharedState>,
     Path(token): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> AppResult<Response> {
-    let Some(f) = st.mesh.store.follow_by_token(&token).await? else {
+) -> Result<Response> {
+    let Some(f) = subscriber::receiving(&st.websub, &token).await? else {
         // H6: tells the hub this subscription is over.
         return Ok((StatusCode::GONE, "no such subscription\n").into_response());
     };
     let body = axum::body::to_bytes(body, MAX_TOPIC_BYTES)
         .await
-        .map_err(|_| AppError::TooLarge(format!("deliveries are limited to {MAX_TOPIC_BYTES} bytes")))?;
+        .map_err(|_| Error::TooLarge(format!("deliveries are limited to {MAX_TOPIC_BYTES} bytes")))?;
     let sig = headers.get("x-hub-signature").and_then(|v| v.to_str().ok());
-    if !signature_valid(sig, &f.secret, &body) {
-        tracing::warn!(
-            follow = f.id,
-            "a WebSub delivery with a missing or wrong signature was dropped"
-        );
-        return Ok(StatusCode::ACCEPTED.into_response());
-    }
-    let changed = follow::ingest(&st, &f, &body).await?;
-    tracing::debug!(follow = f.id, changed, "a WebSub delivery was stored");
+    subscriber::receive(&st.websub, &f, sig, &body).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

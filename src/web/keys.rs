@@ -1,5 +1,5 @@
-//! Feed keys: revocable secrets for one feed, for readers that cannot send credentials.
-//! `POST /api/keys {"feed": "/u/alice/stream.atom"}` answers the key and the ready URL once.
+//! Feed keys: `POST /api/keys {"feed": "/u/alice/stream.atom"}` answers the key and the
+//! ready URL once; `GET /api/keys` lists them; `DELETE /api/keys/{id}` revokes one.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::SharedState;
-use super::auth::{feed_key_path, principal};
-use crate::error::{AppError, AppResult};
-use crate::secrets;
+use super::auth::principal;
+use crate::error::Result;
+use crate::usecases::keys;
 
 #[derive(serde::Deserialize)]
 pub struct NewKey {
@@ -27,43 +27,16 @@ struct KeyOut {
     derived: bool,
 }
 
-/// Which feed paths a user may hand out keys for.
-pub fn owned_feed_path(user: &str, path: &str) -> bool {
-    let path = path.split('?').next().unwrap_or(path);
-    (path.starts_with(&format!("/u/{user}/")) || path.starts_with(&format!("/atompub/{user}/"))) && !path.contains("..")
-}
-
-pub async fn create(State(st): State<SharedState>, headers: HeaderMap, Json(req): Json<NewKey>) -> AppResult<Response> {
+pub async fn create(State(st): State<SharedState>, headers: HeaderMap, Json(req): Json<NewKey>) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    let path = req.feed.strip_prefix(&st.base_url).unwrap_or(&req.feed).to_string();
-    if !owned_feed_path(&p.user, &path) {
-        return Err(AppError::BadRequest(format!(
-            "feed {:?} is not one of your feeds (expected /u/{}/… or /atompub/{}/…)",
-            req.feed, p.user, p.user
-        )));
-    }
-    let path = path.split('?').next().unwrap_or(&path).to_string();
-    let key = secrets::generate("fk_")?;
-    let stored = st
-        .mesh
-        .store
-        .add_feed_key(p.user_id, feed_key_path(&path), &secrets::hash(&key))
-        .await?;
-    let body = serde_json::json!({
-        "id": stored.id,
-        "feed": path,
-        "key": key,
-        "url": format!("{}{}?key={}", st.base_url, path, key),
-    });
+    let k = keys::create(st.mesh.store.as_ref(), p.user_id, &p.user, &req.feed, &st.base_url).await?;
+    let body = serde_json::json!({ "id": k.id, "feed": k.path, "key": k.key, "url": k.url });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    let keys: Vec<KeyOut> = st
-        .mesh
-        .store
-        .feed_keys(p.user_id)
+    let keys: Vec<KeyOut> = keys::list(st.mesh.store.as_ref(), p.user_id)
         .await?
         .into_iter()
         .map(|k| KeyOut {
@@ -77,14 +50,11 @@ pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> AppResul
     Ok(Json(keys).into_response())
 }
 
-pub async fn revoke(State(st): State<SharedState>, Path(id): Path<i64>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn revoke(State(st): State<SharedState>, Path(id): Path<i64>, headers: HeaderMap) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    st.mesh.store.revoke_feed_key(p.user_id, id).await?;
+    crate::websub::hub::revoke_key(&st.websub, p.user_id, id).await?;
+    // This process's read caches forget it at once (others' within their second).
     st.feed_keys.remove_where(|k| k.id == id);
     st.self_keys.clear();
-    // The key's WebSub subscriptions end now, with a denial to each subscriber.
-    if let Err(e) = super::deliver::deny_revoked(&st).await {
-        tracing::error!(error = %e, "cannot end WebSub subscriptions of a revoked key");
-    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

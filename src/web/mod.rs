@@ -5,7 +5,7 @@ mod atompub;
 mod auth;
 mod blobs;
 mod cache;
-pub mod deliver;
+mod error;
 mod feeds;
 mod files;
 mod follows;
@@ -18,22 +18,19 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 
-use tokio::sync::Notify;
-
-use crate::hub::HubSettings;
-use crate::mesh::Mesh;
-use crate::net::Outbound;
 use crate::store::{FeedKey, Principal};
 use crate::ttl::TtlMap;
+use crate::websub::WebSub;
 
-pub use auth::feed_key_path;
 pub use cache::FeedCache;
-pub use keys::owned_feed_path;
 
+/// What the handlers share: the WebSub side (and through it the use cases' [`Core`]),
+/// plus what only HTTP needs: the body limit, the feed cache and the credential caches.
+/// Dereferences to [`WebSub`], which dereferences to [`Core`].
+///
+/// [`Core`]: crate::usecases::Core
 pub struct AppState {
-    pub mesh: Mesh,
-    /// Public URL of the hub, without a trailing slash.
-    pub base_url: String,
+    pub websub: Arc<WebSub>,
     /// Largest Atom entry body accepted, in bytes.
     pub max_entry_bytes: usize,
     pub cache: FeedCache,
@@ -42,21 +39,27 @@ pub struct AppState {
     pub feed_keys: TtlMap<[u8; 32], FeedKey>,
     /// Self keys by (user, hash of the feed key path), trusted for at most a second.
     pub self_keys: TtlMap<(i64, u64), Arc<str>>,
-    /// Derives self keys; stored in the database, shared by every process.
-    pub server_secret: String,
-    /// Every request the hub makes on someone else's behalf goes through this guard.
-    pub outbound: Outbound,
-    /// Content distribution's own client, under the same policy (see `push`).
-    pub pusher: crate::push::Pusher,
-    pub hub: HubSettings,
-    /// Wakes the WebSub verification worker when a request is queued.
-    pub hub_wake: Arc<Notify>,
-    /// Wakes the open-hub topic fetcher when a ping marks a topic due.
-    pub topic_wake: Arc<Notify>,
-    /// Wakes the follow worker (a new follow, or a hub's denial).
-    pub follow_wake: Arc<Notify>,
-    /// Rates of hub requests per client, callback host and topic.
-    pub limits: crate::limits::RateLimits,
+}
+
+impl AppState {
+    pub fn new(websub: Arc<WebSub>, max_entry_bytes: usize) -> Self {
+        let second = std::time::Duration::from_secs(1);
+        AppState {
+            websub,
+            max_entry_bytes,
+            cache: FeedCache::new(4096),
+            principals: TtlMap::new(second, 100_000),
+            feed_keys: TtlMap::new(second, 100_000),
+            self_keys: TtlMap::new(second, 100_000),
+        }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = WebSub;
+    fn deref(&self) -> &WebSub {
+        &self.websub
+    }
 }
 
 pub type SharedState = Arc<AppState>;
@@ -94,32 +97,10 @@ pub fn router(state: SharedState) -> Router {
         .layer(axum::middleware::map_response(files::common_headers))
 }
 
-/// Percent-encodes one path segment (a FeedSync id may hold `/`, `?` and `#`).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@!$'()*+,;=".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-impl AppState {
-    pub fn hub_url(&self) -> String {
-        format!("{}/hub", self.base_url)
-    }
-    pub fn collection_url(&self, user: &str, collection: &str) -> String {
-        format!(
-            "{}/atompub/{}/{}",
-            self.base_url,
-            encode_segment(user),
-            encode_segment(collection)
-        )
-    }
-    pub fn member_url(&self, user: &str, collection: &str, sync_id: &str) -> String {
-        format!("{}/{}", self.collection_url(user, collection), encode_segment(sync_id))
-    }
+/// A request body as the use cases take an upload: a stream of bytes, an interruption an
+/// I/O error.
+pub(crate) fn upload(body: axum::body::Body) -> impl crate::blobs::Upload {
+    use futures_util::StreamExt;
+    body.into_data_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other))
 }

@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::SharedState;
 use super::auth::{Check, optional_principal};
-use crate::error::{AppError, AppResult};
+use crate::error::{Error, Result};
 
 pub struct FeedLink {
     pub title: String,
@@ -25,7 +25,7 @@ struct Landing {
     collections: Vec<FeedLink>,
 }
 
-pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
     // A bad credential on the landing page just shows the public page.
     let who = optional_principal(&st, &headers, Check::Cached).await.unwrap_or(None);
     let mut page = Landing {
@@ -56,15 +56,15 @@ pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> AppRe
         page.device = p.endpoint;
         page.user = Some(p.user);
     }
-    let html = page.render().map_err(|e| AppError::Internal(e.into()))?;
+    let html = page.render().map_err(|e| Error::Internal(e.into()))?;
     Ok(Html(html).into_response())
 }
 
 /// Asks the browser for a user name and token (HTTP Basic), then shows the landing page.
-pub async fn login(State(st): State<SharedState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn login(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
     match optional_principal(&st, &headers, Check::Cached).await {
         Ok(Some(_)) => Ok(Redirect::to("/").into_response()),
-        _ => Err(AppError::Unauthorized),
+        _ => Err(Error::Unauthorized),
     }
 }
 

@@ -159,14 +159,14 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             max_entry_bytes: 256 * 1024,
             max_file_bytes: 8 * 1024 * 1024,
             max_partial_bytes: 12 * 1024 * 1024,
-            websub_signature: feedmesh::hub::Signature::Sha256,
+            websub_signature: feedmesh::secrets::Signature::Sha256,
             hub_rate_limit: 0,
             open_hub: false,
             websub_strict_secrets: false,
             websub_strict_topic_hub_link: false,
             poll_interval: 900,
         },
-        hub: feedmesh::hub::HubSettings {
+        hub: feedmesh::config::HubSettings {
             min_lease: 1,
             retry_base: std::time::Duration::from_millis(50),
             rate_limit: 0,

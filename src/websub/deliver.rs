@@ -11,16 +11,17 @@ use tokio::task::JoinSet;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-use super::AppState;
-use super::feeds::{collection_document, stream_document};
+use super::WebSub;
+use super::protocol::signature;
+use crate::config::HubSettings;
 use crate::formats::Format;
-use crate::hub::now_ms;
-use crate::hub::{Worker, signature};
+use crate::jobs::{Backoff, Stop, jitter_from, now_ms};
 use crate::store::DueDelivery;
+use crate::usecases::feeds::{FeedPath, collection_document, stream_document};
 
 /// How long a claim on a subscription holds: longer than one delivery attempt (the outbound
 /// timeout), short enough that another process takes over soon after a crash.
-fn claim_ms(settings: &crate::hub::HubSettings) -> i64 {
+fn claim_ms(settings: &HubSettings) -> i64 {
     (settings.timeout.as_millis() as i64 + 5_000).max(15_000)
 }
 
@@ -39,8 +40,8 @@ const MAX_ENTRIES: u32 = 100;
 /// task per notification. The loop never waits for the database: the next batch is claimed
 /// while the last one is still on the wire, and finished deliveries are recorded in the
 /// background, in batches, one write per distinct cursor, while the next ones are sent.
-pub fn spawn(st: Arc<AppState>) -> Worker {
-    Worker::spawn(async move {
+pub async fn run(st: Arc<WebSub>, stop: Stop) {
+    {
         let mut last_purge = 0i64;
         let mut changed = st.mesh.changed.subscribe();
         // J5/S4: deliveries wait in one queue per callback host, served by at most
@@ -69,7 +70,7 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                 }
                 st.limits.forget_idle();
                 st.pusher.prune();
-                if let Err(e) = deny_revoked(&st).await {
+                if let Err(e) = super::hub::end_revoked(&st).await {
                     tracing::error!(error = %e, "cannot end WebSub subscriptions of revoked keys");
                 }
             }
@@ -172,17 +173,23 @@ pub fn spawn(st: Arc<AppState>) -> Worker {
                     changed.borrow_and_update();
                     more_due = true;
                 }
+                _ = stop.stopped() => {
+                    // Finished deliveries are recorded; the ones in flight are sent again
+                    // by whoever claims them next (a delivery may repeat, never be lost).
+                    record(&st, std::mem::take(&mut done)).await;
+                    return;
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-    })
+    }
 }
 
 /// How long a finished delivery waits at most before its cursor is recorded.
 const RECORD_WAIT: Duration = Duration::from_millis(20);
 
 /// Advances the cursors of finished deliveries: one write per distinct position.
-async fn record(st: &AppState, done: HashMap<u64, Vec<i64>>) {
+async fn record(st: &WebSub, done: HashMap<u64, Vec<i64>>) {
     for (upto, ids) in done {
         if let Err(e) = st.mesh.store.delivered(&ids, upto).await {
             tracing::error!(error = %e, "cannot record WebSub deliveries");
@@ -221,7 +228,7 @@ fn release(queues: &mut HashMap<String, HostQueue>, host: &str) {
 }
 
 impl Lane {
-    async fn run(mut self, st: Arc<AppState>, results: tokio::sync::mpsc::UnboundedSender<Option<(i64, u64)>>) {
+    async fn run(mut self, st: Arc<WebSub>, results: tokio::sync::mpsc::UnboundedSender<Option<(i64, u64)>>) {
         loop {
             let next = {
                 let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
@@ -297,7 +304,7 @@ type Rendered = Arc<Option<Render>>;
 type RenderCell = Arc<tokio::sync::OnceCell<Rendered>>;
 
 impl Round {
-    async fn render(&self, st: &AppState, d: &DueDelivery) -> anyhow::Result<Rendered> {
+    async fn render(&self, st: &WebSub, d: &DueDelivery) -> anyhow::Result<Rendered> {
         let cell = {
             let mut map = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
             // A hosted feed's path names it; an outside topic has no path, only its URL.
@@ -312,7 +319,7 @@ impl Round {
 
     /// Whether a feed key is still live: one lookup per key and round, however many of the
     /// round's deliveries ask at once.
-    async fn key_live(&self, st: &AppState, key_hash: &str) -> anyhow::Result<bool> {
+    async fn key_live(&self, st: &WebSub, key_hash: &str) -> anyhow::Result<bool> {
         if key_hash.is_empty() {
             return Ok(true); // an outside topic: no key
         }
@@ -331,7 +338,7 @@ impl Round {
 }
 
 /// The notification for a subscriber at `d.delivered_seq`; None when the topic is gone.
-async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<Render>> {
+async fn render(st: &WebSub, d: &DueDelivery) -> anyhow::Result<Option<Render>> {
     let Some(user_id) = d.user_id else {
         // An outside topic: its whole content as last fetched, byte for byte (H2, H11).
         return Ok(match st.mesh.store.topic_content(&d.topic).await? {
@@ -345,9 +352,8 @@ async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<Render>
         });
     };
     let head = st.mesh.store.user_head(user_id).await?;
-    let parts: Vec<&str> = d.feed.trim_start_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["atompub", user, collection] => {
+    match FeedPath::parse(&d.feed) {
+        Some(FeedPath::Collection { user, collection }) => {
             let col = st.mesh.store.collection(user_id, collection).await?;
             let records = st.mesh.store.items_since(col.id, d.delivered_seq, MAX_ENTRIES).await?;
             let upto = if records.len() == MAX_ENTRIES as usize {
@@ -361,15 +367,7 @@ async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<Render>
             let (body, _) = collection_document(st, user, &col, &records, Some(d.delivered_seq), d.topic.clone(), None);
             Ok(Render::of(body, Format::Atom.content_type(), upto))
         }
-        ["u", user, rest @ ..] => {
-            let (device, file) = match rest {
-                [file] => (None, *file),
-                ["endpoints", device, file] => (Some(*device), *file),
-                _ => return Ok(None),
-            };
-            let Some(format) = file.strip_prefix("stream.").and_then(Format::from_extension) else {
-                return Ok(None);
-            };
+        Some(FeedPath::Stream { user, device, format }) => {
             let endpoint = match device {
                 Some(dev) => Some(st.mesh.store.endpoint(user_id, dev).await?.id),
                 None => None,
@@ -392,31 +390,25 @@ async fn render(st: &AppState, d: &DueDelivery) -> anyhow::Result<Option<Render>
             let (body, _) = stream_document(st, user, device, format, &changes, d.topic.clone(), None, fallback);
             Ok(Render::of(body, format.content_type(), upto))
         }
-        _ => Ok(None),
+        None => Ok(None),
     }
-}
-
-/// D2/D3: a subscription whose feed key was revoked ends, and its subscriber is told.
-async fn deny(st: &AppState, id: i64, topic: &str, callback: &str) -> anyhow::Result<()> {
-    let reason = "the feed key in the topic URL was revoked";
-    crate::hub::deny(st.mesh.store.as_ref(), &st.outbound, id, topic, callback, reason).await
-}
-
-/// Ends every subscription whose key was revoked (by the API or by another process).
-pub(crate) async fn deny_revoked(st: &AppState) -> anyhow::Result<()> {
-    for (id, topic, callback) in st.mesh.store.revoked_subscriptions(100).await? {
-        deny(st, id, &topic, &callback).await?;
-    }
-    Ok(())
 }
 
 /// Sends one subscriber its notification. `Some(upto)` when its cursor may advance to `upto`
 /// (the caller records those together); failures, 410 and denials are recorded here.
-async fn deliver(st: &AppState, round: &Round, d: &DueDelivery, url: Option<url::Url>) -> anyhow::Result<Option<u64>> {
+async fn deliver(st: &WebSub, round: &Round, d: &DueDelivery, url: Option<url::Url>) -> anyhow::Result<Option<u64>> {
     let store = &st.mesh.store;
     if !round.key_live(st, &d.key_hash).await? {
         // The key was revoked: nothing more is sent but the denial (D4).
-        deny(st, d.id, &d.topic, &d.callback).await?;
+        super::hub::deny(
+            store.as_ref(),
+            &st.outbound,
+            d.id,
+            &d.topic,
+            &d.callback,
+            super::hub::REVOKED,
+        )
+        .await?;
         return Ok(None);
     }
     let rendered = round.render(st, d).await?;
@@ -462,12 +454,15 @@ async fn deliver(st: &AppState, round: &Round, d: &DueDelivery, url: Option<url:
             Ok(Some(*upto))
         }
         _ => {
-            let base = st.hub.retry_base.as_millis() as i64;
-            let exp = base.saturating_mul(1 << d.attempts.clamp(0, 16)).min(6 * 3600 * 1000);
-            let mut r = [0u8; 4];
-            let _ = getrandom::fill(&mut r);
-            let jitter = i64::from(u32::from_le_bytes(r)) % (exp / 2 + 1);
-            store.delivery_failed(d.id, now_ms() + exp / 2 + jitter).await?;
+            // J1: from the retry base, doubling, at most 6 hours, half of it random.
+            let backoff = Backoff {
+                base: st.hub.retry_base,
+                cap: Duration::from_secs(6 * 3600),
+                jitter_percent: 50,
+            };
+            let attempt = u32::try_from(d.attempts.clamp(0, 16)).unwrap_or(16) + 1;
+            let delay = backoff.delay(attempt, jitter_from());
+            store.delivery_failed(d.id, now_ms() + delay.as_millis() as i64).await?;
             Ok(None)
         }
     }

@@ -7,20 +7,21 @@
 //! hub, or the subscription fails or is denied, it polls with conditional GETs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::Method;
 
 use feedmesh_connector::{Connector, ConnectorError, Cursor, Pulled};
 use feedmesh_connector_feed::{FeedConfig, FeedConnector};
 
+use super::WebSub;
+use super::protocol::{Form, signature_valid};
+use crate::error::{Error, Result};
 use crate::fetch::ConnectorHttp;
-use crate::hub::{Worker, now_ms};
+use crate::jobs::{self, Stop, now_ms};
 use crate::store::{Collection, Follow, FollowState, Principal};
-use crate::web::AppState;
 
 /// The callback URL a hub is given for this follow (S5: the token makes it unguessable).
-pub fn callback_url(st: &AppState, f: &Follow) -> String {
+pub fn callback_url(st: &WebSub, f: &Follow) -> String {
     format!("{}/websub/callback/{}", st.base_url, f.callback_token)
 }
 
@@ -29,14 +30,12 @@ fn connector(f: &Follow) -> FeedConnector {
 }
 
 /// Stores a pushed document's entries in the follow's collection; returns how many changed.
-pub async fn ingest(st: &AppState, f: &Follow, body: &[u8]) -> crate::error::AppResult<usize> {
-    let batch = connector(f)
-        .receive(body)
-        .map_err(|e| crate::error::AppError::BadRequest(e.to_string()))?;
+pub async fn ingest(st: &WebSub, f: &Follow, body: &[u8]) -> Result<usize> {
+    let batch = connector(f).receive(body).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(store_items(st, f, batch.items).await?)
 }
 
-async fn store_items(st: &AppState, f: &Follow, items: Vec<Pulled>) -> anyhow::Result<usize> {
+async fn store_items(st: &WebSub, f: &Follow, items: Vec<Pulled>) -> anyhow::Result<usize> {
     let (who, col) = writer(st, f).await?;
     let mut changed = 0;
     // Oldest first, so the collection's order follows the feed's.
@@ -49,7 +48,7 @@ async fn store_items(st: &AppState, f: &Follow, items: Vec<Pulled>) -> anyhow::R
 }
 
 /// Who a follow writes as (an endpoint `feed-ID` of the user), and where.
-async fn writer(st: &AppState, f: &Follow) -> anyhow::Result<(Principal, Collection)> {
+async fn writer(st: &WebSub, f: &Follow) -> anyhow::Result<(Principal, Collection)> {
     let store = &st.mesh.store;
     let user = store.user_by_id(f.user_id).await?;
     let endpoint = store.feed_endpoint(f.user_id, &format!("feed-{}", f.id)).await?;
@@ -69,42 +68,57 @@ async fn writer(st: &AppState, f: &Follow) -> anyhow::Result<(Principal, Collect
     Ok((who, col))
 }
 
-/// Runs the follow worker: looks at each follow when it is due (poll, subscribe, renew).
-pub fn spawn(st: Arc<AppState>) -> Worker {
-    Worker::spawn(async move {
-        loop {
-            let claim = st.hub.timeout.as_millis() as i64 * 3 + 5_000;
-            let due = match st.mesh.store.follows_due(now_ms(), claim, 16).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot claim follows");
-                    Vec::new()
+/// Runs the follow worker: looks at each follow when it is due (poll, subscribe, renew,
+/// or tell the hub of a removed one), until `stop`.
+pub async fn run(st: Arc<WebSub>, stop: Stop) {
+    let wake = st.follow_wake.clone();
+    let claim = st.hub.timeout.as_millis() as i64 * 3 + 5_000;
+    let store = st.mesh.store.clone();
+    jobs::claim_loop(
+        "follows",
+        stop,
+        wake,
+        || {
+            let store = store.clone();
+            async move { Ok(store.follows_due(now_ms(), claim, 16).await?) }
+        },
+        |f: Follow| {
+            let st = st.clone();
+            async move {
+                let id = f.id;
+                if let Err(e) = look(&st, f).await {
+                    tracing::error!(error = %format!("{e:#}"), follow = id, "a follow failed");
                 }
-            };
-            if due.is_empty() {
-                tokio::select! {
-                    _ = st.follow_wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
             }
-            let mut running = tokio::task::JoinSet::new();
-            for f in due {
-                let st = st.clone();
-                running.spawn(async move {
-                    let id = f.id;
-                    if let Err(e) = look(&st, f).await {
-                        tracing::error!(error = %format!("{e:#}"), follow = id, "a follow failed");
-                    }
-                });
-            }
-            while running.join_next().await.is_some() {}
-        }
-    })
+        },
+    )
+    .await
 }
 
-async fn look(st: &AppState, mut f: Follow) -> anyhow::Result<()> {
+/// A removed follow's hub is told (its verification GET then finds no follow and is
+/// confirmed, see [`verify`]); the follow goes whether or not the hub could be reached.
+async fn leave(st: &WebSub, f: Follow) -> anyhow::Result<()> {
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("hub.mode", "unsubscribe")
+        .append_pair("hub.topic", &f.topic)
+        .append_pair("hub.callback", &callback_url(st, &f))
+        .finish();
+    if let Ok(req) = st.outbound.request(Method::POST, &f.hub) {
+        let req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form);
+        if let Err(e) = st.outbound.send(req).await {
+            tracing::warn!(error = %e, follow = f.id, "unsubscribing from a hub failed");
+        }
+    }
+    Ok(st.mesh.store.drop_follow(f.id).await?)
+}
+
+async fn look(st: &WebSub, mut f: Follow) -> anyhow::Result<()> {
     let now = now_ms();
+    if f.state == FollowState::Leaving {
+        return leave(st, f).await;
+    }
     if f.state == FollowState::Subscribed && now < f.lease_expires_at {
         // The lease ends soon: renew it (pushes keep coming meanwhile).
         return subscribe_at_hub(st, f).await;
@@ -155,7 +169,7 @@ async fn look(st: &AppState, mut f: Follow) -> anyhow::Result<()> {
 
 /// Asks the follow's hub for a subscription (or its renewal). The state is written first:
 /// the hub may verify before it answers.
-async fn subscribe_at_hub(st: &AppState, mut f: Follow) -> anyhow::Result<()> {
+async fn subscribe_at_hub(st: &WebSub, mut f: Follow) -> anyhow::Result<()> {
     let store = &st.mesh.store;
     let now = now_ms();
     if f.state != FollowState::Subscribed {
@@ -194,5 +208,84 @@ async fn subscribe_at_hub(st: &AppState, mut f: Follow) -> anyhow::Result<()> {
         Some(why) => tracing::warn!(follow = f.id, reason = %why, "renewing a subscription failed"),
         None => {}
     }
+    Ok(())
+}
+
+/// How a hub's verification GET was answered.
+pub enum Verified {
+    /// Confirmed: the challenge, to echo.
+    Echo(String),
+    /// A denial, taken note of (the follow polls instead).
+    Noted,
+}
+
+/// The hub's verification of intent (and denials) for the follow behind `token`.
+pub async fn verify(st: &WebSub, token: &str, form: &Form) -> Result<Verified> {
+    let f = st
+        .mesh
+        .store
+        .follow_by_token(token)
+        .await?
+        .filter(|f| f.state != FollowState::Leaving);
+    let challenge = form.first("hub.challenge").unwrap_or("").to_string();
+    let now = now_ms();
+    match (form.first("hub.mode"), f) {
+        (Some("subscribe"), Some(f)) if !challenge.is_empty() && form.first("hub.topic") == Some(f.topic.as_str()) => {
+            let lease = form
+                .first("hub.lease_seconds")
+                .and_then(|l| l.parse::<i64>().ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(st.hub.default_lease as i64)
+                .min(i64::MAX / 4000);
+            // Renew when four fifths of the lease have passed.
+            if st
+                .mesh
+                .store
+                .follow_verified(f.id, now + lease * 1000, now + lease * 800)
+                .await?
+            {
+                return Ok(Verified::Echo(challenge));
+            }
+            Err(Error::NotFound("pending subscription"))
+        }
+        // We asked to leave (the follow was removed): confirm.
+        (Some("unsubscribe"), None) if !challenge.is_empty() => Ok(Verified::Echo(challenge)),
+        (Some("denied"), Some(f)) => {
+            let reason = form.first("hub.reason").unwrap_or("no reason given");
+            let reason: String = reason.chars().take(200).collect();
+            st.mesh
+                .store
+                .follow_fallback(f.id, &format!("the hub denied the subscription: {reason}"), now)
+                .await?;
+            st.follow_wake.notify_one();
+            Ok(Verified::Noted)
+        }
+        _ => Err(Error::NotFound("pending subscription")),
+    }
+}
+
+/// The follow a delivery to `token` is for; `None` when there is none (any more): the hub
+/// is then told the subscription is over (H6).
+pub async fn receiving(st: &WebSub, token: &str) -> Result<Option<Follow>> {
+    Ok(st
+        .mesh
+        .store
+        .follow_by_token(token)
+        .await?
+        .filter(|f| f.state != FollowState::Leaving))
+}
+
+/// A hub's delivery for a follow: the signature checked in constant time, the entries
+/// stored. A bad or missing signature is acknowledged (WebSub asks for a 2xx) and ignored.
+pub async fn receive(st: &WebSub, f: &Follow, signature: Option<&str>, body: &[u8]) -> Result<()> {
+    if !signature_valid(signature, &f.secret, body) {
+        tracing::warn!(
+            follow = f.id,
+            "a WebSub delivery with a missing or wrong signature was dropped"
+        );
+        return Ok(());
+    }
+    let changed = ingest(st, f, body).await?;
+    tracing::debug!(follow = f.id, changed, "a WebSub delivery was stored");
     Ok(())
 }

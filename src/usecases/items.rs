@@ -1,18 +1,18 @@
-//! Use cases: publish, update, delete, merge and upload, one function each, called alike
-//! by the AtomPub handlers and (later) the sync exchange and connectors. Every write is a
-//! read-merge-write with compare-and-swap on the item's sequence number, retried on a race.
+//! Items: publish, update, delete, merge, upload and ingest, one function each, called
+//! alike by the AtomPub handlers, the follow worker and (later) the connectors. Every write
+//! is a read-merge-write with compare-and-swap on the item's sequence number, retried on a
+//! lost race (the store's `Conflict`, never an error of this layer's).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-
-use crate::blobs::Blobs;
+use crate::blobs::{Blobs, Upload};
 use crate::domain::entry::{Entry, Media, StoredItem, Text};
 use crate::domain::feedsync::{self, MergeKind, Resolve};
 use crate::domain::time::Timestamp;
-use crate::error::{AppError, AppResult};
+use crate::error::{Error, Result};
 use crate::formats::atom_in::{Incoming, ParsedEntry};
+use crate::jobs::Backoff;
 use crate::store::{ChangeKind, Collection, ItemRecord, ItemWrite, Principal, Store, StoreError};
 use crate::ttl::TtlMap;
 
@@ -67,7 +67,7 @@ impl Mesh {
     }
 
     /// A collection of the user, by name.
-    pub async fn collection(&self, user_id: i64, name: &str) -> AppResult<Collection> {
+    pub async fn collection(&self, user_id: i64, name: &str) -> Result<Collection> {
         let key = (user_id, name.to_string());
         if let Some(c) = self.collections.get(&key) {
             return Ok(c);
@@ -78,7 +78,7 @@ impl Mesh {
     }
 
     /// The user's latest change sequence number (what feed caches are keyed by).
-    pub async fn head(&self, user_id: i64) -> AppResult<u64> {
+    pub async fn head(&self, user_id: i64) -> Result<u64> {
         if let Some(head) = self.heads.get(&user_id) {
             return Ok(head);
         }
@@ -89,7 +89,7 @@ impl Mesh {
 
     /// AtomPub POST of an entry: a new item (FeedSync create), or, when the entry carries
     /// `sx:sync`, a merge with whatever the hub holds under that id.
-    pub async fn publish(&self, who: &Principal, col: &Collection, parsed: ParsedEntry) -> AppResult<Accepted> {
+    pub async fn publish(&self, who: &Principal, col: &Collection, parsed: ParsedEntry) -> Result<Accepted> {
         self.check_files(col.user_id, &parsed).await?;
         match parsed.into_incoming() {
             Incoming::Sync(incoming) => self.merge(who, col, incoming).await,
@@ -97,7 +97,10 @@ impl Mesh {
                 let id = uuid::Uuid::now_v7().to_string();
                 let now = Timestamp::now();
                 let item = feedsync::create(id, &who.by(), now, false, entry);
-                let seq = self.write(who, col, None, &item, ChangeKind::Create).await?;
+                let seq = self
+                    .write(who, col, None, &item, ChangeKind::Create)
+                    .await?
+                    .ok_or_else(taken)?;
                 Ok(Accepted {
                     record: ItemRecord {
                         seq,
@@ -120,10 +123,10 @@ impl Mesh {
         who: &Principal,
         col: &Collection,
         parsed: Vec<ParsedEntry>,
-    ) -> AppResult<Vec<ItemRecord>> {
+    ) -> Result<Vec<ItemRecord>> {
         use futures_util::StreamExt;
         if parsed.len() > MAX_FEED_ENTRIES {
-            return Err(AppError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "a posted feed holds at most {MAX_FEED_ENTRIES} entries, this one {}",
                 parsed.len()
             )));
@@ -132,7 +135,7 @@ impl Mesh {
         for (i, p) in parsed.into_iter().enumerate() {
             self.check_files(col.user_id, &p).await?;
             let Incoming::Sync(item) = p.into_incoming() else {
-                return Err(AppError::BadRequest(format!(
+                return Err(Error::Invalid(format!(
                     "entry {} of the feed has no sx:sync (a posted feed is a FeedSync feed)",
                     i + 1
                 )));
@@ -140,7 +143,7 @@ impl Mesh {
             item.validate()?;
             items.push(item);
         }
-        let merged: Vec<AppResult<Accepted>> = futures_util::stream::iter(items)
+        let merged: Vec<Result<Accepted>> = futures_util::stream::iter(items)
             .map(|item| self.merge(who, col, item))
             .buffered(16)
             .collect()
@@ -153,10 +156,10 @@ impl Mesh {
         &self,
         who: &Principal,
         col: &Collection,
-        body: Body,
+        body: impl Upload,
         media_type: String,
         slug: Option<String>,
-    ) -> AppResult<Accepted> {
+    ) -> Result<Accepted> {
         let (sha256, size) = self.blobs.put(body).await?;
         self.store.record_blob(col.user_id, &sha256, size).await?;
         let title = slug.clone().unwrap_or_else(|| format!("file {}", &sha256[..12]));
@@ -173,7 +176,10 @@ impl Mesh {
             ..Entry::default()
         };
         let item = feedsync::create(uuid::Uuid::now_v7().to_string(), &who.by(), now, false, entry);
-        let seq = self.write(who, col, None, &item, ChangeKind::Create).await?;
+        let seq = self
+            .write(who, col, None, &item, ChangeKind::Create)
+            .await?
+            .ok_or_else(taken)?;
         Ok(Accepted {
             record: ItemRecord {
                 seq,
@@ -195,12 +201,12 @@ impl Mesh {
         if_match: Option<u64>,
         parsed: ParsedEntry,
         resolve: bool,
-    ) -> AppResult<Accepted> {
+    ) -> Result<Accepted> {
         self.check_files(col.user_id, &parsed).await?;
         match parsed.into_incoming() {
             Incoming::Sync(incoming) => {
                 if incoming.id() != sync_id {
-                    return Err(AppError::BadRequest(format!(
+                    return Err(Error::Invalid(format!(
                         "sx:sync id {:?} does not match the member's id {sync_id:?}",
                         incoming.id()
                     )));
@@ -219,13 +225,13 @@ impl Mesh {
         col: &Collection,
         sync_id: &str,
         if_match: Option<u64>,
-    ) -> AppResult<Accepted> {
+    ) -> Result<Accepted> {
         self.edit(who, col, sync_id, if_match, Edit::Delete).await
     }
 
     /// Every file an entry's versions name (`fm:file`) must be one the user uploaded, with
     /// the size it has: an item never points at a blob the hub does not hold for them.
-    async fn check_files(&self, user_id: i64, parsed: &ParsedEntry) -> AppResult<()> {
+    async fn check_files(&self, user_id: i64, parsed: &ParsedEntry) -> Result<()> {
         let mut files: Vec<Media> = parsed.entry.media.iter().cloned().collect();
         if let Some(s) = &parsed.sync {
             files.extend(s.conflicts.iter().filter_map(|c| c.payload.media.clone()));
@@ -234,13 +240,13 @@ impl Mesh {
             match self.store.blob_size(user_id, &m.sha256).await? {
                 Some(size) if size == m.size => {}
                 Some(size) => {
-                    return Err(AppError::BadRequest(format!(
+                    return Err(Error::Invalid(format!(
                         "fm:file {} says {} bytes, the blob has {size}",
                         m.sha256, m.size
                     )));
                 }
                 None => {
-                    return Err(AppError::BadRequest(format!(
+                    return Err(Error::Invalid(format!(
                         "fm:file {0} is not uploaded: PUT /api/blobs/{0} first",
                         m.sha256
                     )));
@@ -260,7 +266,7 @@ impl Mesh {
         col: &Collection,
         sync_id: &str,
         mut entry: Entry,
-    ) -> AppResult<Option<ChangeKind>> {
+    ) -> Result<Option<ChangeKind>> {
         for attempt in 0..MAX_RETRIES {
             backoff(attempt).await;
             let current = self.store.item(col.id, sync_id).await?;
@@ -271,10 +277,9 @@ impl Mesh {
             }
             let Some(current) = current else {
                 let item = feedsync::create(sync_id.to_string(), &who.by(), Timestamp::now(), false, entry.clone());
-                match self.write(who, col, None, &item, ChangeKind::Create).await {
-                    Ok(_) => return Ok(Some(ChangeKind::Create)),
-                    Err(AppError::Conflict(_)) => continue,
-                    Err(e) => return Err(e),
+                match self.write(who, col, None, &item, ChangeKind::Create).await? {
+                    Some(_) => return Ok(Some(ChangeKind::Create)),
+                    None => continue,
                 }
             };
             let now = &current.item.current;
@@ -283,19 +288,19 @@ impl Mesh {
             }
             return Ok(self.edit(who, col, sync_id, None, Edit::Update(entry)).await?.change);
         }
-        Err(AppError::Conflict("the item kept changing; try again".into()))
+        Err(Error::Conflict("the item kept changing; try again".into()))
     }
 
     /// Merges an incoming FeedSync item (§2.5) into the collection.
-    pub async fn merge(&self, who: &Principal, col: &Collection, incoming: StoredItem) -> AppResult<Accepted> {
+    pub async fn merge(&self, who: &Principal, col: &Collection, incoming: StoredItem) -> Result<Accepted> {
         incoming.validate()?;
         for attempt in 0..MAX_RETRIES {
             backoff(attempt).await;
             let local = self.store.item(col.id, incoming.id()).await?;
             if local.is_none() {
                 let change = kind_of(MergeKind::Added, &incoming);
-                match self.write(who, col, None, &incoming, change).await {
-                    Ok(seq) => {
+                match self.write(who, col, None, &incoming, change).await? {
+                    Some(seq) => {
                         return Ok(Accepted {
                             record: ItemRecord {
                                 seq,
@@ -306,18 +311,15 @@ impl Mesh {
                             created: true,
                         });
                     }
-                    Err(AppError::Conflict(_)) => continue,
-                    Err(e) => return Err(e),
+                    None => continue,
                 }
             }
             match self.edit(who, col, incoming.id(), None, Edit::Merge(&incoming)).await {
-                Err(AppError::NotFound(_)) => continue,
+                Err(Error::NotFound(_)) => continue,
                 other => return other,
             }
         }
-        Err(AppError::Conflict(
-            "too many concurrent writes to this item; retry".into(),
-        ))
+        Err(Error::Conflict("too many concurrent writes to this item; retry".into()))
     }
 
     async fn edit(
@@ -327,14 +329,14 @@ impl Mesh {
         sync_id: &str,
         if_match: Option<u64>,
         edit: Edit<'_>,
-    ) -> AppResult<Accepted> {
+    ) -> Result<Accepted> {
         for attempt in 0..MAX_RETRIES {
             backoff(attempt).await;
             let Some(current) = self.store.item(col.id, sync_id).await? else {
-                return Err(AppError::NotFound("entry"));
+                return Err(Error::NotFound("entry"));
             };
             if if_match.is_some_and(|etag| etag != current.seq) {
-                return Err(AppError::PreconditionFailed);
+                return Err(Error::Stale);
             }
             let mut item = current.item.clone();
             let now = Timestamp::now();
@@ -377,8 +379,8 @@ impl Mesh {
                     kind_of(merged.kind, &item)
                 }
             };
-            match self.write(who, col, Some(current.seq), &item, change).await {
-                Ok(seq) => {
+            match self.write(who, col, Some(current.seq), &item, change).await? {
+                Some(seq) => {
                     return Ok(Accepted {
                         record: ItemRecord {
                             seq,
@@ -389,18 +391,15 @@ impl Mesh {
                         created: false,
                     });
                 }
-                Err(AppError::Conflict(_)) if if_match.is_some() => {
-                    return Err(AppError::PreconditionFailed);
-                }
-                Err(AppError::Conflict(_)) => continue,
-                Err(e) => return Err(e),
+                None if if_match.is_some() => return Err(Error::Stale),
+                None => continue,
             }
         }
-        Err(AppError::Conflict(
-            "too many concurrent writes to this item; retry".into(),
-        ))
+        Err(Error::Conflict("too many concurrent writes to this item; retry".into()))
     }
 
+    /// Writes `item` if the stored one is still at `expected_seq` (absent for `None`); `None`
+    /// when another write got there first.
     async fn write(
         &self,
         who: &Principal,
@@ -408,7 +407,7 @@ impl Mesh {
         expected_seq: Option<u64>,
         item: &StoredItem,
         kind: ChangeKind,
-    ) -> AppResult<u64> {
+    ) -> Result<Option<u64>> {
         let write = ItemWrite {
             user_id: col.user_id,
             collection_id: col.id,
@@ -424,10 +423,11 @@ impl Mesh {
             Ok(seq) => {
                 self.heads.upsert(col.user_id, seq, |h| *h = (*h).max(seq));
                 self.changed.send_modify(|n| *n += 1);
-                Ok(seq)
+                Ok(Some(seq))
             }
-            Err(StoreError::Conflict) => Err(AppError::Conflict("concurrent write".into())),
-            Err(StoreError::Revoked) => Err(AppError::Unauthorized),
+            // Another write got there first: the caller reads again and retries.
+            Err(StoreError::Conflict) => Ok(None),
+            Err(StoreError::Revoked) => Err(Error::Unauthorized),
             Err(e) => Err(e.into()),
         }
     }
@@ -436,14 +436,19 @@ impl Mesh {
 /// Before retry `attempt` of a lost race: nothing the first time, then a random pause of up
 /// to 2^attempt × 100 µs (capped at 50 ms), so writers of one hot item spread out.
 async fn backoff(attempt: u32) {
-    if attempt == 0 {
-        return;
+    const RACE: Backoff = Backoff {
+        base: Duration::from_micros(200),
+        cap: Duration::from_millis(50),
+        jitter_percent: 100,
+    };
+    if attempt > 0 {
+        tokio::time::sleep(RACE.delay_now(attempt)).await;
     }
-    let mut r = [0u8; 4];
-    let _ = getrandom::fill(&mut r);
-    let cap_us = (100u64 << attempt.min(9)).min(50_000);
-    let pause = u64::from(u32::from_le_bytes(r)) % cap_us;
-    tokio::time::sleep(Duration::from_micros(pause)).await;
+}
+
+/// A new item's id was taken meanwhile (a UUID clash: practically never).
+fn taken() -> Error {
+    Error::Conflict("concurrent write".into())
 }
 
 /// A media-link entry keeps its file when an edit sends only new metadata.

@@ -1,0 +1,231 @@
+//! Feeds as documents: a collection's FeedSync feed and the user's and endpoints' streams
+//! in Atom, RSS 2.0 and JSON Feed, rendered one way for a reader's GET and for a WebSub
+//! delivery alike; and the one parser of feed paths (`/u/…`, `/atompub/…`) that feed keys,
+//! hub topics and deliveries read.
+
+use super::{Core, encode_segment};
+use crate::domain::time::Timestamp;
+use crate::formats::{self, EntryView, FeedView, Format, Sharing};
+use crate::store::{ChangeRecord, Collection, ItemRecord};
+
+/// A feed this hub serves, as its path names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedPath<'a> {
+    /// `/u/{user}/stream.{ext}` (device `None`) or `/u/{user}/endpoints/{device}/stream.{ext}`.
+    Stream {
+        user: &'a str,
+        device: Option<&'a str>,
+        format: Format,
+    },
+    /// `/atompub/{user}/{collection}`: a collection's FeedSync feed.
+    Collection { user: &'a str, collection: &'a str },
+}
+
+impl<'a> FeedPath<'a> {
+    /// Reads a path (a query, if any, is ignored); `None` for anything that is not a feed.
+    pub fn parse(path: &'a str) -> Option<FeedPath<'a>> {
+        let path = path.split('?').next().unwrap_or(path);
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        let stream = |file: &str| file.strip_prefix("stream.").and_then(Format::from_extension);
+        match parts.as_slice() {
+            ["u", user, file] => Some(FeedPath::Stream {
+                user,
+                device: None,
+                format: stream(file)?,
+            }),
+            ["u", user, "endpoints", device, file] => Some(FeedPath::Stream {
+                user,
+                device: Some(device),
+                format: stream(file)?,
+            }),
+            ["atompub", user, collection] => Some(FeedPath::Collection { user, collection }),
+            _ => None,
+        }
+    }
+
+    pub fn user(&self) -> &'a str {
+        match self {
+            FeedPath::Stream { user, .. } | FeedPath::Collection { user, .. } => user,
+        }
+    }
+}
+
+/// The stream format a file name (`stream.atom`, `stream.rss`, `stream.json`) asks for.
+pub fn stream_format(file: &str) -> Option<Format> {
+    file.strip_prefix("stream.").and_then(Format::from_extension)
+}
+
+pub fn render(format: Format, view: &FeedView<'_>) -> String {
+    match format {
+        Format::Atom => formats::atom_out::feed(view),
+        Format::Rss => formats::rss_out::feed(view),
+        Format::Json => formats::json_out::feed(view),
+    }
+}
+
+/// The canonical URL of a user's or an endpoint's stream in one format.
+pub fn stream_url(st: &Core, user: &str, device: Option<&str>, format: Format) -> String {
+    match device {
+        Some(d) => format!(
+            "{}/u/{}/endpoints/{}/stream.{}",
+            st.base_url,
+            encode_segment(user),
+            encode_segment(d),
+            format.extension()
+        ),
+        None => format!(
+            "{}/u/{}/stream.{}",
+            st.base_url,
+            encode_segment(user),
+            format.extension()
+        ),
+    }
+}
+
+/// A collection's FeedSync feed of `records` (complete, or partial after `since`); the same
+/// document serves GET and WebSub deliveries. Returns the body and its `updated` time.
+pub fn collection_document(
+    st: &Core,
+    user: &str,
+    col: &Collection,
+    records: &[ItemRecord],
+    since: Option<u64>,
+    self_url: String,
+    next_url: Option<String>,
+) -> (String, Timestamp) {
+    let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
+    let url = st.collection_url(user, &col.name);
+    let updated = records.iter().map(|r| r.changed_at).max().unwrap_or(col.created_at);
+    let entries = records
+        .iter()
+        .map(|r| {
+            let member = st.member_url(user, &col.name, r.item.id());
+            EntryView {
+                id: member.clone(),
+                version: &r.item.current,
+                sync: Some((&r.item.current.sync, r.item.conflicts.as_slice())),
+                edit_url: Some(member.clone()),
+                edit_media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
+                media_url: r.item.current.payload.media.as_ref().map(|_| format!("{member}/media")),
+                fallback_link: member,
+                tags: Vec::new(),
+                author: None,
+            }
+        })
+        .collect();
+    let view = FeedView {
+        id: url.clone(),
+        title: format!("{user}: {}", col.name),
+        self_url,
+        alternate_url: url.clone(),
+        hub_url: Some(st.hub_url()),
+        updated,
+        author: user.to_string(),
+        next_url,
+        sharing: Some(Sharing {
+            since: since.map(|s| s.to_string()),
+            until: until.to_string(),
+            complete_url: since.map(|_| url.clone()),
+        }),
+        entries,
+    };
+    (render(Format::Atom, &view), updated)
+}
+
+/// A stream of `changes` in `format`; the same document serves GET and WebSub deliveries.
+#[allow(clippy::too_many_arguments)]
+pub fn stream_document(
+    st: &Core,
+    user: &str,
+    device: Option<&str>,
+    format: Format,
+    changes: &[ChangeRecord],
+    self_url: String,
+    next_url: Option<String>,
+    fallback_updated: Timestamp,
+) -> (String, Timestamp) {
+    let updated = changes.iter().map(|c| c.at).max().unwrap_or(fallback_updated);
+    let entries = changes
+        .iter()
+        .map(|c| {
+            let member = st.member_url(user, &c.collection, &c.sync_id);
+            let media = c.version.payload.media.as_ref().map(|_| format!("{member}/media"));
+            let mut tags = vec![c.collection.clone(), c.kind.as_str().to_string()];
+            if let Some(e) = &c.endpoint {
+                tags.push(format!("{user}/{e}"));
+            }
+            EntryView {
+                id: format!("{}/u/{}/changes/{}", st.base_url, encode_segment(user), c.seq),
+                version: &c.version,
+                sync: None,
+                edit_url: Some(member.clone()),
+                edit_media_url: media.clone(),
+                media_url: media,
+                fallback_link: member,
+                tags,
+                author: c.endpoint.as_ref().map(|e| format!("{user}/{e}")),
+            }
+        })
+        .collect();
+    let title = match device {
+        Some(d) => format!("{user}/{d}: published"),
+        None => format!("{user}: stream"),
+    };
+    let view = FeedView {
+        id: stream_url(st, user, device, format),
+        title,
+        self_url,
+        alternate_url: format!("{}/", st.base_url),
+        hub_url: Some(st.hub_url()),
+        updated,
+        author: user.to_string(),
+        next_url,
+        sharing: None,
+        entries,
+    };
+    (render(format, &view), updated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_paths_parse_to_the_feed_they_name() {
+        assert_eq!(
+            FeedPath::parse("/u/alice/stream.rss?key=fk_x"),
+            Some(FeedPath::Stream {
+                user: "alice",
+                device: None,
+                format: Format::Rss
+            })
+        );
+        assert_eq!(
+            FeedPath::parse("/u/alice/endpoints/phone/stream.json"),
+            Some(FeedPath::Stream {
+                user: "alice",
+                device: Some("phone"),
+                format: Format::Json
+            })
+        );
+        assert_eq!(
+            FeedPath::parse("/atompub/alice/Notes"),
+            Some(FeedPath::Collection {
+                user: "alice",
+                collection: "Notes"
+            })
+        );
+        for not_a_feed in [
+            "",
+            "/",
+            "u/alice/stream.atom",
+            "/u/alice/stream.html",
+            "/u/alice",
+            "/atompub/alice/Notes/x",
+            "/u/alice/endpoints/phone/feed.atom",
+        ] {
+            assert_eq!(FeedPath::parse(not_a_feed), None, "{not_a_feed:?}");
+        }
+        assert_eq!(FeedPath::parse("/atompub/bob/Notes").map(|f| f.user()), Some("bob"));
+    }
+}

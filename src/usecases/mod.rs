@@ -1,0 +1,74 @@
+//! The use cases: what the hub does, called alike by the CLI, the HTTP handlers and the
+//! workers. A handler or a subcommand translates its input into one call here and the
+//! result back; a worker calls the same functions. Use cases answer [`crate::error::Error`],
+//! which the HTTP edge maps to statuses and the CLI prints.
+//!
+//! Must never: parse HTTP requests or build responses (that is `web/`), nor know WebSub,
+//! which sits above this layer (`websub/` builds on these use cases and adds its own; it
+//! is told of changes through [`Core`]'s wake-ups and `Mesh::changed`, never called).
+
+pub mod accounts;
+pub mod feeds;
+pub mod follows;
+pub mod items;
+pub mod keys;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::net::Outbound;
+use items::Mesh;
+
+/// What every use case may use: the items (store and blobs), the hub's public URL, its
+/// guarded outbound client, and the wake-ups of the workers that act on what changed.
+pub struct Core {
+    pub mesh: Mesh,
+    /// Public URL of the hub, without a trailing slash.
+    pub base_url: String,
+    /// Derives self keys; stored in the database, shared by every process.
+    pub server_secret: String,
+    /// Every request the hub makes on someone else's behalf goes through this guard.
+    pub outbound: Outbound,
+    /// Wakes the follow worker (a new follow, a removed one, or a hub's denial).
+    pub follow_wake: Arc<Notify>,
+}
+
+impl Core {
+    pub fn new(mesh: Mesh, base_url: String, server_secret: String, outbound: Outbound) -> Self {
+        Core {
+            mesh,
+            base_url,
+            server_secret,
+            outbound,
+            follow_wake: Arc::new(Notify::new()),
+        }
+    }
+    pub fn hub_url(&self) -> String {
+        format!("{}/hub", self.base_url)
+    }
+    pub fn collection_url(&self, user: &str, collection: &str) -> String {
+        format!(
+            "{}/atompub/{}/{}",
+            self.base_url,
+            encode_segment(user),
+            encode_segment(collection)
+        )
+    }
+    pub fn member_url(&self, user: &str, collection: &str, sync_id: &str) -> String {
+        format!("{}/{}", self.collection_url(user, collection), encode_segment(sync_id))
+    }
+}
+
+/// Percent-encodes one path segment (a FeedSync id may hold `/`, `?` and `#`).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@!$'()*+,;=".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
