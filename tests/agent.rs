@@ -6,7 +6,8 @@ use std::path::Path;
 
 use feedmesh::agent::Agent;
 
-use crate::common::TestApp;
+use crate::common::process::*;
+use crate::common::{TestApp, eventually_within};
 
 /// Every synced file under `dir` (the agent's own `.feedmesh/` left out), with its bytes.
 fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -298,27 +299,8 @@ async fn paths_that_leave_the_folder_are_refused_and_nothing_is_applied() {
     assert!(!Path::new("/tmp/absolute.txt").exists());
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_feedmesh");
-
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn hub_process(data: &Path, port: u16) -> Proc {
-    let child = std::process::Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("FEEDMESH_DATA_DIR", data)
-        .env_remove("FEEDMESH_DATABASE_URL")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    Proc(child)
+    Proc(serve_listening(data, &format!("127.0.0.1:{port}"), &[]).0)
 }
 
 fn agent_process(hub: &str, token: &str, dir: &Path) -> Proc {
@@ -347,25 +329,18 @@ struct ProcessHub {
 async fn process_hub() -> ProcessHub {
     let data = tempfile::tempdir().unwrap();
     let d = data.path();
-    crate::cli::ok(d, &["user", "add", "alice"]);
-    crate::cli::ok(d, &["collection", "add", "alice", "Docs"]);
+    ok(d, &["user", "add", "alice"]);
+    ok(d, &["collection", "add", "alice", "Docs"]);
     let token = |device: &str| {
-        let out = crate::cli::ok(d, &["token", "add", "alice", "--device", device]);
+        let out = ok(d, &["token", "add", "alice", "--device", device]);
         out.lines().last().unwrap().to_string()
     };
     let (laptop, phone) = (token("laptop"), token("phone"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let process = hub_process(d, port);
+    // Port 0 first; restarts take the port it reported.
+    let (child, url) = serve_with(d, &[]);
+    let process = Proc(child);
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
     feedmesh::net::install_crypto();
-    let client = reqwest::Client::new();
-    while client.get(format!("{url}/healthz")).send().await.is_err() {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     ProcessHub {
         data,
         port,
@@ -373,17 +348,6 @@ async fn process_hub() -> ProcessHub {
         process,
         laptop,
         phone,
-    }
-}
-
-async fn until(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -407,7 +371,7 @@ async fn running_agents_sync_at_once_and_keep_offline_edits() {
     // A change on A reaches B through the watcher and the long-poll, not the 60 s rescan.
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     write(a.path(), "hello.txt", "hi from A");
-    until("hello.txt on B", 10, || b.path().join("hello.txt").is_file()).await;
+    eventually_within("hello.txt on B", 10, async || b.path().join("hello.txt").is_file()).await;
     assert_eq!(
         std::fs::read_to_string(b.path().join("hello.txt")).unwrap(),
         "hi from A"
@@ -418,17 +382,17 @@ async fn running_agents_sync_at_once_and_keep_offline_edits() {
     let _ = hub.0.wait();
     write(a.path(), "hello.txt", "edited while the hub was down");
     write(a.path(), "offline/new.txt", "made offline");
-    until("the offline edits in A's index", 10, || {
-        crate::cli::ok(d, &["agent", "status", "--dir", a.path().to_str().unwrap()]).contains("pending:     2")
+    eventually_within("the offline edits in A's index", 10, async || {
+        ok(d, &["agent", "status", "--dir", a.path().to_str().unwrap()]).contains("pending:     2")
     })
     .await;
     hub = hub_process(d, port);
-    until("the offline edits on B", 40, || {
+    eventually_within("the offline edits on B", 40, async || {
         std::fs::read_to_string(b.path().join("offline/new.txt")).is_ok_and(|s| s == "made offline")
             && std::fs::read_to_string(b.path().join("hello.txt")).is_ok_and(|s| s.contains("hub was down"))
     })
     .await;
-    let status = crate::cli::ok(d, &["agent", "status", "--dir", a.path().to_str().unwrap()]);
+    let status = ok(d, &["agent", "status", "--dir", a.path().to_str().unwrap()]);
     assert!(
         status.contains("pending:     0") && status.contains(&hub_url),
         "{status}"
@@ -441,7 +405,7 @@ async fn running_agents_sync_at_once_and_keep_offline_edits() {
         .status()
         .unwrap();
     assert!(term.success());
-    until("the agent to stop on SIGTERM", 5, || {
+    eventually_within("the agent to stop on SIGTERM", 5, async || {
         a_proc.0.try_wait().is_ok_and(|s| s.is_some())
     })
     .await;
@@ -591,18 +555,18 @@ async fn kill_9_of_agents_and_hub_loses_and_corrupts_nothing() {
     // Upload: killed while the hub is receiving the blob (in resumable parts).
     let mut agent_a = agent_process(&hub_url, &ta, a.path());
     let (hub_tmp, hub_partial) = (d.join("blobs").join("tmp"), d.join("blobs").join("partial"));
-    until("the upload to start", 30, || any_file(&hub_partial, &|_| true)).await;
+    eventually_within("the upload to start", 30, async || any_file(&hub_partial, &|_| true)).await;
     kill9(&mut agent_a);
     let _agent_a = agent_process(&hub_url, &ta, a.path());
 
     // Download: killed while B writes its temporary file.
     let mut agent_b = agent_process(&hub_url, &tb, b.path());
     let b_tmp = b.path().join(".feedmesh").join("tmp");
-    until("the download to start", 60, || any_file(&b_tmp, &|_| true)).await;
+    eventually_within("the download to start", 60, async || any_file(&b_tmp, &|_| true)).await;
     kill9(&mut agent_b);
     assert!(!b.path().join("big.bin").exists(), "a half-downloaded file is visible");
     let _agent_b = agent_process(&hub_url, &tb, b.path());
-    until("big.bin on B", 60, || {
+    eventually_within("big.bin on B", 60, async || {
         std::fs::metadata(b.path().join("big.bin")).is_ok_and(|m| m.len() == big.len() as u64)
     })
     .await;
@@ -618,7 +582,7 @@ async fn kill_9_of_agents_and_hub_loses_and_corrupts_nothing() {
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     kill9(&mut hub);
     hub = hub_process(d, port);
-    until("the 200 files on B", 60, || {
+    eventually_within("the 200 files on B", 60, async || {
         (0..200).all(|i| {
             std::fs::read_to_string(b.path().join(format!("many/{i:03}.txt"))).is_ok_and(|s| s == format!("file {i}"))
         })

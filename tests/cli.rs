@@ -1,72 +1,10 @@
 //! The `feedmesh` binary as users and scripts drive it: admin commands, `--help`, env vars,
 //! `serve` as a real process, and no acknowledged write lost to `kill -9`.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use crate::common::process::*;
 use crate::common::{ATOM_ENTRY, entry};
-
-const BIN: &str = env!("CARGO_BIN_EXE_feedmesh");
-
-fn feedmesh(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("FEEDMESH_DATA_DIR", dir)
-        .env_remove("FEEDMESH_DATABASE_URL")
-        .env_remove("FEEDMESH_SECRET_KEY")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-pub fn ok(dir: &Path, args: &[&str]) -> String {
-    let (success, stdout, stderr) = feedmesh(dir, args);
-    assert!(success, "feedmesh {args:?} failed: {stderr}");
-    stdout
-}
-
-/// Through the CLI: user alice, a laptop token (returned) and the collection Notes.
-pub fn alice_with_notes(d: &Path) -> String {
-    ok(d, &["user", "add", "alice"]);
-    let token = ok(d, &["token", "add", "alice", "--device", "laptop"]);
-    ok(d, &["collection", "add", "alice", "Notes"]);
-    token.lines().last().unwrap().to_string()
-}
-
-/// Starts `feedmesh serve` on a free port; returns the process and its base URL.
-fn serve(dir: &Path) -> (Child, String) {
-    serve_with(dir, &[])
-}
-
-/// Starts `feedmesh serve` with extra flags.
-pub fn serve_with(dir: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("FEEDMESH_DATA_DIR", dir)
-        .env_remove("FEEDMESH_DATABASE_URL")
-        .env_remove("FEEDMESH_SECRET_KEY")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(rest) = line.split("serving on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
-}
 
 #[test]
 fn the_sealing_key_is_made_private_on_first_use_and_a_wrong_one_is_refused() {

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 
-use crate::cli::{alice_with_notes, ok, serve_with};
+use crate::common::process::{alice_with_notes, ok, serve_with};
 use crate::common::{ATOM_ENTRY, entry};
 
 const SUBSCRIBERS: usize = 10_000;

@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::common::callbacks::hmac_sha256;
+use crate::common::eventually;
 use crate::common::{TestApp, entry};
-use crate::websub::{eventually, hmac_sha256};
 
 /// Titles of the items in one of a user's collections.
 async fn titles(app: &TestApp, user: &str, collection: &str) -> Vec<String> {
@@ -54,7 +55,7 @@ async fn follow(app: &TestApp, token: &str, url: &str, collection: &str) -> reqw
 
 async fn follower(tweak: impl FnOnce(&mut feedmesh::config::Settings)) -> (TestApp, String) {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("feedmesh.db").display());
+    let db = crate::common::test_db(dir.path()).await;
     let app = TestApp::spawn_with(dir, db, tweak).await;
     let token = app.token("bob", "laptop").await;
     app.collection("bob", "News").await;
@@ -257,9 +258,7 @@ async fn a_feed_without_a_hub_is_polled_with_conditional_gets() {
     let origin = Arc::new(Origin::default());
     *origin.version.lock().unwrap() = 1;
     let router = Router::new().route("/feed.rss", get(rss)).with_state(origin.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}/feed.rss", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = format!("{}/feed.rss", crate::common::serve(router).await);
 
     let (app, bob) = follower(|s| s.hub.poll_interval = Duration::from_millis(200)).await;
     assert_eq!(follow(&app, &bob, &url, "News").await.status(), 201);
@@ -398,10 +397,8 @@ server.serve_forever()
     let router = Router::new()
         .route("/feed.atom", get(topic_feed))
         .with_state(topic.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://127.0.0.1:{}/feed.atom", listener.local_addr().unwrap().port());
+    let url = format!("{}/feed.atom", crate::common::serve(router).await);
     *topic.me.lock().unwrap() = url.clone();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
     let (app, bob) = follower(|s| s.hub.poll_interval = Duration::from_secs(600)).await;
     assert_eq!(follow(&app, &bob, &url, "News").await.status(), 201);
@@ -439,4 +436,85 @@ server.serve_forever()
         "pushed, not polled"
     );
     flask.kill().await.ok();
+}
+
+/// `feedmesh follow remove` ends the outside subscription as `DELETE /api/follows/{id}`
+/// does (it used to leave the hub pushing to a callback nobody answered).
+#[tokio::test]
+async fn removing_a_follow_by_the_cli_or_the_api_unsubscribes_at_its_hub() {
+    let publisher = TestApp::spawn().await;
+    let alice = publisher.token("alice", "phone").await;
+    publisher.collection("alice", "Notes").await;
+    let mut topics = Vec::new();
+    for feed in ["/u/alice/stream.atom", "/u/alice/stream.rss"] {
+        let key: serde_json::Value = publisher.feed_key(&alice, feed).await.json().await.unwrap();
+        topics.push(key["url"].as_str().unwrap().to_string());
+    }
+    let (app, bob) = follower(|s| s.hub.poll_interval = Duration::from_secs(600)).await;
+    for topic in &topics {
+        assert_eq!(follow(&app, &bob, topic, "News").await.status(), 201);
+    }
+    eventually("both subscriptions", async || {
+        let f = follows(&app, &bob).await;
+        f[0]["state"] == "subscribed" && f[1]["state"] == "subscribed"
+    })
+    .await;
+    // The callbacks the follower gave the publisher's hub, by topic.
+    let bob_id = app.store.user("bob").await.unwrap().id;
+    let callbacks: Vec<(String, String)> = app
+        .store
+        .follows(bob_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            (
+                f.topic.clone(),
+                format!("{}/websub/callback/{}", app.base, f.callback_token),
+            )
+        })
+        .collect();
+    for (topic, callback) in &callbacks {
+        assert!(publisher.store.subscription(topic, callback).await.unwrap().is_some());
+    }
+    let ids: Vec<i64> = follows(&app, &bob)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_i64().unwrap())
+        .collect();
+
+    // One by the CLI, on the same database, while the hub runs; the other by the API.
+    let out = std::process::Command::new(crate::common::process::BIN)
+        .args(["follow", "remove", "bob", &ids[0].to_string()])
+        .env("FEEDMESH_DATA_DIR", app.dir.path())
+        .env("FEEDMESH_DATABASE_URL", &app.db_url)
+        .env("FEEDMESH_SECRET_KEY", crate::common::TEST_SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let removed = app
+        .client
+        .delete(app.url(&format!("/api/follows/{}", ids[1])))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 204);
+    assert_eq!(follows(&app, &bob).await, serde_json::json!([]), "neither is listed");
+    for (topic, callback) in &callbacks {
+        eventually("the unsubscription at the publisher's hub", async || {
+            publisher.store.subscription(topic, callback).await.unwrap().is_none()
+        })
+        .await;
+    }
+    eventually("the follows gone once their hub was told", async || {
+        app.store
+            .follow_by_token(callbacks[0].1.rsplit('/').next().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
 }

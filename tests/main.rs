@@ -15,5 +15,6 @@ mod peers;
 mod push;
 mod store_story;
 mod websub;
+mod websub_delivery;
 mod websub_open;
 mod websub_policy;

@@ -15,10 +15,7 @@ async fn callback_server() -> String {
         .route("/cb", get(|| async { "challenge-echo" }))
         .route("/big", get(|| async { "x".repeat(100_000) }))
         .route("/moved", get(|| async { Redirect::temporary("/cb") }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://127.0.0.1:{}", addr.port())
+    crate::common::serve(app).await
 }
 
 #[tokio::test]

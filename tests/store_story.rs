@@ -360,7 +360,14 @@ async fn story(store: &dyn Store) {
         etag: Some("\"e1\"".into()),
         ..f.clone()
     };
-    store.update_follow(&waiting).await.unwrap();
+    assert!(store.update_follow(&waiting, FollowState::Polling).await.unwrap());
+    // A write from a stale claim (the follow is subscribing now, not polling) changes nothing.
+    let stale = feedmesh::store::Follow {
+        state: FollowState::Polling,
+        next_at: 1,
+        ..waiting.clone()
+    };
+    assert!(!store.update_follow(&stale, FollowState::Polling).await.unwrap());
     assert!(store.follow_verified(f.id, 90_000, 80_000).await.unwrap());
     let got = store.follow_by_token("tok1").await.unwrap().unwrap();
     assert_eq!(

@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::websub::{callback_server, eventually, hmac_sha256, hub, posts, seen, setup_with, subscribe};
+use crate::common::callbacks::{callback_server, hmac_sha256, hub, posts, seen, setup_with, subscribe};
+use crate::common::eventually;
 
 #[derive(Default)]
 struct Publisher {
@@ -46,9 +47,7 @@ async fn publisher() -> (String, Arc<Publisher>) {
             }),
         )
         .with_state(p.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = crate::common::serve(app).await;
     (base, p)
 }
 
@@ -159,9 +158,7 @@ async fn topic_urls_are_compared_after_decoding_unreserved_escapes_only() {
     let router = Router::new().fallback(|uri: axum::http::Uri| async move {
         ([(header::CONTENT_TYPE, "text/plain")], format!("path {}", uri.path()))
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let publisher = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let publisher = crate::common::serve(router).await;
     let (cb_base, cb) = callback_server().await;
     let (tilde, cafe) = (format!("{cb_base}/echo"), format!("{cb_base}/rss"));
 

@@ -10,8 +10,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::common::callbacks::{callback_server, hub, posts, setup_with, subscribe};
 use crate::common::entry;
-use crate::websub::{callback_server, eventually, hub, posts, setup_with, subscribe};
+use crate::common::eventually;
 
 #[tokio::test]
 async fn requests_over_the_rate_get_429_and_change_nothing() {
@@ -65,7 +66,7 @@ struct Gauge {
 }
 
 async fn verify(RawQuery(q): RawQuery) -> String {
-    crate::websub::challenge(&q.unwrap_or_default())
+    crate::common::callbacks::challenge(&q.unwrap_or_default())
 }
 
 async fn slow_post(State(g): State<Arc<Gauge>>, Path(kind): Path<String>) -> StatusCode {
@@ -91,9 +92,7 @@ async fn gauge_server() -> (String, Arc<Gauge>) {
     let app = Router::new()
         .route("/g/{kind}", get(verify).post(slow_post))
         .with_state(g.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://127.0.0.1:{}/g", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("{}/g", crate::common::serve(app).await);
     (base, g)
 }
 
@@ -172,9 +171,7 @@ async fn recording_server() -> (String, Bodies) {
             ),
         )
         .with_state(bodies.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://127.0.0.1:{}/r", listener.local_addr().unwrap().port());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("{}/r", crate::common::serve(app).await);
     (base, bodies)
 }
 

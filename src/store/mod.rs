@@ -442,8 +442,10 @@ pub trait FollowStore: Send + Sync {
     async fn drop_follow(&self, id: i64) -> Result<()>;
     /// Claims up to `limit` follows due at `now_ms`, for `lease_ms`.
     async fn follows_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Follow>>;
-    /// Writes a follow's state back and releases its claim.
-    async fn update_follow(&self, follow: &Follow) -> Result<()>;
+    /// Writes a follow's state back and releases its claim, if its state is still `was` (the
+    /// one the worker claimed it in); false, and nothing written, when a hub's verification
+    /// or denial or a removal changed it meanwhile.
+    async fn update_follow(&self, follow: &Follow, was: FollowState) -> Result<bool>;
     /// The hub verified (subscribe) a follow waiting for it: it is subscribed until
     /// `lease_expires_at` and looked at again (for renewal) at `next_at`. False if the follow
     /// is gone or was not waiting for a hub.

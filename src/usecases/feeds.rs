@@ -3,8 +3,11 @@
 //! delivery alike; and the one parser of feed paths (`/u/…`, `/atompub/…`) that feed keys,
 //! hub topics and deliveries read.
 
+use std::time::Duration;
+
 use super::{Core, encode_segment};
 use crate::domain::time::Timestamp;
+use crate::error::Result;
 use crate::formats::{self, EntryView, FeedView, Format, Sharing};
 use crate::store::{ChangeRecord, Collection, ItemRecord};
 
@@ -48,6 +51,58 @@ impl<'a> FeedPath<'a> {
             FeedPath::Stream { user, .. } | FeedPath::Collection { user, .. } => user,
         }
     }
+}
+
+/// Returns when the collection has a change after `after`, or at the deadline. Woken by this
+/// process's writes at once; other processes' writes are seen within a second.
+pub async fn wait_for_change(core: &Core, collection_id: i64, after: u64, wait: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changed = core.mesh.changed.subscribe();
+    loop {
+        if core.mesh.store.collection_head(collection_id).await? > after {
+            return Ok(());
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        let nap = (deadline - now).min(Duration::from_secs(1));
+        let _ = tokio::time::timeout(nap, changed.changed()).await;
+    }
+}
+
+/// The user's latest change, read from the store (not the second-long cache): after a
+/// long-poll the change may be another process's.
+pub async fn fresh_head(core: &Core, user_id: i64) -> Result<u64> {
+    Ok(core.mesh.store.user_head(user_id).await?)
+}
+
+/// A page of a collection's FeedSync feed: its items changed after `since`, oldest first.
+pub async fn collection_page(core: &Core, col: &Collection, since: u64, limit: u32) -> Result<Vec<ItemRecord>> {
+    Ok(core.mesh.store.items_since(col.id, since, limit).await?)
+}
+
+/// A page of a stream (the user's, or one endpoint's with `device`): changes before
+/// `before`, newest first, and the time the feed says it was updated when it is empty.
+pub async fn stream_page(
+    core: &Core,
+    user_id: i64,
+    user: &str,
+    device: Option<&str>,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<(Vec<ChangeRecord>, Timestamp)> {
+    let store = &core.mesh.store;
+    let endpoint = match device {
+        Some(d) => Some(store.endpoint(user_id, d).await?.id),
+        None => None,
+    };
+    let changes = store.changes(user_id, endpoint, before, limit).await?;
+    let fallback = match changes.first() {
+        Some(c) => c.at,
+        None => store.user(user).await?.created_at,
+    };
+    Ok((changes, fallback))
 }
 
 /// The stream format a file name (`stream.atom`, `stream.rss`, `stream.json`) asks for.

@@ -78,6 +78,16 @@ impl Mesh {
     }
 
     /// The user's latest change sequence number (what feed caches are keyed by).
+    /// The user's collections.
+    pub async fn collections(&self, user_id: i64) -> Result<Vec<Collection>> {
+        Ok(self.store.collections(user_id).await?)
+    }
+
+    /// One item of a collection, as stored now.
+    pub async fn member(&self, col: &Collection, sync_id: &str) -> Result<ItemRecord> {
+        self.store.item(col.id, sync_id).await?.ok_or(Error::NotFound("entry"))
+    }
+
     pub async fn head(&self, user_id: i64) -> Result<u64> {
         if let Some(head) = self.heads.get(&user_id) {
             return Ok(head);

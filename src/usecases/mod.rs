@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod feeds;
+pub mod files;
 pub mod follows;
 pub mod items;
 pub mod keys;

@@ -22,7 +22,7 @@ const ENTRY_TYPE: &str = "application/atom+xml;type=entry";
 
 pub async fn service(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    let collections = st.mesh.store.collections(p.user_id).await?;
+    let collections = st.mesh.collections(p.user_id).await?;
     let list: Vec<ServiceCollection> = collections
         .iter()
         .map(|c| ServiceCollection {
@@ -286,7 +286,7 @@ pub async fn read(
 ) -> Result<Response> {
     let who = owner(&st, &headers, &user, Check::Cached).await?;
     let col = st.mesh.collection(who.user_id, &collection).await?;
-    let record = st.mesh.store.item(col.id, &id).await?.ok_or(Error::NotFound("entry"))?;
+    let record = st.mesh.member(&col, &id).await?;
     let tag = etag(record.seq);
     if not_modified(&headers, &tag, record.changed_at) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
@@ -345,7 +345,7 @@ pub async fn media(
 ) -> Result<Response> {
     let who = owner(&st, &headers, &user, Check::Cached).await?;
     let col = st.mesh.collection(who.user_id, &collection).await?;
-    let record = st.mesh.store.item(col.id, &id).await?.ok_or(Error::NotFound("entry"))?;
+    let record = st.mesh.member(&col, &id).await?;
     let media = record
         .item
         .current

@@ -12,12 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::SharedState;
 use super::auth::{Check, optional_principal, principal};
 use crate::error::{Error, Result};
-
-fn checked(sha256: &str) -> Result<&str> {
-    let ok = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    ok.then_some(sha256)
-        .ok_or_else(|| Error::Invalid("a blob is named by its SHA-256 in 64 lowercase hex digits".into()))
-}
+use crate::usecases::files::{self, Held, Uploaded};
 
 /// `Content-Range: bytes START-END/TOTAL` (or `bytes START-/TOTAL`): one part of an upload,
 /// as the first byte, the byte after the last (`END + 1`, or `TOTAL` when open) and the total.
@@ -60,28 +55,15 @@ pub async fn put(
     body: Body,
 ) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    let sha256 = checked(&sha256)?;
-    if st.mesh.store.blob_size(p.user_id, sha256).await?.is_some() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
     // Resumable: parts with Content-Range, each continuing where the last ended.
-    if let Some(part) = content_range(&headers)? {
-        let (held, done) = st
-            .mesh
-            .blobs
-            .put_part(p.user_id, sha256, part, super::upload(body))
-            .await?;
-        return Ok(match done {
-            Some(size) => {
-                st.mesh.store.record_blob(p.user_id, sha256, size).await?;
-                StatusCode::CREATED.into_response()
-            }
-            None => (StatusCode::ACCEPTED, offset_header(held)).into_response(),
-        });
-    }
-    let (_, size) = st.mesh.blobs.put_expecting(super::upload(body), Some(sha256)).await?;
-    st.mesh.store.record_blob(p.user_id, sha256, size).await?;
-    Ok(StatusCode::CREATED.into_response())
+    let part = content_range(&headers)?;
+    Ok(
+        match files::upload(&st, p.user_id, &sha256, part, super::upload(body)).await? {
+            Uploaded::Already => StatusCode::NO_CONTENT.into_response(),
+            Uploaded::Stored(_) => StatusCode::CREATED.into_response(),
+            Uploaded::Partial(held) => (StatusCode::ACCEPTED, offset_header(held)).into_response(),
+        },
+    )
 }
 
 /// Parts and bytes one `POST /api/blobs` may carry.
@@ -104,7 +86,7 @@ pub async fn post_many(State(st): State<SharedState>, req: axum::extract::Reques
     let mut total = 0usize;
     while let Some(field) = form.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_string();
-        checked(&name)?;
+        files::checked(&name)?;
         let bytes = field.bytes().await.map_err(bad)?;
         if bytes.len() > BATCH_PART_BYTES {
             return Err(Error::TooLarge(format!(
@@ -118,43 +100,28 @@ pub async fn post_many(State(st): State<SharedState>, req: axum::extract::Reques
         }
         parts.push((name, bytes));
     }
-    let store = st.mesh.blobs.clone();
-    let parts = tokio::task::spawn_blocking(move || store.store_many(&parts).map(|()| parts))
-        .await
-        .map_err(|e| Error::Internal(e.into()))??;
-    let list: Vec<(String, u64)> = parts
-        .iter()
-        .map(|(sha, bytes)| (sha.clone(), bytes.len() as u64))
-        .collect();
-    let new = st.mesh.store.record_blobs(p.user_id, &list).await?;
-    let (mut created, mut present) = (Vec::new(), Vec::new());
-    for ((sha, _), new) in list.into_iter().zip(new) {
-        if new {
-            created.push(sha);
-        } else if !created.contains(&sha) {
-            present.push(sha);
-        }
-    }
+    let count = parts.len();
+    let batch = files::upload_many(&st, p.user_id, parts).await?;
     tracing::debug!(
-        parts = parts.len(),
+        parts = count,
         bytes = total,
-        created = created.len(),
+        created = batch.created.len(),
         "blobs uploaded"
     );
-    Ok(axum::Json(serde_json::json!({ "created": created, "present": present })).into_response())
+    Ok(axum::Json(batch).into_response())
 }
 
 pub async fn get(State(st): State<SharedState>, Path(sha256): Path<String>, headers: HeaderMap) -> Result<Response> {
     let p = optional_principal(&st, &headers, Check::Cached)
         .await?
         .ok_or(Error::Unauthorized)?;
-    let sha256 = checked(&sha256)?;
-    let Some(size) = st.mesh.store.blob_size(p.user_id, sha256).await? else {
+    let (path, size) = match files::find(&st, p.user_id, &sha256).await? {
+        Held::Stored(path, size) => (path, size),
         // Not stored (yet): how much of a resumable upload is here to continue from.
-        let held = st.mesh.blobs.partial_len(p.user_id, sha256).await;
-        return Ok((StatusCode::NOT_FOUND, offset_header(held), "blob not found\n").into_response());
+        Held::Partial(held) => {
+            return Ok((StatusCode::NOT_FOUND, offset_header(held), "blob not found\n").into_response());
+        }
     };
-    let path = st.mesh.blobs.path(sha256).ok_or(Error::NotFound("blob"))?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("blob {sha256} missing: {e}")))?;
@@ -205,7 +172,7 @@ mod tests {
             if HeaderValue::from_str(&s).is_ok() {
                 let _ = range(&s);
             }
-            let _ = checked(&s);
+            let _ = files::checked(&s);
         }
     }
 }

@@ -7,37 +7,18 @@ use std::time::Duration;
 
 use axum::response::Response;
 
+use super::SharedState;
 use super::auth::{feed_reader, reader_self_key, self_url};
 use super::cache::{CachedFeed, respond};
-use super::{AppState, SharedState};
 use crate::error::{Error, Result};
 use crate::formats::Format;
-use crate::store::{ChangeRecord, ItemRecord};
 use crate::usecases::encode_segment;
-use crate::usecases::feeds::{collection_document, stream_document, stream_format, stream_url};
+use crate::usecases::feeds::{self, collection_document, stream_document, stream_format, stream_url};
 
 const STREAM_PAGE: u32 = 50;
 const COLLECTION_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 const MAX_WAIT: u64 = 60;
-
-/// Returns when the collection has a change after `after`, or at the deadline. Woken by this
-/// process's writes at once; other processes' writes are seen within a second.
-async fn wait_for_change(st: &AppState, collection_id: i64, after: u64, wait: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut changed = st.mesh.changed.subscribe();
-    loop {
-        if st.mesh.store.collection_head(collection_id).await? > after {
-            return Ok(());
-        }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return Ok(());
-        }
-        let nap = (deadline - now).min(Duration::from_secs(1));
-        let _ = tokio::time::timeout(nap, changed.changed()).await;
-    }
-}
 
 #[derive(serde::Deserialize)]
 pub struct FeedParams {
@@ -101,11 +82,11 @@ pub async fn collection(
                 "wait={wait:?} must be a number of seconds from 0 to {MAX_WAIT}"
             ))
         })?;
-        wait_for_change(&st, col.id, after, Duration::from_secs(secs)).await?;
+        feeds::wait_for_change(&st, col.id, after, Duration::from_secs(secs)).await?;
     }
     // After a wait the change may be another process's: read the head fresh, not cached.
     let head = match q.wait {
-        Some(_) => st.mesh.store.user_head(reader.user_id).await?,
+        Some(_) => feeds::fresh_head(&st, reader.user_id).await?,
         None => st.mesh.head(reader.user_id).await?,
     };
     // The self URL is part of the document: a cached one is used only with the same self key.
@@ -116,7 +97,7 @@ pub async fn collection(
     }
     let key = key.to_string();
     let self_url = self_url(&st, &uri, self_key.as_deref());
-    let records: Vec<ItemRecord> = st.mesh.store.items_since(col.id, since.unwrap_or(0), page).await?;
+    let records = feeds::collection_page(&st, &col, since.unwrap_or(0), page).await?;
     let url = st.collection_url(&user, &col.name);
     let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
     let next =
@@ -175,10 +156,6 @@ async fn stream(
     let reader = feed_reader(&st, &headers, q.key.as_deref(), &user, uri.path()).await?;
     let before = cursor("before", q.before.as_deref())?;
     let page = limit(q.limit.as_deref(), STREAM_PAGE)?;
-    let endpoint = match &device {
-        Some(d) => Some(st.mesh.store.endpoint(reader.user_id, d).await?),
-        None => None,
-    };
     let head = st.mesh.head(reader.user_id).await?;
     // The self URL is part of the document: a cached one is used only with the same self key.
     let self_key = reader_self_key(&st, &reader, &uri).await?;
@@ -188,15 +165,7 @@ async fn stream(
     }
     let key = key.to_string();
     let self_url = self_url(&st, &uri, self_key.as_deref());
-    let changes: Vec<ChangeRecord> = st
-        .mesh
-        .store
-        .changes(reader.user_id, endpoint.as_ref().map(|e| e.id), before, page)
-        .await?;
-    let fallback = match changes.first() {
-        Some(c) => c.at,
-        None => st.mesh.store.user(&user).await?.created_at,
-    };
+    let (changes, fallback) = feeds::stream_page(&st, reader.user_id, &user, device.as_deref(), before, page).await?;
     let feed_url = stream_url(&st, &user, device.as_deref(), format);
     let next_url = (changes.len() == page as usize)
         .then(|| {

@@ -47,7 +47,7 @@ pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> Resul
             title: format!("What {} published (atom)", p.by()),
             url: format!("{}/u/{}/endpoints/{}/stream.atom", st.base_url, p.user, p.endpoint),
         });
-        for c in st.mesh.store.collections(p.user_id).await? {
+        for c in st.mesh.collections(p.user_id).await? {
             page.collections.push(FeedLink {
                 url: st.collection_url(&p.user, &c.name),
                 title: c.name,

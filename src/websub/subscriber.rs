@@ -116,12 +116,14 @@ async fn leave(st: &WebSub, f: Follow) -> anyhow::Result<()> {
 
 async fn look(st: &WebSub, mut f: Follow) -> anyhow::Result<()> {
     let now = now_ms();
+    // Writes back only if nobody changed the state meanwhile (a denial must not be undone).
+    let was = f.state;
     if f.state == FollowState::Leaving {
         return leave(st, f).await;
     }
     if f.state == FollowState::Subscribed && now < f.lease_expires_at {
         // The lease ends soon: renew it (pushes keep coming meanwhile).
-        return subscribe_at_hub(st, f).await;
+        return subscribe_at_hub(st, f, was).await;
     }
     if f.state == FollowState::Subscribing {
         f.last_error = Some("the hub did not verify the subscription in time".into());
@@ -162,21 +164,24 @@ async fn look(st: &WebSub, mut f: Follow) -> anyhow::Result<()> {
     // A feed that cannot be fetched is not subscribed to either; it is polled again later.
     if f.hub.is_empty() || !reachable {
         f.next_at = now + st.hub.poll_interval.as_millis() as i64;
-        return Ok(st.mesh.store.update_follow(&f).await?);
+        st.mesh.store.update_follow(&f, was).await?;
+        return Ok(());
     }
-    subscribe_at_hub(st, f).await
+    subscribe_at_hub(st, f, was).await
 }
 
-/// Asks the follow's hub for a subscription (or its renewal). The state is written first:
-/// the hub may verify before it answers.
-async fn subscribe_at_hub(st: &WebSub, mut f: Follow) -> anyhow::Result<()> {
+/// Asks the follow's hub for a subscription (or its renewal). The state is written first
+/// (the hub may verify before it answers), and only if it is still `was`.
+async fn subscribe_at_hub(st: &WebSub, mut f: Follow, was: FollowState) -> anyhow::Result<()> {
     let store = &st.mesh.store;
     let now = now_ms();
     if f.state != FollowState::Subscribed {
         f.state = FollowState::Subscribing;
     }
     f.next_at = now + st.hub.verify_wait.as_millis() as i64;
-    store.update_follow(&f).await?;
+    if !store.update_follow(&f, was).await? {
+        return Ok(()); // denied, verified or removed meanwhile: that stands
+    }
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("hub.mode", "subscribe")
         .append_pair("hub.topic", &f.topic)

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod callbacks;
+pub mod process;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -176,8 +179,9 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
 }
 
 impl TestApp {
+    /// A hub on [`default_db`].
     pub async fn spawn() -> TestApp {
-        Self::spawn_on(Db::Sqlite).await.expect("sqlite is always there")
+        Self::spawn_on(default_db()).await.expect("the test database is there")
     }
 
     /// A hub on the given database; None when that database is not available (a skip).
@@ -347,4 +351,49 @@ pub fn sync_entry(id: &str, updates: u32, deleted: bool, history: &[(u32, &str, 
     format!(
         r#"<entry xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync"><title>{title}</title><content type="text">{title} body</content><sx:sync id="{id}" updates="{updates}" deleted="{deleted}">{hist}</sx:sync></entry>"#
     )
+}
+
+/// The database the HTTP tests run on: SQLite, or PostgreSQL when `FEEDMESH_TEST_DB` is
+/// `postgres` (scripts/test runs the WebSub, follow and feed tests a second time so).
+pub fn default_db() -> Db {
+    match std::env::var("FEEDMESH_TEST_DB").as_deref() {
+        Ok("postgres") => Db::Postgres,
+        _ => Db::Sqlite,
+    }
+}
+
+/// A fresh database URL for a test hub on [`default_db`]: a SQLite file in `dir`, or a new
+/// PostgreSQL database.
+pub async fn test_db(dir: &std::path::Path) -> String {
+    match default_db() {
+        Db::Sqlite => format!("sqlite://{}", dir.join("feedmesh.db").display()),
+        Db::Postgres => postgres_url()
+            .await
+            .expect("FEEDMESH_TEST_DB=postgres needs FEEDMESH_TEST_POSTGRES_URL"),
+    }
+}
+
+/// Serves `router` on 127.0.0.1, port 0; returns its base URL (`http://127.0.0.1:PORT`).
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Waits (up to 8 s) until `check` holds; fails naming `what`.
+pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(what, 8, check).await
+}
+
+/// Waits up to `secs` seconds, looking every 20 ms, until `check` holds; fails naming `what`.
+pub async fn eventually_within(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -6,7 +6,7 @@ use super::*;
 use async_trait::async_trait;
 
 use crate::store::Follow;
-use crate::store::FollowStore;
+use crate::store::{FollowState, FollowStore};
 use crate::store::{Result, StoreError};
 
 #[async_trait]
@@ -100,10 +100,10 @@ impl FollowStore for SqlStore {
         rows.iter().map(|r| self.follow_row(r)).collect()
     }
 
-    async fn update_follow(&self, f: &Follow) -> Result<()> {
-        sqlx::query(
+    async fn update_follow(&self, f: &Follow, was: FollowState) -> Result<bool> {
+        let done = sqlx::query(
             "UPDATE follows SET topic = $2, hub = $3, state = $4, lease_expires_at = $5, next_at = $6, etag = $7, \
-             last_modified = $8, last_error = $9, claimed_until = 0 WHERE id = $1 AND state <> 'leaving'",
+             last_modified = $8, last_error = $9, claimed_until = 0 WHERE id = $1 AND state = $10",
         )
         .bind(f.id)
         .bind(&f.topic)
@@ -114,9 +114,19 @@ impl FollowStore for SqlStore {
         .bind(f.etag.as_deref())
         .bind(f.last_modified.as_deref())
         .bind(f.last_error.as_deref())
+        .bind(was.as_str())
         .execute(&self.writer)
         .await?;
-        Ok(())
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // Changed meanwhile (a hub's verification or denial, a removal): that change stands,
+        // and the follow is free for the next look at once.
+        sqlx::query("UPDATE follows SET claimed_until = 0 WHERE id = $1")
+            .bind(f.id)
+            .execute(&self.writer)
+            .await?;
+        Ok(false)
     }
 
     async fn follow_verified(&self, id: i64, lease_expires_at: i64, next_at: i64) -> Result<bool> {
