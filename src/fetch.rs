@@ -2,7 +2,6 @@
 //! feeds (polling and WebSub discovery). Every hop goes through the outbound guard: a
 //! redirect is followed by hand so each Location is checked like the first URL (S2).
 
-use bytes::Bytes;
 use reqwest::{Method, StatusCode, header};
 
 use crate::net::{Outbound, OutboundError};
@@ -19,20 +18,9 @@ pub struct Conditions<'a> {
     pub last_modified: Option<&'a str>,
 }
 
-/// A fetched document, or a 304 (`body` empty, `not_modified`).
-#[derive(Debug)]
-pub struct Fetched {
-    /// The URL the content came from, after redirects.
-    pub url: String,
-    pub not_modified: bool,
-    pub content_type: String,
-    pub body: Bytes,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    /// `rel="hub"` and `rel="self"` of the `Link` headers (WebSub discovery).
-    pub hubs: Vec<String>,
-    pub self_url: Option<String>,
-}
+/// What a GET brought: the connector contract's type, which the hub's own fetches (open-hub
+/// topics) use too.
+pub use feedmesh_connector::Fetched;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -96,8 +84,8 @@ pub async fn get(
         let mut fetched = Fetched {
             url: url.clone(),
             not_modified: status == StatusCode::NOT_MODIFIED,
-            content_type: text(header::CONTENT_TYPE).unwrap_or_default(),
-            body: Bytes::new(),
+            content_type: text(header::CONTENT_TYPE),
+            body: Vec::new(),
             etag: text(header::ETAG),
             last_modified: text(header::LAST_MODIFIED),
             hubs,
@@ -119,7 +107,7 @@ pub async fn get(
             }
             body.extend_from_slice(&chunk);
         }
-        fetched.body = Bytes::from(body);
+        fetched.body = body;
         return Ok(fetched);
     }
     Err(FetchError::TooManyRedirects)
@@ -168,16 +156,7 @@ impl feedmesh_connector::Http for ConnectorHttp<'_> {
             last_modified: conditions.last_modified.as_deref(),
         };
         match get(self.0, url, &cond, max_bytes).await {
-            Ok(f) => Ok(feedmesh_connector::Fetched {
-                url: f.url,
-                not_modified: f.not_modified,
-                body: f.body.to_vec(),
-                content_type: (!f.content_type.is_empty()).then_some(f.content_type),
-                etag: f.etag,
-                last_modified: f.last_modified,
-                hubs: f.hubs,
-                self_url: f.self_url,
-            }),
+            Ok(f) => Ok(f),
             Err(
                 e @ (FetchError::Outbound(OutboundError::Url(_))
                 | FetchError::TooManyRedirects

@@ -78,8 +78,8 @@ async fn fetch_topic(outbound: &Outbound, topic: &TopicFetch) -> (Option<TopicCo
             }
             let content = TopicContent {
                 hash: secrets::hash_bytes(&f.body),
-                content_type: f.content_type,
-                body: f.body.to_vec(),
+                content_type: f.content_type.unwrap_or_default(),
+                body: f.body,
                 version: 0,
             };
             (Some(content), hubs)

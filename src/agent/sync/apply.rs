@@ -2,11 +2,11 @@
 //! conflict copies next to the file that keeps the path, moves, and deletions that never
 //! remove a local change the hub has not seen.
 
-use super::super::index::Row;
-use super::super::paths::{self};
 use super::*;
+use crate::agent::index::Row;
+use crate::agent::paths;
 use crate::domain::entry::Media;
-use crate::domain::feedsync::{self};
+use crate::domain::feedsync;
 use crate::domain::time::Timestamp;
 use std::collections::HashSet;
 use std::path::Path;

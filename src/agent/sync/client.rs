@@ -2,9 +2,9 @@
 //! remote changes (long-poll), and moving files: uploads (resumable in parts) and downloads
 //! (streamed to a temporary file, checked against their SHA-256, then put in place).
 
-use super::super::index::Index;
-use super::super::paths::STATE_DIR;
 use super::*;
+use crate::agent::index::Index;
+use crate::agent::paths::STATE_DIR;
 use crate::domain::entry::Media;
 use crate::domain::time::Timestamp;
 use crate::formats::atom_in::parse_feed_document;

@@ -154,3 +154,6 @@ pub fn describe(item: &StoredItem) -> String {
         top.and_then(|h| h.by.clone()).unwrap_or_default()
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,8 @@
 //! Pull: every change after the cursor, a page at a time, merged here with the same FeedSync
 //! algorithm as the hub; blobs fetched ahead of applying, several at once.
 
-use super::super::index::Row;
 use super::*;
+use crate::agent::index::Row;
 use crate::domain::entry::{Media, StoredItem};
 use crate::domain::feedsync::{self, MergeKind};
 use crate::domain::time::Timestamp;

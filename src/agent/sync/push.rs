@@ -2,9 +2,9 @@
 //! a request, large ones alone and resumable), then one FeedSync feed of entries with
 //! `sx:sync`, which the hub merges and answers with the merged items.
 
-use super::super::index::Row;
 use super::*;
-use crate::domain::feedsync::{self};
+use crate::agent::index::Row;
+use crate::domain::feedsync;
 use crate::domain::time::Timestamp;
 use crate::formats::EntryView;
 use crate::formats::atom_in::{Incoming, parse_feed_document};

@@ -2,9 +2,9 @@
 //! only when those changed), and records every local change as a FeedSync change of its
 //! item: create, update, delete, and a rename that keeps the item.
 
-use super::super::index::{Row, Stat};
-use super::super::paths::{self, Ignores};
 use super::*;
+use crate::agent::index::{Row, Stat};
+use crate::agent::paths::{self, Ignores};
 use crate::domain::entry::{Entry, Media, Text};
 use crate::domain::feedsync::{self, Resolve};
 use crate::domain::time::Timestamp;
@@ -181,11 +181,11 @@ pub(super) fn media_type(rel: &str) -> &'static str {
 }
 
 pub(super) struct Found {
-    rel: String,
-    abs: PathBuf,
-    size: u64,
-    mtime_ns: i64,
-    ino: u64,
+    pub(super) rel: String,
+    pub(super) abs: PathBuf,
+    pub(super) size: u64,
+    pub(super) mtime_ns: i64,
+    pub(super) ino: u64,
 }
 
 pub(super) fn now_ns() -> i64 {
