@@ -4,6 +4,7 @@ mod common;
 
 mod agent;
 mod atompub;
+mod atompub_clients;
 mod bad_input;
 mod blobs;
 mod cli;

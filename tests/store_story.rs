@@ -1,4 +1,7 @@
 //! One story through the Store trait, run on SQLite and on PostgreSQL alike.
+//! Longer than most files on purpose: it is one story, each step building on the state the
+//! last one left (users, then items, then WebSub rows, then follows), so that both
+//! backends are held to the same sequence; cutting it would mean rebuilding that state.
 
 use feedmesh::domain::entry::{Entry, StoredItem, Text};
 use feedmesh::domain::feedsync;

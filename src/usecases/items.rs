@@ -443,6 +443,46 @@ impl Mesh {
     }
 }
 
+/// The items' use cases that name members by URL: what the hub itself wrote into an entry
+/// it served (the fallback author, the alternate link to the member) is dropped before the
+/// entry is compared with the stored one, so a generic client that sends back what it got
+/// changes nothing, and one that changed it makes an edit (see `ParsedEntry::without_echo`).
+impl super::Core {
+    /// PUT of a member by a client (If-Match: `if_match`; `resolve`: a FeedSync resolution).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn replace_member(
+        &self,
+        who: &Principal,
+        user: &str,
+        col: &Collection,
+        sync_id: &str,
+        if_match: Option<u64>,
+        parsed: ParsedEntry,
+        resolve: bool,
+    ) -> Result<Accepted> {
+        let parsed = parsed.without_echo(&self.member_url(user, &col.name, sync_id), user);
+        self.mesh.replace(who, col, sync_id, if_match, parsed, resolve).await
+    }
+
+    /// A device's changes as one FeedSync feed (see `Mesh::merge_feed`).
+    pub async fn merge_device_feed(
+        &self,
+        who: &Principal,
+        user: &str,
+        col: &Collection,
+        parsed: Vec<ParsedEntry>,
+    ) -> Result<Vec<ItemRecord>> {
+        let parsed = parsed
+            .into_iter()
+            .map(|p| match p.sync_id().map(|id| self.member_url(user, &col.name, id)) {
+                Some(member) => p.without_echo(&member, user),
+                None => p,
+            })
+            .collect();
+        self.mesh.merge_feed(who, col, parsed).await
+    }
+}
+
 /// Before retry `attempt` of a lost race: nothing the first time, then a random pause of up
 /// to 2^attempt × 100 µs (capped at 50 ms), so writers of one hot item spread out.
 async fn backoff(attempt: u32) {

@@ -145,14 +145,7 @@ pub async fn create(
                 Document::Entry(_) if bytes.len() > st.max_entry_bytes => return Err(entry_too_large(&st)),
                 Document::Entry(parsed) => st.mesh.publish(&who, &col, *parsed).await?,
                 Document::Feed(parsed) => {
-                    let parsed = parsed
-                        .into_iter()
-                        .map(|p| match p.sync_id().map(|id| st.member_url(&user, &col.name, id)) {
-                            Some(member) => p.without_echo(&member, &user),
-                            None => p,
-                        })
-                        .collect();
-                    let records = st.mesh.merge_feed(&who, &col, parsed).await?;
+                    let records = st.merge_device_feed(&who, &user, &col, parsed).await?;
                     return Ok(merged_feed(&st, &user, &col.name, &records));
                 }
             }
@@ -318,10 +311,10 @@ pub async fn replace(
     }
     let expected = if_match(&headers)?;
     let resolve = matches!(q.resolve.as_deref(), Some("true" | "1" | "all"));
-    let parsed = read_entry(&st, &headers, body)
-        .await?
-        .without_echo(&st.member_url(&user, &col.name, &id), &user);
-    let accepted = st.mesh.replace(&who, &col, &id, expected, parsed, resolve).await?;
+    let parsed = read_entry(&st, &headers, body).await?;
+    let accepted = st
+        .replace_member(&who, &user, &col, &id, expected, parsed, resolve)
+        .await?;
     Ok(entry_response(&st, &user, &col.name, accepted))
 }
 

@@ -397,3 +397,21 @@ pub async fn eventually_within(what: &str, secs: u64, mut check: impl AsyncFnMut
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A hub on `db` with alice's collection Notes and a laptop token (returned); None when
+/// that database is not available (a skip).
+pub async fn alice_with_notes(db: Db) -> Option<(TestApp, String)> {
+    let app = TestApp::spawn_on(db).await?;
+    let token = app.token("alice", "laptop").await;
+    app.collection("alice", "Notes").await;
+    Some((app, token))
+}
+
+/// A response header as text ("" when absent).
+pub fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}

@@ -1,4 +1,6 @@
 //! Every vector of specs/feedsync.md §3 (C1-C6, T1-T26) and property tests of §2.10.
+//! Longer than most files on purpose: one test per vector of the spec, in the spec's order,
+//! so the file reads side by side with specs/feedsync.md.
 
 use super::*;
 

@@ -204,7 +204,7 @@ impl SqlStore {
 #[derive(serde::Deserialize)]
 pub(super) struct PackedDelivery(
     i64,
-    String,
+    pub(super) String,
     String,
     Option<i64>,
     String,

@@ -146,12 +146,23 @@ impl WebSubStore for SqlStore {
         if room > 0 {
             rows.extend(self.claim_packed(&OUTSIDE_DELIVERIES, now_ms, lease_ms, room).await?);
         }
+        // A fan-out claims many subscriptions of one topic: its sealed URL is opened once per
+        // batch (rows with the same stored topic, which holds the key's hash, name one URL).
+        let mut topics: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         Ok(rows
             .into_iter()
             .map(|p| {
+                let stored = p.1.clone();
                 let mut d = DueDelivery::from(p);
                 d.secret = self.reveal(d.secret);
-                d.topic = self.sealer.reveal(d.topic);
+                d.topic = match topics.get(&stored) {
+                    Some(url) => url.clone(),
+                    None => {
+                        let url = self.sealer.reveal(std::mem::take(&mut d.topic));
+                        topics.insert(stored, url.clone());
+                        url
+                    }
+                };
                 d
             })
             .collect())
