@@ -24,6 +24,15 @@ impl Stop {
     }
 }
 
+/// A worker's task, aborted when its supervising task is.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A restart's pause: 100 ms, doubling to a minute for a worker that keeps dying.
 const RESTART: Backoff = Backoff {
     base: Duration::from_millis(100),
@@ -34,8 +43,8 @@ const RESTART: Backoff = Backoff {
 /// A worker that ran this long before it died is restarted without a pause.
 const HEALTHY: Duration = Duration::from_secs(60);
 
-/// Owns the workers. Dropping it aborts them at once; [`Supervisor::shutdown`] stops them
-/// in order.
+/// Owns the workers. Dropping it aborts them at once (a test hub that is dropped leaves no
+/// worker behind); [`Supervisor::shutdown`] stops them in order.
 pub struct Supervisor {
     stop: CancellationToken,
     tasks: JoinSet<()>,
@@ -68,8 +77,10 @@ impl Supervisor {
             let mut deaths = 0u32;
             loop {
                 let started = tokio::time::Instant::now();
-                let run = tokio::spawn(make(Stop(stop.clone())));
-                let ended = run.await;
+                // Aborting this task (shutdown's last resort, or dropping the supervisor)
+                // drops the guard, which aborts the worker too.
+                let mut run = AbortOnDrop(tokio::spawn(make(Stop(stop.clone()))));
+                let ended = (&mut run.0).await;
                 if stop.is_cancelled() {
                     return;
                 }
@@ -142,10 +153,27 @@ mod tests {
                 f.fetch_add(1, Ordering::SeqCst);
             }
         });
-        sup.spawn("stuck", |_stop| std::future::pending::<()>());
+        // The stuck worker holds a clone of `alive` for as long as it runs.
+        let alive = Arc::new(());
+        let held = alive.clone();
+        sup.spawn("stuck", move |_stop| {
+            let held = held.clone();
+            async move {
+                let _held = held;
+                std::future::pending::<()>().await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(Arc::strong_count(&alive), 3, "the stuck worker runs");
         let aborted = sup.shutdown(Duration::from_millis(500)).await;
         assert_eq!(finished.load(Ordering::SeqCst), 1, "the draining worker finished");
         assert_eq!(aborted, 1, "the stuck one was aborted after the grace");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            Arc::strong_count(&alive),
+            1,
+            "the stuck worker's task is gone, not left running"
+        );
     }
 
     #[tokio::test]

@@ -37,7 +37,7 @@ pub async fn create(store: &dyn Store, user_id: i64, user: &str, feed: &str, bas
     let path = feed.strip_prefix(base_url).unwrap_or(feed);
     if !owned_feed_path(user, path) {
         return Err(Error::Invalid(format!(
-            "feed {feed:?} is not one of {user}'s feeds (expected /u/{user}/… or /atompub/{user}/…)"
+            "feed {feed:?} is not one of your feeds (expected /u/{user}/… or /atompub/{user}/…)"
         )));
     }
     let path = path.split('?').next().unwrap_or(path).to_string();
