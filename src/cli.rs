@@ -321,7 +321,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let u = user_named(store, &user).await?;
                     // Its subscriptions end now, with a denial to each subscriber, as by the API.
                     let ws = WebSub::new(core.clone(), HubSettings::default(), true);
-                    crate::websub::hub::revoke_key(&ws, u.id, id)
+                    crate::websub::hub::revoke_key(&ws, u.id, id, || {})
                         .await
                         .with_context(|| format!("cannot revoke key {id}"))?;
                     eprintln!("revoked feed key {id} of {user}");

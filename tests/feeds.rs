@@ -140,14 +140,7 @@ async fn readers_authenticate_with_basic_or_a_feed_key() {
     let refused = app.feed_key(&bob, "/u/alice/stream.atom").await;
     assert_eq!(refused.status(), 400);
     // Revoked: 401 at once.
-    let id = created["id"].as_i64().unwrap();
-    let del = app
-        .client
-        .delete(app.url(&format!("/api/keys/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let del = app.revoke_key(&token, &created["id"]).await;
     assert_eq!(del.status(), 204);
     assert_eq!(
         app.client

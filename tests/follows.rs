@@ -132,13 +132,7 @@ async fn a_feed_with_a_hub_is_followed_by_push_renewed_and_denied() {
 
     // Denial: revoking the key ends the publisher's subscription; the follower polls again,
     // and the revoked key URL now answers 401.
-    let revoked = publisher
-        .client
-        .delete(publisher.url(&format!("/api/keys/{}", key["id"])))
-        .bearer_auth(&alice)
-        .send()
-        .await
-        .unwrap();
+    let revoked = publisher.revoke_key(&alice, &key["id"]).await;
     assert_eq!(revoked.status(), 204);
     eventually("the denial", async || {
         follows(&app, &bob).await[0]["state"] == "polling"

@@ -246,24 +246,8 @@ async fn revoking_the_key_ends_its_subscriptions_with_a_denial() {
     let (cb_base, cb) = callback_server().await;
     let callback = format!("{cb_base}/revoked?token=t1");
     subscribe(&app, &topic, &callback, &[]).await;
-    let keys: serde_json::Value = app
-        .client
-        .get(app.url("/api/keys"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = keys[0]["id"].as_i64().unwrap();
-    let del = app
-        .client
-        .delete(app.url(&format!("/api/keys/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let keys = app.keys(&token).await;
+    let del = app.revoke_key(&token, &keys[0]["id"]).await;
     assert_eq!(del.status(), 204);
     assert!(
         app.store.subscription(&topic, &callback).await.unwrap().is_none(),
@@ -391,16 +375,7 @@ async fn a_credentialed_fetch_advertises_a_capability_url_as_self() {
     subscribe(&app, &me, &callback, &[]).await;
 
     // Revoking it ends the URL and its subscription; the next credentialed fetch makes a new one.
-    let keys: serde_json::Value = app
-        .client
-        .get(app.url("/api/keys"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys = app.keys(&token).await;
     let id = keys
         .as_array()
         .unwrap()
@@ -408,13 +383,7 @@ async fn a_credentialed_fetch_advertises_a_capability_url_as_self() {
         .find(|k| k["self"] == true && k["revoked"] == false)
         .unwrap()["id"]
         .clone();
-    let resp = app
-        .client
-        .delete(app.url(&format!("/api/keys/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.revoke_key(&token, &id).await;
     assert_eq!(resp.status(), 204);
     assert_eq!(app.client.get(&me).send().await.unwrap().status(), 401);
     eventually("the denial", async || {

@@ -103,24 +103,7 @@ impl Mesh {
         self.check_files(col.user_id, &parsed).await?;
         match parsed.into_incoming() {
             Incoming::Sync(incoming) => self.merge(who, col, incoming).await,
-            Incoming::Plain(entry) => {
-                let id = uuid::Uuid::now_v7().to_string();
-                let now = Timestamp::now();
-                let item = feedsync::create(id, &who.by(), now, false, entry);
-                let seq = self
-                    .write(who, col, None, &item, ChangeKind::Create)
-                    .await?
-                    .ok_or_else(taken)?;
-                Ok(Accepted {
-                    record: ItemRecord {
-                        seq,
-                        changed_at: now,
-                        item,
-                    },
-                    change: Some(ChangeKind::Create),
-                    created: true,
-                })
-            }
+            Incoming::Plain(entry) => self.create_new(who, col, Timestamp::now(), entry).await,
         }
     }
 
@@ -185,6 +168,11 @@ impl Mesh {
             }),
             ..Entry::default()
         };
+        self.create_new(who, col, now, entry).await
+    }
+
+    /// A new item (FeedSync create) under a fresh, time-ordered id.
+    async fn create_new(&self, who: &Principal, col: &Collection, now: Timestamp, entry: Entry) -> Result<Accepted> {
         let item = feedsync::create(uuid::Uuid::now_v7().to_string(), &who.by(), now, false, entry);
         let seq = self
             .write(who, col, None, &item, ChangeKind::Create)

@@ -52,9 +52,12 @@ pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> Result<R
 
 pub async fn revoke(State(st): State<SharedState>, Path(id): Path<i64>, headers: HeaderMap) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    crate::websub::hub::revoke_key(&st.websub, p.user_id, id).await?;
-    // This process's read caches forget it at once (others' within their second).
-    st.feed_keys.remove_where(|k| k.id == id);
-    st.self_keys.clear();
+    // This process's read caches forget it before its subscribers are told (others' caches
+    // within their second).
+    let forget = || {
+        st.feed_keys.remove_where(|k| k.id == id);
+        st.self_keys.clear();
+    };
+    crate::websub::hub::revoke_key(&st.websub, p.user_id, id, forget).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

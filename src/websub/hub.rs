@@ -53,8 +53,11 @@ pub async fn end_revoked(ws: &WebSub) -> anyhow::Result<()> {
 
 /// Revokes one of the user's feed keys, and ends its WebSub subscriptions with a denial to
 /// each subscriber before it answers (the CLI and `DELETE /api/keys/{id}` alike).
-pub async fn revoke_key(ws: &WebSub, user_id: i64, id: i64) -> crate::error::Result<()> {
+/// `forget` runs between the two: the caller's read caches must drop the key before any
+/// subscriber is told, or one that fetches the feed at once would still get it.
+pub async fn revoke_key(ws: &WebSub, user_id: i64, id: i64, forget: impl FnOnce()) -> crate::error::Result<()> {
     crate::usecases::keys::revoke(ws, user_id, id).await?;
+    forget();
     if let Err(e) = end_revoked(ws).await {
         tracing::error!(error = %format!("{e:#}"), "cannot end WebSub subscriptions of a revoked key");
     }

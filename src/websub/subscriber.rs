@@ -4,7 +4,8 @@
 //! subscribes at the hub the feed names (`Link` headers, then the feed's own links) with a
 //! random secret and a callback URL holding a random token, takes pushes whose signature it
 //! checked in constant time, and renews the lease before it ends. When the feed names no
-//! hub, or the subscription fails or is denied, it polls with conditional GETs.
+//! hub, or the subscription fails or is denied, it polls with conditional GETs. A removed
+//! follow (`leaving`) is unsubscribed at its hub, then deleted.
 
 use std::sync::Arc;
 
@@ -103,15 +104,25 @@ async fn leave(st: &WebSub, f: Follow) -> anyhow::Result<()> {
         .append_pair("hub.topic", &f.topic)
         .append_pair("hub.callback", &callback_url(st, &f))
         .finish();
-    if let Ok(req) = st.outbound.request(Method::POST, &f.hub) {
-        let req = req
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form);
-        if let Err(e) = st.outbound.send(req).await {
-            tracing::warn!(error = %e, follow = f.id, "unsubscribing from a hub failed");
-        }
+    if let Some(why) = ask_hub(st, &f.hub, form).await {
+        tracing::warn!(reason = %why, follow = f.id, "unsubscribing from a hub failed");
     }
     Ok(st.mesh.store.drop_follow(f.id).await?)
+}
+
+/// POSTs a subscriber's request to a hub; `None` when it took it (2xx), else why not.
+async fn ask_hub(st: &WebSub, hub: &str, form: String) -> Option<String> {
+    let req = match st.outbound.request(Method::POST, hub) {
+        Ok(req) => req
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form),
+        Err(e) => return Some(e.to_string()),
+    };
+    match st.outbound.send(req).await {
+        Ok(resp) if resp.status().is_success() => None,
+        Ok(resp) => Some(format!("the hub answered {}", resp.status())),
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 async fn look(st: &WebSub, mut f: Follow) -> anyhow::Result<()> {
@@ -189,20 +200,7 @@ async fn subscribe_at_hub(st: &WebSub, mut f: Follow, was: FollowState) -> anyho
         .append_pair("hub.secret", &f.secret)
         .append_pair("hub.lease_seconds", &st.hub.default_lease.to_string())
         .finish();
-    let refused = match st.outbound.request(Method::POST, &f.hub) {
-        Ok(req) => {
-            let req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(form);
-            match st.outbound.send(req).await {
-                Ok(resp) if resp.status().is_success() => None,
-                Ok(resp) => Some(format!("the hub answered {}", resp.status())),
-                Err(e) => Some(e.to_string()),
-            }
-        }
-        Err(e) => Some(e.to_string()),
-    };
-    match refused {
+    match ask_hub(st, &f.hub, form).await {
         // A failed renewal is tried again at next_at, until the lease ends.
         Some(why) if f.state == FollowState::Subscribing => {
             let next = now + st.hub.poll_interval.as_millis() as i64;

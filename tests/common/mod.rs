@@ -243,6 +243,28 @@ impl TestApp {
             .unwrap();
     }
 
+    /// `GET /api/keys` as `token`'s user.
+    pub async fn keys(&self, token: &str) -> serde_json::Value {
+        let resp = self
+            .client
+            .get(self.url("/api/keys"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        resp.json().await.unwrap()
+    }
+
+    /// `DELETE /api/keys/{id}` as `token`'s user.
+    pub async fn revoke_key(&self, token: &str, id: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/api/keys/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
