@@ -65,7 +65,12 @@ impl App {
         blobs.clean_tmp(Duration::from_secs(if sqlite { 0 } else { 3600 }));
         let allow_private = settings.serve.allow_private_network;
         let outbound = Outbound::new(allow_private, settings.hub.timeout)?;
-        let core = Arc::new(Core::new(Mesh::new(store, blobs), base_url, server_secret, outbound));
+        let core = Arc::new(Core::new(
+            Mesh::new(store, blobs).with_region(settings.data.default_region),
+            base_url,
+            server_secret,
+            outbound,
+        ));
         let ws = Arc::new(WebSub::new(core, settings.hub.clone(), allow_private));
         let state = Arc::new(AppState::new(ws.clone(), settings.serve.max_entry_bytes));
         Ok(App {

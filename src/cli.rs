@@ -347,7 +347,7 @@ async fn offline_core(data: &DataArgs) -> anyhow::Result<Core> {
         .with_context(|| format!("cannot use data directory {}", data.data_dir.display()))?;
     let outbound = crate::net::Outbound::new(true, std::time::Duration::from_secs(10))?;
     Ok(Core::new(
-        Mesh::new(store, blobs),
+        Mesh::new(store, blobs).with_region(data.default_region),
         String::new(),
         String::new(),
         outbound,

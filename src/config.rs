@@ -35,6 +35,22 @@ pub struct DataArgs {
         value_name = "HEX"
     )]
     pub secret_key: Option<String>,
+
+    /// Region national phone numbers are read in (ISO 3166 code: US, GB, DE…): "415-555-0100"
+    /// read in US is tel:+14155550100.
+    #[arg(
+        long,
+        env = "FEEDMESH_DEFAULT_REGION",
+        global = true,
+        default_value = "US",
+        value_name = "CODE",
+        value_parser = parse_region
+    )]
+    pub default_region: crate::domain::identity::Region,
+}
+
+fn parse_region(s: &str) -> Result<crate::domain::identity::Region, String> {
+    crate::domain::identity::Region::parse(s).map_err(|e| e.to_string())
 }
 
 impl std::fmt::Debug for DataArgs {
@@ -43,11 +59,13 @@ impl std::fmt::Debug for DataArgs {
             database_url,
             data_dir,
             secret_key,
+            default_region,
         } = self;
         f.debug_struct("DataArgs")
             .field("database_url", &database_url.as_deref().map(crate::secrets::redact_url))
             .field("data_dir", data_dir)
             .field("secret_key", &secret_key.as_ref().map(|_| crate::secrets::Redacted))
+            .field("default_region", default_region)
             .finish()
     }
 }
@@ -213,6 +231,7 @@ mod tests {
             database_url: Some("postgres://feedmesh:hunter2@db/mesh".into()),
             data_dir: "d".into(),
             secret_key: Some("5eed".repeat(16)),
+            default_region: Default::default(),
         };
         let shown = format!("{args:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("5eed"), "{shown}");

@@ -43,6 +43,7 @@ impl From<StoreError> for Error {
             StoreError::NotFound(what) => Error::NotFound(what),
             StoreError::AlreadyExists(what) => Error::Conflict(format!("{what} already exists")),
             StoreError::Revoked => Error::Unauthorized,
+            StoreError::BadQuery(why) => Error::Invalid(format!("the search cannot be run: {why}")),
             other => Error::Internal(other.into()),
         }
     }
@@ -63,5 +64,23 @@ impl From<SyncError> for Error {
 impl From<NameError> for Error {
     fn from(e: NameError) -> Self {
         Error::Invalid(e.to_string())
+    }
+}
+
+impl From<crate::formats::vcard::VcardError> for Error {
+    fn from(e: crate::formats::vcard::VcardError) -> Self {
+        Error::Invalid(e.to_string())
+    }
+}
+
+impl From<crate::domain::identity::IdentityError> for Error {
+    fn from(e: crate::domain::identity::IdentityError) -> Self {
+        Error::Invalid(e.to_string())
+    }
+}
+
+impl From<crate::domain::search::SearchError> for Error {
+    fn from(e: crate::domain::search::SearchError) -> Self {
+        Error::Invalid(format!("bad search: {e}"))
     }
 }

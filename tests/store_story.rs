@@ -110,6 +110,7 @@ async fn story(store: &dyn Store) {
         endpoint_id: Some(endpoint.id),
         at: now,
         live_token: Some("hash2"),
+        activity: Box::leak(Box::default()),
     };
     let s1 = store
         .write_item(write(&item, None, ChangeKind::Create, notes.id))
@@ -544,6 +545,7 @@ async fn sealing_story(url: &str) {
             endpoint_id: None,
             at: now,
             live_token: None,
+            activity: &Default::default(),
         })
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! Reads Atom entries and feeds carrying FeedSync (`sx:sync`) into domain types.
 //! Strict where sync depends on it (sx attributes), lenient on unknown extensions (skipped).
 
+use crate::domain::activity::AS1_NS;
 use crate::domain::entry::{Category, Content, Entry, Link, Person, Text, TextKind};
 use crate::domain::feedsync::{History, Item, SyncMeta, Version};
 use crate::domain::time::Timestamp;
@@ -175,6 +176,15 @@ fn entry(r: &mut Reader<'_>, now: Timestamp, allow_conflicts: bool) -> Result<Pa
                     r.skip(&s)?;
                 }
                 _ => r.skip(&s)?, // id, rights, source, contributor: publisher-specific or not kept
+            }
+        } else if s.ns == AS1_NS && (s.name == "verb" || s.name == "object-type") {
+            let v: String = r.text(&s)?.trim().chars().take(200).collect();
+            if !v.is_empty() {
+                if s.name == "verb" {
+                    e.verb = Some(v);
+                } else {
+                    e.object_type = Some(v);
+                }
             }
         } else if s.ns == FM_NS && s.name == "file" {
             e.media = Some(file(&s)?);

@@ -3,13 +3,14 @@
 
 use std::fmt::Write as _;
 
+use crate::domain::activity;
 use crate::domain::entry::{Entry, Text, TextKind};
 use crate::domain::feedsync::{SyncMeta, Version};
 
 use super::xml::{esc, xml_safe};
 use super::{EntryView, FeedView};
 
-const NAMESPACES: &str = r#"xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync""#;
+const NAMESPACES: &str = r#"xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync" xmlns:activity="http://activitystrea.ms/spec/1.0/" xmlns:fm="urn:feedmesh:2026""#;
 
 /// A whole feed document.
 pub fn feed(view: &FeedView<'_>) -> String {
@@ -85,6 +86,26 @@ fn entry_body(o: &mut String, e: &EntryView<'_>, root: bool) {
     for tag in &e.tags {
         let _ = writeln!(o, "<category term=\"{}\"/>", esc(&xml_safe(tag)));
     }
+    if let Some(a) = &e.activity {
+        if e.payload().verb.is_none() {
+            element(o, "activity:verb", &activity::as1_verb(&a.verb));
+        }
+        if e.payload().object_type.is_none() {
+            element(o, "activity:object-type", &activity::as1_object_type(&a.object_type));
+        }
+        for w in &a.why {
+            let _ = write!(
+                o,
+                "<fm:why identity=\"{}\" role=\"{}\"",
+                esc(&xml_safe(&w.identity)),
+                w.role.as_str()
+            );
+            if let Some(c) = &w.contact {
+                let _ = write!(o, " contact=\"{}\"", esc(&xml_safe(c)));
+            }
+            o.push_str("/>\n");
+        }
+    }
     if let Some((sync, conflicts)) = e.sync {
         sync_element(o, sync, conflicts, &e.id, e.media_url.as_deref());
     }
@@ -108,6 +129,12 @@ fn payload(o: &mut String, p: &Entry, media_url: Option<&str>, deleted: bool) {
             element_inline(o, "uri", u);
         }
         o.push_str("</author>\n");
+    }
+    if let Some(v) = &p.verb {
+        element(o, "activity:verb", v);
+    }
+    if let Some(t) = &p.object_type {
+        element(o, "activity:object-type", t);
     }
     for c in &p.categories {
         let _ = write!(o, "<category term=\"{}\"", esc(&xml_safe(&c.term)));

@@ -50,6 +50,26 @@ struct JsonItem<'a> {
     tags: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<Attachment<'a>>,
+    /// JSON Feed extension: the activity, and why the item is in this feed.
+    #[serde(rename = "_feedmesh", skip_serializing_if = "Option::is_none")]
+    feedmesh: Option<Extension<'a>>,
+}
+
+#[derive(Serialize)]
+struct Extension<'a> {
+    about: &'static str,
+    activity: &'a str,
+    object_type: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    why: Vec<WhyJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct WhyJson<'a> {
+    identity: &'a str,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -95,6 +115,20 @@ pub fn feed(view: &FeedView<'_>) -> String {
                     }],
                     _ => Vec::new(),
                 },
+                feedmesh: e.activity.as_ref().map(|a| Extension {
+                    about: "https://github.com/feedmesh/feedmesh#activities",
+                    activity: &a.verb,
+                    object_type: &a.object_type,
+                    why: a
+                        .why
+                        .iter()
+                        .map(|w| WhyJson {
+                            identity: &w.identity,
+                            role: w.role.as_str(),
+                            contact: w.contact.as_deref(),
+                        })
+                        .collect(),
+                }),
             }
         })
         .collect();

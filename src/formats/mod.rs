@@ -5,6 +5,7 @@ pub mod atom_in;
 pub mod atom_out;
 pub mod json_out;
 pub mod rss_out;
+pub mod vcard;
 pub mod xml;
 
 use crate::domain::entry::Entry;
@@ -84,6 +85,26 @@ pub struct EntryView<'a> {
     pub media_url: Option<String>,
     /// Whom an entry document without authors of its own names as its author.
     pub author: Option<String>,
+    /// In streams, timelines and searches: the activity the change is, and why it is here.
+    pub activity: Option<ActivityView>,
+}
+
+/// An entry's activity as a stream shows it.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityView {
+    /// AS2 activity type (Create, Update, Delete, Like…).
+    pub verb: String,
+    /// AS2 or feedmesh object type (Note, Message, Call…).
+    pub object_type: String,
+    /// Provenance in a timeline: which identity matched, in which role, for which contact.
+    pub why: Vec<Why>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Why {
+    pub identity: String,
+    pub role: crate::domain::activity::Role,
+    pub contact: Option<String>,
 }
 
 impl EntryView<'_> {

@@ -28,6 +28,9 @@ pub enum StoreError {
     Revoked,
     #[error("batched write failed: {0}")]
     Batch(String),
+    /// A search the database refused (its syntax).
+    #[error("bad search: {0}")]
+    BadQuery(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("cannot seal a secret: {0}")]
@@ -150,6 +153,9 @@ pub struct ChangeRecord {
     pub kind: ChangeKind,
     pub at: Timestamp,
     pub version: Version<Entry>,
+    /// The activity it is: AS2 activity type and object type.
+    pub verb: String,
+    pub object_type: String,
 }
 
 /// A write of one item and the change it makes, done atomically.
@@ -165,6 +171,124 @@ pub struct ItemWrite<'a> {
     /// When set, the write commits only if this token (hash) is still live at commit time:
     /// a token revoked a moment ago never writes, even if its check was cached.
     pub live_token: Option<&'a str>,
+    /// What the change is as an activity, indexed in the same transaction.
+    pub activity: &'a ActivityRow,
+}
+
+/// What a change is as an activity: written with the change, in its transaction.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityRow {
+    pub verb: String,
+    pub object_type: String,
+    /// (identity, role, name seen)
+    pub parties: Vec<(String, &'static str, String)>,
+    /// The words search finds it by.
+    pub text: String,
+    /// For an item of `Contacts`: the contact index as of this version.
+    pub contact: Option<ContactRow>,
+}
+
+/// What the contacts index keeps of one contact (derived from its vCard).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactRow {
+    pub contact_id: String,
+    /// The item was deleted: the contact leaves the index.
+    pub removed: bool,
+    pub name: String,
+    pub org: String,
+    pub tags: Vec<String>,
+    pub identities: Vec<String>,
+    /// (slug, name)
+    pub companies: Vec<(String, String)>,
+}
+
+/// Which activities a feed shows; every field narrows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActivityFilter {
+    pub endpoint_id: Option<i64>,
+    pub collection_id: Option<i64>,
+    /// Activities naming an identity of this contact.
+    pub contact: Option<String>,
+    /// Activities naming an identity of a person of this company.
+    pub company: Option<String>,
+    /// Activities naming an identity of a contact with any of these tags.
+    pub tags: Vec<String>,
+    /// An AS2 activity type or object type.
+    pub kind: Option<String>,
+    /// Unix seconds: at or after `since`, before `until`.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Full text: the query compiled for each backend (FTS5, tsquery).
+    pub text: Option<(String, String)>,
+}
+
+/// Where a page of activities starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// Newest first, below this sequence number (from the top when `None`).
+    Before(Option<u64>),
+    /// Oldest first, above this sequence number (deliveries).
+    After(u64),
+}
+
+/// Why an activity is in a contact's or a company's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub seq: u64,
+    pub identity: String,
+    pub role: String,
+    pub contact_id: String,
+}
+
+/// A contact as the index has it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ContactSummary {
+    pub id: String,
+    pub name: String,
+    pub org: String,
+    pub tags: Vec<String>,
+    pub identities: Vec<String>,
+    pub companies: Vec<String>,
+}
+
+/// An identity seen in activities that no contact holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Suggestion {
+    pub identity: String,
+    pub name: String,
+    pub count: u64,
+    /// RFC 3339
+    pub last_seen: String,
+}
+
+/// Counts of a contact's or company's activities.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// (object type, "YYYY-MM", count)
+    pub by_type_month: Vec<(String, String, u64)>,
+    pub last: Option<Timestamp>,
+}
+
+/// A merge of two contacts, as recorded for its undo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergeRecord {
+    pub merge_id: String,
+    pub into_id: String,
+    pub other_id: String,
+    pub into_before: String,
+    pub other_before: String,
+    /// The identities that came from `other` (JSON array).
+    pub moved: String,
+    pub at: Timestamp,
+    pub undone: bool,
+}
+
+/// A company: contacts grouped by organisation or e-mail domain.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Company {
+    pub slug: String,
+    pub name: String,
+    pub people: Vec<String>,
 }
 
 /// A verified WebSub subscription to a hosted feed.
@@ -454,6 +578,47 @@ pub trait FollowStore: Send + Sync {
     async fn follow_fallback(&self, id: i64, reason: &str, next_at: i64) -> Result<()>;
 }
 
+/// People: the activities' identities, the contacts index (kept by item writes), companies,
+/// merges, saved views and search.
+#[async_trait]
+pub trait PeopleStore: Send + Sync {
+    /// The user's activities that pass `filter`, a page from `page`.
+    async fn activities(
+        &self,
+        user_id: i64,
+        filter: &ActivityFilter,
+        page: Page,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>>;
+    /// Why each of `seqs` is in the timeline of a contact or company: the identities that matched.
+    async fn links(
+        &self,
+        user_id: i64,
+        contact: Option<&str>,
+        company: Option<&str>,
+        seqs: &[u64],
+    ) -> Result<Vec<Link>>;
+    /// The user's contacts, by name.
+    async fn contacts(&self, user_id: i64) -> Result<Vec<ContactSummary>>;
+    async fn contact(&self, user_id: i64, contact_id: &str) -> Result<Option<ContactSummary>>;
+    /// The contacts that hold any of these identities.
+    async fn contacts_with(&self, user_id: i64, identities: &[String]) -> Result<Vec<String>>;
+    /// Identities seen in activities that no contact holds, most seen first.
+    async fn suggestions(&self, user_id: i64, limit: u32) -> Result<Vec<Suggestion>>;
+    /// Counts by object type and month of a contact's (or company's) activities, and the last one.
+    async fn tally(&self, user_id: i64, contact: Option<&str>, company: Option<&str>) -> Result<Tally>;
+    async fn companies(&self, user_id: i64) -> Result<Vec<Company>>;
+    async fn record_merge(&self, user_id: i64, merge: &MergeRecord) -> Result<()>;
+    async fn merge_record(&self, user_id: i64, merge_id: &str) -> Result<Option<MergeRecord>>;
+    /// Marks a merge undone; false when it already was.
+    async fn merge_undone(&self, user_id: i64, merge_id: &str) -> Result<bool>;
+    /// Creates or replaces a saved view (its query as JSON).
+    async fn put_view(&self, user_id: i64, name: &str, query: &str) -> Result<()>;
+    async fn views(&self, user_id: i64) -> Result<Vec<(String, String)>>;
+    async fn view(&self, user_id: i64, name: &str) -> Result<Option<String>>;
+    async fn delete_view(&self, user_id: i64, name: &str) -> Result<bool>;
+}
+
 /// Which user uploaded which file (the bytes live on disk, see `crate::blobs`).
 #[async_trait]
 pub trait BlobStore: Send + Sync {
@@ -473,7 +638,7 @@ pub trait BlobStore: Send + Sync {
 /// Everything the hub keeps, by area; one implementation (`sql::SqlStore`) serves SQLite
 /// and PostgreSQL. Callers bring the area's trait into scope (`use crate::store::areas::*`).
 #[async_trait]
-pub trait Store: AccountStore + ItemStore + WebSubStore + FollowStore + BlobStore + 'static {
+pub trait Store: AccountStore + ItemStore + WebSubStore + FollowStore + BlobStore + PeopleStore + 'static {
     /// Releases every claim on verifications and deliveries: for a process that owns the
     /// database alone (SQLite `serve`) starting after a crash, so nothing waits for a lease.
     async fn release_claims(&self) -> Result<()>;
@@ -481,7 +646,7 @@ pub trait Store: AccountStore + ItemStore + WebSubStore + FollowStore + BlobStor
 
 /// The area traits, to bring into scope at once.
 pub mod areas {
-    pub use super::{AccountStore, BlobStore, FollowStore, ItemStore, Store, WebSubStore};
+    pub use super::{AccountStore, BlobStore, FollowStore, ItemStore, PeopleStore, Store, WebSubStore};
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.

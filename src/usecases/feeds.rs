@@ -165,6 +165,7 @@ pub fn collection_document(
                 fallback_link: member,
                 tags: Vec::new(),
                 author: None,
+                activity: None,
             }
         })
         .collect();
@@ -199,6 +200,52 @@ pub fn stream_document(
     next_url: Option<String>,
     fallback_updated: Timestamp,
 ) -> (String, Timestamp) {
+    let title = match device {
+        Some(d) => format!("{user}/{d}: published"),
+        None => format!("{user}: stream"),
+    };
+    let meta = FeedMeta {
+        id: stream_url(st, user, device, format),
+        title,
+        alternate_url: format!("{}/", st.base_url),
+    };
+    activity_document(
+        st,
+        user,
+        &meta,
+        format,
+        changes,
+        &Why::default(),
+        self_url,
+        next_url,
+        fallback_updated,
+    )
+}
+
+/// What names an activity feed: its id (canonical URL), title and home page.
+pub struct FeedMeta {
+    pub id: String,
+    pub title: String,
+    pub alternate_url: String,
+}
+
+/// Why each activity of a timeline is there, by sequence number.
+pub type Why = std::collections::HashMap<u64, Vec<formats::Why>>;
+
+/// A feed of activities (a stream, a timeline, a search, a view) in `format`; the same
+/// document serves GET and WebSub deliveries.
+#[allow(clippy::too_many_arguments)]
+pub fn activity_document(
+    st: &Core,
+    user: &str,
+    meta: &FeedMeta,
+    format: Format,
+    changes: &[ChangeRecord],
+    why: &Why,
+    self_url: String,
+    next_url: Option<String>,
+    fallback_updated: Timestamp,
+) -> (String, Timestamp) {
     let updated = changes.iter().map(|c| c.at).max().unwrap_or(fallback_updated);
     let entries = changes
         .iter()
@@ -210,7 +257,7 @@ pub fn stream_document(
                 tags.push(format!("{user}/{e}"));
             }
             EntryView {
-                id: format!("{}/u/{}/changes/{}", st.base_url, encode_segment(user), c.seq),
+                id: change_url(st, user, c.seq),
                 version: &c.version,
                 sync: None,
                 edit_url: Some(member.clone()),
@@ -219,18 +266,19 @@ pub fn stream_document(
                 fallback_link: member,
                 tags,
                 author: c.endpoint.as_ref().map(|e| format!("{user}/{e}")),
+                activity: Some(formats::ActivityView {
+                    verb: c.verb.clone(),
+                    object_type: c.object_type.clone(),
+                    why: why.get(&c.seq).cloned().unwrap_or_default(),
+                }),
             }
         })
         .collect();
-    let title = match device {
-        Some(d) => format!("{user}/{d}: published"),
-        None => format!("{user}: stream"),
-    };
     let view = FeedView {
-        id: stream_url(st, user, device, format),
-        title,
+        id: meta.id.clone(),
+        title: meta.title.clone(),
         self_url,
-        alternate_url: format!("{}/", st.base_url),
+        alternate_url: meta.alternate_url.clone(),
         hub_url: Some(st.hub_url()),
         updated,
         author: user.to_string(),
@@ -239,6 +287,11 @@ pub fn stream_document(
         entries,
     };
     (render(format, &view), updated)
+}
+
+/// The URL naming one change (an activity's id).
+pub fn change_url(st: &Core, user: &str, seq: u64) -> String {
+    format!("{}/u/{}/changes/{}", st.base_url, encode_segment(user), seq)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::blobs::{Blobs, Upload};
 use crate::domain::entry::{Entry, Media, StoredItem, Text};
 use crate::domain::feedsync::{self, MergeKind, Resolve};
+use crate::domain::identity::Region;
 use crate::domain::time::Timestamp;
 use crate::error::{Error, Result};
 use crate::formats::atom_in::{Incoming, ParsedEntry};
@@ -31,6 +32,8 @@ pub struct Mesh {
     collections: TtlMap<(i64, String), Collection>,
     /// Counts accepted writes; every waiter (WebSub delivery, long-polls) sees it move.
     pub changed: tokio::sync::watch::Sender<u64>,
+    /// Where national phone numbers are read (`--default-region`).
+    pub region: Region,
 }
 
 /// The outcome of a write: the item as stored now, and what happened.
@@ -57,7 +60,14 @@ impl Mesh {
             heads: TtlMap::new(HEAD_TTL, 100_000),
             collections: TtlMap::new(HEAD_TTL, 100_000),
             changed: tokio::sync::watch::Sender::new(0),
+            region: Region::default(),
         }
+    }
+
+    /// Reads national phone numbers in `region`.
+    pub fn with_region(mut self, region: Region) -> Self {
+        self.region = region;
+        self
     }
 
     /// Another process changed the mesh: forget cached heads and wake every waiter.
@@ -406,7 +416,9 @@ impl Mesh {
         item: &StoredItem,
         kind: ChangeKind,
     ) -> Result<Option<u64>> {
+        let activity = super::activities::index(&col.name, item, kind, self.region);
         let write = ItemWrite {
+            activity: &activity,
             user_id: col.user_id,
             collection_id: col.id,
             expected_seq,

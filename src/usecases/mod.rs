@@ -8,6 +8,8 @@
 //! is told of changes through [`Core`]'s wake-ups and `Mesh::changed`, never called).
 
 pub mod accounts;
+pub mod activities;
+pub mod contacts;
 pub mod feeds;
 pub mod files;
 pub mod follows;

@@ -201,6 +201,7 @@ fn member_view<'a>(st: &AppState, user: &str, collection: &str, record: &'a Item
         fallback_link: member,
         tags: Vec::new(),
         author: Some(attributed(user, &record.item)),
+        activity: None,
     }
 }
 

@@ -154,6 +154,7 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             data_dir: dir.to_path_buf(),
             // Hubs of one test may share a database from different data directories.
             secret_key: Some(TEST_SECRET_KEY.into()),
+            default_region: Default::default(),
         },
         serve: ServeArgs {
             listen: "127.0.0.1:0".into(),

@@ -192,6 +192,8 @@ fn to_entry(e: feed_rs::model::Entry) -> Entry {
         // No date at all: the epoch, which the hub replaces by the date it first saw it.
         updated: e.updated.or(e.published).map_or(Timestamp::from_unix(0), at),
         media: None,
+        verb: None,
+        object_type: None,
     }
 }
 

@@ -140,6 +140,12 @@ pub struct Entry {
     pub updated: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<Media>,
+    /// `activity:verb` (Atom Activity Streams 1.0), as the entry gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// `activity:object-type`, as the entry gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_type: Option<String>,
 }
 
 impl Entry {

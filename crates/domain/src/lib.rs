@@ -3,9 +3,12 @@
 //! them, so the compiler keeps it so. The hub and every connector share these types.
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod entry;
 pub mod feedsync;
+pub mod identity;
 pub mod names;
+pub mod search;
 pub mod time;
 
 pub use entry::{Entry, StoredItem};

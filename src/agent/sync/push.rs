@@ -257,6 +257,7 @@ pub(super) fn changes_feed(rows: &[&Row]) -> String {
                 tags: Vec::new(),
                 media_url: None,
                 author: None,
+                activity: None,
             }
         })
         .collect();

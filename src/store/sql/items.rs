@@ -43,6 +43,7 @@ impl ItemStore for SqlStore {
                 endpoint_id: w.endpoint_id,
                 at: w.at.unix(),
                 live_token: w.live_token.map(str::to_string),
+                activity: w.activity.clone(),
                 reply,
             };
             batcher
@@ -87,7 +88,7 @@ impl ItemStore for SqlStore {
             tx.rollback().await?;
             return Err(StoreError::Conflict);
         }
-        insert_change(&mut tx, w.user_id, &row, w.endpoint_id, w.kind, &version).await?;
+        insert_change(&mut tx, w.user_id, &row, w.endpoint_id, w.kind, &version, w.activity).await?;
         // Delivered to every listening process when (and only if) this commits.
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANGES_CHANNEL)
@@ -126,7 +127,8 @@ impl ItemStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<ChangeRecord>> {
         let rows = sqlx::query(
-            "SELECT c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version \
+            "SELECT c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version, \
+             c.verb, c.object_type \
              FROM changes c JOIN collections col ON col.id = c.collection_id \
              LEFT JOIN endpoints e ON e.id = c.endpoint_id \
              WHERE c.user_id = $1 AND ($2 < 0 OR c.endpoint_id = $2) AND c.seq < $3 \
@@ -157,7 +159,8 @@ impl ItemStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<ChangeRecord>> {
         let rows = sqlx::query(
-            "SELECT c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version \
+            "SELECT c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version, \
+             c.verb, c.object_type \
              FROM changes c JOIN collections col ON col.id = c.collection_id \
              LEFT JOIN endpoints e ON e.id = c.endpoint_id \
              WHERE c.user_id = $1 AND ($2 < 0 OR c.endpoint_id = $2) AND c.seq > $3 \

@@ -286,6 +286,7 @@ mod accounts;
 mod blobs;
 mod follows;
 mod items;
+mod people;
 mod queues;
 mod rows;
 mod websub;

@@ -73,5 +73,7 @@ pub(super) fn change_row(r: &AnyRow) -> Result<ChangeRecord> {
         kind: ChangeKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
         at: Timestamp::from_unix(r.try_get("at")?),
         version: serde_json::from_str(&version).map_err(|e| StoreError::Corrupt(format!("change version: {e}")))?,
+        verb: r.try_get("verb")?,
+        object_type: r.try_get("object_type")?,
     })
 }

@@ -3,7 +3,7 @@
 //! transaction; on PostgreSQL each write is its own transaction.
 
 use super::*;
-use crate::store::{ChangeKind, Result, StoreError};
+use crate::store::{ActivityRow, ChangeKind, Result, StoreError};
 use sqlx::AnyPool;
 use sqlx::Connection;
 use std::collections::HashMap;
@@ -23,6 +23,7 @@ pub(super) struct Job {
     pub(super) endpoint_id: Option<i64>,
     pub(super) at: i64,
     pub(super) live_token: Option<String>,
+    pub(super) activity: ActivityRow,
     pub(super) reply: oneshot::Sender<Result<u64>>,
 }
 
@@ -154,7 +155,7 @@ pub(super) async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Resu
     let done: Vec<usize> = (0..jobs.len()).filter(|&i| written[i]).collect();
     if !done.is_empty() {
         let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
-            "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version) ",
+            "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version, verb, object_type) ",
         );
         q.push_values(&done, |mut b, &i| {
             let job = &jobs[i];
@@ -165,9 +166,16 @@ pub(super) async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Resu
                 .push_bind(job.endpoint_id)
                 .push_bind(job.kind.as_str())
                 .push_bind(job.at)
-                .push_bind(job.version.clone());
+                .push_bind(job.version.clone())
+                .push_bind(job.activity.verb.clone())
+                .push_bind(job.activity.object_type.clone());
         });
         q.build().execute(&mut *tx).await?;
+        let indexed: Vec<(i64, i64, &ActivityRow)> = done
+            .iter()
+            .map(|&i| (jobs[i].user_id, seqs[i].unwrap_or_default(), &jobs[i].activity))
+            .collect();
+        super::people::index_activities(&mut tx, Backend::Sqlite, &indexed).await?;
     }
     for (user_id, head) in &heads {
         sqlx::query("UPDATE users SET head_seq = $1 WHERE id = $2 AND head_seq < $1")
@@ -245,10 +253,11 @@ pub(super) async fn insert_change(
     endpoint_id: Option<i64>,
     kind: ChangeKind,
     version: &str,
+    activity: &ActivityRow,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version, verb, object_type) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(user_id)
     .bind(r.seq_new)
@@ -258,7 +267,10 @@ pub(super) async fn insert_change(
     .bind(kind.as_str())
     .bind(r.at)
     .bind(version)
+    .bind(&activity.verb)
+    .bind(&activity.object_type)
     .execute(&mut *conn)
     .await?;
+    super::people::index_activities(conn, Backend::Postgres, &[(user_id, r.seq_new, activity)]).await?;
     Ok(())
 }

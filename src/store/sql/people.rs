@@ -1,0 +1,523 @@
+//! People: the identities each activity names and the contacts index, written with item
+//! writes; timelines, companies, suggestions and search over them; merges and saved views.
+//! `SqlStore`'s implementation of `PeopleStore`. Every query is keyed by one user.
+
+use super::*;
+
+use crate::store::{
+    ActivityFilter, ActivityRow, ChangeRecord, Company, ContactSummary, Link, MergeRecord, Page, PeopleStore,
+    Suggestion, Tally,
+};
+
+/// Multi-row inserts stay under SQLite's 32,766 bound parameters.
+const ROWS_PER_INSERT: usize = 4000;
+
+/// Indexes the activities of committed changes (user, seq, activity), in the write's
+/// transaction: the identities they name, their words, and, for contacts, the contact index.
+pub(super) async fn index_activities(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    done: &[(i64, i64, &ActivityRow)],
+) -> Result<()> {
+    let people: Vec<(i64, i64, &(String, &'static str, String))> = done
+        .iter()
+        .flat_map(|(u, s, a)| a.parties.iter().map(move |p| (*u, *s, p)))
+        .collect();
+    for chunk in people.chunks(ROWS_PER_INSERT) {
+        let mut q =
+            sqlx::QueryBuilder::<sqlx::Any>::new("INSERT INTO activity_people (user_id, identity, seq, role, name) ");
+        q.push_values(chunk, |mut b, (u, s, (identity, role, name))| {
+            b.push_bind(*u)
+                .push_bind(identity.clone())
+                .push_bind(*s)
+                .push_bind(*role)
+                .push_bind(name.clone());
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut *conn).await?;
+    }
+    let texts: Vec<&(i64, i64, &ActivityRow)> = done.iter().filter(|(_, _, a)| !a.text.is_empty()).collect();
+    for chunk in texts.chunks(ROWS_PER_INSERT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new("INSERT INTO activity_text (user_id, seq, body) ");
+        q.push_values(chunk, |mut b, (u, s, a)| {
+            b.push_bind(*u).push_bind(*s).push_bind(a.text.clone());
+        });
+        if backend == Backend::Postgres {
+            q.push(" ON CONFLICT DO NOTHING");
+        }
+        q.build().execute(&mut *conn).await?;
+    }
+    for (user_id, seq, a) in done {
+        let Some(c) = &a.contact else { continue };
+        for table in ["contacts", "contact_identities", "contact_tags", "contact_companies"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE user_id = $1 AND contact_id = $2"
+            )))
+            .bind(*user_id)
+            .bind(&c.contact_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if c.removed {
+            continue;
+        }
+        sqlx::query("INSERT INTO contacts (user_id, contact_id, name, org, tags, seq) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(*user_id)
+            .bind(&c.contact_id)
+            .bind(&c.name)
+            .bind(&c.org)
+            .bind(c.tags.join("\n"))
+            .bind(*seq)
+            .execute(&mut *conn)
+            .await?;
+        let rows: Vec<(&str, &str, Option<&str>)> = c
+            .identities
+            .iter()
+            .map(|i| ("contact_identities", i.as_str(), None))
+            .chain(c.tags.iter().map(|t| ("contact_tags", t.as_str(), None)))
+            .chain(
+                c.companies
+                    .iter()
+                    .map(|(s, n)| ("contact_companies", s.as_str(), Some(n.as_str()))),
+            )
+            .collect();
+        for (table, value, name) in rows {
+            let sql = match table {
+                "contact_identities" => {
+                    "INSERT INTO contact_identities (user_id, identity, contact_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+                }
+                "contact_tags" => {
+                    "INSERT INTO contact_tags (user_id, tag, contact_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+                }
+                _ => {
+                    "INSERT INTO contact_companies (user_id, slug, contact_id, name) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+                }
+            };
+            let mut q = sqlx::query(sql).bind(*user_id).bind(value).bind(&c.contact_id);
+            if let Some(n) = name {
+                q = q.bind(n);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
+const CHANGE_COLUMNS: &str = "c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version, \
+     c.verb, c.object_type";
+
+/// The seqs of activities that name an identity of the contact, company or tagged contacts.
+fn push_people(q: &mut sqlx::QueryBuilder<sqlx::Any>, user_id: i64, join: &str, cond: &str, values: Vec<String>) {
+    q.push(
+        " AND c.seq IN (SELECT ap.seq FROM activity_people ap JOIN contact_identities ci \
+             ON ci.user_id = ap.user_id AND ci.identity = ap.identity ",
+    );
+    q.push(join);
+    q.push(" WHERE ap.user_id = ");
+    q.push_bind(user_id);
+    q.push(cond);
+    q.push("(");
+    let mut list = q.separated(", ");
+    for v in values {
+        list.push_bind(v);
+    }
+    q.push("))");
+}
+
+#[async_trait]
+impl PeopleStore for SqlStore {
+    async fn activities(&self, user_id: i64, f: &ActivityFilter, page: Page, limit: u32) -> Result<Vec<ChangeRecord>> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes c JOIN collections col ON col.id = c.collection_id \
+             LEFT JOIN endpoints e ON e.id = c.endpoint_id WHERE c.user_id = "
+        ));
+        q.push_bind(user_id);
+        if let Some(id) = f.endpoint_id {
+            q.push(" AND c.endpoint_id = ").push_bind(id);
+        }
+        if let Some(id) = f.collection_id {
+            q.push(" AND c.collection_id = ").push_bind(id);
+        }
+        if let Some(kind) = &f.kind {
+            q.push(" AND (c.object_type = ").push_bind(kind.clone());
+            q.push(" OR c.verb = ").push_bind(kind.clone()).push(")");
+        }
+        if let Some(t) = f.since {
+            q.push(" AND c.at >= ").push_bind(t);
+        }
+        if let Some(t) = f.until {
+            q.push(" AND c.at < ").push_bind(t);
+        }
+        if let Some(contact) = &f.contact {
+            push_people(&mut q, user_id, "", " AND ci.contact_id IN ", vec![contact.clone()]);
+        }
+        if let Some(company) = &f.company {
+            push_people(
+                &mut q,
+                user_id,
+                "JOIN contact_companies cc ON cc.user_id = ci.user_id AND cc.contact_id = ci.contact_id",
+                " AND cc.slug IN ",
+                vec![company.clone()],
+            );
+        }
+        if !f.tags.is_empty() {
+            push_people(
+                &mut q,
+                user_id,
+                "JOIN contact_tags ct ON ct.user_id = ci.user_id AND ct.contact_id = ci.contact_id",
+                " AND ct.tag IN ",
+                f.tags.clone(),
+            );
+        }
+        if let Some((fts5, tsquery)) = &f.text {
+            match self.backend {
+                Backend::Sqlite => {
+                    q.push(" AND c.seq IN (SELECT seq FROM activity_text WHERE activity_text MATCH ");
+                    q.push_bind(fts5.clone());
+                    q.push(" AND user_id = ").push_bind(user_id).push(")");
+                }
+                Backend::Postgres => {
+                    q.push(" AND c.seq IN (SELECT seq FROM activity_text WHERE user_id = ");
+                    q.push_bind(user_id);
+                    q.push(" AND doc @@ to_tsquery('simple', ")
+                        .push_bind(tsquery.clone())
+                        .push("))");
+                }
+            }
+        }
+        match page {
+            Page::Before(before) => {
+                q.push(" AND c.seq < ")
+                    .push_bind(before.map(sql_seq).unwrap_or(i64::MAX));
+                q.push(" ORDER BY c.seq DESC LIMIT ");
+            }
+            Page::After(after) => {
+                q.push(" AND c.seq > ").push_bind(sql_seq(after));
+                q.push(" ORDER BY c.seq LIMIT ");
+            }
+        }
+        q.push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.readers).await.map_err(search_error)?;
+        rows.iter().map(change_row).collect()
+    }
+
+    async fn links(
+        &self,
+        user_id: i64,
+        contact: Option<&str>,
+        company: Option<&str>,
+        seqs: &[u64],
+    ) -> Result<Vec<Link>> {
+        if seqs.is_empty() || (contact.is_none() && company.is_none()) {
+            return Ok(Vec::new());
+        }
+        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
+            "SELECT ap.seq, ap.identity, ap.role, ci.contact_id FROM activity_people ap JOIN contact_identities ci \
+             ON ci.user_id = ap.user_id AND ci.identity = ap.identity ",
+        );
+        if company.is_some() {
+            q.push("JOIN contact_companies cc ON cc.user_id = ci.user_id AND cc.contact_id = ci.contact_id ");
+        }
+        q.push("WHERE ap.user_id = ").push_bind(user_id);
+        if let Some(c) = contact {
+            q.push(" AND ci.contact_id = ").push_bind(c.to_string());
+        }
+        if let Some(c) = company {
+            q.push(" AND cc.slug = ").push_bind(c.to_string());
+        }
+        q.push(" AND ap.seq IN (");
+        let mut list = q.separated(", ");
+        for s in seqs {
+            list.push_bind(sql_seq(*s));
+        }
+        q.push(") ORDER BY ap.seq, ap.role, ap.identity");
+        let rows = q.build().fetch_all(&self.readers).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Link {
+                    seq: seq(r.try_get("seq")?),
+                    identity: r.try_get("identity")?,
+                    role: r.try_get("role")?,
+                    contact_id: r.try_get("contact_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn contacts(&self, user_id: i64) -> Result<Vec<ContactSummary>> {
+        self.contact_rows(user_id, None).await
+    }
+
+    async fn contact(&self, user_id: i64, contact_id: &str) -> Result<Option<ContactSummary>> {
+        Ok(self.contact_rows(user_id, Some(contact_id)).await?.pop())
+    }
+
+    async fn contacts_with(&self, user_id: i64, identities: &[String]) -> Result<Vec<String>> {
+        if identities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q =
+            sqlx::QueryBuilder::<sqlx::Any>::new("SELECT DISTINCT contact_id FROM contact_identities WHERE user_id = ");
+        q.push_bind(user_id).push(" AND identity IN (");
+        let mut list = q.separated(", ");
+        for i in identities {
+            list.push_bind(i.clone());
+        }
+        q.push(") ORDER BY contact_id");
+        Ok(q.build_query_scalar().fetch_all(&self.readers).await?)
+    }
+
+    async fn suggestions(&self, user_id: i64, limit: u32) -> Result<Vec<Suggestion>> {
+        let rows = sqlx::query(
+            "SELECT ap.identity, MAX(ap.name) AS name, COUNT(*) AS n, MAX(ap.seq) AS last_seq FROM activity_people ap \
+             WHERE ap.user_id = $1 AND ap.identity NOT LIKE 'urn:feedmesh:%' AND NOT EXISTS (SELECT 1 FROM contact_identities ci \
+             WHERE ci.user_id = ap.user_id AND ci.identity = ap.identity) \
+             GROUP BY ap.identity ORDER BY n DESC, ap.identity LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let last_seq: i64 = r.try_get("last_seq")?;
+            let at: Option<i64> = sqlx::query_scalar("SELECT at FROM changes WHERE user_id = $1 AND seq = $2")
+                .bind(user_id)
+                .bind(last_seq)
+                .fetch_optional(&self.readers)
+                .await?;
+            out.push(Suggestion {
+                identity: r.try_get("identity")?,
+                name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+                count: seq(r.try_get("n")?),
+                last_seen: Timestamp::from_unix(at.unwrap_or(0)).rfc3339(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn tally(&self, user_id: i64, contact: Option<&str>, company: Option<&str>) -> Result<Tally> {
+        let filter = ActivityFilter {
+            contact: contact.map(str::to_string),
+            company: company.map(str::to_string),
+            ..ActivityFilter::default()
+        };
+        // The same selection as the timeline, counted instead of paged.
+        let mut q =
+            sqlx::QueryBuilder::<sqlx::Any>::new("SELECT c.object_type, c.at FROM changes c WHERE c.user_id = ");
+        q.push_bind(user_id);
+        if let Some(contact) = &filter.contact {
+            push_people(&mut q, user_id, "", " AND ci.contact_id IN ", vec![contact.clone()]);
+        }
+        if let Some(company) = &filter.company {
+            push_people(
+                &mut q,
+                user_id,
+                "JOIN contact_companies cc ON cc.user_id = ci.user_id AND cc.contact_id = ci.contact_id",
+                " AND cc.slug IN ",
+                vec![company.clone()],
+            );
+        }
+        let rows = q.build().fetch_all(&self.readers).await?;
+        let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        let mut last = None;
+        for r in &rows {
+            let t: String = r.try_get("object_type")?;
+            let at = Timestamp::from_unix(r.try_get("at")?);
+            let month = at.rfc3339().get(..7).unwrap_or("").to_string();
+            *counts.entry((t, month)).or_default() += 1;
+            last = last.max(Some(at));
+        }
+        Ok(Tally {
+            by_type_month: counts.into_iter().map(|((t, m), n)| (t, m, n)).collect(),
+            last,
+        })
+    }
+
+    async fn companies(&self, user_id: i64) -> Result<Vec<Company>> {
+        let rows = sqlx::query(
+            "SELECT slug, name, contact_id FROM contact_companies WHERE user_id = $1 ORDER BY slug, contact_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.readers)
+        .await?;
+        let mut out: Vec<Company> = Vec::new();
+        for r in &rows {
+            let slug: String = r.try_get("slug")?;
+            let contact: String = r.try_get("contact_id")?;
+            match out.last_mut() {
+                Some(c) if c.slug == slug => c.people.push(contact),
+                _ => out.push(Company {
+                    slug,
+                    name: r.try_get("name")?,
+                    people: vec![contact],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_merge(&self, user_id: i64, m: &MergeRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO contact_merges (user_id, merge_id, into_id, other_id, into_before, other_before, moved, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(user_id)
+        .bind(&m.merge_id)
+        .bind(&m.into_id)
+        .bind(&m.other_id)
+        .bind(&m.into_before)
+        .bind(&m.other_before)
+        .bind(&m.moved)
+        .bind(m.at.unix())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn merge_record(&self, user_id: i64, merge_id: &str) -> Result<Option<MergeRecord>> {
+        let row = sqlx::query(
+            "SELECT merge_id, into_id, other_id, into_before, other_before, moved, at, undone_at FROM contact_merges \
+             WHERE user_id = $1 AND merge_id = $2",
+        )
+        .bind(user_id)
+        .bind(merge_id)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| {
+            Ok(MergeRecord {
+                merge_id: r.try_get("merge_id")?,
+                into_id: r.try_get("into_id")?,
+                other_id: r.try_get("other_id")?,
+                into_before: r.try_get("into_before")?,
+                other_before: r.try_get("other_before")?,
+                moved: r.try_get("moved")?,
+                at: Timestamp::from_unix(r.try_get("at")?),
+                undone: r.try_get::<Option<i64>, _>("undone_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    async fn merge_undone(&self, user_id: i64, merge_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE contact_merges SET undone_at = $1 WHERE user_id = $2 AND merge_id = $3 AND undone_at IS NULL",
+        )
+        .bind(Timestamp::now().unix())
+        .bind(user_id)
+        .bind(merge_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_view(&self, user_id: i64, name: &str, query: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO views (user_id, name, query, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, name) DO UPDATE SET query = excluded.query",
+        )
+        .bind(user_id)
+        .bind(name)
+        .bind(query)
+        .bind(Timestamp::now().unix())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn views(&self, user_id: i64) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT name, query FROM views WHERE user_id = $1 ORDER BY name")
+                .bind(user_id)
+                .fetch_all(&self.readers)
+                .await?,
+        )
+    }
+
+    async fn view(&self, user_id: i64, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT query FROM views WHERE user_id = $1 AND name = $2")
+                .bind(user_id)
+                .bind(name)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    async fn delete_view(&self, user_id: i64, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM views WHERE user_id = $1 AND name = $2")
+            .bind(user_id)
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+impl SqlStore {
+    async fn contact_rows(&self, user_id: i64, one: Option<&str>) -> Result<Vec<ContactSummary>> {
+        let filter = if one.is_some() { " AND contact_id = $2" } else { "" };
+        let q = |sql: String| {
+            let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id);
+            match one {
+                Some(id) => q.bind(id.to_string()),
+                None => q,
+            }
+        };
+        let rows = q(format!(
+            "SELECT contact_id, name, org, tags FROM contacts WHERE user_id = $1{filter} ORDER BY name, contact_id"
+        ))
+        .fetch_all(&self.readers)
+        .await?;
+        let mut out: Vec<ContactSummary> = Vec::with_capacity(rows.len());
+        let mut at: std::collections::HashMap<String, usize> = Default::default();
+        for r in &rows {
+            let id: String = r.try_get("contact_id")?;
+            let tags: String = r.try_get("tags")?;
+            at.insert(id.clone(), out.len());
+            out.push(ContactSummary {
+                id,
+                name: r.try_get("name")?,
+                org: r.try_get("org")?,
+                tags: tags.split('\n').filter(|t| !t.is_empty()).map(str::to_string).collect(),
+                identities: Vec::new(),
+                companies: Vec::new(),
+            });
+        }
+        for (sql, companies) in [
+            (
+                format!(
+                    "SELECT contact_id, identity AS v FROM contact_identities WHERE user_id = $1{filter} ORDER BY identity"
+                ),
+                false,
+            ),
+            (
+                format!("SELECT contact_id, slug AS v FROM contact_companies WHERE user_id = $1{filter} ORDER BY slug"),
+                true,
+            ),
+        ] {
+            for r in q(sql).fetch_all(&self.readers).await? {
+                let id: String = r.try_get("contact_id")?;
+                let v: String = r.try_get("v")?;
+                if let Some(&i) = at.get(&id) {
+                    if companies {
+                        out[i].companies.push(v);
+                    } else if !v.starts_with(crate::domain::identity::CONTACT_URN) {
+                        out[i].identities.push(v);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A search the database could not run (an FTS5 syntax it refuses) is the query's fault.
+fn search_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.message().contains("fts5") || d.message().contains("tsquery") => {
+            StoreError::BadQuery(d.message().to_string())
+        }
+        _ => StoreError::Database(e),
+    }
+}

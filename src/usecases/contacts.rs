@@ -1,0 +1,481 @@
+//! Contacts: people with identities, kept as vCard 4 items of the user's `Contacts`
+//! collection (created on first use), so devices sync them like any item; the store keeps an
+//! index of them (identities, tags, companies) in the same transaction as each write. Import
+//! and export of vCard files, the JSON API's fields, suggestions, merge and its undo, notes.
+
+use serde::{Deserialize, Serialize};
+
+use super::Core;
+use super::activities::{CONTACTS, NOTES, VCARD_TYPE, card_of};
+use crate::domain::entry::{Content, Entry, Link, Text};
+use crate::domain::identity::Identity;
+use crate::domain::names::CollectionName;
+use crate::domain::time::Timestamp;
+use crate::error::{Error, Result};
+use crate::formats::vcard::{self, Card};
+use crate::store::{Collection, ContactSummary, MergeRecord, Principal, StoreError, Suggestion};
+
+/// A contact as the API shows it: the index's fields and the card's.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContactView {
+    pub id: String,
+    pub name: String,
+    pub identities: Vec<String>,
+    pub org: String,
+    pub title: String,
+    pub photo: String,
+    pub birthday: String,
+    pub note: String,
+    pub tags: Vec<String>,
+    pub companies: Vec<String>,
+}
+
+/// The fields of a contact a client sends (POST: all it has; PATCH: those to change).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactInput {
+    pub name: Option<String>,
+    pub identities: Option<Vec<String>>,
+    pub org: Option<String>,
+    pub title: Option<String>,
+    pub photo: Option<String>,
+    pub birthday: Option<String>,
+    pub note: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ImportReport {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Values of the cards that are not identities (kept out of the identities).
+    pub skipped: Vec<String>,
+}
+
+/// The user's `Contacts` collection, made on first use.
+pub async fn collection(core: &Core, user_id: i64) -> Result<Collection> {
+    named_collection(core, user_id, CONTACTS).await
+}
+
+async fn named_collection(core: &Core, user_id: i64, name: &str) -> Result<Collection> {
+    match core.mesh.collection(user_id, name).await {
+        Err(Error::NotFound(_)) => {}
+        other => return other,
+    }
+    match core
+        .mesh
+        .store
+        .create_collection(user_id, &CollectionName::parse(name)?)
+        .await
+    {
+        Ok(c) => Ok(c),
+        Err(StoreError::AlreadyExists(_)) => core.mesh.collection(user_id, name).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn checked(input: &str, what: &str, max: usize) -> Result<String> {
+    let v = input.trim();
+    if v.chars().count() > max {
+        return Err(Error::Invalid(format!("{what} has at most {max} characters")));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::Invalid(format!("{what} may not hold control characters")));
+    }
+    Ok(v.to_string())
+}
+
+/// Applies the fields given to a card; identities are checked, each one named if it is not one.
+fn apply(core: &Core, card: &mut Card, input: ContactInput) -> Result<()> {
+    if let Some(n) = input.name {
+        card.name = checked(&n, "name", 500)?;
+    }
+    if let Some(ids) = input.identities {
+        if ids.len() > 500 {
+            return Err(Error::Invalid("a contact has at most 500 identities".into()));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for i in ids {
+            let id = Identity::parse(&i, core.mesh.region)?;
+            if id.kind() == crate::domain::identity::Kind::Contact {
+                return Err(Error::Invalid(format!(
+                    "{i:?} names a contact, not a way to reach a person"
+                )));
+            }
+            if !out.contains(&id.to_string()) {
+                out.push(id.into_string());
+            }
+        }
+        card.identities = out;
+    }
+    for (field, value, max) in [
+        (&mut card.org, input.org, 500),
+        (&mut card.title, input.title, 500),
+        (&mut card.birthday, input.birthday, 40),
+        (&mut card.note, input.note, 100_000),
+    ] {
+        if let Some(v) = value {
+            *field = checked(&v, "a field", max)?;
+        }
+    }
+    if let Some(p) = input.photo {
+        let p = p.trim().to_string();
+        if !(p.is_empty() || p.starts_with("https://") || p.starts_with("http://") || p.starts_with("data:image/")) {
+            return Err(Error::Invalid(
+                "photo must be an http(s) URL or a data:image/… URI".into(),
+            ));
+        }
+        card.photo = p;
+    }
+    if let Some(tags) = input.tags {
+        let mut out: Vec<String> = Vec::new();
+        for t in tags {
+            let t = checked(&t, "a tag", 100)?;
+            if t.contains(',') || t.contains('\n') {
+                return Err(Error::Invalid(format!(
+                    "tag {t:?} may not hold a comma or a line break"
+                )));
+            }
+            if !t.is_empty() && !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        card.tags = out;
+    }
+    if card.name.is_empty() {
+        card.name = card
+            .identities
+            .first()
+            .map(|i| i.split_once(':').map_or(i.as_str(), |(_, v)| v).to_string())
+            .ok_or_else(|| Error::Invalid("a contact needs a name or an identity".into()))?;
+    }
+    let size = vcard::write(card).len();
+    if size > vcard::MAX_CARD {
+        return Err(Error::TooLarge(format!(
+            "this contact's card is {} KiB; at most {} KiB (a photo that large belongs in a file)",
+            size / 1024,
+            vcard::MAX_CARD / 1024
+        )));
+    }
+    Ok(())
+}
+
+fn entry_of(card: &Card) -> Entry {
+    Entry {
+        title: Text::plain(card.name.clone()),
+        content: Some(Content {
+            kind: VCARD_TYPE.into(),
+            value: vcard::write(card),
+            src: None,
+        }),
+        updated: Timestamp::now(),
+        ..Entry::default()
+    }
+}
+
+fn view(id: &str, card: &Card, summary: Option<&ContactSummary>) -> ContactView {
+    ContactView {
+        id: id.to_string(),
+        name: card.name.clone(),
+        identities: card.identities.clone(),
+        org: card.org.clone(),
+        title: card.title.clone(),
+        photo: card.photo.clone(),
+        birthday: card.birthday.clone(),
+        note: card.note.clone(),
+        tags: card.tags.clone(),
+        companies: summary.map(|s| s.companies.clone()).unwrap_or_default(),
+    }
+}
+
+/// Writes a card under `id` (created when new, a FeedSync update otherwise).
+async fn put(core: &Core, who: &Principal, col: &Collection, id: &str, card: &Card) -> Result<()> {
+    let mut card = card.clone();
+    card.uid = Some(id.to_string());
+    core.mesh.ingest(who, col, id, entry_of(&card)).await?;
+    Ok(())
+}
+
+/// A new contact from the API's fields.
+pub async fn create(core: &Core, who: &Principal, input: ContactInput) -> Result<ContactView> {
+    let mut card = Card::default();
+    apply(core, &mut card, input)?;
+    add(core, who, card).await
+}
+
+/// A new contact from one vCard.
+pub async fn create_from_vcard(core: &Core, who: &Principal, body: &[u8]) -> Result<ContactView> {
+    let card = vcard::parse_card(body, core.mesh.region)?;
+    add(core, who, card).await
+}
+
+async fn add(core: &Core, who: &Principal, card: Card) -> Result<ContactView> {
+    let col = collection(core, who.user_id).await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    put(core, who, &col, &id, &card).await?;
+    get(core, who.user_id, &id).await
+}
+
+/// One contact, read from its item (the card) and the index.
+pub async fn get(core: &Core, user_id: i64, id: &str) -> Result<ContactView> {
+    let (card, _) = card(core, user_id, id).await?;
+    let summary = core.mesh.store.contact(user_id, id).await?;
+    Ok(view(id, &card, summary.as_ref()))
+}
+
+/// A contact's card and its item's version (for If-Match).
+pub async fn card(core: &Core, user_id: i64, id: &str) -> Result<(Card, u64)> {
+    let col = collection(core, user_id).await?;
+    let record = core
+        .mesh
+        .store
+        .item(col.id, id)
+        .await?
+        .filter(|r| !r.item.current.sync.deleted)
+        .ok_or(Error::NotFound("contact"))?;
+    let card = card_of(&record.item.current.payload, core.mesh.region).ok_or(Error::NotFound("contact"))?;
+    Ok((card, record.seq))
+}
+
+pub async fn list(core: &Core, user_id: i64) -> Result<Vec<ContactSummary>> {
+    Ok(core.mesh.store.contacts(user_id).await?)
+}
+
+/// Changes the fields given.
+pub async fn patch(core: &Core, who: &Principal, id: &str, input: ContactInput) -> Result<ContactView> {
+    let (mut card, _) = card(core, who.user_id, id).await?;
+    apply(core, &mut card, input)?;
+    let col = collection(core, who.user_id).await?;
+    put(core, who, &col, id, &card).await?;
+    get(core, who.user_id, id).await
+}
+
+pub async fn delete(core: &Core, who: &Principal, id: &str) -> Result<()> {
+    card(core, who.user_id, id).await?;
+    let col = collection(core, who.user_id).await?;
+    core.mesh.delete(who, &col, id, None).await?;
+    Ok(())
+}
+
+/// Every contact as one vCard 4 file.
+pub async fn export(core: &Core, user_id: i64) -> Result<String> {
+    let mut out = String::new();
+    for c in list(core, user_id).await? {
+        if let Ok((card, _)) = card(core, user_id, &c.id).await {
+            let mut card = card;
+            card.uid = Some(c.id.clone());
+            out.push_str(&vcard::write(&card));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a vCard file (3.0 or 4.0, many cards) into the contacts: every card is checked
+/// first, so a broken file changes nothing. A card whose UID or any identity a contact
+/// already has updates that contact (identities and tags joined, empty fields filled), so
+/// importing the same file again adds nothing.
+pub async fn import(
+    core: &Core,
+    who: &Principal,
+    body: &[u8],
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ImportReport> {
+    let cards = vcard::parse_cards(body, core.mesh.region)?;
+    let col = collection(core, who.user_id).await?;
+    let mut report = ImportReport::default();
+    let total = cards.len() as u64;
+    for (n, card) in cards.into_iter().enumerate() {
+        report.skipped.extend(card.skipped.iter().cloned());
+        let by_uid = match card.uid.as_deref().filter(|u| usable_id(u)) {
+            Some(uid) => core
+                .mesh
+                .store
+                .item(col.id, uid)
+                .await?
+                .filter(|r| !r.item.current.sync.deleted)
+                .map(|_| uid.to_string()),
+            None => None,
+        };
+        let existing = match by_uid {
+            Some(id) => Some(id),
+            None => core
+                .mesh
+                .store
+                .contacts_with(who.user_id, &card.identities)
+                .await?
+                .into_iter()
+                .next(),
+        };
+        match existing {
+            Some(id) => {
+                let (mut current, _) = self::card(core, who.user_id, &id).await?;
+                let before = current.clone();
+                fold(&mut current, &card);
+                if current == before {
+                    report.unchanged += 1;
+                } else {
+                    put(core, who, &col, &id, &current).await?;
+                    report.updated += 1;
+                }
+            }
+            None => {
+                let id = card
+                    .uid
+                    .clone()
+                    .filter(|u| usable_id(u))
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+                put(core, who, &col, &id, &card).await?;
+                report.created += 1;
+            }
+        }
+        progress(n as u64 + 1, total);
+    }
+    Ok(report)
+}
+
+/// A vCard UID kept as the contact's id: short, printable, no path characters.
+fn usable_id(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 200 && uid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:@+".contains(c))
+}
+
+/// Folds `other` into `into`: identities, tags and merged ids joined, empty fields filled.
+fn fold(into: &mut Card, other: &Card) {
+    for i in &other.identities {
+        if !into.identities.contains(i) {
+            into.identities.push(i.clone());
+        }
+    }
+    for t in &other.tags {
+        if !into.tags.contains(t) {
+            into.tags.push(t.clone());
+        }
+    }
+    for m in &other.merged {
+        if !into.merged.contains(m) {
+            into.merged.push(m.clone());
+        }
+    }
+    for (mine, theirs) in [
+        (&mut into.org, &other.org),
+        (&mut into.title, &other.title),
+        (&mut into.photo, &other.photo),
+        (&mut into.birthday, &other.birthday),
+        (&mut into.note, &other.note),
+    ] {
+        if mine.is_empty() {
+            mine.clone_from(theirs);
+        }
+    }
+}
+
+pub async fn suggestions(core: &Core, user_id: i64) -> Result<Vec<Suggestion>> {
+    Ok(core.mesh.store.suggestions(user_id, 100).await?)
+}
+
+/// Folds contact `other` into `id`, which keeps its id; `other` is deleted. Both cards as
+/// they were are recorded, so [`undo`] splits them back. Answers the merge's id.
+pub async fn merge(core: &Core, who: &Principal, id: &str, other: &str) -> Result<String> {
+    if id == other {
+        return Err(Error::Invalid("a contact cannot be merged with itself".into()));
+    }
+    let (into, _) = card(core, who.user_id, id).await?;
+    let (theirs, _) = card(core, who.user_id, other).await?;
+    let mut merged = into.clone();
+    fold(&mut merged, &theirs);
+    if !merged.merged.contains(&other.to_string()) {
+        merged.merged.push(other.to_string());
+    }
+    let merge_id = uuid::Uuid::now_v7().to_string();
+    let record = MergeRecord {
+        merge_id: merge_id.clone(),
+        into_id: id.to_string(),
+        other_id: other.to_string(),
+        into_before: vcard::write(&into),
+        other_before: vcard::write(&theirs),
+        moved: String::new(),
+        at: Timestamp::now(),
+        undone: false,
+    };
+    // Recorded first: a crash between the writes leaves a merge that undo can still split.
+    core.mesh.store.record_merge(who.user_id, &record).await?;
+    let col = collection(core, who.user_id).await?;
+    put(core, who, &col, id, &merged).await?;
+    core.mesh.delete(who, &col, other, None).await?;
+    Ok(merge_id)
+}
+
+/// Splits a merge: the other contact comes back as it was (its id, its card), and the kept
+/// one loses what the merge brought (identities, tags, merged ids, fields it filled) but
+/// keeps what was changed since. Activities follow the identities, so each timeline is
+/// again what it was, with what arrived since for either identity.
+pub async fn undo(core: &Core, who: &Principal, merge_id: &str) -> Result<ContactView> {
+    let m = core
+        .mesh
+        .store
+        .merge_record(who.user_id, merge_id)
+        .await?
+        .ok_or(Error::NotFound("merge"))?;
+    if m.undone {
+        return Err(Error::Conflict("this merge was already undone".into()));
+    }
+    let region = core.mesh.region;
+    let before = vcard::parse_card(m.into_before.as_bytes(), region)?;
+    let theirs = vcard::parse_card(m.other_before.as_bytes(), region)?;
+    let (mut now, _) = card(core, who.user_id, &m.into_id).await?;
+    now.identities
+        .retain(|i| before.identities.contains(i) || !theirs.identities.contains(i));
+    now.tags.retain(|t| before.tags.contains(t) || !theirs.tags.contains(t));
+    now.merged
+        .retain(|x| before.merged.contains(x) || (x != &m.other_id && !theirs.merged.contains(x)));
+    for (mine, was, filled) in [
+        (&mut now.org, &before.org, &theirs.org),
+        (&mut now.title, &before.title, &theirs.title),
+        (&mut now.photo, &before.photo, &theirs.photo),
+        (&mut now.birthday, &before.birthday, &theirs.birthday),
+        (&mut now.note, &before.note, &theirs.note),
+    ] {
+        if was.is_empty() && mine == filled {
+            mine.clear();
+        }
+    }
+    if !core.mesh.store.merge_undone(who.user_id, merge_id).await? {
+        return Err(Error::Conflict("this merge was already undone".into()));
+    }
+    let col = collection(core, who.user_id).await?;
+    put(core, who, &col, &m.other_id, &theirs).await?;
+    put(core, who, &col, &m.into_id, &now).await?;
+    get(core, who.user_id, &m.into_id).await
+}
+
+/// A note about a contact: an item of `Notes` that mentions the contact, so it is in the
+/// contact's timeline (and follows it through merges) and syncs to devices like any note.
+pub async fn add_note(core: &Core, who: &Principal, id: &str, text: &str) -> Result<String> {
+    let (card, _) = card(core, who.user_id, id).await?;
+    let text = checked(text, "a note", 100_000)?;
+    if text.is_empty() {
+        return Err(Error::Invalid("a note needs some text".into()));
+    }
+    let col = named_collection(core, who.user_id, NOTES).await?;
+    let title: String = text.lines().next().unwrap_or("").chars().take(80).collect();
+    let entry = Entry {
+        title: Text::plain(title),
+        content: Some(Content {
+            kind: "text".into(),
+            value: text,
+            src: None,
+        }),
+        links: vec![Link {
+            href: Identity::contact(id).into_string(),
+            rel: Some("mentioned".into()),
+            title: Some(card.name),
+            ..Link::default()
+        }],
+        updated: Timestamp::now(),
+        ..Entry::default()
+    };
+    let note_id = uuid::Uuid::now_v7().to_string();
+    core.mesh.ingest(who, &col, &note_id, entry).await?;
+    Ok(note_id)
+}
