@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::jobs::shutdown_signal;
 use crate::store::{Store, User};
 use crate::usecases::items::Mesh;
-use crate::usecases::{Core, accounts, follows, keys};
+use crate::usecases::{Core, accounts, contacts, follows, keys};
 use crate::websub::WebSub;
 
 /// feedmesh: link your devices and services through RSS/Atom feeds.
@@ -47,9 +47,36 @@ pub enum Command {
     /// with conditional GETs otherwise); a running `serve` picks changes up within a second.
     #[command(subcommand)]
     Follow(FollowCmd),
+    /// Manage contacts: people with identities (e-mail, phone, handles, profiles), kept as
+    /// vCard 4 items of USER's Contacts collection; activities link to them by identity.
+    #[command(subcommand)]
+    Contact(ContactCmd),
     /// Keep a folder in sync with a collection through a hub (`agent status --dir DIR`: its
     /// last sync, pending changes and conflicts).
     Agent(crate::agent::AgentArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContactCmd {
+    /// Import a vCard file (3.0 or 4.0, any number of cards: what phones, Google and Apple
+    /// export). A card whose UID or any identity a contact has updates that contact, so
+    /// importing the same file twice adds nothing. A broken card fails the whole file.
+    Import {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The .vcf file (`-` reads standard input).
+        file: std::path::PathBuf,
+    },
+    /// Write every contact of USER as vCard 4.0 to standard output.
+    Export {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
+    /// List USER's contacts, one line each: id, name, organisation, identities, tags.
+    List {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,6 +284,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent(args) => crate::agent::run(args).await,
+        Command::Contact(cmd) => {
+            let core = offline_core(&cli.data).await?;
+            let store = core.mesh.store.as_ref();
+            match cmd {
+                ContactCmd::Import { user, file } => {
+                    let u = user_named(store, &user).await?;
+                    let body = if file.as_os_str() == "-" {
+                        let mut b = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                        b
+                    } else {
+                        std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
+                    };
+                    let endpoint = store.feed_endpoint(u.id, "cli").await?;
+                    let who = crate::store::Principal {
+                        user_id: u.id,
+                        user: user.clone(),
+                        endpoint_id: endpoint.id,
+                        endpoint: endpoint.name,
+                        token_hash: String::new(),
+                    };
+                    let bar = indicatif::ProgressBar::new(0);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cards {elapsed}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                    let report = contacts::import(&core, &who, &body, |done, total| {
+                        bar.set_length(total);
+                        bar.set_position(done);
+                    })
+                    .await
+                    .with_context(|| format!("cannot import {}", file.display()))?;
+                    bar.finish_and_clear();
+                    for s in &report.skipped {
+                        eprintln!("skipped {s:?}: not an e-mail address, phone number, handle or profile URL");
+                    }
+                    eprintln!(
+                        "{} created, {} updated, {} unchanged",
+                        report.created, report.updated, report.unchanged
+                    );
+                }
+                ContactCmd::Export { user } => {
+                    let u = user_named(store, &user).await?;
+                    print!("{}", contacts::export(&core, u.id).await?);
+                }
+                ContactCmd::List { user } => {
+                    let u = user_named(store, &user).await?;
+                    println!("ID\tNAME\tORG\tIDENTITIES\tTAGS");
+                    for c in contacts::list(&core, u.id).await? {
+                        let org = if c.org.is_empty() { "-" } else { c.org.as_str() };
+                        let tags = if c.tags.is_empty() {
+                            "-".to_string()
+                        } else {
+                            c.tags.join(",")
+                        };
+                        println!("{}\t{}\t{org}\t{}\t{tags}", c.id, c.name, c.identities.join(" "));
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Follow(cmd) => {
             let core = offline_core(&cli.data).await?;
             let store = core.mesh.store.as_ref();

@@ -8,6 +8,7 @@ mod atompub_clients;
 mod bad_input;
 mod blobs;
 mod cli;
+mod contacts;
 mod fanout;
 mod feeds;
 mod follows;

@@ -1,6 +1,7 @@
 //! Feed formats in and out: Atom (with FeedSync), RSS 2.0, JSON Feed 1.1, AtomPub documents.
 //! No database and no HTTP here: the web layer hands in a [`FeedView`] and gets bytes back.
 
+pub mod as2_out;
 pub mod atom_in;
 pub mod atom_out;
 pub mod json_out;
@@ -98,6 +99,14 @@ pub struct ActivityView {
     pub object_type: String,
     /// Provenance in a timeline: which identity matched, in which role, for which contact.
     pub why: Vec<Why>,
+    /// The actor's identity, if the entry names one (else the endpoint acted).
+    pub actor: Option<String>,
+    /// The recipients' identities.
+    pub to: Vec<String>,
+    /// When the hub accepted the change.
+    pub published: Option<Timestamp>,
+    /// The collection (name, URL) the item is in: the activity's target.
+    pub target: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,6 +22,17 @@ pub enum FeedPath<'a> {
     },
     /// `/atompub/{user}/{collection}`: a collection's FeedSync feed.
     Collection { user: &'a str, collection: &'a str },
+    /// `/u/{user}/contacts/{id}/timeline.{ext}`, `/u/{user}/companies/{slug}/timeline.{ext}`,
+    /// `/u/{user}/views/{name}.{ext}`: activity feeds of people and saved searches.
+    Activities { user: &'a str, of: Of<'a>, format: Format },
+}
+
+/// Which activities a feed shows, as its path names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Of<'a> {
+    Contact(&'a str),
+    Company(&'a str),
+    View(&'a str),
 }
 
 impl<'a> FeedPath<'a> {
@@ -30,6 +41,7 @@ impl<'a> FeedPath<'a> {
         let path = path.split('?').next().unwrap_or(path);
         let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         let stream = |file: &str| file.strip_prefix("stream.").and_then(Format::from_extension);
+        let timeline = |file: &str| file.strip_prefix("timeline.").and_then(Format::from_extension);
         match parts.as_slice() {
             ["u", user, file] => Some(FeedPath::Stream {
                 user,
@@ -42,13 +54,33 @@ impl<'a> FeedPath<'a> {
                 format: stream(file)?,
             }),
             ["atompub", user, collection] => Some(FeedPath::Collection { user, collection }),
+            ["u", user, "contacts", id, file] => Some(FeedPath::Activities {
+                user,
+                of: Of::Contact(id),
+                format: timeline(file)?,
+            }),
+            ["u", user, "companies", slug, file] => Some(FeedPath::Activities {
+                user,
+                of: Of::Company(slug),
+                format: timeline(file)?,
+            }),
+            ["u", user, "views", file] => {
+                let (name, ext) = file.rsplit_once('.')?;
+                Some(FeedPath::Activities {
+                    user,
+                    of: Of::View(name),
+                    format: Format::from_extension(ext)?,
+                })
+            }
             _ => None,
         }
     }
 
     pub fn user(&self) -> &'a str {
         match self {
-            FeedPath::Stream { user, .. } | FeedPath::Collection { user, .. } => user,
+            FeedPath::Stream { user, .. } | FeedPath::Collection { user, .. } | FeedPath::Activities { user, .. } => {
+                user
+            }
         }
     }
 }
@@ -200,15 +232,7 @@ pub fn stream_document(
     next_url: Option<String>,
     fallback_updated: Timestamp,
 ) -> (String, Timestamp) {
-    let title = match device {
-        Some(d) => format!("{user}/{d}: published"),
-        None => format!("{user}: stream"),
-    };
-    let meta = FeedMeta {
-        id: stream_url(st, user, device, format),
-        title,
-        alternate_url: format!("{}/", st.base_url),
-    };
+    let meta = stream_meta(st, user, device, format);
     activity_document(
         st,
         user,
@@ -220,6 +244,19 @@ pub fn stream_document(
         next_url,
         fallback_updated,
     )
+}
+
+/// The name of a user's or an endpoint's stream.
+pub fn stream_meta(st: &Core, user: &str, device: Option<&str>, format: Format) -> FeedMeta {
+    let title = match device {
+        Some(d) => format!("{user}/{d}: published"),
+        None => format!("{user}: stream"),
+    };
+    FeedMeta {
+        id: stream_url(st, user, device, format),
+        title,
+        alternate_url: format!("{}/", st.base_url),
+    }
 }
 
 /// What names an activity feed: its id (canonical URL), title and home page.
@@ -246,6 +283,22 @@ pub fn activity_document(
     next_url: Option<String>,
     fallback_updated: Timestamp,
 ) -> (String, Timestamp) {
+    let view = activity_feed_view(st, user, meta, changes, why, self_url, next_url, fallback_updated);
+    (render(format, &view), view.updated)
+}
+
+/// The writers' view of a feed of activities (for any format, AS2 included).
+#[allow(clippy::too_many_arguments)]
+pub fn activity_feed_view<'a>(
+    st: &Core,
+    user: &str,
+    meta: &FeedMeta,
+    changes: &'a [ChangeRecord],
+    why: &Why,
+    self_url: String,
+    next_url: Option<String>,
+    fallback_updated: Timestamp,
+) -> FeedView<'a> {
     let updated = changes.iter().map(|c| c.at).max().unwrap_or(fallback_updated);
     let entries = changes
         .iter()
@@ -266,15 +319,11 @@ pub fn activity_document(
                 fallback_link: member,
                 tags,
                 author: c.endpoint.as_ref().map(|e| format!("{user}/{e}")),
-                activity: Some(formats::ActivityView {
-                    verb: c.verb.clone(),
-                    object_type: c.object_type.clone(),
-                    why: why.get(&c.seq).cloned().unwrap_or_default(),
-                }),
+                activity: Some(activity_view(st, user, c, why)),
             }
         })
         .collect();
-    let view = FeedView {
+    FeedView {
         id: meta.id.clone(),
         title: meta.title.clone(),
         self_url,
@@ -285,8 +334,35 @@ pub fn activity_document(
         next_url,
         sharing: None,
         entries,
+    }
+}
+
+fn activity_view(st: &Core, user: &str, c: &ChangeRecord, why: &Why) -> formats::ActivityView {
+    use crate::domain::activity::{Change, Role, facts};
+    let change = match c.verb.as_str() {
+        "Delete" => Change::Delete,
+        "Update" => Change::Update,
+        _ => Change::Create,
     };
-    (render(format, &view), updated)
+    let f = facts(&c.version.payload, change, st.mesh.region);
+    formats::ActivityView {
+        verb: c.verb.clone(),
+        object_type: c.object_type.clone(),
+        why: why.get(&c.seq).cloned().unwrap_or_default(),
+        actor: f
+            .parties
+            .iter()
+            .find(|p| p.role == Role::Actor)
+            .map(|p| p.identity.to_string()),
+        to: f
+            .parties
+            .iter()
+            .filter(|p| p.role == Role::Recipient)
+            .map(|p| p.identity.to_string())
+            .collect(),
+        published: Some(c.at),
+        target: Some((c.collection.clone(), st.collection_url(user, &c.collection))),
+    }
 }
 
 /// The URL naming one change (an activity's id).

@@ -15,6 +15,7 @@ pub mod files;
 pub mod follows;
 pub mod items;
 pub mod keys;
+pub mod timelines;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! user's and each endpoint's stream of changes in Atom, RSS 2.0 and JSON Feed, paged.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, Uri, header};
 use std::time::Duration;
 
 use axum::response::Response;
@@ -12,8 +12,11 @@ use super::auth::{feed_reader, reader_self_key, self_url};
 use super::cache::{CachedFeed, respond};
 use crate::error::{Error, Result};
 use crate::formats::Format;
+use crate::formats::as2_out;
+use crate::store::Page;
 use crate::usecases::encode_segment;
-use crate::usecases::feeds::{self, collection_document, stream_document, stream_format, stream_url};
+use crate::usecases::feeds::{self, Of, collection_document, stream_format};
+use crate::usecases::timelines::{self, SearchQuery};
 
 const STREAM_PAGE: u32 = 50;
 const COLLECTION_PAGE: u32 = 100;
@@ -26,6 +29,10 @@ pub struct FeedParams {
     /// Long-poll: with `since`, wait up to this many seconds (at most 60) for a change.
     wait: Option<String>,
     before: Option<String>,
+    /// Activity feeds: the page of activities newer than this cursor.
+    after: Option<String>,
+    /// AS2: `page=1` asks for the first page itself rather than the collection.
+    page: Option<String>,
     limit: Option<String>,
     key: Option<String>,
 }
@@ -120,16 +127,21 @@ fn parse_feed_name(file: &str) -> Result<Format> {
     stream_format(file).ok_or(Error::NotFound("feed"))
 }
 
-/// `/u/{user}/stream.{atom,rss,json}`: every change of the user, newest first.
+/// `/u/{user}/stream.{atom,rss,json}`: every change of the user, newest first; and
+/// `/u/{user}/search.{atom,rss,json}?q=…`: a search of them.
 pub async fn user_stream(
     State(st): State<SharedState>,
     Path((user, file)): Path<(String, String)>,
     Query(q): Query<FeedParams>,
+    Query(search): Query<SearchParams>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response> {
+    if let Some(format) = file.strip_prefix("search.").and_then(Format::from_extension) {
+        return activity_feed(st, user, Source::Search(search.into_query()), format, q, uri, headers).await;
+    }
     let format = parse_feed_name(&file)?;
-    stream(st, user, None, format, q, uri, headers).await
+    activity_feed(st, user, Source::Stream(None), format, q, uri, headers).await
 }
 
 /// `/u/{user}/endpoints/{device}/stream.{atom,rss,json}`: what that endpoint published.
@@ -141,13 +153,111 @@ pub async fn endpoint_stream(
     headers: HeaderMap,
 ) -> Result<Response> {
     let format = parse_feed_name(&file)?;
-    stream(st, user, Some(device), format, q, uri, headers).await
+    activity_feed(st, user, Source::Stream(Some(device)), format, q, uri, headers).await
 }
 
-async fn stream(
+/// `/u/{user}/contacts/{id}/timeline.{ext}` and `/u/{user}/companies/{slug}/timeline.{ext}`.
+pub async fn timeline(
+    State(st): State<SharedState>,
+    Path((user, kind, id, file)): Path<(String, String, String, String)>,
+    Query(q): Query<FeedParams>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let format = file
+        .strip_prefix("timeline.")
+        .and_then(Format::from_extension)
+        .ok_or(Error::NotFound("feed"))?;
+    let source = match kind.as_str() {
+        "contacts" => Source::Contact(id),
+        "companies" => Source::Company(id),
+        _ => return Err(Error::NotFound("feed")),
+    };
+    activity_feed(st, user, source, format, q, uri, headers).await
+}
+
+/// `/u/{user}/views/{name}.{ext}`: a saved view.
+pub async fn view(
+    State(st): State<SharedState>,
+    Path((user, file)): Path<(String, String)>,
+    Query(q): Query<FeedParams>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let (name, ext) = file.rsplit_once('.').ok_or(Error::NotFound("feed"))?;
+    let format = Format::from_extension(ext).ok_or(Error::NotFound("feed"))?;
+    activity_feed(st, user, Source::View(name.to_string()), format, q, uri, headers).await
+}
+
+/// The filters of `/u/{user}/search.*` (see `timelines::SearchQuery`); `tags` is comma-separated.
+#[derive(serde::Deserialize, Default)]
+pub struct SearchParams {
+    q: Option<String>,
+    contact: Option<String>,
+    company: Option<String>,
+    collection: Option<String>,
+    endpoint: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    tags: Option<String>,
+}
+
+impl SearchParams {
+    fn into_query(self) -> SearchQuery {
+        SearchQuery {
+            q: self.q,
+            contact: self.contact,
+            company: self.company,
+            collection: self.collection,
+            endpoint: self.endpoint,
+            kind: self.kind,
+            since: self.since,
+            until: self.until,
+            tags: self
+                .tags
+                .map(|t| {
+                    t.split(',')
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+enum Source {
+    Stream(Option<String>),
+    Contact(String),
+    Company(String),
+    View(String),
+    Search(SearchQuery),
+}
+
+/// Whether the client asked for Activity Streams 2.0 (`application/activity+json`, or
+/// JSON-LD with the AS2 profile) rather than the feed format the file name says.
+fn wants_as2(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim().to_ascii_lowercase();
+            t.starts_with("application/activity+json")
+                || (t.starts_with("application/ld+json") && t.contains("https://www.w3.org/ns/activitystreams"))
+        })
+}
+
+/// Any feed of activities: the stream, an endpoint's, a timeline, a view, a search; paged
+/// newest first (`before`, `after`), served from the cache like every feed, in the format
+/// its name says or as AS2 when asked.
+async fn activity_feed(
     st: SharedState,
     user: String,
-    device: Option<String>,
+    source: Source,
     format: Format,
     q: FeedParams,
     uri: Uri,
@@ -155,41 +265,108 @@ async fn stream(
 ) -> Result<Response> {
     let reader = feed_reader(&st, &headers, q.key.as_deref(), &user, uri.path()).await?;
     let before = cursor("before", q.before.as_deref())?;
-    let page = limit(q.limit.as_deref(), STREAM_PAGE)?;
+    let after = cursor("after", q.after.as_deref())?;
+    let limit = limit(q.limit.as_deref(), STREAM_PAGE)?;
+    let as2 = wants_as2(&headers);
     let head = st.mesh.head(reader.user_id).await?;
     // The self URL is part of the document: a cached one is used only with the same self key.
     let self_key = reader_self_key(&st, &reader, &uri).await?;
-    let key = uri.path_and_query().map_or("", |p| p.as_str());
-    if let Some(cached) = st.cache.get(key, head, self_key.as_deref()) {
+    let mut key = uri.path_and_query().map_or("", |p| p.as_str()).to_string();
+    if as2 {
+        key.push_str("#as2");
+    }
+    if let Some(cached) = st.cache.get(&key, head, self_key.as_deref()) {
         return Ok(respond(&headers, &cached));
     }
-    let key = key.to_string();
     let self_url = self_url(&st, &uri, self_key.as_deref());
-    let (changes, fallback) = feeds::stream_page(&st, reader.user_id, &user, device.as_deref(), before, page).await?;
-    let feed_url = stream_url(&st, &user, device.as_deref(), format);
-    let next_url = (changes.len() == page as usize)
-        .then(|| {
-            changes
-                .last()
-                .map(|c| page_url(&feed_url, "before", c.seq, q.limit.as_deref(), q.key.as_deref()))
-        })
-        .flatten();
-    let (body, updated) = stream_document(
+    let resolved = match &source {
+        Source::Stream(device) => {
+            let filter = crate::store::ActivityFilter {
+                endpoint_id: match device {
+                    Some(d) => Some(st.mesh.store.endpoint(reader.user_id, d).await?.id),
+                    None => None,
+                },
+                ..Default::default()
+            };
+            timelines::Resolved {
+                filter,
+                meta: feeds::stream_meta(&st, &user, device.as_deref(), format),
+                contact: None,
+                company: None,
+            }
+        }
+        Source::Contact(id) => timelines::resolve(&st, reader.user_id, &user, Of::Contact(id), format).await?,
+        Source::Company(slug) => timelines::resolve(&st, reader.user_id, &user, Of::Company(slug), format).await?,
+        Source::View(name) => timelines::resolve(&st, reader.user_id, &user, Of::View(name), format).await?,
+        Source::Search(query) => timelines::search(&st, reader.user_id, &user, query, format).await?,
+    };
+    let page = match (before, after) {
+        (_, Some(a)) => Page::After(a),
+        (b, None) => Page::Before(b),
+    };
+    let (changes, why) = timelines::page(&st, reader.user_id, &resolved, page, limit).await?;
+    // Page links keep the query (search filters, key, limit) but the cursors.
+    let link = |param: &str, value: u64| {
+        let mut url = format!("{}{}?", st.base_url, uri.path());
+        for pair in uri.query().unwrap_or("").split('&') {
+            let name = pair.split('=').next().unwrap_or("");
+            if !pair.is_empty() && !matches!(name, "before" | "after" | "page") {
+                url.push_str(pair);
+                url.push('&');
+            }
+        }
+        url.push_str(&format!("{param}={value}"));
+        url
+    };
+    let full = changes.len() == limit as usize;
+    let older = changes
+        .last()
+        .filter(|_| full || matches!(page, Page::After(_)))
+        .map(|c| link("before", c.seq));
+    let newer = changes
+        .first()
+        .filter(|_| before.is_some() || after.is_some())
+        .map(|c| link("after", c.seq));
+    let fallback = match changes.first() {
+        Some(c) => c.at,
+        None => st.mesh.store.user_by_id(reader.user_id).await?.created_at,
+    };
+    let view = feeds::activity_feed_view(
         &st,
         &user,
-        device.as_deref(),
-        format,
+        &resolved.meta,
         &changes,
+        &why,
         self_url.clone(),
-        next_url,
+        older.clone(),
         fallback,
     );
+    let (body, content_type) = if as2 {
+        let links = as2_out::PageLinks {
+            id: if before.is_some() || after.is_some() {
+                self_url.clone()
+            } else {
+                link("page", 1)
+            },
+            part_of: resolved.meta.id.clone(),
+            next: older,
+            prev: newer,
+        };
+        let body = if before.is_none() && after.is_none() && q.page.is_none() {
+            as2_out::collection(&view, &links)
+        } else {
+            as2_out::page(&view, &links)
+        };
+        (body, as2_out::CONTENT_TYPE)
+    } else {
+        (feeds::render(format, &view), format.content_type())
+    };
     let hub = st.hub_url();
     let feed = CachedFeed::new(
         head,
         body,
-        updated,
-        format.content_type(),
+        view.updated,
+        content_type,
         None,
         (&hub, &self_url),
         self_key,

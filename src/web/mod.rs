@@ -5,6 +5,7 @@ mod atompub;
 mod auth;
 mod blobs;
 mod cache;
+mod contacts;
 mod error;
 mod feeds;
 mod files;
@@ -82,6 +83,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/atompub/{user}/{collection}/{id}/media", get(atompub::media))
         .route("/u/{user}/{feed}", get(feeds::user_stream))
         .route("/u/{user}/endpoints/{device}/{feed}", get(feeds::endpoint_stream))
+        .route("/u/{user}/views/{feed}", get(feeds::view))
+        .route("/u/{user}/{kind}/{id}/{feed}", get(feeds::timeline))
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", axum::routing::delete(keys::revoke))
         .route(
@@ -90,6 +93,23 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/api/blobs/{sha256}", get(blobs::get).put(blobs::put))
         .route("/api/collections", get(atompub::collections))
+        .route("/api/contacts", get(contacts::list).post(contacts::create))
+        .route("/api/contacts/import", axum::routing::post(contacts::import))
+        .route("/api/contacts/export", get(contacts::export))
+        .route("/api/contacts/suggestions", get(contacts::suggestions))
+        .route(
+            "/api/contacts/merges/{merge_id}/undo",
+            axum::routing::post(contacts::undo),
+        )
+        .route(
+            "/api/contacts/{id}",
+            get(contacts::get).patch(contacts::patch).delete(contacts::delete),
+        )
+        .route("/api/contacts/{id}/merge", axum::routing::post(contacts::merge))
+        .route("/api/contacts/{id}/notes", axum::routing::post(contacts::note))
+        .route("/api/companies", get(contacts::companies))
+        .route("/api/views", get(contacts::views).post(contacts::create_view))
+        .route("/api/views/{name}", axum::routing::delete(contacts::delete_view))
         .route("/api/follows", get(follows::list).post(follows::create))
         .route("/api/follows/{id}", axum::routing::delete(follows::remove))
         .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))

@@ -17,7 +17,8 @@ use crate::config::HubSettings;
 use crate::formats::Format;
 use crate::jobs::{Backoff, Stop, jitter_from, now_ms};
 use crate::store::DueDelivery;
-use crate::usecases::feeds::{FeedPath, collection_document, stream_document};
+use crate::store::Page;
+use crate::usecases::feeds::{FeedPath, activity_document, collection_document, stream_document};
 
 /// How long a claim on a subscription holds: longer than one delivery attempt (the outbound
 /// timeout), short enough that another process takes over soon after a crash.
@@ -388,6 +389,38 @@ async fn render(st: &WebSub, d: &DueDelivery) -> anyhow::Result<Option<Render>> 
             changes.reverse(); // feeds list the newest first
             let fallback = changes[0].at;
             let (body, _) = stream_document(st, user, device, format, &changes, d.topic.clone(), None, fallback);
+            Ok(Render::of(body, format.content_type(), upto))
+        }
+        Some(FeedPath::Activities { user, of, format }) => {
+            let r = match crate::usecases::timelines::resolve(st, user_id, user, of, format).await {
+                Ok(r) => r,
+                // The contact, company or view is gone: nothing to send, cursor to the head.
+                Err(crate::error::Error::NotFound(_)) => return Ok(Render::nothing(head)),
+                Err(e) => return Err(anyhow::anyhow!(e)),
+            };
+            let (changes, why) =
+                crate::usecases::timelines::page(st, user_id, &r, Page::After(d.delivered_seq), MAX_ENTRIES).await?;
+            // `page` lists the newest first; the oldest sent is the last.
+            let upto = if changes.len() == MAX_ENTRIES as usize {
+                changes.first().map_or(head, |c| c.seq)
+            } else {
+                head.max(changes.first().map_or(0, |c| c.seq))
+            };
+            if changes.is_empty() {
+                return Ok(Render::nothing(upto));
+            }
+            let fallback = changes[0].at;
+            let (body, _) = activity_document(
+                st,
+                user,
+                &r.meta,
+                format,
+                &changes,
+                &why,
+                d.topic.clone(),
+                None,
+                fallback,
+            );
             Ok(Render::of(body, format.content_type(), upto))
         }
         None => Ok(None),

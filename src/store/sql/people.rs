@@ -9,6 +9,73 @@ use crate::store::{
     Suggestion, Tally,
 };
 
+/// A query built piece by piece with `$N` parameters, which both SQLite and PostgreSQL read
+/// (sqlx's `QueryBuilder` for `Any` writes `?`, which PostgreSQL does not).
+#[derive(Default)]
+pub(super) struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+pub(super) enum Arg {
+    I64(i64),
+    Str(String),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::I64(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Str(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Str(v.to_string())
+    }
+}
+
+impl Sql {
+    pub(super) fn new(text: impl Into<String>) -> Self {
+        Sql {
+            text: text.into(),
+            args: Vec::new(),
+        }
+    }
+    pub(super) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+    pub(super) fn push_bind(&mut self, v: impl Into<Arg>) -> &mut Self {
+        self.args.push(v.into());
+        self.text.push_str(&format!("${}", self.args.len()));
+        self
+    }
+    /// `$a, $b, …` for each value.
+    pub(super) fn push_list<T: Into<Arg>>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Self {
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.push_bind(v);
+        }
+        self
+    }
+    pub(super) fn build(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.text.as_str()));
+        for a in &self.args {
+            q = match a {
+                Arg::I64(v) => q.bind(*v),
+                Arg::Str(v) => q.bind(v.as_str()),
+            };
+        }
+        q
+    }
+}
+
 /// Multi-row inserts stay under SQLite's 32,766 bound parameters.
 const ROWS_PER_INSERT: usize = 4000;
 
@@ -24,24 +91,29 @@ pub(super) async fn index_activities(
         .flat_map(|(u, s, a)| a.parties.iter().map(move |p| (*u, *s, p)))
         .collect();
     for chunk in people.chunks(ROWS_PER_INSERT) {
-        let mut q =
-            sqlx::QueryBuilder::<sqlx::Any>::new("INSERT INTO activity_people (user_id, identity, seq, role, name) ");
-        q.push_values(chunk, |mut b, (u, s, (identity, role, name))| {
-            b.push_bind(*u)
-                .push_bind(identity.clone())
-                .push_bind(*s)
-                .push_bind(*role)
-                .push_bind(name.clone());
-        });
+        let mut q = Sql::new("INSERT INTO activity_people (user_id, identity, seq, role, name) VALUES ");
+        for (i, (u, s, (identity, role, name))) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            q.push_list([
+                Arg::I64(*u),
+                Arg::Str(identity.clone()),
+                Arg::I64(*s),
+                Arg::from(*role),
+                Arg::Str(name.clone()),
+            ]);
+            q.push(")");
+        }
         q.push(" ON CONFLICT DO NOTHING");
         q.build().execute(&mut *conn).await?;
     }
     let texts: Vec<&(i64, i64, &ActivityRow)> = done.iter().filter(|(_, _, a)| !a.text.is_empty()).collect();
     for chunk in texts.chunks(ROWS_PER_INSERT) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new("INSERT INTO activity_text (user_id, seq, body) ");
-        q.push_values(chunk, |mut b, (u, s, a)| {
-            b.push_bind(*u).push_bind(*s).push_bind(a.text.clone());
-        });
+        let mut q = Sql::new("INSERT INTO activity_text (user_id, seq, body) VALUES ");
+        for (i, (u, s, a)) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            q.push_list([Arg::I64(*u), Arg::I64(*s), Arg::Str(a.text.clone())]);
+            q.push(")");
+        }
         if backend == Backend::Postgres {
             q.push(" ON CONFLICT DO NOTHING");
         }
@@ -107,7 +179,7 @@ const CHANGE_COLUMNS: &str = "c.seq, col.name AS collection, c.sync_id, e.name A
      c.verb, c.object_type";
 
 /// The seqs of activities that name an identity of the contact, company or tagged contacts.
-fn push_people(q: &mut sqlx::QueryBuilder<sqlx::Any>, user_id: i64, join: &str, cond: &str, values: Vec<String>) {
+fn push_people(q: &mut Sql, user_id: i64, join: &str, cond: &str, values: Vec<String>) {
     q.push(
         " AND c.seq IN (SELECT ap.seq FROM activity_people ap JOIN contact_identities ci \
              ON ci.user_id = ap.user_id AND ci.identity = ap.identity ",
@@ -117,17 +189,14 @@ fn push_people(q: &mut sqlx::QueryBuilder<sqlx::Any>, user_id: i64, join: &str, 
     q.push_bind(user_id);
     q.push(cond);
     q.push("(");
-    let mut list = q.separated(", ");
-    for v in values {
-        list.push_bind(v);
-    }
+    q.push_list(values);
     q.push("))");
 }
 
 #[async_trait]
 impl PeopleStore for SqlStore {
     async fn activities(&self, user_id: i64, f: &ActivityFilter, page: Page, limit: u32) -> Result<Vec<ChangeRecord>> {
-        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(format!(
+        let mut q = Sql::new(format!(
             "SELECT {CHANGE_COLUMNS} FROM changes c JOIN collections col ON col.id = c.collection_id \
              LEFT JOIN endpoints e ON e.id = c.endpoint_id WHERE c.user_id = "
         ));
@@ -139,8 +208,8 @@ impl PeopleStore for SqlStore {
             q.push(" AND c.collection_id = ").push_bind(id);
         }
         if let Some(kind) = &f.kind {
-            q.push(" AND (c.object_type = ").push_bind(kind.clone());
-            q.push(" OR c.verb = ").push_bind(kind.clone()).push(")");
+            q.push(" AND (c.object_type = ").push_bind(kind.as_str());
+            q.push(" OR c.verb = ").push_bind(kind.as_str()).push(")");
         }
         if let Some(t) = f.since {
             q.push(" AND c.at >= ").push_bind(t);
@@ -173,14 +242,14 @@ impl PeopleStore for SqlStore {
             match self.backend {
                 Backend::Sqlite => {
                     q.push(" AND c.seq IN (SELECT seq FROM activity_text WHERE activity_text MATCH ");
-                    q.push_bind(fts5.clone());
+                    q.push_bind(fts5.as_str());
                     q.push(" AND user_id = ").push_bind(user_id).push(")");
                 }
                 Backend::Postgres => {
                     q.push(" AND c.seq IN (SELECT seq FROM activity_text WHERE user_id = ");
                     q.push_bind(user_id);
                     q.push(" AND doc @@ to_tsquery('simple', ")
-                        .push_bind(tsquery.clone())
+                        .push_bind(tsquery.as_str())
                         .push("))");
                 }
             }
@@ -211,7 +280,7 @@ impl PeopleStore for SqlStore {
         if seqs.is_empty() || (contact.is_none() && company.is_none()) {
             return Ok(Vec::new());
         }
-        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
+        let mut q = Sql::new(
             "SELECT ap.seq, ap.identity, ap.role, ci.contact_id FROM activity_people ap JOIN contact_identities ci \
              ON ci.user_id = ap.user_id AND ci.identity = ap.identity ",
         );
@@ -220,16 +289,13 @@ impl PeopleStore for SqlStore {
         }
         q.push("WHERE ap.user_id = ").push_bind(user_id);
         if let Some(c) = contact {
-            q.push(" AND ci.contact_id = ").push_bind(c.to_string());
+            q.push(" AND ci.contact_id = ").push_bind(c);
         }
         if let Some(c) = company {
-            q.push(" AND cc.slug = ").push_bind(c.to_string());
+            q.push(" AND cc.slug = ").push_bind(c);
         }
         q.push(" AND ap.seq IN (");
-        let mut list = q.separated(", ");
-        for s in seqs {
-            list.push_bind(sql_seq(*s));
-        }
+        q.push_list(seqs.iter().map(|s| sql_seq(*s)));
         q.push(") ORDER BY ap.seq, ap.role, ap.identity");
         let rows = q.build().fetch_all(&self.readers).await?;
         rows.iter()
@@ -256,15 +322,12 @@ impl PeopleStore for SqlStore {
         if identities.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q =
-            sqlx::QueryBuilder::<sqlx::Any>::new("SELECT DISTINCT contact_id FROM contact_identities WHERE user_id = ");
+        let mut q = Sql::new("SELECT DISTINCT contact_id FROM contact_identities WHERE user_id = ");
         q.push_bind(user_id).push(" AND identity IN (");
-        let mut list = q.separated(", ");
-        for i in identities {
-            list.push_bind(i.clone());
-        }
+        q.push_list(identities.iter().map(String::as_str));
         q.push(") ORDER BY contact_id");
-        Ok(q.build_query_scalar().fetch_all(&self.readers).await?)
+        let rows = q.build().fetch_all(&self.readers).await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
     }
 
     async fn suggestions(&self, user_id: i64, limit: u32) -> Result<Vec<Suggestion>> {
@@ -303,8 +366,7 @@ impl PeopleStore for SqlStore {
             ..ActivityFilter::default()
         };
         // The same selection as the timeline, counted instead of paged.
-        let mut q =
-            sqlx::QueryBuilder::<sqlx::Any>::new("SELECT c.object_type, c.at FROM changes c WHERE c.user_id = ");
+        let mut q = Sql::new("SELECT c.object_type, c.at FROM changes c WHERE c.user_id = ");
         q.push_bind(user_id);
         if let Some(contact) = &filter.contact {
             push_people(&mut q, user_id, "", " AND ci.contact_id IN ", vec![contact.clone()]);

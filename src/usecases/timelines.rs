@@ -1,0 +1,255 @@
+//! Activity feeds about people and searches: a contact's timeline, a company's, a search and
+//! a saved view. Each is a filter over the user's activities (`store::ActivityFilter`),
+//! rendered like the stream (`feeds::activity_document`), with why each entry is there.
+
+use serde::{Deserialize, Serialize};
+
+use super::feeds::{FeedMeta, Of, Why};
+use super::{Core, encode_segment};
+use crate::domain::activity::Role;
+use crate::domain::search::Query;
+use crate::domain::time::Timestamp;
+use crate::error::{Error, Result};
+use crate::formats::{self, Format};
+use crate::store::{ActivityFilter, ChangeRecord, Page};
+
+/// A search's filters, as a query string gives them and as a saved view stores them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Activities of contacts with any of these tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// A date filter: RFC 3339, or a day (`2026-12-01`, from its start, UTC).
+fn date(name: &str, v: &str) -> Result<i64> {
+    let v = v.trim();
+    Timestamp::parse_rfc3339(v)
+        .or_else(|| Timestamp::parse_rfc3339(&format!("{v}T00:00:00Z")))
+        .map(Timestamp::unix)
+        .ok_or_else(|| Error::Invalid(format!("{name}={v:?} is not a date (2026-12-01 or RFC 3339)")))
+}
+
+impl SearchQuery {
+    /// The store's filter for this search; unknown collections and endpoints are 404s.
+    pub async fn filter(&self, core: &Core, user_id: i64) -> Result<ActivityFilter> {
+        let mut f = ActivityFilter::default();
+        if let Some(q) = self.q.as_deref().filter(|q| !q.trim().is_empty()) {
+            let q = Query::parse(q)?;
+            f.text = Some((q.to_fts5(), q.to_tsquery()));
+        }
+        if let Some(c) = &self.collection {
+            f.collection_id = Some(core.mesh.collection(user_id, c).await?.id);
+        }
+        if let Some(e) = &self.endpoint {
+            f.endpoint_id = Some(core.mesh.store.endpoint(user_id, e).await?.id);
+        }
+        if let Some(k) = &self.kind {
+            let k = k.trim();
+            if k.is_empty() || k.len() > 64 || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(Error::Invalid(format!(
+                    "type={k:?} is not an activity or object type (Create, Note, Message…)"
+                )));
+            }
+            let known = crate::domain::activity::as2_object_type(k).or_else(|| crate::domain::activity::as2_verb(k));
+            f.kind = Some(known.map_or_else(|| k.to_string(), str::to_string));
+        }
+        f.since = self.since.as_deref().map(|v| date("since", v)).transpose()?;
+        f.until = self.until.as_deref().map(|v| date("until", v)).transpose()?;
+        f.contact = self.contact.clone();
+        f.company = self.company.clone();
+        if self.tags.len() > 50 {
+            return Err(Error::Invalid("a search names at most 50 tags".into()));
+        }
+        f.tags = self.tags.clone();
+        Ok(f)
+    }
+}
+
+/// What a feed of people's activities is: its filter, its name, and whom `why` is about.
+pub struct Resolved {
+    pub filter: ActivityFilter,
+    pub meta: FeedMeta,
+    pub contact: Option<String>,
+    pub company: Option<String>,
+}
+
+/// The canonical URL of a timeline or view in one format.
+pub fn feed_url(core: &Core, user: &str, of: Of<'_>, format: Format) -> String {
+    let u = encode_segment(user);
+    let ext = format.extension();
+    match of {
+        Of::Contact(id) => format!("{}/u/{u}/contacts/{}/timeline.{ext}", core.base_url, encode_segment(id)),
+        Of::Company(slug) => format!(
+            "{}/u/{u}/companies/{}/timeline.{ext}",
+            core.base_url,
+            encode_segment(slug)
+        ),
+        Of::View(name) => format!("{}/u/{u}/views/{}.{ext}", core.base_url, encode_segment(name)),
+    }
+}
+
+/// Resolves a timeline or view of `user`; another user's (or an unknown) one is a 404.
+pub async fn resolve(core: &Core, user_id: i64, user: &str, of: Of<'_>, format: Format) -> Result<Resolved> {
+    let id = feed_url(core, user, of, format);
+    let alternate_url = format!("{}/", core.base_url);
+    match of {
+        Of::Contact(contact) => {
+            let c = core
+                .mesh
+                .store
+                .contact(user_id, contact)
+                .await?
+                .ok_or(Error::NotFound("contact"))?;
+            Ok(Resolved {
+                filter: ActivityFilter {
+                    contact: Some(c.id.clone()),
+                    ..ActivityFilter::default()
+                },
+                meta: FeedMeta {
+                    id,
+                    title: format!("{user}: {}", c.name),
+                    alternate_url,
+                },
+                contact: Some(c.id),
+                company: None,
+            })
+        }
+        Of::Company(slug) => {
+            let company = core
+                .mesh
+                .store
+                .companies(user_id)
+                .await?
+                .into_iter()
+                .find(|c| c.slug == slug)
+                .ok_or(Error::NotFound("company"))?;
+            Ok(Resolved {
+                filter: ActivityFilter {
+                    company: Some(company.slug.clone()),
+                    ..ActivityFilter::default()
+                },
+                meta: FeedMeta {
+                    id,
+                    title: format!("{user}: {}", company.name),
+                    alternate_url,
+                },
+                contact: None,
+                company: Some(company.slug),
+            })
+        }
+        Of::View(name) => {
+            let stored = core
+                .mesh
+                .store
+                .view(user_id, name)
+                .await?
+                .ok_or(Error::NotFound("view"))?;
+            let query: SearchQuery = serde_json::from_str(&stored)
+                .map_err(|e| Error::Internal(anyhow::anyhow!("stored view {name}: {e}")))?;
+            Ok(Resolved {
+                filter: query.filter(core, user_id).await?,
+                meta: FeedMeta {
+                    id,
+                    title: format!("{user}: {name}"),
+                    alternate_url,
+                },
+                contact: query.contact.clone(),
+                company: query.company.clone(),
+            })
+        }
+    }
+}
+
+/// A search of `user`'s activities (`/u/{user}/search.{ext}?q=…`).
+pub async fn search(core: &Core, user_id: i64, user: &str, query: &SearchQuery, format: Format) -> Result<Resolved> {
+    let filter = query.filter(core, user_id).await?;
+    Ok(Resolved {
+        filter,
+        meta: FeedMeta {
+            id: format!(
+                "{}/u/{}/search.{}",
+                core.base_url,
+                encode_segment(user),
+                format.extension()
+            ),
+            title: format!("{user}: search {}", query.q.as_deref().unwrap_or("")),
+            alternate_url: format!("{}/", core.base_url),
+        },
+        contact: query.contact.clone(),
+        company: query.company.clone(),
+    })
+}
+
+/// A page of the feed's activities, and why each is there.
+pub async fn page(core: &Core, user_id: i64, r: &Resolved, page: Page, limit: u32) -> Result<(Vec<ChangeRecord>, Why)> {
+    let mut changes = core.mesh.store.activities(user_id, &r.filter, page, limit).await?;
+    if matches!(page, Page::After(_)) {
+        changes.reverse(); // feeds list the newest first
+    }
+    let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
+    let links = core
+        .mesh
+        .store
+        .links(user_id, r.contact.as_deref(), r.company.as_deref(), &seqs)
+        .await?;
+    let mut why = Why::new();
+    for l in links {
+        why.entry(l.seq).or_default().push(formats::Why {
+            identity: l.identity,
+            role: Role::parse(&l.role).unwrap_or(Role::Recipient),
+            contact: Some(l.contact_id),
+        });
+    }
+    Ok((changes, why))
+}
+
+/// Saves a view (a named search); its feed is `/u/{user}/views/{name}.{ext}`.
+pub async fn save_view(core: &Core, user_id: i64, name: &str, query: &SearchQuery) -> Result<()> {
+    let ok = !name.is_empty() && name.len() <= 100 && name.chars().all(|c| c.is_alphanumeric() || "-_".contains(c));
+    if !ok {
+        return Err(Error::Invalid(format!(
+            "view name {name:?}: letters, digits, - and _, at most 100"
+        )));
+    }
+    // Checked now, so a view that cannot run is refused when saved, not when read.
+    query.filter(core, user_id).await?;
+    let json = serde_json::to_string(query).map_err(|e| Error::Internal(e.into()))?;
+    Ok(core.mesh.store.put_view(user_id, name, &json).await?)
+}
+
+pub async fn views(core: &Core, user_id: i64) -> Result<Vec<(String, SearchQuery)>> {
+    Ok(core
+        .mesh
+        .store
+        .views(user_id)
+        .await?
+        .into_iter()
+        .filter_map(|(n, q)| serde_json::from_str(&q).ok().map(|q| (n, q)))
+        .collect())
+}
+
+pub async fn delete_view(core: &Core, user_id: i64, name: &str) -> Result<()> {
+    if core.mesh.store.delete_view(user_id, name).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("view"))
+    }
+}

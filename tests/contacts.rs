@@ -1,0 +1,543 @@
+//! Contacts, automatic linking, timelines with provenance, merge and undo, companies,
+//! search and saved views, through the HTTP API and the feeds, on the test database.
+
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, alice_with_notes, default_db};
+
+const ATOM: &str = "application/atom+xml;type=entry";
+
+/// An entry by `author` (an e-mail) mentioning `to` (identity URIs).
+fn mail(title: &str, text: &str, author: Option<&str>, to: &[&str]) -> String {
+    let author = author
+        .map(|a| format!("<author><name>Someone</name><email>{a}</email></author>"))
+        .unwrap_or_default();
+    let links: String = to
+        .iter()
+        .map(|t| format!(r#"<link rel="mentioned" href="{t}"/>"#))
+        .collect();
+    format!(
+        r#"<entry xmlns="http://www.w3.org/2005/Atom" xmlns:activity="http://activitystrea.ms/spec/1.0/">
+<title>{title}</title><content type="text">{text}</content>{author}{links}
+<activity:verb>http://activitystrea.ms/schema/1.0/post</activity:verb>
+<activity:object-type>email</activity:object-type></entry>"#
+    )
+}
+
+async fn post_json(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn json(app: &TestApp, token: &str, path: &str) -> Value {
+    let resp = app.get(token, path).await;
+    assert_eq!(resp.status(), 200, "GET {path}");
+    resp.json().await.unwrap()
+}
+
+/// The titles of a feed's entries, newest first (all pages of up to 1000).
+async fn titles(app: &TestApp, token: &str, path: &str) -> Vec<String> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let resp = app.get(token, &format!("{path}{sep}limit=1000")).await;
+    assert_eq!(resp.status(), 200, "GET {path}");
+    let body = resp.text().await.unwrap();
+    let feed: Value = serde_json::from_str(&body).expect("a JSON feed");
+    feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn new_contact(app: &TestApp, token: &str, body: Value) -> Value {
+    let resp = post_json(app, token, "/api/contacts", body).await;
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn activities_link_to_contacts_by_identity_with_provenance() {
+    let Some((app, token)) = alice_with_notes(default_db()).await else {
+        return;
+    };
+    // Before Bob is a contact: a toot of his handle, and a mail from an unknown address.
+    app.post_entry(
+        &token,
+        "/atompub/alice/Notes",
+        mail("Early toot", "hi", None, &["acct:Bob@Social.Example"]),
+    )
+    .await;
+    app.post_entry(
+        &token,
+        "/atompub/alice/Notes",
+        mail("From Carol", "hello", Some("carol@initech.example"), &[]),
+    )
+    .await;
+    let bob = new_contact(
+        &app,
+        &token,
+        json!({"name": "Bob Smith", "identities": ["Bob@Example.com", "+1 (415) 555-0100"], "org": "Acme Inc.", "tags": ["customer"]}),
+    )
+    .await;
+    let id = bob["id"].as_str().unwrap().to_string();
+    assert_eq!(bob["identities"], json!(["mailto:bob@example.com", "tel:+14155550100"]));
+
+    let r = app
+        .post_entry(
+            &token,
+            "/atompub/alice/Notes",
+            mail("Quote", "the price", Some("BOB@example.com"), &[]),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    app.post_entry(
+        &token,
+        "/atompub/alice/Notes",
+        mail("Call me", "text", None, &["tel:415-555-0100"]),
+    )
+    .await;
+    app.post_entry(
+        &token,
+        "/atompub/alice/Notes",
+        mail("Unrelated", "x", Some("dan@elsewhere.example"), &[]),
+    )
+    .await;
+
+    let timeline = format!("/u/alice/contacts/{id}/timeline");
+    let got = titles(&app, &token, &format!("{timeline}.json")).await;
+    assert!(
+        got.starts_with(&["Call me".to_string(), "Quote".to_string()]),
+        "{got:?}"
+    );
+    assert!(!got.contains(&"Unrelated".to_string()) && !got.contains(&"Early toot".to_string()));
+
+    // Provenance: which identity, in which role, in Atom and JSON Feed.
+    let atom = app.text(&token, &format!("{timeline}.atom")).await;
+    assert!(
+        atom.contains(r#"<fm:why identity="mailto:bob@example.com" role="actor""#),
+        "{atom}"
+    );
+    assert!(
+        atom.contains(r#"<fm:why identity="tel:+14155550100" role="recipient""#),
+        "{atom}"
+    );
+    assert!(atom.contains("<activity:verb>http://activitystrea.ms/schema/1.0/post</activity:verb>"));
+    let feed: Value = serde_json::from_str(&app.text(&token, &format!("{timeline}.json")).await).unwrap();
+    let why = &feed["items"][0]["_feedmesh"]["why"][0];
+    assert_eq!(
+        (why["identity"].as_str(), why["role"].as_str()),
+        (Some("tel:+14155550100"), Some("recipient"))
+    );
+    assert!(app.text(&token, &format!("{timeline}.rss")).await.contains("<rss"));
+
+    // Adding an identity links the earlier activities that carry it; removing it unlinks.
+    let resp = app
+        .client
+        .patch(app.url(&format!("/api/contacts/{id}")))
+        .bearer_auth(&token)
+        .json(&json!({"identities": ["mailto:bob@example.com", "tel:+14155550100", "@bob@social.example"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        titles(&app, &token, &format!("{timeline}.json"))
+            .await
+            .contains(&"Early toot".to_string())
+    );
+    let resp = app
+        .client
+        .patch(app.url(&format!("/api/contacts/{id}")))
+        .bearer_auth(&token)
+        .json(&json!({"identities": ["mailto:bob@example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = titles(&app, &token, &format!("{timeline}.json")).await;
+    assert!(
+        !got.contains(&"Early toot".to_string()) && !got.contains(&"Call me".to_string()),
+        "{got:?}"
+    );
+
+    // Suggestions: identities seen that no contact holds.
+    let s = json(&app, &token, "/api/contacts/suggestions").await;
+    let ids: Vec<&str> = s
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["identity"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"mailto:carol@initech.example") && ids.contains(&"acct:bob@social.example"),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&"mailto:bob@example.com"));
+
+    // The contact's detail: counts by channel and the last interaction.
+    let d = json(&app, &token, &format!("/api/contacts/{id}")).await;
+    assert_eq!(d["counts"]["email"], json!(1), "{d}");
+    assert!(d["last_interaction"].is_string());
+    let list = json(&app, &token, "/api/contacts").await;
+    assert_eq!(list[0]["name"], "Bob Smith");
+    assert_eq!(list[0]["tags"], json!(["customer"]));
+
+    // A note about Bob is an item of Notes in his timeline.
+    let resp = post_json(
+        &app,
+        &token,
+        &format!("/api/contacts/{id}/notes"),
+        json!({"text": "Likes green tea"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    assert!(
+        titles(&app, &token, &format!("{timeline}.json"))
+            .await
+            .contains(&"Likes green tea".to_string())
+    );
+
+    // Another user sees none of it.
+    let eve = app.token("eve", "phone").await;
+    assert_eq!(app.get(&eve, &format!("/api/contacts/{id}")).await.status(), 404);
+    assert_eq!(app.get(&eve, &format!("{timeline}.atom")).await.status(), 404);
+    assert_eq!(
+        app.get(&eve, &format!("/u/eve/contacts/{id}/timeline.atom"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(json(&app, &eve, "/api/contacts").await, json!([]));
+}
+
+#[tokio::test]
+async fn a_merge_keeps_both_timelines_and_its_undo_splits_them_back() {
+    let Some((app, token)) = alice_with_notes(default_db()).await else {
+        return;
+    };
+    let a = new_contact(
+        &app,
+        &token,
+        json!({"name": "Ann", "identities": ["mailto:ann@acme.example"]}),
+    )
+    .await;
+    let b = new_contact(
+        &app,
+        &token,
+        json!({"name": "Ann (home)", "identities": ["mailto:ann@home.example"], "note": "home"}),
+    )
+    .await;
+    let (a, b) = (
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
+    // Many activities on both sides, posted as one FeedSync feed each way.
+    let n = 150;
+    for (who, tag) in [("ann@acme.example", "work"), ("ann@home.example", "home")] {
+        for i in 0..n {
+            let r = app
+                .post_entry(
+                    &token,
+                    "/atompub/alice/Notes",
+                    mail(&format!("{tag} {i}"), "x", Some(who), &[]),
+                )
+                .await;
+            assert_eq!(r.status(), 201);
+        }
+    }
+    let ta = format!("/u/alice/contacts/{a}/timeline.json");
+    let tb = format!("/u/alice/contacts/{b}/timeline.json");
+    let before_a = titles(&app, &token, &ta).await;
+    let before_b = titles(&app, &token, &tb).await;
+    assert_eq!((before_a.len(), before_b.len()), (n + 1, n + 1)); // + each contact's own creation
+
+    // Bad merges change nothing.
+    let r = post_json(&app, &token, &format!("/api/contacts/{a}/merge"), json!({"other": a})).await;
+    assert_eq!(r.status(), 400);
+    let eve = app.token("eve", "phone").await;
+    let evil = new_contact(&app, &eve, json!({"name": "E", "identities": ["mailto:e@x.example"]})).await;
+    let r = post_json(
+        &app,
+        &token,
+        &format!("/api/contacts/{a}/merge"),
+        json!({"other": evil["id"]}),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+
+    let r = post_json(&app, &token, &format!("/api/contacts/{a}/merge"), json!({"other": b})).await;
+    assert_eq!(r.status(), 200);
+    let merge_id = r.json::<Value>().await.unwrap()["merge_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let merged = titles(&app, &token, &ta).await;
+    for t in before_a.iter().chain(before_b.iter()) {
+        assert!(merged.contains(t), "the merged timeline lost {t:?}");
+    }
+    assert_eq!(app.get(&token, &tb).await.status(), 404);
+    let ann = json(&app, &token, &format!("/api/contacts/{a}")).await;
+    assert_eq!(
+        ann["identities"],
+        json!(["mailto:ann@acme.example", "mailto:ann@home.example"])
+    );
+    assert_eq!(ann["note"], "home");
+
+    // Mail to the merged identity after the merge goes to the kept contact, and with undo to b.
+    app.post_entry(
+        &token,
+        "/atompub/alice/Notes",
+        mail("after merge", "x", Some("ann@home.example"), &[]),
+    )
+    .await;
+    assert!(titles(&app, &token, &ta).await.contains(&"after merge".to_string()));
+
+    let r = app
+        .client
+        .post(app.url(&format!("/api/contacts/merges/{merge_id}/undo")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let after_a = titles(&app, &token, &ta).await;
+    let after_b = titles(&app, &token, &tb).await;
+    for t in &before_a {
+        assert!(after_a.contains(t), "undo lost {t:?} of a");
+    }
+    for t in &before_b {
+        assert!(after_b.contains(t), "undo lost {t:?} of b");
+    }
+    assert!(after_b.contains(&"after merge".to_string()) && !after_a.contains(&"after merge".to_string()));
+    assert!(!after_a.iter().any(|t| t.starts_with("home ")), "a kept b's activities");
+    let ann = json(&app, &token, &format!("/api/contacts/{a}")).await;
+    assert_eq!(ann["identities"], json!(["mailto:ann@acme.example"]));
+    assert_eq!(ann["note"], "");
+    let home = json(&app, &token, &format!("/api/contacts/{b}")).await;
+    assert_eq!(
+        (home["name"].as_str(), home["note"].as_str()),
+        (Some("Ann (home)"), Some("home"))
+    );
+    // Twice is refused.
+    let r = app
+        .client
+        .post(app.url(&format!("/api/contacts/merges/{merge_id}/undo")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
+
+#[tokio::test]
+async fn companies_views_and_search_are_feeds() {
+    let Some((app, token)) = alice_with_notes(default_db()).await else {
+        return;
+    };
+    let bob = new_contact(
+        &app,
+        &token,
+        json!({"name": "Bob", "identities": ["mailto:bob@globex.example"], "tags": ["customer"]}),
+    )
+    .await;
+    new_contact(
+        &app,
+        &token,
+        json!({"name": "Gina", "identities": ["tel:+14155550111"], "org": "Globex Corporation"}),
+    )
+    .await;
+    new_contact(
+        &app,
+        &token,
+        json!({"name": "Fred", "identities": ["mailto:fred@gmail.com"]}),
+    )
+    .await;
+    for (title, text, from, to) in [
+        (
+            "Quarterly quote",
+            "the invoice for next week",
+            Some("bob@globex.example"),
+            vec![],
+        ),
+        ("Dinner", "next to the station", Some("fred@gmail.com"), vec![]),
+        ("Phone call", "about invoices", None, vec!["tel:+14155550111"]),
+        ("Weekly sync", "sync notes", None, vec![]),
+    ] {
+        let r = app
+            .post_entry(&token, "/atompub/alice/Notes", mail(title, text, from, &to))
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    // A company: Globex by ORG (Gina) and by domain (Bob); gmail.com makes none.
+    let companies = json(&app, &token, "/api/companies").await;
+    let slugs: Vec<&str> = companies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, vec!["globex"], "{companies}");
+    let got = titles(&app, &token, "/u/alice/companies/globex/timeline.json").await;
+    assert!(
+        got.contains(&"Quarterly quote".into()) && got.contains(&"Phone call".into()),
+        "{got:?}"
+    );
+    assert!(!got.contains(&"Dinner".into()));
+
+    // Search: words, phrases, prefixes, exclusions, filters.
+    let q = |q: &str| format!("/u/alice/search.json?q={}", urlencode(q));
+    let got = titles(&app, &token, &q("invoice")).await;
+    assert_eq!(got, vec!["Quarterly quote"]);
+    let got = titles(&app, &token, &q("invoice*")).await;
+    assert_eq!(got, vec!["Phone call", "Quarterly quote"]);
+    assert_eq!(titles(&app, &token, &q("\"next week\"")).await, vec!["Quarterly quote"]);
+    assert_eq!(titles(&app, &token, &q("next -invoice")).await, vec!["Dinner"]);
+    let got = titles(
+        &app,
+        &token,
+        &format!("{}&contact={}", q("invoice*"), bob["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(got, vec!["Quarterly quote"]);
+    let got = titles(&app, &token, &format!("{}&company=globex", q("invoice*"))).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        titles(&app, &token, "/u/alice/search.json?q=sync&type=Message").await,
+        vec!["Weekly sync"]
+    );
+    assert!(
+        titles(&app, &token, "/u/alice/search.json?q=sync&until=2000-01-01")
+            .await
+            .is_empty()
+    );
+    assert!(
+        titles(&app, &token, "/u/alice/search.json?q=sync&collection=Notes")
+            .await
+            .len()
+            == 1
+    );
+    // Bad searches: a 400 that names the problem.
+    for (bad, why) in [
+        (q("say \"hello"), "unbalanced"),
+        (q(&vec!["w"; 10_000].join(" ")), "at most"),
+        (format!("{}&since=yesterday", q("x")), "not a date"),
+        (format!("{}&collection=Nope", q("x")), "not found"),
+    ] {
+        let r = app.get(&token, &bad).await;
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(
+            (400..500).contains(&status) && body.contains(why),
+            "{bad}: {status} {body}"
+        );
+    }
+
+    // A saved view of customers' activities is a feed.
+    let r = post_json(
+        &app,
+        &token,
+        "/api/views",
+        json!({"name": "customers", "query": {"tags": ["customer"]}}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    // Bob himself (his card is an activity of his) and what he sent.
+    assert_eq!(
+        titles(&app, &token, "/u/alice/views/customers.json").await,
+        vec!["Quarterly quote", "Bob"]
+    );
+    let atom = app.text(&token, "/u/alice/views/customers.atom").await;
+    assert!(atom.contains("rel=\"hub\""), "{atom}");
+    let r = post_json(
+        &app,
+        &token,
+        "/api/views",
+        json!({"name": "bad", "query": {"q": "\"x"}}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let eve = app.token("eve", "phone").await;
+    assert_eq!(app.get(&eve, "/u/alice/views/customers.atom").await.status(), 404);
+    assert_eq!(app.get(&eve, "/u/eve/views/customers.atom").await.status(), 404);
+}
+
+#[tokio::test]
+async fn bad_contacts_are_refused_and_change_nothing() {
+    let Some((app, token)) = alice_with_notes(default_db()).await else {
+        return;
+    };
+    for (body, why) in [
+        (json!({"name": "X", "identities": ["tel:abc"]}), "not a phone number"),
+        (
+            json!({"name": "X", "identities": ["mailto:bob"]}),
+            "not an e-mail address",
+        ),
+        (json!({"name": "X", "identities": ["bob"]}), "not an identity"),
+        (json!({"identities": []}), "needs a name"),
+        (json!({"name": "X", "colour": "red"}), "unknown field"),
+    ] {
+        let r = post_json(&app, &token, "/api/contacts", body.clone()).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(text.contains(why), "{body}: {text}");
+    }
+    for (card, why) in [
+        (
+            "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:A\r\nno colon here\r\nEND:VCARD\r\n".to_string(),
+            "not a vCard property",
+        ),
+        ("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:A\r\n".to_string(), "no END"),
+        (
+            format!(
+                "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:A\r\nPHOTO:data:image/png;base64,{}\r\nEND:VCARD\r\n",
+                "A".repeat(10 << 20)
+            ),
+            "",
+        ),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/api/contacts"))
+            .bearer_auth(&token)
+            .header("content-type", "text/vcard")
+            .body(card)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert!((400..500).contains(&status) && text.contains(why), "{status} {text}");
+    }
+    let r = app
+        .client
+        .post(app.url("/api/contacts"))
+        .bearer_auth(&token)
+        .header("content-type", "text/vcard")
+        .body(b"BEGIN:VCARD\r\nVERSION:4.0\r\nFN:\xff\xfe\r\nEND:VCARD\r\n".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(json(&app, &token, "/api/contacts").await, json!([]));
+    assert_eq!(app.get(&token, "/api/contacts/nope").await.status(), 404);
+    let _ = ATOM;
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.*".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
