@@ -309,3 +309,77 @@ fn kill_9_loses_no_acknowledged_write() {
         assert!(titles.contains(&format!(">{t}<")), "acknowledged entry {t} was lost");
     }
 }
+
+/// What phones and Google/Apple export: vCard 3.0 and 4.0 cards in one file.
+const PHONE_EXPORT: &str = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann Example\r\nN:Example;Ann;;;\r\nORG:Acme Inc.\r\n\
+TEL;TYPE=CELL:(415) 555-0100\r\nEMAIL;TYPE=INTERNET:Ann@Acme.com\r\nCATEGORIES:customer\r\nEND:VCARD\r\n\
+BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn-bob-1\r\nFN:Bob Smith\r\nTEL;VALUE=uri:tel:+44-20-7946-0018\r\nEND:VCARD\r\n";
+
+#[test]
+fn contacts_import_list_and_export_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let file = d.join("contacts.vcf");
+    std::fs::write(&file, PHONE_EXPORT).unwrap();
+    let (success, _, err) = feedmesh(d, &["contact", "import", "alice", file.to_str().unwrap()]);
+    assert!(success && err.contains("2 created, 0 updated, 0 unchanged"), "{err}");
+    // The same file again adds nothing.
+    let (success, _, err) = feedmesh(d, &["contact", "import", "alice", file.to_str().unwrap()]);
+    assert!(success && err.contains("0 created, 0 updated, 2 unchanged"), "{err}");
+    let list = ok(d, &["contact", "list", "alice"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(
+        lines[1].contains("Ann Example\tAcme Inc.\tmailto:ann@acme.com tel:+14155550100\tcustomer"),
+        "{list}"
+    );
+    assert!(
+        lines[2].starts_with("urn-bob-1\tBob Smith\t-\ttel:+442079460018"),
+        "{list}"
+    );
+    // National numbers are read in --default-region: the same number, another region's spelling.
+    std::fs::write(
+        &file,
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Bob S.\r\nTEL:020 7946 0018\r\nNOTE:met in London\r\nEND:VCARD\r\n",
+    )
+    .unwrap();
+    let (success, _, err) = feedmesh(
+        d,
+        &[
+            "contact",
+            "import",
+            "alice",
+            file.to_str().unwrap(),
+            "--default-region",
+            "GB",
+        ],
+    );
+    assert!(success && err.contains("0 created, 1 updated"), "{err}");
+    let export = ok(d, &["contact", "export", "alice"]);
+    assert_eq!(export.matches("BEGIN:VCARD\r\nVERSION:4.0\r\n").count(), 2, "{export}");
+    assert!(
+        export.contains("EMAIL:ann@acme.com") && export.contains("UID:urn-bob-1"),
+        "{export}"
+    );
+    assert!(
+        export.contains("NOTE:met in London") && !export.contains("Bob S."),
+        "{export}"
+    );
+    // A broken file is refused whole, naming the card; nothing changes.
+    std::fs::write(
+        &file,
+        format!("{PHONE_EXPORT}BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Carol\r\nnot a property\r\nEND:VCARD\r\n"),
+    )
+    .unwrap();
+    let (success, _, err) = feedmesh(d, &["contact", "import", "alice", file.to_str().unwrap()]);
+    assert!(
+        !success && err.contains("card 3") && err.contains("not a vCard property"),
+        "{err}"
+    );
+    let (success, _, err) = feedmesh(d, &["contact", "import", "alice", "/nonexistent.vcf"]);
+    assert!(!success && err.contains("cannot read /nonexistent.vcf"), "{err}");
+    let (success, _, err) = feedmesh(d, &["contact", "list", "alice", "--default-region", "XX"]);
+    assert!(!success && err.contains("not an ISO 3166 region code"), "{err}");
+    assert_eq!(ok(d, &["contact", "list", "alice"]).lines().count(), 3);
+}

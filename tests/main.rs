@@ -2,6 +2,7 @@
 
 mod common;
 
+mod activities;
 mod agent;
 mod atompub;
 mod atompub_clients;
@@ -15,6 +16,7 @@ mod follows;
 mod outbound;
 mod peers;
 mod push;
+mod store_people;
 mod store_story;
 mod websub;
 mod websub_delivery;

@@ -65,7 +65,13 @@ fn entry_body(o: &mut String, e: &EntryView<'_>, root: bool) {
         o.push_str("<entry>\n");
     }
     element(o, "id", &e.id);
-    payload(o, e.payload(), e.media_url.as_deref(), e.deleted());
+    payload(
+        o,
+        e.payload(),
+        e.media_url.as_deref(),
+        e.deleted(),
+        e.activity.is_none(),
+    );
     if root && e.payload().authors.is_empty() {
         // RFC 4287 §4.1.2: outside a feed with an author, an entry needs its own.
         let by = e.author.as_deref().unwrap_or("feedmesh");
@@ -87,12 +93,9 @@ fn entry_body(o: &mut String, e: &EntryView<'_>, root: bool) {
         let _ = writeln!(o, "<category term=\"{}\"/>", esc(&xml_safe(tag)));
     }
     if let Some(a) = &e.activity {
-        if e.payload().verb.is_none() {
-            element(o, "activity:verb", &activity::as1_verb(&a.verb));
-        }
-        if e.payload().object_type.is_none() {
-            element(o, "activity:object-type", &activity::as1_object_type(&a.object_type));
-        }
+        // What the change is (a delete of a post is a delete), not what the entry said.
+        element(o, "activity:verb", &activity::as1_verb(&a.verb));
+        element(o, "activity:object-type", &activity::as1_object_type(&a.object_type));
         for w in &a.why {
             let _ = write!(
                 o,
@@ -113,7 +116,9 @@ fn entry_body(o: &mut String, e: &EntryView<'_>, root: bool) {
 }
 
 /// The shared data (FeedSync Implementation Note 1) of one version.
-fn payload(o: &mut String, p: &Entry, media_url: Option<&str>, deleted: bool) {
+/// `own_activity`: write the entry's own `activity:` elements (members and FeedSync feeds;
+/// streams write the change's instead).
+fn payload(o: &mut String, p: &Entry, media_url: Option<&str>, deleted: bool, own_activity: bool) {
     text(o, "title", &p.title);
     element(o, "updated", &p.updated.rfc3339());
     if let Some(published) = p.published {
@@ -130,11 +135,13 @@ fn payload(o: &mut String, p: &Entry, media_url: Option<&str>, deleted: bool) {
         }
         o.push_str("</author>\n");
     }
-    if let Some(v) = &p.verb {
-        element(o, "activity:verb", v);
-    }
-    if let Some(t) = &p.object_type {
-        element(o, "activity:object-type", t);
+    if own_activity {
+        if let Some(v) = &p.verb {
+            element(o, "activity:verb", v);
+        }
+        if let Some(t) = &p.object_type {
+            element(o, "activity:object-type", t);
+        }
     }
     for c in &p.categories {
         let _ = write!(o, "<category term=\"{}\"", esc(&xml_safe(&c.term)));
@@ -231,7 +238,7 @@ fn sync_element(o: &mut String, s: &SyncMeta, conflicts: &[Version<Entry>], id: 
         for c in conflicts {
             o.push_str("<entry>\n");
             element(o, "id", id);
-            payload(o, &c.payload, media_url, c.sync.deleted);
+            payload(o, &c.payload, media_url, c.sync.deleted, true);
             sync_element(o, &c.sync, &[], id, media_url);
             o.push_str("</entry>\n");
         }

@@ -479,3 +479,42 @@ pub async fn add_note(core: &Core, who: &Principal, id: &str, text: &str) -> Res
     core.mesh.ingest(who, &col, &note_id, entry).await?;
     Ok(note_id)
 }
+
+/// A contact with its numbers: activities by channel and by month, the last interaction.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContactDetail {
+    #[serde(flatten)]
+    pub contact: ContactView,
+    /// RFC 3339 of the last activity, if any.
+    pub last_interaction: Option<String>,
+    /// Activities by channel (email, post, text, call, file).
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
+    /// Activities by month (YYYY-MM).
+    pub by_month: std::collections::BTreeMap<String, u64>,
+    /// The contact's timeline feed.
+    pub timeline: String,
+}
+
+pub async fn detail(core: &Core, user_id: i64, user: &str, id: &str) -> Result<ContactDetail> {
+    use crate::domain::activity::{CHANNELS, channel};
+    let contact = get(core, user_id, id).await?;
+    let tally = core.mesh.store.tally(user_id, Some(id), None).await?;
+    let mut counts: std::collections::BTreeMap<&'static str, u64> = CHANNELS.iter().map(|c| (*c, 0)).collect();
+    let mut by_month = std::collections::BTreeMap::new();
+    for (t, m, n) in &tally.by_type_month {
+        *counts.entry(channel(t)).or_default() += n;
+        *by_month.entry(m.clone()).or_default() += n;
+    }
+    let timeline = super::timelines::feed_url(core, user, super::feeds::Of::Contact(id), crate::formats::Format::Atom);
+    Ok(ContactDetail {
+        contact,
+        last_interaction: tally.last.map(|t| t.rfc3339()),
+        counts,
+        by_month,
+        timeline,
+    })
+}
+
+pub async fn companies(core: &Core, user_id: i64) -> Result<Vec<crate::store::Company>> {
+    Ok(core.mesh.store.companies(user_id).await?)
+}

@@ -114,29 +114,6 @@ pub async fn collection_page(core: &Core, col: &Collection, since: u64, limit: u
     Ok(core.mesh.store.items_since(col.id, since, limit).await?)
 }
 
-/// A page of a stream (the user's, or one endpoint's with `device`): changes before
-/// `before`, newest first, and the time the feed says it was updated when it is empty.
-pub async fn stream_page(
-    core: &Core,
-    user_id: i64,
-    user: &str,
-    device: Option<&str>,
-    before: Option<u64>,
-    limit: u32,
-) -> Result<(Vec<ChangeRecord>, Timestamp)> {
-    let store = &core.mesh.store;
-    let endpoint = match device {
-        Some(d) => Some(store.endpoint(user_id, d).await?.id),
-        None => None,
-    };
-    let changes = store.changes(user_id, endpoint, before, limit).await?;
-    let fallback = match changes.first() {
-        Some(c) => c.at,
-        None => store.user(user).await?.created_at,
-    };
-    Ok((changes, fallback))
-}
-
 /// The stream format a file name (`stream.atom`, `stream.rss`, `stream.json`) asks for.
 pub fn stream_format(file: &str) -> Option<Format> {
     file.strip_prefix("stream.").and_then(Format::from_extension)

@@ -198,6 +198,28 @@ pub async fn search(core: &Core, user_id: i64, user: &str, query: &SearchQuery, 
     })
 }
 
+/// The user's stream, or an endpoint's (`device`), as an activity feed.
+pub async fn stream(core: &Core, user_id: i64, user: &str, device: Option<&str>, format: Format) -> Result<Resolved> {
+    let endpoint_id = match device {
+        Some(d) => Some(core.mesh.store.endpoint(user_id, d).await?.id),
+        None => None,
+    };
+    Ok(Resolved {
+        filter: ActivityFilter {
+            endpoint_id,
+            ..ActivityFilter::default()
+        },
+        meta: super::feeds::stream_meta(core, user, device, format),
+        contact: None,
+        company: None,
+    })
+}
+
+/// When an empty feed says it was updated: when its user was made.
+pub async fn empty_updated(core: &Core, user_id: i64) -> Result<Timestamp> {
+    Ok(core.mesh.store.user_by_id(user_id).await?.created_at)
+}
+
 /// A page of the feed's activities, and why each is there.
 pub async fn page(core: &Core, user_id: i64, r: &Resolved, page: Page, limit: u32) -> Result<(Vec<ChangeRecord>, Why)> {
     let mut changes = core.mesh.store.activities(user_id, &r.filter, page, limit).await?;

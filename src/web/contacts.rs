@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::SharedState;
 use super::auth::principal;
-use crate::domain::activity::CHANNELS;
 use crate::error::{Error, Result};
 use crate::usecases::contacts::{self, ContactInput};
 use crate::usecases::timelines::{self, SearchQuery};
@@ -57,43 +56,9 @@ pub async fn export(State(st): State<SharedState>, headers: HeaderMap) -> Result
     Ok(([(header::CONTENT_TYPE, "text/vcard; charset=utf-8")], body).into_response())
 }
 
-#[derive(serde::Serialize)]
-struct Detail {
-    #[serde(flatten)]
-    contact: contacts::ContactView,
-    /// RFC 3339 of the last activity, if any.
-    last_interaction: Option<String>,
-    /// Activities by channel (email, post, text, call, file).
-    counts: std::collections::BTreeMap<&'static str, u64>,
-    /// Activities by month (YYYY-MM).
-    by_month: std::collections::BTreeMap<String, u64>,
-    timeline: String,
-}
-
 pub async fn get(State(st): State<SharedState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    let contact = contacts::get(&st, p.user_id, &id).await?;
-    let tally = st.mesh.store.tally(p.user_id, Some(&id), None).await?;
-    let mut counts: std::collections::BTreeMap<&'static str, u64> = CHANNELS.iter().map(|c| (*c, 0)).collect();
-    let mut by_month = std::collections::BTreeMap::new();
-    for (t, m, n) in &tally.by_type_month {
-        *counts.entry(crate::domain::activity::channel(t)).or_default() += n;
-        *by_month.entry(m.clone()).or_default() += n;
-    }
-    let timeline = timelines::feed_url(
-        &st,
-        &p.user,
-        crate::usecases::feeds::Of::Contact(&id),
-        crate::formats::Format::Atom,
-    );
-    Ok(Json(Detail {
-        contact,
-        last_interaction: tally.last.map(|t| t.rfc3339()),
-        counts,
-        by_month,
-        timeline,
-    })
-    .into_response())
+    Ok(Json(contacts::detail(&st, p.user_id, &p.user, &id).await?).into_response())
 }
 
 pub async fn patch(
@@ -165,7 +130,7 @@ pub async fn suggestions(State(st): State<SharedState>, headers: HeaderMap) -> R
 
 pub async fn companies(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
     let p = principal(&st, &headers).await?;
-    Ok(Json(st.mesh.store.companies(p.user_id).await?).into_response())
+    Ok(Json(contacts::companies(&st, p.user_id).await?).into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -280,21 +280,7 @@ async fn activity_feed(
     }
     let self_url = self_url(&st, &uri, self_key.as_deref());
     let resolved = match &source {
-        Source::Stream(device) => {
-            let filter = crate::store::ActivityFilter {
-                endpoint_id: match device {
-                    Some(d) => Some(st.mesh.store.endpoint(reader.user_id, d).await?.id),
-                    None => None,
-                },
-                ..Default::default()
-            };
-            timelines::Resolved {
-                filter,
-                meta: feeds::stream_meta(&st, &user, device.as_deref(), format),
-                contact: None,
-                company: None,
-            }
-        }
+        Source::Stream(device) => timelines::stream(&st, reader.user_id, &user, device.as_deref(), format).await?,
         Source::Contact(id) => timelines::resolve(&st, reader.user_id, &user, Of::Contact(id), format).await?,
         Source::Company(slug) => timelines::resolve(&st, reader.user_id, &user, Of::Company(slug), format).await?,
         Source::View(name) => timelines::resolve(&st, reader.user_id, &user, Of::View(name), format).await?,
@@ -329,7 +315,7 @@ async fn activity_feed(
         .map(|c| link("after", c.seq));
     let fallback = match changes.first() {
         Some(c) => c.at,
-        None => st.mesh.store.user_by_id(reader.user_id).await?.created_at,
+        None => timelines::empty_updated(&st, reader.user_id).await?,
     };
     let view = feeds::activity_feed_view(
         &st,

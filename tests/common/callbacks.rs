@@ -91,7 +91,9 @@ async fn callback(
     };
     let echo = challenge(&q);
     match kind.as_str() {
-        "echo" | "gone" | "flakypost" | "rss" | "phone" | "notes" | "short" | "revoked" => (StatusCode::OK, echo),
+        "echo" | "gone" | "flakypost" | "rss" | "phone" | "notes" | "short" | "revoked" | "timeline" | "view" => {
+            (StatusCode::OK, echo)
+        }
         "accepted" => (StatusCode::ACCEPTED, echo),
         "refuse" => (StatusCode::NOT_FOUND, String::new()),
         "wrong" => (StatusCode::OK, "nope".to_string()),
