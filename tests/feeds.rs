@@ -400,3 +400,84 @@ async fn a_long_poll_with_nothing_new_ends_empty_at_its_deadline() {
         400
     );
 }
+
+#[tokio::test]
+async fn feeds_are_compressed_once_per_version_for_readers_that_accept_it() {
+    use std::io::Read as _;
+    let (app, token) = with_entries(30).await;
+    let get = |path: &'static str, accept: Option<&'static str>, inm: Option<String>| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let mut req = app.client.get(app.url(path)).bearer_auth(&token);
+            if let Some(a) = accept {
+                req = req.header("accept-encoding", a);
+            }
+            if let Some(t) = inm {
+                req = req.header("if-none-match", t);
+            }
+            req.send().await.unwrap()
+        }
+    };
+    for path in [
+        "/u/alice/stream.atom",
+        "/u/alice/stream.rss",
+        "/u/alice/stream.json",
+        "/atompub/alice/Notes",
+    ] {
+        let plain = get(path, None, None).await;
+        assert_eq!(crate::common::header(&plain, "content-encoding"), "");
+        assert!(
+            crate::common::header(&plain, "vary").contains("Accept-Encoding"),
+            "{path}"
+        );
+        let plain_etag = crate::common::header(&plain, "etag");
+        let plain = plain.bytes().await.unwrap();
+        for (accept, coding) in [
+            ("gzip", "gzip"),
+            ("gzip, deflate, br", "br"),
+            ("br;q=1.0, gzip;q=0.8, *;q=0.1", "br"),
+            ("br;q=0, gzip", "gzip"),
+            ("identity", ""),
+        ] {
+            let resp = get(path, Some(accept), None).await;
+            assert_eq!(resp.status(), 200);
+            assert_eq!(
+                crate::common::header(&resp, "content-encoding"),
+                coding,
+                "{path} {accept}"
+            );
+            let etag = crate::common::header(&resp, "etag");
+            let body = resp.bytes().await.unwrap();
+            let decoded = match coding {
+                "gzip" => {
+                    let mut out = Vec::new();
+                    flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
+                    out
+                }
+                "br" => {
+                    let mut out = Vec::new();
+                    brotli::Decompressor::new(&body[..], 4096)
+                        .read_to_end(&mut out)
+                        .unwrap();
+                    out
+                }
+                _ => body.to_vec(),
+            };
+            assert_eq!(decoded, plain.to_vec(), "{path} {accept}");
+            if !coding.is_empty() {
+                assert!(
+                    body.len() * 3 < plain.len(),
+                    "{path}: {} of {} bytes",
+                    body.len(),
+                    plain.len()
+                );
+                assert_ne!(etag, plain_etag, "one ETag per representation");
+                // Its own ETag makes a 304; the same bytes come back while the feed stays.
+                assert_eq!(get(path, Some(accept), Some(etag.clone())).await.status(), 304);
+                let again = get(path, Some(accept), None).await;
+                assert_eq!(crate::common::header(&again, "etag"), etag);
+            }
+        }
+    }
+}

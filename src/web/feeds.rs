@@ -98,29 +98,30 @@ pub async fn collection(
     };
     // The self URL is part of the document: a cached one is used only with the same self key.
     let self_key = reader_self_key(&st, &reader, &uri).await?;
-    let key = uri.path_and_query().map_or("", |p| p.as_str());
-    if let Some(cached) = st.cache.get(key, head, self_key.as_deref()) {
-        return Ok(respond(&headers, &cached));
-    }
-    let key = key.to_string();
-    let self_url = self_url(&st, &uri, self_key.as_deref());
-    let records = feeds::collection_page(&st, &col, since.unwrap_or(0), page).await?;
-    let url = st.collection_url(&user, &col.name);
-    let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
-    let next =
-        (records.len() == page as usize).then(|| page_url(&url, "since", until, q.limit.as_deref(), q.key.as_deref()));
-    let (body, updated) = collection_document(&st, &user, &col, &records, since, self_url.clone(), next);
-    let hub = st.hub_url();
-    let feed = CachedFeed::new(
-        head,
-        body,
-        updated,
-        Format::Atom.content_type(),
-        Some(until.to_string()),
-        (&hub, &self_url),
-        self_key,
-    );
-    Ok(respond(&headers, &st.cache.put(key, feed)))
+    let key = uri.path_and_query().map_or("", |p| p.as_str()).to_string();
+    let feed = st
+        .cache
+        .get_or_render(key, head, self_key.clone(), async || {
+            let self_url = self_url(&st, &uri, self_key.as_deref());
+            let records = feeds::collection_page(&st, &col, since.unwrap_or(0), page).await?;
+            let url = st.collection_url(&user, &col.name);
+            let until = records.last().map(|r| r.seq).unwrap_or(since.unwrap_or(0));
+            let next = (records.len() == page as usize)
+                .then(|| page_url(&url, "since", until, q.limit.as_deref(), q.key.as_deref()));
+            let (body, updated) = collection_document(&st, &user, &col, &records, since, self_url.clone(), next);
+            let hub = st.hub_url();
+            Ok::<_, Error>(CachedFeed::new(
+                head,
+                body,
+                updated,
+                Format::Atom.content_type(),
+                Some(until.to_string()),
+                (&hub, &self_url),
+                self_key.clone(),
+            ))
+        })
+        .await?;
+    Ok(respond(&headers, &feed))
 }
 
 fn parse_feed_name(file: &str) -> Result<Format> {
@@ -275,87 +276,93 @@ async fn activity_feed(
     if as2 {
         key.push_str("#as2");
     }
-    if let Some(cached) = st.cache.get(&key, head, self_key.as_deref()) {
-        return Ok(respond(&headers, &cached));
-    }
-    let self_url = self_url(&st, &uri, self_key.as_deref());
-    let resolved = match &source {
-        Source::Stream(device) => timelines::stream(&st, reader.user_id, &user, device.as_deref(), format).await?,
-        Source::Contact(id) => timelines::resolve(&st, reader.user_id, &user, Of::Contact(id), format).await?,
-        Source::Company(slug) => timelines::resolve(&st, reader.user_id, &user, Of::Company(slug), format).await?,
-        Source::View(name) => timelines::resolve(&st, reader.user_id, &user, Of::View(name), format).await?,
-        Source::Search(query) => timelines::search(&st, reader.user_id, &user, query, format).await?,
-    };
-    let page = match (before, after) {
-        (_, Some(a)) => Page::After(a),
-        (b, None) => Page::Before(b),
-    };
-    let (changes, why) = timelines::page(&st, reader.user_id, &resolved, page, limit).await?;
-    // Page links keep the query (search filters, key, limit) but the cursors.
-    let link = |param: &str, value: u64| {
-        let mut url = format!("{}{}?", st.base_url, uri.path());
-        for pair in uri.query().unwrap_or("").split('&') {
-            let name = pair.split('=').next().unwrap_or("");
-            if !pair.is_empty() && !matches!(name, "before" | "after" | "page") {
-                url.push_str(pair);
-                url.push('&');
-            }
-        }
-        url.push_str(&format!("{param}={value}"));
-        url
-    };
-    let full = changes.len() == limit as usize;
-    let older = changes
-        .last()
-        .filter(|_| full || matches!(page, Page::After(_)))
-        .map(|c| link("before", c.seq));
-    let newer = changes
-        .first()
-        .filter(|_| before.is_some() || after.is_some())
-        .map(|c| link("after", c.seq));
-    let fallback = match changes.first() {
-        Some(c) => c.at,
-        None => timelines::empty_updated(&st, reader.user_id).await?,
-    };
-    let view = feeds::activity_feed_view(
-        &st,
-        &user,
-        &resolved.meta,
-        &changes,
-        &why,
-        self_url.clone(),
-        older.clone(),
-        fallback,
-    );
-    let (body, content_type) = if as2 {
-        let links = as2_out::PageLinks {
-            id: if before.is_some() || after.is_some() {
-                self_url.clone()
+    let feed = st
+        .cache
+        .get_or_render(key, head, self_key.clone(), async || {
+            let self_url = self_url(&st, &uri, self_key.as_deref());
+            let resolved = match &source {
+                Source::Stream(device) => {
+                    timelines::stream(&st, reader.user_id, &user, device.as_deref(), format).await?
+                }
+                Source::Contact(id) => timelines::resolve(&st, reader.user_id, &user, Of::Contact(id), format).await?,
+                Source::Company(slug) => {
+                    timelines::resolve(&st, reader.user_id, &user, Of::Company(slug), format).await?
+                }
+                Source::View(name) => timelines::resolve(&st, reader.user_id, &user, Of::View(name), format).await?,
+                Source::Search(query) => timelines::search(&st, reader.user_id, &user, query, format).await?,
+            };
+            let page = match (before, after) {
+                (_, Some(a)) => Page::After(a),
+                (b, None) => Page::Before(b),
+            };
+            let (changes, why) = timelines::page(&st, reader.user_id, &resolved, page, limit).await?;
+            // Page links keep the query (search filters, key, limit) but the cursors.
+            let link = |param: &str, value: u64| {
+                let mut url = format!("{}{}?", st.base_url, uri.path());
+                for pair in uri.query().unwrap_or("").split('&') {
+                    let name = pair.split('=').next().unwrap_or("");
+                    if !pair.is_empty() && !matches!(name, "before" | "after" | "page") {
+                        url.push_str(pair);
+                        url.push('&');
+                    }
+                }
+                url.push_str(&format!("{param}={value}"));
+                url
+            };
+            let full = changes.len() == limit as usize;
+            let older = changes
+                .last()
+                .filter(|_| full || matches!(page, Page::After(_)))
+                .map(|c| link("before", c.seq));
+            let newer = changes
+                .first()
+                .filter(|_| before.is_some() || after.is_some())
+                .map(|c| link("after", c.seq));
+            let fallback = match changes.first() {
+                Some(c) => c.at,
+                None => timelines::empty_updated(&st, reader.user_id).await?,
+            };
+            let view = feeds::activity_feed_view(
+                &st,
+                &user,
+                &resolved.meta,
+                &changes,
+                &why,
+                self_url.clone(),
+                older.clone(),
+                fallback,
+            );
+            let (body, content_type) = if as2 {
+                let links = as2_out::PageLinks {
+                    id: if before.is_some() || after.is_some() {
+                        self_url.clone()
+                    } else {
+                        link("page", 1)
+                    },
+                    part_of: resolved.meta.id.clone(),
+                    next: older,
+                    prev: newer,
+                };
+                let body = if before.is_none() && after.is_none() && q.page.is_none() {
+                    as2_out::collection(&view, &links)
+                } else {
+                    as2_out::page(&view, &links)
+                };
+                (body, as2_out::CONTENT_TYPE)
             } else {
-                link("page", 1)
-            },
-            part_of: resolved.meta.id.clone(),
-            next: older,
-            prev: newer,
-        };
-        let body = if before.is_none() && after.is_none() && q.page.is_none() {
-            as2_out::collection(&view, &links)
-        } else {
-            as2_out::page(&view, &links)
-        };
-        (body, as2_out::CONTENT_TYPE)
-    } else {
-        (feeds::render(format, &view), format.content_type())
-    };
-    let hub = st.hub_url();
-    let feed = CachedFeed::new(
-        head,
-        body,
-        view.updated,
-        content_type,
-        None,
-        (&hub, &self_url),
-        self_key,
-    );
-    Ok(respond(&headers, &st.cache.put(key, feed)))
+                (feeds::render(format, &view), format.content_type())
+            };
+            let hub = st.hub_url();
+            Ok::<_, Error>(CachedFeed::new(
+                head,
+                body,
+                view.updated,
+                content_type,
+                None,
+                (&hub, &self_url),
+                self_key.clone(),
+            ))
+        })
+        .await?;
+    Ok(respond(&headers, &feed))
 }
