@@ -136,6 +136,19 @@ fn spawn_workers(ws: &Arc<WebSub>) -> Supervisor {
         });
     }
     let st = ws.clone();
+    sup.spawn("activity backfill", move |stop| {
+        let st = st.clone();
+        async move {
+            if let Err(e) = crate::usecases::activities::backfill(&st, &stop).await {
+                // Ending makes the supervisor start it again after a pause.
+                tracing::warn!(error = %e, "indexing earlier changes failed; trying again");
+                return;
+            }
+            // Done: idle until shutdown, so the supervisor does not start it again.
+            stop.stopped().await;
+        }
+    });
+    let st = ws.clone();
     sup.spawn("websub verification", move |stop| {
         let st = st.clone();
         websub::hub::run(

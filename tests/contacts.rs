@@ -541,3 +541,81 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn changes_from_before_activities_are_indexed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::test_db(dir.path()).await;
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
+    let token = app.token("alice", "laptop").await;
+    app.collection("alice", "Notes").await;
+    let bob = new_contact(
+        &app,
+        &token,
+        json!({"name": "Bob", "identities": ["mailto:bob@acme.example"]}),
+    )
+    .await;
+    let id = bob["id"].as_str().unwrap().to_string();
+    for i in 0..1200 {
+        let r = app
+            .post_entry(
+                &token,
+                "/atompub/alice/Notes",
+                mail(
+                    &format!("old mail {i}"),
+                    "archived words",
+                    Some("bob@acme.example"),
+                    &[],
+                ),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let gone = app
+        .post_entry(&token, "/atompub/alice/Notes", mail("deleted one", "x", None, &[]))
+        .await;
+    let gone = gone.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        app.client
+            .delete(&gone)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    drop(app);
+    // What a database from before activities holds: no index, every change a created Note.
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db).await.unwrap();
+    for sql in [
+        "DELETE FROM activity_people",
+        "DELETE FROM activity_text",
+        "DELETE FROM contacts",
+        "DELETE FROM contact_identities",
+        "DELETE FROM contact_tags",
+        "DELETE FROM contact_companies",
+        "UPDATE changes SET verb = 'Create', object_type = 'Note'",
+        "INSERT INTO activity_backfill (user_id, upto) SELECT id, head_seq FROM users WHERE head_seq > 0",
+    ] {
+        sqlx::Executor::execute(&mut conn, sql).await.unwrap();
+    }
+    drop(conn);
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), db, |_| {}).await;
+    crate::common::eventually("the earlier changes indexed", async || {
+        app.store.backfill_due().await.unwrap().is_none()
+    })
+    .await;
+    assert_eq!(json(&app, &token, "/api/contacts").await[0]["id"], id.as_str());
+    let timeline = titles(&app, &token, &format!("/u/alice/contacts/{id}/timeline.json")).await;
+    assert_eq!(timeline.len(), 1000, "a full page");
+    assert_eq!(timeline[0], "old mail 1199");
+    let found = titles(&app, &token, "/u/alice/search.json?q=archived").await;
+    assert_eq!(found.len(), 1000);
+    let stream = app.text(&token, "/u/alice/stream.atom?limit=1").await;
+    assert!(
+        stream.contains("<activity:verb>http://activitystrea.ms/schema/1.0/delete</activity:verb>"),
+        "{stream}"
+    );
+}

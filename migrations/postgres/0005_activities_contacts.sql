@@ -91,3 +91,11 @@ CREATE TABLE activity_text (
     PRIMARY KEY (user_id, seq)
 );
 CREATE INDEX activity_text_doc ON activity_text USING GIN (doc);
+
+-- Changes made before activities existed are indexed by a background worker, newest first:
+-- each user's changes at or below `upto` are still to do (the row goes when none are).
+CREATE TABLE activity_backfill (
+    user_id  BIGINT PRIMARY KEY REFERENCES users(id),
+    upto     BIGINT NOT NULL
+);
+INSERT INTO activity_backfill (user_id, upto) SELECT id, head_seq FROM users WHERE head_seq > 0;

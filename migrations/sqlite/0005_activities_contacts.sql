@@ -84,3 +84,11 @@ CREATE TABLE views (
 -- Full-text search: FTS5 over the words of each activity (lower-cased by the hub, so both
 -- databases see the same words).
 CREATE VIRTUAL TABLE activity_text USING fts5(body, user_id UNINDEXED, seq UNINDEXED, tokenize = 'unicode61 remove_diacritics 0');
+
+-- Changes made before activities existed are indexed by a background worker, newest first:
+-- each user's changes at or below `upto` are still to do (the row goes when none are).
+CREATE TABLE activity_backfill (
+    user_id  INTEGER PRIMARY KEY REFERENCES users(id),
+    upto     INTEGER NOT NULL
+);
+INSERT INTO activity_backfill (user_id, upto) SELECT id, head_seq FROM users WHERE head_seq > 0;

@@ -617,6 +617,12 @@ pub trait PeopleStore: Send + Sync {
     async fn views(&self, user_id: i64) -> Result<Vec<(String, String)>>;
     async fn view(&self, user_id: i64, name: &str) -> Result<Option<String>>;
     async fn delete_view(&self, user_id: i64, name: &str) -> Result<bool>;
+    /// A user whose changes from before activities are not all indexed yet: (user, the
+    /// highest sequence number still to do).
+    async fn backfill_due(&self) -> Result<Option<(i64, u64)>>;
+    /// Indexes old changes (seq, activity) of a user in one transaction, and records that
+    /// what is at or below `upto` is still to do (0: done).
+    async fn backfill(&self, user_id: i64, rows: &[(u64, ActivityRow)], upto: u64) -> Result<()>;
 }
 
 /// Which user uploaded which file (the bytes live on disk, see `crate::blobs`).

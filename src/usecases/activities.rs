@@ -3,9 +3,11 @@
 //! here for every write (`Mesh::write`), stored in the change's transaction, so a timeline is
 //! never behind the stream.
 
+use super::Core;
 use crate::domain::activity::{self, Change};
 use crate::domain::entry::{Entry, StoredItem};
 use crate::domain::identity::{self, Identity, Region};
+use crate::error::Result;
 use crate::formats::vcard;
 use crate::store::{ActivityRow, ChangeKind, ContactRow};
 
@@ -18,15 +20,26 @@ pub const VCARD_TYPE: &str = "text/vcard";
 
 /// The activity row of a change of `item` in collection `collection`.
 pub fn index(collection: &str, item: &StoredItem, kind: ChangeKind, region: Region) -> ActivityRow {
-    let entry = &item.current.payload;
+    let contact = (collection == CONTACTS).then(|| contact_row(item, region));
+    index_version(&item.current.payload, item.current.sync.deleted, kind, contact, region)
+}
+
+/// The activity row of one version (`entry`, deleted or not) changed by `kind`; `contact`:
+/// the contact index row, for an item of `Contacts`.
+fn index_version(
+    entry: &Entry,
+    deleted: bool,
+    kind: ChangeKind,
+    contact: Option<ContactRow>,
+    region: Region,
+) -> ActivityRow {
     let change = match kind {
         ChangeKind::Create => Change::Create,
         ChangeKind::Delete => Change::Delete,
-        _ if item.current.sync.deleted => Change::Delete,
+        _ if deleted => Change::Delete,
         _ => Change::Update,
     };
     let mut facts = activity::facts(entry, change, region);
-    let contact = (collection == CONTACTS).then(|| contact_row(item, region));
     if let Some(c) = &contact {
         facts.object_type = "Person".into();
         // A contact's own changes are in its timeline.
@@ -87,6 +100,62 @@ fn contact_row(item: &StoredItem, region: Region) -> ContactRow {
         tags: card.tags,
         identities,
     }
+}
+
+/// Indexes, newest first, the changes made before activities existed (the migration left a
+/// mark per user); a batch at a time, each in one transaction, so a crash resumes where it
+/// stopped. Contacts are indexed from their items as they are now, whatever the order.
+pub async fn backfill(core: &Core, stop: &crate::jobs::Stop) -> Result<()> {
+    const BATCH: u32 = 500;
+    let store = &core.mesh.store;
+    while !stop.is_stopped() {
+        let Some((user_id, upto)) = store.backfill_due().await? else {
+            return Ok(());
+        };
+        let changes = store.changes(user_id, None, Some(upto + 1), BATCH).await?;
+        let contacts = match core.mesh.collection(user_id, CONTACTS).await {
+            Ok(c) => Some(c),
+            Err(crate::error::Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let mut rows = Vec::with_capacity(changes.len());
+        for c in &changes {
+            let contact = match &contacts {
+                Some(col) if c.collection == CONTACTS => {
+                    let row = match store.item(col.id, &c.sync_id).await? {
+                        Some(r) => contact_row(&r.item, core.mesh.region),
+                        None => ContactRow {
+                            contact_id: c.sync_id.clone(),
+                            removed: true,
+                            ..ContactRow::default()
+                        },
+                    };
+                    Some(row)
+                }
+                _ => None,
+            };
+            rows.push((
+                c.seq,
+                index_version(
+                    &c.version.payload,
+                    c.version.sync.deleted,
+                    c.kind,
+                    contact,
+                    core.mesh.region,
+                ),
+            ));
+        }
+        let next = match changes.last() {
+            Some(last) if changes.len() == BATCH as usize => last.seq.saturating_sub(1),
+            _ => 0,
+        };
+        store.backfill(user_id, &rows, next).await?;
+        if next == 0 {
+            tracing::info!(user_id, "activities of earlier changes indexed");
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(())
 }
 
 /// Legal forms that do not name a company ("Acme Inc." is Acme).

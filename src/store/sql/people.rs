@@ -506,6 +506,48 @@ impl PeopleStore for SqlStore {
         )
     }
 
+    async fn backfill_due(&self) -> Result<Option<(i64, u64)>> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT user_id, upto FROM activity_backfill WHERE upto > 0 ORDER BY user_id LIMIT 1")
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(row.map(|(u, s)| (u, seq(s))))
+    }
+
+    async fn backfill(&self, user_id: i64, rows: &[(u64, ActivityRow)], upto: u64) -> Result<()> {
+        use sqlx::Connection;
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        for (s, a) in rows {
+            sqlx::query("UPDATE changes SET verb = $1, object_type = $2 WHERE user_id = $3 AND seq = $4")
+                .bind(&a.verb)
+                .bind(&a.object_type)
+                .bind(user_id)
+                .bind(sql_seq(*s))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done: Vec<(i64, i64, &ActivityRow)> = rows.iter().map(|(s, a)| (user_id, sql_seq(*s), a)).collect();
+        index_activities(&mut tx, self.backend, &done).await?;
+        if upto == 0 {
+            sqlx::query("DELETE FROM activity_backfill WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE activity_backfill SET upto = $1 WHERE user_id = $2")
+                .bind(sql_seq(upto))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn delete_view(&self, user_id: i64, name: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM views WHERE user_id = $1 AND name = $2")
             .bind(user_id)
