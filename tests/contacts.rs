@@ -619,3 +619,60 @@ async fn changes_from_before_activities_are_indexed_at_the_next_start() {
         "{stream}"
     );
 }
+
+#[tokio::test]
+async fn a_device_syncs_contacts_as_vcard_items_and_the_api_sees_them() {
+    let Some((app, token)) = alice_with_notes(default_db()).await else {
+        return;
+    };
+    app.collection("alice", "Contacts").await;
+    // A device's own FeedSync item in Contacts, its payload a vCard.
+    let card = "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Dora\r\nEMAIL:dora@acme.example\r\nEND:VCARD\r\n";
+    let entry = format!(
+        r#"<entry xmlns="http://www.w3.org/2005/Atom" xmlns:sx="http://feedsync.org/2007/feedsync"><title>Dora</title><content type="text/vcard">{card}</content><updated>2026-01-01T00:00:00Z</updated><sx:sync id="dora-1" updates="1"><sx:history sequence="1" by="alice/phone"/></sx:sync></entry>"#
+    );
+    let r = app.post_entry(&token, "/atompub/alice/Contacts", entry).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let list = json(&app, &token, "/api/contacts").await;
+    assert_eq!(list[0]["id"], "dora-1");
+    assert_eq!(list[0]["identities"], json!(["mailto:dora@acme.example"]));
+    // What the API changes, the device reads back in the collection's FeedSync feed.
+    let r = app
+        .client
+        .patch(app.url("/api/contacts/dora-1"))
+        .bearer_auth(&token)
+        .json(&json!({"tags": ["friend"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let feed = app.text(&token, "/atompub/alice/Contacts").await;
+    assert!(
+        feed.contains("CATEGORIES:friend") && feed.contains("updates=\"2\""),
+        "{feed}"
+    );
+    // Import by the API: the same card again changes nothing.
+    let r = app
+        .client
+        .post(app.url("/api/contacts/import"))
+        .bearer_auth(&token)
+        .header("content-type", "text/vcard")
+        .body(format!(
+            "{card}BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Eve\r\nTEL:+1 415 555 0199\r\nEND:VCARD\r\n"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(
+        (report["created"].as_u64(), report["unchanged"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    let export = app.text(&token, "/api/contacts/export").await;
+    assert!(
+        export.contains("FN:Eve") && export.contains("TEL;VALUE=URI:tel:+14155550199"),
+        "{export}"
+    );
+}

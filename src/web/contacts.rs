@@ -43,6 +43,9 @@ pub async fn create(State(st): State<SharedState>, headers: HeaderMap, body: Byt
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(c)).into_response())
 }
 
+/// The largest vCard file `POST /api/contacts/import` takes (a phone's export with photos).
+pub const MAX_IMPORT: usize = 64 << 20;
+
 /// `POST /api/contacts/import`: a vCard file of many cards.
 pub async fn import(State(st): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
     let p = principal(&st, &headers).await?;

@@ -94,7 +94,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/blobs/{sha256}", get(blobs::get).put(blobs::put))
         .route("/api/collections", get(atompub::collections))
         .route("/api/contacts", get(contacts::list).post(contacts::create))
-        .route("/api/contacts/import", axum::routing::post(contacts::import))
+        .route(
+            "/api/contacts/import",
+            axum::routing::post(contacts::import).layer(axum::extract::DefaultBodyLimit::max(contacts::MAX_IMPORT)),
+        )
         .route("/api/contacts/export", get(contacts::export))
         .route("/api/contacts/suggestions", get(contacts::suggestions))
         .route(
