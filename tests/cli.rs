@@ -356,8 +356,23 @@ fn contacts_import_list_and_export_by_the_cli() {
         ],
     );
     assert!(success && err.contains("0 created, 1 updated"), "{err}");
+    // One person twice in a file (an e-mail in common) is one contact with both cards' data.
+    std::fs::write(
+        &file,
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Carol\r\nEMAIL:carol@x.example\r\nEND:VCARD\r\n\
+        BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Carol W.\r\nEMAIL:Carol@X.example\r\nTEL:+1 415 555 0177\r\nEND:VCARD\r\n",
+    )
+    .unwrap();
+    let (success, _, err) = feedmesh(d, &["contact", "import", "alice", file.to_str().unwrap()]);
+    assert!(success && err.contains("1 created, 0 updated, 1 unchanged"), "{err}");
+    let list = ok(d, &["contact", "list", "alice"]);
+    assert!(
+        list.contains("Carol\t-\tmailto:carol@x.example tel:+14155550177"),
+        "{list}"
+    );
+    ok(d, &["contact", "import", "alice", file.to_str().unwrap()]);
     let export = ok(d, &["contact", "export", "alice"]);
-    assert_eq!(export.matches("BEGIN:VCARD\r\nVERSION:4.0\r\n").count(), 2, "{export}");
+    assert_eq!(export.matches("BEGIN:VCARD\r\nVERSION:4.0\r\n").count(), 3, "{export}");
     assert!(
         export.contains("EMAIL:ann@acme.com") && export.contains("UID:urn-bob-1"),
         "{export}"
@@ -381,5 +396,5 @@ fn contacts_import_list_and_export_by_the_cli() {
     assert!(!success && err.contains("cannot read /nonexistent.vcf"), "{err}");
     let (success, _, err) = feedmesh(d, &["contact", "list", "alice", "--default-region", "XX"]);
     assert!(!success && err.contains("not an ISO 3166 region code"), "{err}");
-    assert_eq!(ok(d, &["contact", "list", "alice"]).lines().count(), 3);
+    assert_eq!(ok(d, &["contact", "list", "alice"]).lines().count(), 4);
 }

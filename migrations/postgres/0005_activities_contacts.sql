@@ -4,7 +4,6 @@
 -- What each change is as an activity (Activity Streams 2.0 names).
 ALTER TABLE changes ADD COLUMN verb TEXT NOT NULL DEFAULT 'Create';
 ALTER TABLE changes ADD COLUMN object_type TEXT NOT NULL DEFAULT 'Note';
-CREATE INDEX changes_by_type ON changes (user_id, object_type, seq);
 
 -- The identities an activity names (its actor, its recipients), written with its change.
 -- A contact's timeline is the activities whose identities the contact holds: linking is by
@@ -18,7 +17,6 @@ CREATE TABLE activity_people (
     name      TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (user_id, identity, seq, role)
 );
-CREATE INDEX activity_people_by_seq ON activity_people (user_id, seq);
 
 -- The contacts index, derived from the items of each user's Contacts collection in the same
 -- transaction as their writes (the vCard in the item is the truth).

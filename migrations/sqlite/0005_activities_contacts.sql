@@ -4,7 +4,6 @@
 -- What each change is as an activity (Activity Streams 2.0 names).
 ALTER TABLE changes ADD COLUMN verb TEXT NOT NULL DEFAULT 'Create';
 ALTER TABLE changes ADD COLUMN object_type TEXT NOT NULL DEFAULT 'Note';
-CREATE INDEX changes_by_type ON changes (user_id, object_type, seq);
 
 -- The identities an activity names (its actor, its recipients), written with its change.
 -- A contact's timeline is the activities whose identities the contact holds: linking is by
@@ -17,8 +16,7 @@ CREATE TABLE activity_people (
     role      TEXT NOT NULL,
     name      TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (user_id, identity, seq, role)
-);
-CREATE INDEX activity_people_by_seq ON activity_people (user_id, seq);
+) WITHOUT ROWID;
 
 -- The contacts index, derived from the items of each user's Contacts collection in the same
 -- transaction as their writes (the vCard in the item is the truth).
@@ -82,8 +80,9 @@ CREATE TABLE views (
 );
 
 -- Full-text search: FTS5 over the words of each activity (lower-cased by the hub, so both
--- databases see the same words).
-CREATE VIRTUAL TABLE activity_text USING fts5(body, user_id UNINDEXED, seq UNINDEXED, tokenize = 'unicode61 remove_diacritics 0');
+-- databases see the same words). Contentless (the text is in the change already); the rowid
+-- names the activity: user_id * 2^40 + seq, so one user's matches are one rowid range.
+CREATE VIRTUAL TABLE activity_text USING fts5(body, content = '', columnsize = 0, tokenize = 'unicode61 remove_diacritics 0');
 
 -- Changes made before activities existed are indexed by a background worker, newest first:
 -- each user's changes at or below `upto` are still to do (the row goes when none are).

@@ -14,7 +14,12 @@ use super::sql::{Backend, SqlStore};
 use crate::seal::Sealer;
 
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-                       PRAGMA foreign_keys = ON; PRAGMA cache_size = -8000; PRAGMA temp_store = MEMORY;";
+                       PRAGMA foreign_keys = ON; PRAGMA cache_size = -8000; PRAGMA temp_store = MEMORY; \
+                       PRAGMA journal_size_limit = 67108864;";
+/// The writer checkpoints (and so restarts the WAL) only every 10,000 pages written, and
+/// finds most of that work done: a background task checkpoints passively from a reader
+/// connection in between (`sql::checkpoints`), so commits seldom wait for the file's sync.
+const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 10000;";
 
 pub async fn open(path: &str, sealer: Arc<Sealer>) -> anyhow::Result<SqlStore> {
     sqlx::any::install_default_drivers();
@@ -23,23 +28,29 @@ pub async fn open(path: &str, sealer: Arc<Sealer>) -> anyhow::Result<SqlStore> {
     }
     let url = format!("sqlite://{path}?mode=rwc");
     let options = AnyConnectOptions::from_str(&url)?;
-    let pool = |max: u32| {
+    let pool = |max: u32, writer: bool| {
         AnyPoolOptions::new()
             .max_connections(max)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _meta| {
+            .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     conn.execute(PRAGMAS).await?;
+                    if writer {
+                        conn.execute(WRITER_PRAGMAS).await?;
+                    }
                     Ok(())
                 })
             })
             .connect_with(options.clone())
     };
-    let writer = pool(1)
+    let writer = pool(1, true)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open SQLite database {path}: {e}"))?;
     sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-    let readers = pool(4).await?;
+    // Statistics for the planner, gathered where they are missing or stale (cheap, bounded);
+    // the checkpoint task refreshes them hourly while the hub runs.
+    writer.execute("PRAGMA optimize = 0x10002").await?;
+    let readers = pool(4, false).await?;
     Ok(SqlStore::new(Backend::Sqlite, writer, readers, sealer))
 }

@@ -282,57 +282,125 @@ pub async fn import(
     body: &[u8],
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport> {
+    use futures_util::StreamExt;
     let cards = vcard::parse_cards(body, core.mesh.region)?;
     let col = collection(core, who.user_id).await?;
     let mut report = ImportReport::default();
     let total = cards.len() as u64;
-    for (n, card) in cards.into_iter().enumerate() {
+    // First every card finds its contact (reads only), and cards of one person are folded
+    // together, so the writes that follow never race for one contact.
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut by_target: std::collections::HashMap<String, usize> = Default::default();
+    let mut by_identity: std::collections::HashMap<String, usize> = Default::default();
+    for card in cards {
         report.skipped.extend(card.skipped.iter().cloned());
-        let by_uid = match card.uid.as_deref().filter(|u| usable_id(u)) {
-            Some(uid) => core
-                .mesh
-                .store
-                .item(col.id, uid)
-                .await?
-                .filter(|r| !r.item.current.sync.deleted)
-                .map(|_| uid.to_string()),
-            None => None,
+        let in_file = card.identities.iter().find_map(|i| by_identity.get(i).copied());
+        let target = match in_file {
+            Some(_) => None,
+            None => existing_contact(core, who.user_id, &col, &card).await?,
         };
-        let existing = match by_uid {
-            Some(id) => Some(id),
-            None => core
-                .mesh
-                .store
-                .contacts_with(who.user_id, &card.identities)
-                .await?
-                .into_iter()
-                .next(),
+        let slot = match (in_file, &target) {
+            (Some(at), _) => Some(at),
+            (None, Some(id)) => by_target.get(id).copied(),
+            (None, None) => None,
         };
-        match existing {
-            Some(id) => {
-                let (mut current, _) = self::card(core, who.user_id, &id).await?;
-                let before = current.clone();
-                fold(&mut current, &card);
-                if current == before {
-                    report.unchanged += 1;
-                } else {
-                    put(core, who, &col, &id, &current).await?;
-                    report.updated += 1;
-                }
+        let at = match slot {
+            Some(at) => {
+                fold(&mut plans[at].card, &card);
+                plans[at].cards += 1;
+                at
             }
             None => {
-                let id = card
-                    .uid
-                    .clone()
-                    .filter(|u| usable_id(u))
-                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-                put(core, who, &col, &id, &card).await?;
-                report.created += 1;
+                let (id, current) = match target {
+                    Some(id) => {
+                        let (current, _) = self::card(core, who.user_id, &id).await?;
+                        (id, Some(current))
+                    }
+                    None => (
+                        card.uid
+                            .clone()
+                            .filter(|u| usable_id(u) && !by_target.contains_key(u))
+                            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                        None,
+                    ),
+                };
+                let mut merged = current.clone().unwrap_or_default();
+                if current.is_some() {
+                    fold(&mut merged, &card);
+                } else {
+                    merged = card.clone();
+                }
+                by_target.insert(id.clone(), plans.len());
+                plans.push(Plan {
+                    id,
+                    card: merged,
+                    before: current,
+                    cards: 1,
+                });
+                plans.len() - 1
             }
+        };
+        for i in &plans[at].card.identities {
+            by_identity.entry(i.clone()).or_insert(at);
         }
-        progress(n as u64 + 1, total);
+    }
+    // Then the writes, many at once (one group commit takes them together).
+    let mut done = 0u64;
+    let mut writes = futures_util::stream::iter(plans)
+        .map(|p: Plan| {
+            let col = col.clone();
+            async move {
+                let changed = p.before.as_ref() != Some(&p.card);
+                if changed {
+                    put(core, who, &col, &p.id, &p.card).await?;
+                }
+                Ok::<_, Error>((p, changed))
+            }
+        })
+        .buffer_unordered(64);
+    while let Some(result) = writes.next().await {
+        let (p, changed) = result?;
+        match (&p.before, changed) {
+            (None, _) => report.created += 1,
+            (Some(_), true) => report.updated += 1,
+            (Some(_), false) => report.unchanged += 1,
+        }
+        // Cards folded into another count as that contact's outcome, and as unchanged.
+        report.unchanged += p.cards - 1;
+        done += p.cards;
+        progress(done, total);
     }
     Ok(report)
+}
+
+/// One contact an import writes: its id, its card after the import, as it was before.
+struct Plan {
+    id: String,
+    card: Card,
+    before: Option<Card>,
+    /// How many cards of the file it takes.
+    cards: u64,
+}
+
+/// The contact a card is (by its UID, else by any of its identities), if one exists.
+async fn existing_contact(core: &Core, user_id: i64, col: &Collection, card: &Card) -> Result<Option<String>> {
+    if let Some(uid) = card.uid.as_deref().filter(|u| usable_id(u))
+        && core
+            .mesh
+            .store
+            .item(col.id, uid)
+            .await?
+            .is_some_and(|r| !r.item.current.sync.deleted)
+    {
+        return Ok(Some(uid.to_string()));
+    }
+    Ok(core
+        .mesh
+        .store
+        .contacts_with(user_id, &card.identities)
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// A vCard UID kept as the contact's id: short, printable, no path characters.

@@ -243,6 +243,72 @@ pub async fn page(core: &Core, user_id: i64, r: &Resolved, page: Page, limit: u3
     Ok((changes, why))
 }
 
+/// A first page kept with its rendered feed, to build the feed's next version from.
+pub struct KeptPage {
+    /// Every activity at or below this was seen when the page was read.
+    pub upto: u64,
+    /// The version of the contacts the page's filter depended on (see [`people_version`]).
+    pub people: u64,
+    pub changes: Vec<ChangeRecord>,
+    pub why: Why,
+}
+
+/// The version of the people a feed's filter depends on: the `Contacts` collection's latest
+/// change when it selects by contact, company or tag (a contact's identities decide what is
+/// in it), else 0.
+pub async fn people_version(core: &Core, user_id: i64, r: &Resolved) -> Result<u64> {
+    let f = &r.filter;
+    if f.contact.is_none() && f.company.is_none() && f.tags.is_empty() {
+        return Ok(0);
+    }
+    match core.mesh.collection(user_id, super::activities::CONTACTS).await {
+        Ok(c) => Ok(core.mesh.store.collection_head(c.id).await?),
+        Err(Error::NotFound(_)) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// The first page of a feed at `head`. Activities never change once written, so when the
+/// contacts it depends on are as they were, the page is the activities that arrived since
+/// `kept` (an earlier version's first page) on top of what `kept` held: a change costs reading
+/// and rendering what changed, not the whole page again.
+pub async fn first_page(
+    core: &Core,
+    user_id: i64,
+    r: &Resolved,
+    kept: Option<&KeptPage>,
+    head: u64,
+    limit: u32,
+) -> Result<KeptPage> {
+    let people = people_version(core, user_id, r).await?;
+    if let Some(k) = kept.filter(|k| k.people == people) {
+        let (mut changes, mut why) = page(core, user_id, r, Page::After(k.upto), limit).await?;
+        if changes.len() < limit as usize {
+            let room = limit as usize - changes.len();
+            changes.extend(k.changes.iter().take(room).cloned());
+            for c in &changes {
+                if let Some(w) = k.why.get(&c.seq) {
+                    why.entry(c.seq).or_insert_with(|| w.clone());
+                }
+            }
+            let upto = head.max(changes.first().map_or(0, |c| c.seq)).max(k.upto);
+            return Ok(KeptPage {
+                upto,
+                people,
+                changes,
+                why,
+            });
+        }
+    }
+    let (changes, why) = page(core, user_id, r, Page::Before(None), limit).await?;
+    Ok(KeptPage {
+        upto: head.max(changes.first().map_or(0, |c| c.seq)),
+        people,
+        changes,
+        why,
+    })
+}
+
 /// Saves a view (a named search); its feed is `/u/{user}/views/{name}.{ext}`.
 pub async fn save_view(core: &Core, user_id: i64, name: &str, query: &SearchQuery) -> Result<()> {
     let ok = !name.is_empty() && name.len() <= 100 && name.chars().all(|c| c.is_alphanumeric() || "-_".contains(c));

@@ -30,6 +30,11 @@ pub struct CachedFeed {
     /// The body compressed, made at the first request that accepts each.
     gzip: OnceLock<Encoded>,
     br: OnceLock<Encoded>,
+    /// What the next version of this feed may be built from (the records of a first page),
+    /// so a change costs the render of what changed; opaque here.
+    pub page: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Bytes this entry holds besides its body (its page), for the cache's budget.
+    pub extra_bytes: usize,
 }
 
 /// One compressed representation and its own strong ETag.
@@ -136,7 +141,21 @@ impl CachedFeed {
             self_key,
             gzip: OnceLock::new(),
             br: OnceLock::new(),
+            page: None,
+            extra_bytes: 0,
         }
+    }
+
+    /// Keeps what the next version can be built from.
+    pub fn with_page(mut self, page: Arc<dyn std::any::Any + Send + Sync>, bytes: usize) -> Self {
+        self.page = Some(page);
+        self.extra_bytes = bytes;
+        self
+    }
+
+    fn bytes(&self) -> usize {
+        // The encodings, once made, are smaller than the body: counted as one more body.
+        2 * self.body.len() + self.extra_bytes
     }
 
     /// The body and ETag in `encoding`, compressing once per cached version.
@@ -159,7 +178,7 @@ impl CachedFeed {
 /// A small map of rendered feeds; cleared wholesale when full (feeds re-render cheaply).
 /// Readers that miss the same version of a feed at once share one render.
 pub struct FeedCache {
-    map: Mutex<HashMap<String, Arc<CachedFeed>>>,
+    map: Mutex<Entries>,
     /// Renders under way: (key, head, self key) → the one render every waiter gets.
     pending: Mutex<HashMap<PendingKey, Arc<tokio::sync::OnceCell<Arc<CachedFeed>>>>>,
     capacity: usize,
@@ -167,10 +186,20 @@ pub struct FeedCache {
 
 type PendingKey = (String, u64, Option<Arc<str>>);
 
+/// The cached feeds and the bytes they hold.
+#[derive(Default)]
+struct Entries {
+    feeds: HashMap<String, Arc<CachedFeed>>,
+    bytes: usize,
+}
+
+/// What the cache may hold in all (bodies, encodings, pages) before it starts over.
+const BYTE_BUDGET: usize = 64 << 20;
+
 impl FeedCache {
     pub fn new(capacity: usize) -> Self {
         FeedCache {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Entries::default()),
             pending: Mutex::new(HashMap::new()),
             capacity,
         }
@@ -214,18 +243,32 @@ impl FeedCache {
     /// The feed cached under `key`, if rendered at `head` with this self key.
     pub fn get(&self, key: &str, head: u64, self_key: Option<&str>) -> Option<Arc<CachedFeed>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
+        map.feeds
+            .get(key)
             .filter(|f| f.head == head && f.self_key.as_deref() == self_key)
+            .cloned()
+    }
+
+    /// The last version cached under `key` for this self key, whatever its head.
+    pub fn latest(&self, key: &str, self_key: Option<&str>) -> Option<Arc<CachedFeed>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.feeds
+            .get(key)
+            .filter(|f| f.self_key.as_deref() == self_key)
             .cloned()
     }
 
     pub fn put(&self, key: String, feed: CachedFeed) -> Arc<CachedFeed> {
         let feed = Arc::new(feed);
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.capacity {
-            map.clear();
+        if map.feeds.len() >= self.capacity || map.bytes + feed.bytes() > BYTE_BUDGET {
+            map.feeds.clear();
+            map.bytes = 0;
         }
-        map.insert(key, feed.clone());
+        map.bytes += feed.bytes();
+        if let Some(old) = map.feeds.insert(key, feed.clone()) {
+            map.bytes = map.bytes.saturating_sub(old.bytes());
+        }
         feed
     }
 }

@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Uri, header};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::Response;
@@ -276,9 +277,10 @@ async fn activity_feed(
     if as2 {
         key.push_str("#as2");
     }
+    let first = before.is_none() && after.is_none();
     let feed = st
         .cache
-        .get_or_render(key, head, self_key.clone(), async || {
+        .get_or_render(key.clone(), head, self_key.clone(), async || {
             let self_url = self_url(&st, &uri, self_key.as_deref());
             let resolved = match &source {
                 Source::Stream(device) => {
@@ -291,11 +293,25 @@ async fn activity_feed(
                 Source::View(name) => timelines::resolve(&st, reader.user_id, &user, Of::View(name), format).await?,
                 Source::Search(query) => timelines::search(&st, reader.user_id, &user, query, format).await?,
             };
-            let page = match (before, after) {
-                (_, Some(a)) => Page::After(a),
-                (b, None) => Page::Before(b),
+            // A first page is built from the last version's when only new activities differ.
+            let (changes, why, kept) = if first {
+                let last = st
+                    .cache
+                    .latest(&key, self_key.as_deref())
+                    .and_then(|f| f.page.clone())
+                    .and_then(|p| p.downcast::<timelines::KeptPage>().ok());
+                let mut k = timelines::first_page(&st, reader.user_id, &resolved, last.as_deref(), head, limit).await?;
+                let changes = std::mem::take(&mut k.changes);
+                let why = std::mem::take(&mut k.why);
+                (changes, why, Some(k))
+            } else {
+                let page = match (before, after) {
+                    (_, Some(a)) => Page::After(a),
+                    (b, None) => Page::Before(b),
+                };
+                let (changes, why) = timelines::page(&st, reader.user_id, &resolved, page, limit).await?;
+                (changes, why, None)
             };
-            let (changes, why) = timelines::page(&st, reader.user_id, &resolved, page, limit).await?;
             // Page links keep the query (search filters, key, limit) but the cursors.
             let link = |param: &str, value: u64| {
                 let mut url = format!("{}{}?", st.base_url, uri.path());
@@ -312,7 +328,7 @@ async fn activity_feed(
             let full = changes.len() == limit as usize;
             let older = changes
                 .last()
-                .filter(|_| full || matches!(page, Page::After(_)))
+                .filter(|_| full || after.is_some())
                 .map(|c| link("before", c.seq));
             let newer = changes
                 .first()
@@ -353,15 +369,26 @@ async fn activity_feed(
                 (feeds::render(format, &view), format.content_type())
             };
             let hub = st.hub_url();
-            Ok::<_, Error>(CachedFeed::new(
+            let updated = view.updated;
+            drop(view);
+            let size = body.len();
+            let feed = CachedFeed::new(
                 head,
                 body,
-                view.updated,
+                updated,
                 content_type,
                 None,
                 (&hub, &self_url),
                 self_key.clone(),
-            ))
+            );
+            Ok::<_, Error>(match kept {
+                Some(mut k) => {
+                    k.changes = changes;
+                    k.why = why;
+                    feed.with_page(Arc::new(k), size)
+                }
+                None => feed,
+            })
         })
         .await?;
     Ok(respond(&headers, &feed))

@@ -9,7 +9,7 @@ use std::str::FromStr;
 pub const MAX_IDENTITY: usize = 2048;
 
 /// The region national phone numbers are read in: an ISO 3166-1 alpha-2 code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Region(phonenumber::country::Id);
 
 impl Default for Region {
@@ -165,7 +165,29 @@ impl Identity {
     }
 
     /// A phone number in E.164 (`tel:+14155550100`); a national number is read in `region`.
+    /// Parsing by libphonenumber's rules takes tens of microseconds, and the same numbers
+    /// come back in every activity of a conversation: results are remembered (a bounded map).
     pub fn phone(number: &str, region: Region) -> Result<Identity, IdentityError> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        type Memo = Mutex<HashMap<(String, Region), Result<Identity, IdentityError>>>;
+        static MEMO: OnceLock<Memo> = OnceLock::new();
+        const CAP: usize = 50_000;
+        let memo = MEMO.get_or_init(Default::default);
+        let key = (number.to_string(), region);
+        if let Some(hit) = memo.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return hit.clone();
+        }
+        let result = Self::parse_phone(number, region);
+        let mut m = memo.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= CAP {
+            m.clear();
+        }
+        m.insert(key, result.clone());
+        result
+    }
+
+    fn parse_phone(number: &str, region: Region) -> Result<Identity, IdentityError> {
         let n = number.trim();
         let n = n.split(';').next().unwrap_or(n); // tel:+1…;ext=…
         let bad = || IdentityError(format!("{:?} is not a phone number", shorten(number)));

@@ -35,6 +35,38 @@ pub struct SqlStore {
     batcher: Option<mpsc::Sender<Job>>,
     /// Seals the secrets kept for later use (WebSub and follow secrets, server secrets).
     sealer: Arc<Sealer>,
+    /// SQLite: checkpoints the WAL beside the writer (see `checkpoints`); stopped on drop.
+    _checkpoints: Option<AbortOnDrop>,
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// SQLite: copies the WAL into the database file passively from a reader connection
+/// (readers and the writer carry on meanwhile), so the writer's own checkpoint, seldom
+/// (`wal_autocheckpoint`, see `sqlite.rs`), finds little left to do before it restarts the WAL.
+async fn checkpoints(readers: AnyPool) {
+    const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 1u64.. {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&readers).await {
+            tracing::debug!(error = %e, "WAL checkpoint");
+        }
+        // Hourly: the planner's statistics, as tables grow (cheap, bounded work).
+        if n % (3600 * 4) == 0
+            && let Err(e) = sqlx::query("PRAGMA optimize").execute(&readers).await
+        {
+            tracing::debug!(error = %e, "PRAGMA optimize");
+        }
+    }
 }
 
 impl SqlStore {
@@ -44,6 +76,8 @@ impl SqlStore {
             tokio::spawn(group_commit(writer.clone(), rx));
             tx
         });
+        let _checkpoints =
+            (backend == Backend::Sqlite).then(|| AbortOnDrop(tokio::spawn(checkpoints(readers.clone()))));
         SqlStore {
             backend,
             notified: None,
@@ -51,6 +85,7 @@ impl SqlStore {
             readers,
             batcher,
             sealer,
+            _checkpoints,
         }
     }
 

@@ -76,6 +76,14 @@ impl Sql {
     }
 }
 
+/// SQLite's search index names an activity by one integer: the user's id above bit 40, the
+/// sequence number below (a user's activities are one rowid range).
+const FTS_SHIFT: u32 = 40;
+
+fn fts_rowid(user_id: i64, seq: i64) -> i64 {
+    (user_id << FTS_SHIFT) + seq
+}
+
 /// Multi-row inserts stay under SQLite's 32,766 bound parameters.
 const ROWS_PER_INSERT: usize = 4000;
 
@@ -108,10 +116,16 @@ pub(super) async fn index_activities(
     }
     let texts: Vec<&(i64, i64, &ActivityRow)> = done.iter().filter(|(_, _, a)| !a.text.is_empty()).collect();
     for chunk in texts.chunks(ROWS_PER_INSERT) {
-        let mut q = Sql::new("INSERT INTO activity_text (user_id, seq, body) VALUES ");
+        let mut q = match backend {
+            Backend::Sqlite => Sql::new("INSERT INTO activity_text (rowid, body) VALUES "),
+            Backend::Postgres => Sql::new("INSERT INTO activity_text (user_id, seq, body) VALUES "),
+        };
         for (i, (u, s, a)) in chunk.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
-            q.push_list([Arg::I64(*u), Arg::I64(*s), Arg::Str(a.text.clone())]);
+            match backend {
+                Backend::Sqlite => q.push_list([Arg::I64(fts_rowid(*u, *s)), Arg::Str(a.text.clone())]),
+                Backend::Postgres => q.push_list([Arg::I64(*u), Arg::I64(*s), Arg::Str(a.text.clone())]),
+            };
             q.push(")");
         }
         if backend == Backend::Postgres {
@@ -179,23 +193,42 @@ const CHANGE_COLUMNS: &str = "c.seq, col.name AS collection, c.sync_id, e.name A
      c.verb, c.object_type";
 
 /// The seqs of activities that name an identity of the contact, company or tagged contacts.
-fn push_people(q: &mut Sql, user_id: i64, join: &str, cond: &str, values: Vec<String>) {
-    q.push(
-        " AND c.seq IN (SELECT ap.seq FROM activity_people ap JOIN contact_identities ci \
-             ON ci.user_id = ap.user_id AND ci.identity = ap.identity ",
-    );
-    q.push(join);
-    q.push(" WHERE ap.user_id = ");
+/// The contacts a filter names (a contact, a company's people, tagged contacts) as SQL that
+/// both planners answer from the (user, …) indexes, whatever their statistics.
+fn push_contacts(q: &mut Sql, user_id: i64, contact: Option<&str>, company: Option<&str>, tags: &[String]) {
+    if let Some(c) = contact {
+        q.push_bind(c);
+    } else if let Some(slug) = company {
+        q.push("SELECT contact_id FROM contact_companies WHERE user_id = ")
+            .push_bind(user_id);
+        q.push(" AND slug = ").push_bind(slug);
+    } else {
+        q.push("SELECT contact_id FROM contact_tags WHERE user_id = ")
+            .push_bind(user_id);
+        q.push(" AND tag IN (")
+            .push_list(tags.iter().map(String::as_str))
+            .push(")");
+    }
+}
+
+/// Activities naming an identity of the contacts: identities first, then their activities,
+/// so that the (user, identity, seq) key is walked from the few identities.
+fn push_people(q: &mut Sql, user_id: i64, contact: Option<&str>, company: Option<&str>, tags: &[String]) {
+    q.push(" AND c.seq IN (SELECT ap.seq FROM activity_people ap WHERE ap.user_id = ");
     q.push_bind(user_id);
-    q.push(cond);
-    q.push("(");
-    q.push_list(values);
-    q.push("))");
+    q.push(" AND ap.identity IN (SELECT identity FROM contact_identities WHERE user_id = ");
+    q.push_bind(user_id);
+    q.push(" AND contact_id IN (");
+    push_contacts(q, user_id, contact, company, tags);
+    q.push(")))");
 }
 
 #[async_trait]
 impl PeopleStore for SqlStore {
     async fn activities(&self, user_id: i64, f: &ActivityFilter, page: Page, limit: u32) -> Result<Vec<ChangeRecord>> {
+        if let Some(found) = self.people_page(user_id, f, page, limit).await? {
+            return Ok(found);
+        }
         let mut q = Sql::new(format!(
             "SELECT {CHANGE_COLUMNS} FROM changes c JOIN collections col ON col.id = c.collection_id \
              LEFT JOIN endpoints e ON e.id = c.endpoint_id WHERE c.user_id = "
@@ -218,32 +251,23 @@ impl PeopleStore for SqlStore {
             q.push(" AND c.at < ").push_bind(t);
         }
         if let Some(contact) = &f.contact {
-            push_people(&mut q, user_id, "", " AND ci.contact_id IN ", vec![contact.clone()]);
+            push_people(&mut q, user_id, Some(contact), None, &[]);
         }
         if let Some(company) = &f.company {
-            push_people(
-                &mut q,
-                user_id,
-                "JOIN contact_companies cc ON cc.user_id = ci.user_id AND cc.contact_id = ci.contact_id",
-                " AND cc.slug IN ",
-                vec![company.clone()],
-            );
+            push_people(&mut q, user_id, None, Some(company), &[]);
         }
         if !f.tags.is_empty() {
-            push_people(
-                &mut q,
-                user_id,
-                "JOIN contact_tags ct ON ct.user_id = ci.user_id AND ct.contact_id = ci.contact_id",
-                " AND ct.tag IN ",
-                f.tags.clone(),
-            );
+            push_people(&mut q, user_id, None, None, &f.tags);
         }
         if let Some((fts5, tsquery)) = &f.text {
             match self.backend {
                 Backend::Sqlite => {
-                    q.push(" AND c.seq IN (SELECT seq FROM activity_text WHERE activity_text MATCH ");
-                    q.push_bind(fts5.as_str());
-                    q.push(" AND user_id = ").push_bind(user_id).push(")");
+                    let base = fts_rowid(user_id, 0);
+                    q.push(" AND c.seq IN (SELECT rowid - ").push_bind(base);
+                    q.push(" FROM activity_text WHERE activity_text MATCH ")
+                        .push_bind(fts5.as_str());
+                    q.push(" AND rowid > ").push_bind(base);
+                    q.push(" AND rowid < ").push_bind(fts_rowid(user_id + 1, 0)).push(")");
                 }
                 Backend::Postgres => {
                     q.push(" AND c.seq IN (SELECT seq FROM activity_text WHERE user_id = ");
@@ -280,34 +304,37 @@ impl PeopleStore for SqlStore {
         if seqs.is_empty() || (contact.is_none() && company.is_none()) {
             return Ok(Vec::new());
         }
-        let mut q = Sql::new(
-            "SELECT ap.seq, ap.identity, ap.role, ci.contact_id FROM activity_people ap JOIN contact_identities ci \
-             ON ci.user_id = ap.user_id AND ci.identity = ap.identity ",
-        );
-        if company.is_some() {
-            q.push("JOIN contact_companies cc ON cc.user_id = ci.user_id AND cc.contact_id = ci.contact_id ");
+        let owners = self.identities_of(user_id, contact, company, &[]).await?;
+        if owners.is_empty() {
+            return Ok(Vec::new());
         }
-        q.push("WHERE ap.user_id = ").push_bind(user_id);
-        if let Some(c) = contact {
-            q.push(" AND ci.contact_id = ").push_bind(c);
-        }
-        if let Some(c) = company {
-            q.push(" AND cc.slug = ").push_bind(c);
-        }
-        q.push(" AND ap.seq IN (");
-        q.push_list(seqs.iter().map(|s| sql_seq(*s)));
-        q.push(") ORDER BY ap.seq, ap.role, ap.identity");
+        let mut identities: Vec<&str> = owners.iter().map(|(i, _)| i.as_str()).collect();
+        identities.dedup();
+        // The activities' rows by their key: (user, identity, seq).
+        let mut q = Sql::new("SELECT seq, identity, role FROM activity_people WHERE user_id = ");
+        q.push_bind(user_id)
+            .push(" AND identity IN (")
+            .push_list(identities)
+            .push(")");
+        q.push(" AND seq IN (")
+            .push_list(seqs.iter().map(|s| sql_seq(*s)))
+            .push(")");
         let rows = q.build().fetch_all(&self.readers).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Link {
-                    seq: seq(r.try_get("seq")?),
-                    identity: r.try_get("identity")?,
-                    role: r.try_get("role")?,
-                    contact_id: r.try_get("contact_id")?,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for r in &rows {
+            let identity: String = r.try_get("identity")?;
+            let (s, role): (i64, String) = (r.try_get("seq")?, r.try_get("role")?);
+            for (_, contact_id) in owners.iter().filter(|(i, _)| *i == identity) {
+                out.push(Link {
+                    seq: seq(s),
+                    identity: identity.clone(),
+                    role: role.clone(),
+                    contact_id: contact_id.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.seq, &a.role, &a.identity).cmp(&(b.seq, &b.role, &b.identity)));
+        Ok(out)
     }
 
     async fn contacts(&self, user_id: i64) -> Result<Vec<ContactSummary>> {
@@ -322,12 +349,20 @@ impl PeopleStore for SqlStore {
         if identities.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = Sql::new("SELECT DISTINCT contact_id FROM contact_identities WHERE user_id = ");
+        // No DISTINCT or ORDER BY in SQL: either would tempt a planner to walk every identity
+        // of the user in contact order instead of looking these few up.
+        let mut q = Sql::new("SELECT contact_id FROM contact_identities WHERE user_id = ");
         q.push_bind(user_id).push(" AND identity IN (");
         q.push_list(identities.iter().map(String::as_str));
-        q.push(") ORDER BY contact_id");
+        q.push(")");
         let rows = q.build().fetch_all(&self.readers).await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
+        let mut ids = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     async fn suggestions(&self, user_id: i64, limit: u32) -> Result<Vec<Suggestion>> {
@@ -360,25 +395,11 @@ impl PeopleStore for SqlStore {
     }
 
     async fn tally(&self, user_id: i64, contact: Option<&str>, company: Option<&str>) -> Result<Tally> {
-        let filter = ActivityFilter {
-            contact: contact.map(str::to_string),
-            company: company.map(str::to_string),
-            ..ActivityFilter::default()
-        };
         // The same selection as the timeline, counted instead of paged.
         let mut q = Sql::new("SELECT c.object_type, c.at FROM changes c WHERE c.user_id = ");
         q.push_bind(user_id);
-        if let Some(contact) = &filter.contact {
-            push_people(&mut q, user_id, "", " AND ci.contact_id IN ", vec![contact.clone()]);
-        }
-        if let Some(company) = &filter.company {
-            push_people(
-                &mut q,
-                user_id,
-                "JOIN contact_companies cc ON cc.user_id = ci.user_id AND cc.contact_id = ci.contact_id",
-                " AND cc.slug IN ",
-                vec![company.clone()],
-            );
+        if contact.is_some() || company.is_some() {
+            push_people(&mut q, user_id, contact, company, &[]);
         }
         let rows = q.build().fetch_all(&self.readers).await?;
         let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
@@ -558,7 +579,110 @@ impl PeopleStore for SqlStore {
     }
 }
 
+/// The identities of the contacts a filter names, with their contact: (identity, contact),
+/// sorted by identity.
 impl SqlStore {
+    async fn identities_of(
+        &self,
+        user_id: i64,
+        contact: Option<&str>,
+        company: Option<&str>,
+        tags: &[String],
+    ) -> Result<Vec<(String, String)>> {
+        let mut q = Sql::new("SELECT identity, contact_id FROM contact_identities WHERE user_id = ");
+        q.push_bind(user_id).push(" AND contact_id IN (");
+        push_contacts(&mut q, user_id, contact, company, tags);
+        q.push(")");
+        let rows = q.build().fetch_all(&self.readers).await?;
+        let mut out = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// A timeline's people may have at most this many identities for the per-identity path.
+const MAX_MERGED_IDENTITIES: usize = 400;
+
+impl SqlStore {
+    /// A timeline of people alone (a contact, a company, tagged contacts, and nothing else
+    /// narrowing it): each identity's latest activities come off its index range already in
+    /// order, and the page is the newest of them; no plan has to guess how many there are.
+    /// `None` when the filter is not of that shape (the general query serves it).
+    async fn people_page(
+        &self,
+        user_id: i64,
+        f: &ActivityFilter,
+        page: Page,
+        limit: u32,
+    ) -> Result<Option<Vec<ChangeRecord>>> {
+        let people_only = f.endpoint_id.is_none()
+            && f.collection_id.is_none()
+            && f.kind.is_none()
+            && f.since.is_none()
+            && f.until.is_none()
+            && f.text.is_none()
+            && (f.contact.is_some() || f.company.is_some() || !f.tags.is_empty());
+        if !people_only {
+            return Ok(None);
+        }
+        let mut identities: Vec<String> = self
+            .identities_of(user_id, f.contact.as_deref(), f.company.as_deref(), &f.tags)
+            .await?
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        identities.dedup();
+        if identities.len() > MAX_MERGED_IDENTITIES {
+            return Ok(None);
+        }
+        if identities.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let (cmp, cursor, order) = match page {
+            Page::Before(b) => ("<", b.map(sql_seq).unwrap_or(i64::MAX), "DESC"),
+            Page::After(a) => (">", sql_seq(a), "ASC"),
+        };
+        let mut q = Sql::new("SELECT DISTINCT seq FROM (");
+        for (i, id) in identities.iter().enumerate() {
+            if i > 0 {
+                q.push(" UNION ALL ");
+            }
+            q.push("SELECT seq FROM (SELECT seq FROM activity_people WHERE user_id = ")
+                .push_bind(user_id);
+            q.push(" AND identity = ").push_bind(id.as_str());
+            q.push(&format!(" AND seq {cmp} ")).push_bind(cursor);
+            q.push(&format!(" ORDER BY seq {order} LIMIT "))
+                .push_bind(i64::from(limit));
+            q.push(") p");
+            q.push(&i.to_string());
+        }
+        q.push(&format!(") s ORDER BY seq {order} LIMIT "))
+            .push_bind(i64::from(limit));
+        let seqs: Vec<i64> = q
+            .build()
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<std::result::Result<_, _>>()?;
+        if seqs.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut q = Sql::new(format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes c JOIN collections col ON col.id = c.collection_id \
+             LEFT JOIN endpoints e ON e.id = c.endpoint_id WHERE c.user_id = "
+        ));
+        q.push_bind(user_id)
+            .push(" AND c.seq IN (")
+            .push_list(seqs)
+            .push(&format!(") ORDER BY c.seq {order}"));
+        let rows = q.build().fetch_all(&self.readers).await?;
+        Ok(Some(rows.iter().map(change_row).collect::<Result<_>>()?))
+    }
+
     async fn contact_rows(&self, user_id: i64, one: Option<&str>) -> Result<Vec<ContactSummary>> {
         let filter = if one.is_some() { " AND contact_id = $2" } else { "" };
         let q = |sql: String| {
