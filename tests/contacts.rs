@@ -690,31 +690,35 @@ async fn a_feed_built_from_its_last_version_is_the_feed_rendered_afresh() {
     let bob = new_contact(
         &app,
         &token,
-        json!({"name": "Bob", "identities": ["mailto:bob@acme.example"], "tags": ["vip"]}),
+        json!({"name": "Bob", "identities": ["mailto:bob@acme.example", "tel:+14155550100"], "tags": ["vip"]}),
     )
     .await;
     let id = bob["id"].as_str().unwrap().to_string();
-    let r = post_json(
-        &app,
-        &token,
-        "/api/views",
+    for view in [
         json!({"name": "vips", "query": {"tags": ["vip"]}}),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
+        json!({"name": "mail", "query": {"type": "Message", "since": "2000-01-01", "collection": "Notes"}}),
+    ] {
+        assert_eq!(post_json(&app, &token, "/api/views", view).await.status(), 201);
+    }
     let feeds = [
         "/u/alice/stream.json?limit=5".to_string(),
+        "/u/alice/endpoints/laptop/stream.json?limit=5".to_string(),
         format!("/u/alice/contacts/{id}/timeline.json?limit=5"),
+        "/u/alice/companies/acme/timeline.json?limit=5".to_string(),
         "/u/alice/views/vips.json?limit=5".to_string(),
+        "/u/alice/views/mail.json?limit=5".to_string(),
         "/u/alice/search.json?q=word&limit=5".to_string(),
+        "/u/alice/search.json?q=%22odd+word%22+-m3&limit=5".to_string(),
+        format!("/u/alice/search.json?q=wor*&contact={id}&limit=5"),
     ];
+    // The entries and why each is there, in order.
     let ids = |body: String| -> Vec<String> {
         let v: Value = serde_json::from_str(&body).unwrap();
         v["items"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| i["id"].as_str().unwrap().to_string())
+            .map(|i| format!("{} {}", i["id"].as_str().unwrap(), i["_feedmesh"]["why"]))
             .collect()
     };
     let mut n = 0;
@@ -725,16 +729,19 @@ async fn a_feed_built_from_its_last_version_is_the_feed_rendered_afresh() {
         for _ in 0..round {
             n += 1;
             let from = if n % 2 == 0 {
-                Some("bob@acme.example")
+                "bob@acme.example"
             } else {
-                Some("carol@x.example")
+                "carol@x.example"
             };
-            app.post_entry(
-                &token,
-                "/atompub/alice/Notes",
-                mail(&format!("m{n}"), "word", from, &[]),
-            )
-            .await;
+            let text = if n % 3 == 0 { "odd word" } else { "word odd" };
+            let r = app
+                .post_entry(
+                    &token,
+                    "/atompub/alice/Notes",
+                    mail(&format!("m{n}"), text, Some(from), &["tel:+14155550100"]),
+                )
+                .await;
+            assert_eq!(r.status(), 201);
         }
         if round == 3 {
             // Carol becomes Bob's: the contacts changed, so his timeline and the view are read afresh.
@@ -742,7 +749,7 @@ async fn a_feed_built_from_its_last_version_is_the_feed_rendered_afresh() {
                 .client
                 .patch(app.url(&format!("/api/contacts/{id}")))
                 .bearer_auth(&token)
-                .json(&json!({"identities": ["mailto:bob@acme.example", "mailto:carol@x.example"]}))
+                .json(&json!({"identities": ["mailto:bob@acme.example", "tel:+14155550100", "mailto:carol@x.example"]}))
                 .send()
                 .await
                 .unwrap();
@@ -751,6 +758,7 @@ async fn a_feed_built_from_its_last_version_is_the_feed_rendered_afresh() {
         for (i, f) in feeds.iter().enumerate() {
             let grown = ids(app.text(&token, f).await);
             let fresh = ids(app.text(&token, &format!("{f}&fresh={round}{i}")).await);
+            assert!(!fresh.is_empty() || round < 3, "{f} shows nothing");
             assert_eq!(grown, fresh, "{f} in round {round}");
         }
     }

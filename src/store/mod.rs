@@ -601,6 +601,15 @@ pub trait PeopleStore: Send + Sync {
     /// The user's contacts, by name.
     async fn contacts(&self, user_id: i64) -> Result<Vec<ContactSummary>>;
     async fn contact(&self, user_id: i64, contact_id: &str) -> Result<Option<ContactSummary>>;
+    /// The identities of a contact, of a company's people, or of contacts with any of these
+    /// tags (the first given), with the contact each belongs to: (identity, contact), sorted.
+    async fn identities_of(
+        &self,
+        user_id: i64,
+        contact: Option<&str>,
+        company: Option<&str>,
+        tags: &[String],
+    ) -> Result<Vec<(String, String)>>;
     /// The contacts that hold any of these identities.
     async fn contacts_with(&self, user_id: i64, identities: &[String]) -> Result<Vec<String>>;
     /// Identities seen in activities that no contact holds, most seen first.

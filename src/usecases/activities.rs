@@ -24,6 +24,13 @@ pub fn index(collection: &str, item: &StoredItem, kind: ChangeKind, region: Regi
     index_version(&item.current.payload, item.current.sync.deleted, kind, contact, region)
 }
 
+/// The activity row a change was indexed with (computed again from the change, the same way).
+pub fn index_change(c: &crate::store::ChangeRecord, region: Region) -> ActivityRow {
+    let contact = (c.collection == CONTACTS)
+        .then(|| contact_row_of(&c.sync_id, &c.version.payload, c.version.sync.deleted, region));
+    index_version(&c.version.payload, c.version.sync.deleted, c.kind, contact, region)
+}
+
 /// The activity row of one version (`entry`, deleted or not) changed by `kind`; `contact`:
 /// the contact index row, for an item of `Contacts`.
 fn index_version(
@@ -75,10 +82,12 @@ pub fn card_of(entry: &Entry, region: Region) -> Option<vcard::Card> {
 /// What the contacts index keeps of a contact item (its vCard); a deleted item, or one
 /// without a readable card, leaves the index.
 fn contact_row(item: &StoredItem, region: Region) -> ContactRow {
-    let id = item.id().to_string();
-    let card = (!item.current.sync.deleted)
-        .then(|| card_of(&item.current.payload, region))
-        .flatten();
+    contact_row_of(item.id(), &item.current.payload, item.current.sync.deleted, region)
+}
+
+fn contact_row_of(id: &str, entry: &Entry, deleted: bool, region: Region) -> ContactRow {
+    let id = id.to_string();
+    let card = (!deleted).then(|| card_of(entry, region)).flatten();
     let Some(card) = card else {
         return ContactRow {
             contact_id: id,

@@ -2,6 +2,8 @@
 //! a saved view. Each is a filter over the user's activities (`store::ActivityFilter`),
 //! rendered like the stream (`feeds::activity_document`), with why each entry is there.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::feeds::{FeedMeta, Of, Why};
@@ -89,6 +91,114 @@ pub struct Resolved {
     pub meta: FeedMeta,
     pub contact: Option<String>,
     pub company: Option<String>,
+    /// The same filter, for judging one activity in memory (see [`first_page`]).
+    pub judge: Judge,
+}
+
+/// What a filter asks of one activity, by name rather than by id, so a new activity can be
+/// judged from its change alone.
+#[derive(Clone, Debug, Default)]
+pub struct Judge {
+    pub text: Option<Query>,
+    pub collection: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+impl Judge {
+    fn of(query: &SearchQuery) -> Result<Judge> {
+        Ok(Judge {
+            text: query
+                .q
+                .as_deref()
+                .filter(|q| !q.trim().is_empty())
+                .map(Query::parse)
+                .transpose()?,
+            collection: query.collection.clone(),
+            endpoint: query.endpoint.clone(),
+        })
+    }
+}
+
+/// The identities a feed's people filters ask for: every set must meet an activity's
+/// parties; `owners` (of its contact or company) say why an activity is there.
+#[derive(Default)]
+pub struct People {
+    required: Vec<std::collections::HashSet<String>>,
+    owners: std::collections::HashMap<String, Vec<String>>,
+}
+
+async fn people(core: &Core, user_id: i64, r: &Resolved) -> Result<People> {
+    let f = &r.filter;
+    let store = &core.mesh.store;
+    let mut out = People::default();
+    let parts = [
+        (f.contact.as_deref(), None, &[][..]),
+        (None, f.company.as_deref(), &[][..]),
+        (None, None, &f.tags[..]),
+    ];
+    for (i, (contact, company, tags)) in parts.into_iter().enumerate() {
+        let wanted = match i {
+            0 => contact.is_some(),
+            1 => company.is_some(),
+            _ => !tags.is_empty(),
+        };
+        if !wanted {
+            continue;
+        }
+        let pairs = store.identities_of(user_id, contact, company, tags).await?;
+        out.required.push(pairs.iter().map(|(id, _)| id.clone()).collect());
+        if i < 2 && (contact == r.contact.as_deref() || company == r.company.as_deref()) {
+            for (id, c) in pairs {
+                out.owners.entry(id).or_default().push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether one change passes the feed's filter, and why (the provenance `links` would give).
+fn judge(
+    r: &Resolved,
+    people: &People,
+    c: &ChangeRecord,
+    region: crate::domain::identity::Region,
+) -> Option<Vec<formats::Why>> {
+    let f = &r.filter;
+    let j = &r.judge;
+    if j.collection.as_deref().is_some_and(|n| n != c.collection)
+        || j.endpoint.as_deref().is_some_and(|n| c.endpoint.as_deref() != Some(n))
+        || f.kind.as_deref().is_some_and(|k| c.object_type != k && c.verb != k)
+        || f.since.is_some_and(|t| c.at.unix() < t)
+        || f.until.is_some_and(|t| c.at.unix() >= t)
+    {
+        return None;
+    }
+    let row = super::activities::index_change(c, region);
+    if let Some(q) = &j.text {
+        let words: Vec<&str> = row.text.split(' ').filter(|w| !w.is_empty()).collect();
+        if !q.matches(&words) {
+            return None;
+        }
+    }
+    if !people
+        .required
+        .iter()
+        .all(|set| row.parties.iter().any(|(id, _, _)| set.contains(id)))
+    {
+        return None;
+    }
+    let mut why = Vec::new();
+    for (id, role, _) in &row.parties {
+        for contact in people.owners.get(id).into_iter().flatten() {
+            why.push(formats::Why {
+                identity: id.clone(),
+                role: Role::parse(role).unwrap_or(Role::Recipient),
+                contact: Some(contact.clone()),
+            });
+        }
+    }
+    why.sort_by(|a, b| (a.role.as_str(), &a.identity).cmp(&(b.role.as_str(), &b.identity)));
+    Some(why)
 }
 
 /// The canonical URL of a timeline or view in one format.
@@ -130,6 +240,7 @@ pub async fn resolve(core: &Core, user_id: i64, user: &str, of: Of<'_>, format: 
                 },
                 contact: Some(c.id),
                 company: None,
+                judge: Judge::default(),
             })
         }
         Of::Company(slug) => {
@@ -153,6 +264,7 @@ pub async fn resolve(core: &Core, user_id: i64, user: &str, of: Of<'_>, format: 
                 },
                 contact: None,
                 company: Some(company.slug),
+                judge: Judge::default(),
             })
         }
         Of::View(name) => {
@@ -173,6 +285,7 @@ pub async fn resolve(core: &Core, user_id: i64, user: &str, of: Of<'_>, format: 
                 },
                 contact: query.contact.clone(),
                 company: query.company.clone(),
+                judge: Judge::of(&query)?,
             })
         }
     }
@@ -195,6 +308,7 @@ pub async fn search(core: &Core, user_id: i64, user: &str, query: &SearchQuery, 
         },
         contact: query.contact.clone(),
         company: query.company.clone(),
+        judge: Judge::of(query)?,
     })
 }
 
@@ -212,6 +326,10 @@ pub async fn stream(core: &Core, user_id: i64, user: &str, device: Option<&str>,
         meta: super::feeds::stream_meta(core, user, device, format),
         contact: None,
         company: None,
+        judge: Judge {
+            endpoint: device.map(str::to_string),
+            ..Judge::default()
+        },
     })
 }
 
@@ -251,6 +369,8 @@ pub struct KeptPage {
     pub people: u64,
     pub changes: Vec<ChangeRecord>,
     pub why: Why,
+    /// The identities the filter asked for at `people` (kept while the contacts stay).
+    pub sets: Option<Arc<People>>,
 }
 
 /// The version of the people a feed's filter depends on: the `Contacts` collection's latest
@@ -269,9 +389,9 @@ pub async fn people_version(core: &Core, user_id: i64, r: &Resolved) -> Result<u
 }
 
 /// The first page of a feed at `head`. Activities never change once written, so when the
-/// contacts it depends on are as they were, the page is the activities that arrived since
-/// `kept` (an earlier version's first page) on top of what `kept` held: a change costs reading
-/// and rendering what changed, not the whole page again.
+/// contacts it depends on are as they were, the page is what arrived since `kept` (an earlier
+/// version's first page), each new activity judged in memory against the filter, on top of
+/// what `kept` held: a change costs reading and rendering what changed, not the page again.
 pub async fn first_page(
     core: &Core,
     user_id: i64,
@@ -280,10 +400,29 @@ pub async fn first_page(
     head: u64,
     limit: u32,
 ) -> Result<KeptPage> {
-    let people = people_version(core, user_id, r).await?;
-    if let Some(k) = kept.filter(|k| k.people == people) {
-        let (mut changes, mut why) = page(core, user_id, r, Page::After(k.upto), limit).await?;
-        if changes.len() < limit as usize {
+    /// More changes than this since the kept version: read the page afresh.
+    const SCAN: u32 = 1000;
+    let people_now = people_version(core, user_id, r).await?;
+    if let Some(k) = kept.filter(|k| k.people == people_now) {
+        let sets = match &k.sets {
+            Some(s) => s.clone(),
+            None => Arc::new(people(core, user_id, r).await?),
+        };
+        let since = core.mesh.store.changes_after(user_id, None, k.upto, SCAN).await?;
+        if since.len() < SCAN as usize {
+            let mut changes = Vec::with_capacity(limit as usize);
+            let mut why = Why::new();
+            for c in since.iter().rev() {
+                if changes.len() == limit as usize {
+                    break;
+                }
+                if let Some(w) = judge(r, &sets, c, core.mesh.region) {
+                    if !w.is_empty() {
+                        why.insert(c.seq, w);
+                    }
+                    changes.push(c.clone());
+                }
+            }
             let room = limit as usize - changes.len();
             changes.extend(k.changes.iter().take(room).cloned());
             for c in &changes {
@@ -291,21 +430,23 @@ pub async fn first_page(
                     why.entry(c.seq).or_insert_with(|| w.clone());
                 }
             }
-            let upto = head.max(changes.first().map_or(0, |c| c.seq)).max(k.upto);
+            let upto = head.max(since.last().map_or(0, |c| c.seq)).max(k.upto);
             return Ok(KeptPage {
                 upto,
-                people,
+                people: people_now,
                 changes,
                 why,
+                sets: Some(sets),
             });
         }
     }
     let (changes, why) = page(core, user_id, r, Page::Before(None), limit).await?;
     Ok(KeptPage {
         upto: head.max(changes.first().map_or(0, |c| c.seq)),
-        people,
+        people: people_now,
         changes,
         why,
+        sets: None,
     })
 }
 

@@ -83,6 +83,29 @@ impl Query {
         Ok(Query { terms })
     }
 
+    /// Whether a text's words (as [`crate::activity::words`] makes them) match: the same
+    /// answer FTS5 and tsquery give for the same words, for judging one new activity without
+    /// asking the database.
+    pub fn matches(&self, words: &[&str]) -> bool {
+        let has = |t: &Term| {
+            let n = t.words.len();
+            if n == 0 || words.len() < n {
+                return false;
+            }
+            (0..=words.len() - n).any(|start| {
+                t.words.iter().enumerate().all(|(i, w)| {
+                    let got = words[start + i];
+                    if t.prefix && i + 1 == n {
+                        got.starts_with(w.as_str())
+                    } else {
+                        got == w
+                    }
+                })
+            })
+        };
+        self.terms.iter().all(|t| has(t) != t.exclude)
+    }
+
     /// The query as an FTS5 MATCH expression (every word quoted: no FTS5 syntax gets through).
     pub fn to_fts5(&self) -> String {
         let one = |t: &Term| {
@@ -142,6 +165,17 @@ mod tests {
         assert_eq!(q.terms[0].words, vec!["rock", "n", "roll"]);
         // FTS5 operators are words here, quoted.
         assert_eq!(Query::parse("NEAR OR").unwrap().to_fts5(), r#"("near" AND "or")"#);
+    }
+
+    #[test]
+    fn a_query_judges_words_as_the_indexes_do() {
+        let text = "the quarterly invoice for next week";
+        let words: Vec<&str> = text.split(' ').collect();
+        let yes = |q: &str| Query::parse(q).unwrap().matches(&words);
+        assert!(yes("invoice") && yes("INVOICE,") && yes("inv*") && yes("\"next week\"") && yes("\"for ne\"*"));
+        assert!(yes("invoice -spam") && yes("quarterly week"));
+        assert!(!yes("invoices") && !yes("\"week next\"") && !yes("invoice -week") && !yes("nvoice*"));
+        assert!(!Query::parse("x").unwrap().matches(&[]));
     }
 
     #[test]

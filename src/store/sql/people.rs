@@ -290,8 +290,12 @@ impl PeopleStore for SqlStore {
             }
         }
         q.push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.readers).await.map_err(search_error)?;
-        rows.iter().map(change_row).collect()
+        self.fetch_changes(q, matches!(page, Page::Before(_)))
+            .await
+            .map_err(|e| match e {
+                StoreError::Database(d) => search_error(d),
+                other => other,
+            })
     }
 
     async fn links(
@@ -304,7 +308,7 @@ impl PeopleStore for SqlStore {
         if seqs.is_empty() || (contact.is_none() && company.is_none()) {
             return Ok(Vec::new());
         }
-        let owners = self.identities_of(user_id, contact, company, &[]).await?;
+        let owners = self.identities_of_sql(user_id, contact, company, &[]).await?;
         if owners.is_empty() {
             return Ok(Vec::new());
         }
@@ -343,6 +347,16 @@ impl PeopleStore for SqlStore {
 
     async fn contact(&self, user_id: i64, contact_id: &str) -> Result<Option<ContactSummary>> {
         Ok(self.contact_rows(user_id, Some(contact_id)).await?.pop())
+    }
+
+    async fn identities_of(
+        &self,
+        user_id: i64,
+        contact: Option<&str>,
+        company: Option<&str>,
+        tags: &[String],
+    ) -> Result<Vec<(String, String)>> {
+        self.identities_of_sql(user_id, contact, company, tags).await
     }
 
     async fn contacts_with(&self, user_id: i64, identities: &[String]) -> Result<Vec<String>> {
@@ -582,7 +596,56 @@ impl PeopleStore for SqlStore {
 /// The identities of the contacts a filter names, with their contact: (identity, contact),
 /// sorted by identity.
 impl SqlStore {
-    async fn identities_of(
+    /// Runs a query of `CHANGE_COLUMNS`. On SQLite the rows come back packed as one JSON
+    /// array: sqlx hands SQLite rows to the runtime one by one, each a wake-up of another
+    /// thread, which cost more than the query for a page of fifty.
+    async fn fetch_changes(&self, q: Sql, newest_first: bool) -> std::result::Result<Vec<ChangeRecord>, StoreError> {
+        if self.backend == Backend::Postgres {
+            let rows = q.build().fetch_all(&self.readers).await?;
+            return rows.iter().map(change_row).collect();
+        }
+        let packed = Sql {
+            text: format!(
+                "SELECT json_group_array(json_array(seq, collection, sync_id, endpoint, kind, at, version, verb, \
+                 object_type)) FROM ({})",
+                q.text
+            ),
+            args: q.args,
+        };
+        let json: Option<String> = packed.build().fetch_one(&self.readers).await?.try_get(0)?;
+        type Packed = (i64, String, String, Option<String>, String, i64, String, String, String);
+        let rows: Vec<Packed> = serde_json::from_str(json.as_deref().unwrap_or("[]"))
+            .map_err(|e| StoreError::Corrupt(format!("packed changes: {e}")))?;
+        let mut out = rows
+            .into_iter()
+            .map(
+                |(s, collection, sync_id, endpoint, kind, at, version, verb, object_type)| {
+                    Ok(ChangeRecord {
+                        seq: seq(s),
+                        collection,
+                        sync_id,
+                        endpoint,
+                        kind: crate::store::ChangeKind::parse(&kind)
+                            .ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
+                        at: Timestamp::from_unix(at),
+                        version: serde_json::from_str(&version)
+                            .map_err(|e| StoreError::Corrupt(format!("change version: {e}")))?,
+                        verb,
+                        object_type,
+                    })
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
+        // The aggregate keeps the subquery's order in practice; the page's order is ours.
+        if newest_first {
+            out.sort_by(|a, b| b.seq.cmp(&a.seq));
+        } else {
+            out.sort_by_key(|c| c.seq);
+        }
+        Ok(out)
+    }
+
+    async fn identities_of_sql(
         &self,
         user_id: i64,
         contact: Option<&str>,
@@ -679,8 +742,7 @@ impl SqlStore {
             .push(" AND c.seq IN (")
             .push_list(seqs)
             .push(&format!(") ORDER BY c.seq {order}"));
-        let rows = q.build().fetch_all(&self.readers).await?;
-        Ok(Some(rows.iter().map(change_row).collect::<Result<_>>()?))
+        Ok(Some(self.fetch_changes(q, order == "DESC").await?))
     }
 
     async fn contact_rows(&self, user_id: i64, one: Option<&str>) -> Result<Vec<ContactSummary>> {
