@@ -638,7 +638,7 @@ impl SqlStore {
             .collect::<Result<Vec<_>>>()?;
         // The aggregate keeps the subquery's order in practice; the page's order is ours.
         if newest_first {
-            out.sort_by(|a, b| b.seq.cmp(&a.seq));
+            out.sort_by_key(|c| std::cmp::Reverse(c.seq));
         } else {
             out.sort_by_key(|c| c.seq);
         }
