@@ -194,7 +194,7 @@ struct Entries {
 }
 
 /// What the cache may hold in all (bodies, encodings, pages) before it starts over.
-const BYTE_BUDGET: usize = 64 << 20;
+const BYTE_BUDGET: usize = 32 << 20;
 
 impl FeedCache {
     pub fn new(capacity: usize) -> Self {

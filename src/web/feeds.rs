@@ -385,7 +385,8 @@ async fn activity_feed(
                 Some(mut k) => {
                     k.changes = changes;
                     k.why = why;
-                    feed.with_page(Arc::new(k), size)
+                    // Parsed records take about three times their rendered size.
+                    feed.with_page(Arc::new(k), 3 * size)
                 }
                 None => feed,
             })

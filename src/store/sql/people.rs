@@ -308,7 +308,7 @@ impl PeopleStore for SqlStore {
         if seqs.is_empty() || (contact.is_none() && company.is_none()) {
             return Ok(Vec::new());
         }
-        let owners = self.identities_of_sql(user_id, contact, company, &[]).await?;
+        let owners = self.identities_of(user_id, contact, company, &[]).await?;
         if owners.is_empty() {
             return Ok(Vec::new());
         }
@@ -356,7 +356,17 @@ impl PeopleStore for SqlStore {
         company: Option<&str>,
         tags: &[String],
     ) -> Result<Vec<(String, String)>> {
-        self.identities_of_sql(user_id, contact, company, tags).await
+        let mut q = Sql::new("SELECT identity, contact_id FROM contact_identities WHERE user_id = ");
+        q.push_bind(user_id).push(" AND contact_id IN (");
+        push_contacts(&mut q, user_id, contact, company, tags);
+        q.push(")");
+        let rows = q.build().fetch_all(&self.readers).await?;
+        let mut out = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort();
+        Ok(out)
     }
 
     async fn contacts_with(&self, user_id: i64, identities: &[String]) -> Result<Vec<String>> {
@@ -593,8 +603,6 @@ impl PeopleStore for SqlStore {
     }
 }
 
-/// The identities of the contacts a filter names, with their contact: (identity, contact),
-/// sorted by identity.
 impl SqlStore {
     /// Runs a query of `CHANGE_COLUMNS`. On SQLite the rows come back packed as one JSON
     /// array: sqlx hands SQLite rows to the runtime one by one, each a wake-up of another
@@ -642,26 +650,6 @@ impl SqlStore {
         } else {
             out.sort_by_key(|c| c.seq);
         }
-        Ok(out)
-    }
-
-    async fn identities_of_sql(
-        &self,
-        user_id: i64,
-        contact: Option<&str>,
-        company: Option<&str>,
-        tags: &[String],
-    ) -> Result<Vec<(String, String)>> {
-        let mut q = Sql::new("SELECT identity, contact_id FROM contact_identities WHERE user_id = ");
-        q.push_bind(user_id).push(" AND contact_id IN (");
-        push_contacts(&mut q, user_id, contact, company, tags);
-        q.push(")");
-        let rows = q.build().fetch_all(&self.readers).await?;
-        let mut out = rows
-            .iter()
-            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
-            .collect::<Result<Vec<_>>>()?;
-        out.sort();
         Ok(out)
     }
 }
