@@ -24,6 +24,11 @@ fn mail(title: &str, text: &str, author: Option<&str>, to: &[&str]) -> String {
     )
 }
 
+/// POST of an entry to alice's Notes.
+async fn notes(app: &TestApp, token: &str, entry: String) -> reqwest::Response {
+    app.post_entry(token, "/atompub/alice/Notes", entry).await
+}
+
 async fn post_json(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
     app.client
         .post(app.url(path))
@@ -67,15 +72,15 @@ async fn activities_link_to_contacts_by_identity_with_provenance() {
         return;
     };
     // Before Bob is a contact: a toot of his handle, and a mail from an unknown address.
-    app.post_entry(
+    notes(
+        &app,
         &token,
-        "/atompub/alice/Notes",
         mail("Early toot", "hi", None, &["acct:Bob@Social.Example"]),
     )
     .await;
-    app.post_entry(
+    notes(
+        &app,
         &token,
-        "/atompub/alice/Notes",
         mail("From Carol", "hello", Some("carol@initech.example"), &[]),
     )
     .await;
@@ -88,26 +93,10 @@ async fn activities_link_to_contacts_by_identity_with_provenance() {
     let id = bob["id"].as_str().unwrap().to_string();
     assert_eq!(bob["identities"], json!(["mailto:bob@example.com", "tel:+14155550100"]));
 
-    let r = app
-        .post_entry(
-            &token,
-            "/atompub/alice/Notes",
-            mail("Quote", "the price", Some("BOB@example.com"), &[]),
-        )
-        .await;
+    let r = notes(&app, &token, mail("Quote", "the price", Some("BOB@example.com"), &[])).await;
     assert_eq!(r.status(), 201);
-    app.post_entry(
-        &token,
-        "/atompub/alice/Notes",
-        mail("Call me", "text", None, &["tel:415-555-0100"]),
-    )
-    .await;
-    app.post_entry(
-        &token,
-        "/atompub/alice/Notes",
-        mail("Unrelated", "x", Some("dan@elsewhere.example"), &[]),
-    )
-    .await;
+    notes(&app, &token, mail("Call me", "text", None, &["tel:415-555-0100"])).await;
+    notes(&app, &token, mail("Unrelated", "x", Some("dan@elsewhere.example"), &[])).await;
 
     let timeline = format!("/u/alice/contacts/{id}/timeline");
     let got = titles(&app, &token, &format!("{timeline}.json")).await;
@@ -241,13 +230,7 @@ async fn a_merge_keeps_both_timelines_and_its_undo_splits_them_back() {
     let n = 150;
     for (who, tag) in [("ann@acme.example", "work"), ("ann@home.example", "home")] {
         for i in 0..n {
-            let r = app
-                .post_entry(
-                    &token,
-                    "/atompub/alice/Notes",
-                    mail(&format!("{tag} {i}"), "x", Some(who), &[]),
-                )
-                .await;
+            let r = notes(&app, &token, mail(&format!("{tag} {i}"), "x", Some(who), &[])).await;
             assert_eq!(r.status(), 201);
         }
     }
@@ -290,12 +273,7 @@ async fn a_merge_keeps_both_timelines_and_its_undo_splits_them_back() {
     assert_eq!(ann["note"], "home");
 
     // Mail to the merged identity after the merge goes to the kept contact, and with undo to b.
-    app.post_entry(
-        &token,
-        "/atompub/alice/Notes",
-        mail("after merge", "x", Some("ann@home.example"), &[]),
-    )
-    .await;
+    notes(&app, &token, mail("after merge", "x", Some("ann@home.example"), &[])).await;
     assert!(titles(&app, &token, &ta).await.contains(&"after merge".to_string()));
 
     let r = app
@@ -369,9 +347,7 @@ async fn companies_views_and_search_are_feeds() {
         ("Phone call", "about invoices", None, vec!["tel:+14155550111"]),
         ("Weekly sync", "sync notes", None, vec![]),
     ] {
-        let r = app
-            .post_entry(&token, "/atompub/alice/Notes", mail(title, text, from, &to))
-            .await;
+        let r = notes(&app, &token, mail(title, text, from, &to)).await;
         assert_eq!(r.status(), 201);
     }
     // A company: Globex by ORG (Gina) and by domain (Bob); gmail.com makes none.
@@ -557,23 +533,20 @@ async fn changes_from_before_activities_are_indexed_at_the_next_start() {
     .await;
     let id = bob["id"].as_str().unwrap().to_string();
     for i in 0..1200 {
-        let r = app
-            .post_entry(
-                &token,
-                "/atompub/alice/Notes",
-                mail(
-                    &format!("old mail {i}"),
-                    "archived words",
-                    Some("bob@acme.example"),
-                    &[],
-                ),
-            )
-            .await;
+        let r = notes(
+            &app,
+            &token,
+            mail(
+                &format!("old mail {i}"),
+                "archived words",
+                Some("bob@acme.example"),
+                &[],
+            ),
+        )
+        .await;
         assert_eq!(r.status(), 201);
     }
-    let gone = app
-        .post_entry(&token, "/atompub/alice/Notes", mail("deleted one", "x", None, &[]))
-        .await;
+    let gone = notes(&app, &token, mail("deleted one", "x", None, &[])).await;
     let gone = gone.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(
         app.client
@@ -734,13 +707,12 @@ async fn a_feed_built_from_its_last_version_is_the_feed_rendered_afresh() {
                 "carol@x.example"
             };
             let text = if n % 3 == 0 { "odd word" } else { "word odd" };
-            let r = app
-                .post_entry(
-                    &token,
-                    "/atompub/alice/Notes",
-                    mail(&format!("m{n}"), text, Some(from), &["tel:+14155550100"]),
-                )
-                .await;
+            let r = notes(
+                &app,
+                &token,
+                mail(&format!("m{n}"), text, Some(from), &["tel:+14155550100"]),
+            )
+            .await;
             assert_eq!(r.status(), 201);
         }
         if round == 3 {
