@@ -160,9 +160,42 @@ async fn every_atom_document_validates_with_jing() {
         .unwrap();
     assert_eq!(r.status(), 201);
 
+    // People: a contact, a mail from them, a view; their timeline, a search and the view
+    // carry activity: and fm:why elements, which must stay valid Atom.
+    let r = app
+        .client
+        .post(app.url("/api/contacts"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "Bob", "identities": ["mailto:bob@example.com"], "tags": ["vip"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let bob = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mail = r#"<entry xmlns="http://www.w3.org/2005/Atom" xmlns:activity="http://activitystrea.ms/spec/1.0/"><title>Quote</title><author><name>Bob</name><email>bob@example.com</email></author><link rel="mentioned" href="tel:+14155550100" title="Ann"/><activity:object-type>email</activity:object-type><content type="text">the price</content></entry>"#;
+    assert_eq!(app.post_entry(&token, "/atompub/alice/Notes", mail).await.status(), 201);
+    let r = app
+        .client
+        .post(app.url("/api/views"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "vips", "query": {"tags": ["vip"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
     let dir = tempfile::tempdir().unwrap();
     let docs = [
         ("collection.atom", fetch(&app, &token, "/atompub/alice/Notes").await),
+        (
+            "timeline.atom",
+            fetch(&app, &token, &format!("/u/alice/contacts/{bob}/timeline.atom")).await,
+        ),
+        ("search.atom", fetch(&app, &token, "/u/alice/search.atom?q=price").await),
+        ("view.atom", fetch(&app, &token, "/u/alice/views/vips.atom").await),
         ("stream.atom", fetch(&app, &token, "/u/alice/stream.atom").await),
         (
             "endpoint.atom",
@@ -174,6 +207,14 @@ async fn every_atom_document_validates_with_jing() {
     assert!(
         docs[0].1.contains("<sx:conflicts>") && docs[0].1.contains("deleted=\"true\"") && docs[0].1.contains("src=")
     );
+    assert!(
+        docs[1]
+            .1
+            .contains("<fm:why identity=\"mailto:bob@example.com\" role=\"actor\""),
+        "{}",
+        docs[1].1
+    );
+    assert!(docs[2].1.contains("<title type=\"text\">Quote</title>") && docs[3].1.contains("Quote"));
     for (name, doc) in &docs {
         let path = dir.path().join(name);
         std::fs::write(&path, doc).unwrap();
@@ -182,7 +223,7 @@ async fn every_atom_document_validates_with_jing() {
         schematron_rules(doc);
     }
     // The schema really checks: a feed without atom:id fails.
-    let broken = docs[1].1.replacen("<id>", "<idx>", 1).replacen("</id>", "</idx>", 1);
+    let broken = docs[4].1.replacen("<id>", "<idx>", 1).replacen("</id>", "</idx>", 1);
     let path = dir.path().join("broken.atom");
     std::fs::write(&path, broken).unwrap();
     let (ok, _) = run(Command::new(&jing).arg("-c").arg(fixture("atom.rnc")).arg(&path)).await;
