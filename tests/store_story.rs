@@ -412,6 +412,38 @@ async fn story(store: &dyn Store) {
     );
     store.record_blob(bob.id, "ab".repeat(32).as_str(), 42).await.unwrap();
     assert_eq!(store.blob_size(bob.id, &"ab".repeat(32)).await.unwrap(), Some(42));
+
+    // A burst of concurrent writes (one group commit on SQLite): each fails or succeeds on
+    // its own, and the sequence numbers of those that succeed leave no gap.
+    let burst = store
+        .create_collection(alice.id, &CollectionName::parse("Burst").unwrap())
+        .await
+        .unwrap();
+    let head = store.user_head(alice.id).await.unwrap();
+    let mut writes = Vec::new();
+    for i in 0..24 {
+        let id = if (20..23).contains(&i) {
+            "b0".to_string()
+        } else {
+            format!("b{i}")
+        };
+        let it = feedsync::create(id, "alice/laptop", now, false, entry("burst"));
+        // The last one names a collection that does not exist: an error of its own.
+        let collection = if i == 23 { burst.id + 1000 } else { burst.id };
+        writes.push(store.write_item(write(&it, None, ChangeKind::Create, collection)));
+    }
+    let results = futures_util::future::join_all(writes).await;
+    let mut seqs: Vec<u64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    seqs.sort();
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Conflict)))
+        .count();
+    assert_eq!((seqs.len(), conflicts), (20, 3), "{results:?}");
+    assert!(results[23].is_err(), "a write into no collection fails");
+    assert_eq!(seqs, (head + 1..=head + 20).collect::<Vec<u64>>(), "no gaps");
+    assert_eq!(store.user_head(alice.id).await.unwrap(), head + 20);
+    assert_eq!(store.items_since(burst.id, 0, 100).await.unwrap().len(), 20);
 }
 
 #[tokio::test]

@@ -35,5 +35,5 @@ pub async fn open(url: &str, sealer: Arc<Sealer>) -> anyhow::Result<SqlStore> {
             }
         }
     });
-    Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool, sealer).with_notifications(rx))
+    Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool, None, sealer).with_notifications(rx))
 }

@@ -1,4 +1,5 @@
-//! SQLite backend: one file in WAL mode, a single writer connection and a small reader pool.
+//! SQLite backend: one file in WAL mode, two writer connections (item writes on a thread of
+//! their own, group-committed; everything else through sqlx) and a small reader pool.
 //! `synchronous=NORMAL` in WAL mode keeps every committed transaction across a process
 //! crash (`kill -9`); only a power loss can take the last commits.
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
-use super::sql::{Backend, SqlStore};
+use super::sql::{Backend, SqlStore, spawn_sqlite_writer};
 use crate::seal::Sealer;
 
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
@@ -52,5 +53,12 @@ pub async fn open(path: &str, sealer: Arc<Sealer>) -> anyhow::Result<SqlStore> {
     // the checkpoint task refreshes them hourly while the hub runs.
     writer.execute("PRAGMA optimize = 0x10002").await?;
     let readers = pool(4, false).await?;
-    Ok(SqlStore::new(Backend::Sqlite, writer, readers, sealer))
+    let open_writer = || -> anyhow::Result<_> {
+        let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        db.execute_batch(PRAGMAS)?;
+        db.execute_batch(WRITER_PRAGMAS)?;
+        Ok(spawn_sqlite_writer(db)?)
+    };
+    let batcher = open_writer().map_err(|e| anyhow::anyhow!("cannot open SQLite database {path} for writing: {e}"))?;
+    Ok(SqlStore::new(Backend::Sqlite, writer, readers, Some(batcher), sealer))
 }

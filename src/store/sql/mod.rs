@@ -16,6 +16,8 @@ use crate::domain::Timestamp;
 use crate::seal::Sealer;
 use queues::*;
 use rows::*;
+pub use writer::Job;
+pub use writer::spawn_sqlite_writer;
 use writer::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,10 +30,11 @@ pub struct SqlStore {
     backend: Backend,
     /// PostgreSQL: ticks on every NOTIFY of a committed item write, from any process.
     notified: Option<tokio::sync::watch::Receiver<u64>>,
-    /// SQLite: one connection, so writers never fight over the lock. PostgreSQL: the pool.
+    /// SQLite: one connection for every write but item writes (which go through `batcher`,
+    /// the only other writer). PostgreSQL: the pool.
     writer: AnyPool,
     readers: AnyPool,
-    /// SQLite only: item writes go through one task that commits them in batches.
+    /// SQLite only: item writes go through one thread that commits them in batches.
     batcher: Option<mpsc::Sender<Job>>,
     /// Seals the secrets kept for later use (WebSub and follow secrets, server secrets).
     sealer: Arc<Sealer>,
@@ -70,12 +73,15 @@ async fn checkpoints(readers: AnyPool) {
 }
 
 impl SqlStore {
-    pub fn new(backend: Backend, writer: AnyPool, readers: AnyPool, sealer: Arc<Sealer>) -> Self {
-        let batcher = (backend == Backend::Sqlite).then(|| {
-            let (tx, rx) = mpsc::channel(4 * BATCH);
-            tokio::spawn(group_commit(writer.clone(), rx));
-            tx
-        });
+    /// `batcher`: SQLite's group-commit writer (see `writer::spawn_sqlite_writer`), which
+    /// every item write goes through; PostgreSQL has none.
+    pub fn new(
+        backend: Backend,
+        writer: AnyPool,
+        readers: AnyPool,
+        batcher: Option<mpsc::Sender<Job>>,
+        sealer: Arc<Sealer>,
+    ) -> Self {
         let _checkpoints =
             (backend == Backend::Sqlite).then(|| AbortOnDrop(tokio::spawn(checkpoints(readers.clone()))));
         SqlStore {

@@ -5,8 +5,8 @@
 use super::*;
 
 use crate::store::{
-    ActivityFilter, ActivityRow, ChangeRecord, Company, ContactSummary, Link, MergeRecord, Page, PeopleStore,
-    Suggestion, Tally,
+    ActivityFilter, ActivityRow, ChangeRecord, Company, ContactRow, ContactSummary, Link, MergeRecord, Page,
+    PeopleStore, Suggestion, Tally,
 };
 
 /// A query built piece by piece with `$N` parameters, which both SQLite and PostgreSQL read
@@ -38,6 +38,15 @@ impl From<&str> for Arg {
     }
 }
 
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::I64(v) => v.to_sql(),
+            Arg::Str(v) => v.to_sql(),
+        }
+    }
+}
+
 impl Sql {
     pub(super) fn new(text: impl Into<String>) -> Self {
         Sql {
@@ -64,6 +73,11 @@ impl Sql {
         }
         self
     }
+    /// SQLite's group-commit thread runs the same text and arguments through rusqlite.
+    pub(super) fn run(&self, db: &rusqlite::Connection) -> rusqlite::Result<usize> {
+        db.prepare_cached(&self.text)?
+            .execute(rusqlite::params_from_iter(self.args.iter()))
+    }
     pub(super) fn build(&self) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(self.text.as_str()));
         for a in &self.args {
@@ -80,7 +94,7 @@ impl Sql {
 /// sequence number below (a user's activities are one rowid range).
 const FTS_SHIFT: u32 = 40;
 
-fn fts_rowid(user_id: i64, seq: i64) -> i64 {
+pub(super) fn fts_rowid(user_id: i64, seq: i64) -> i64 {
     (user_id << FTS_SHIFT) + seq
 }
 
@@ -135,58 +149,66 @@ pub(super) async fn index_activities(
     }
     for (user_id, seq, a) in done {
         let Some(c) = &a.contact else { continue };
-        for table in ["contacts", "contact_identities", "contact_tags", "contact_companies"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE user_id = $1 AND contact_id = $2"
-            )))
-            .bind(*user_id)
-            .bind(&c.contact_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        if c.removed {
-            continue;
-        }
-        sqlx::query("INSERT INTO contacts (user_id, contact_id, name, org, tags, seq) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(*user_id)
-            .bind(&c.contact_id)
-            .bind(&c.name)
-            .bind(&c.org)
-            .bind(c.tags.join("\n"))
-            .bind(*seq)
-            .execute(&mut *conn)
-            .await?;
-        let rows: Vec<(&str, &str, Option<&str>)> = c
-            .identities
-            .iter()
-            .map(|i| ("contact_identities", i.as_str(), None))
-            .chain(c.tags.iter().map(|t| ("contact_tags", t.as_str(), None)))
-            .chain(
-                c.companies
-                    .iter()
-                    .map(|(s, n)| ("contact_companies", s.as_str(), Some(n.as_str()))),
-            )
-            .collect();
-        for (table, value, name) in rows {
-            let sql = match table {
-                "contact_identities" => {
-                    "INSERT INTO contact_identities (user_id, identity, contact_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-                }
-                "contact_tags" => {
-                    "INSERT INTO contact_tags (user_id, tag, contact_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-                }
-                _ => {
-                    "INSERT INTO contact_companies (user_id, slug, contact_id, name) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
-                }
-            };
-            let mut q = sqlx::query(sql).bind(*user_id).bind(value).bind(&c.contact_id);
-            if let Some(n) = name {
-                q = q.bind(n);
-            }
-            q.execute(&mut *conn).await?;
+        for q in contact_statements(*user_id, *seq, c) {
+            q.build().execute(&mut *conn).await?;
         }
     }
     Ok(())
+}
+
+/// The statements that bring the contacts index to one version of a contact's item (shared
+/// by the sqlx writes and SQLite's group-commit thread).
+pub(super) fn contact_statements(user_id: i64, seq: i64, c: &ContactRow) -> Vec<Sql> {
+    let mut out: Vec<Sql> = ["contacts", "contact_identities", "contact_tags", "contact_companies"]
+        .iter()
+        .map(|table| {
+            let mut q = Sql::new(format!("DELETE FROM {table} WHERE user_id = "));
+            q.push_bind(user_id)
+                .push(" AND contact_id = ")
+                .push_bind(c.contact_id.as_str());
+            q
+        })
+        .collect();
+    if c.removed {
+        return out;
+    }
+    let mut q = Sql::new("INSERT INTO contacts (user_id, contact_id, name, org, tags, seq) VALUES (");
+    q.push_list([
+        Arg::I64(user_id),
+        Arg::from(c.contact_id.as_str()),
+        Arg::from(c.name.as_str()),
+        Arg::from(c.org.as_str()),
+        Arg::Str(c.tags.join("\n")),
+        Arg::I64(seq),
+    ])
+    .push(")");
+    out.push(q);
+    let rows = c
+        .identities
+        .iter()
+        .map(|i| ("contact_identities (user_id, identity, contact_id", i.as_str(), None))
+        .chain(
+            c.tags
+                .iter()
+                .map(|t| ("contact_tags (user_id, tag, contact_id", t.as_str(), None)),
+        )
+        .chain(c.companies.iter().map(|(s, n)| {
+            (
+                "contact_companies (user_id, slug, contact_id, name",
+                s.as_str(),
+                Some(n.as_str()),
+            )
+        }));
+    for (table, value, name) in rows {
+        let mut q = Sql::new(format!("INSERT INTO {table}) VALUES ("));
+        q.push_list([Arg::I64(user_id), Arg::from(value), Arg::from(c.contact_id.as_str())]);
+        if let Some(n) = name {
+            q.push(", ").push_bind(n);
+        }
+        q.push(") ON CONFLICT DO NOTHING");
+        out.push(q);
+    }
+    out
 }
 
 const CHANGE_COLUMNS: &str = "c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version, \

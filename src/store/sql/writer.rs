@@ -1,16 +1,15 @@
-//! Item writes: on SQLite one task commits them in batches (group commit), each write a
-//! compare-and-swap on the item's sequence number, its change recorded in the same
-//! transaction; on PostgreSQL each write is its own transaction.
+//! Item writes: on SQLite one thread commits them in batches (group commit, through
+//! rusqlite), each write a compare-and-swap on the item's sequence number, its change and
+//! activity index recorded in the same transaction; on PostgreSQL each write is its own
+//! transaction (sqlx).
 
 use super::*;
 use crate::store::{ActivityRow, ChangeKind, Result, StoreError};
-use sqlx::AnyPool;
-use sqlx::Connection;
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 /// One item write, owned, waiting for the group commit.
-pub(super) struct Job {
+pub struct Job {
     pub(super) user_id: i64,
     pub(super) collection_id: i64,
     pub(super) sync_id: String,
@@ -27,172 +26,180 @@ pub(super) struct Job {
     pub(super) reply: oneshot::Sender<Result<u64>>,
 }
 
+/// The most writes one transaction takes.
 pub(super) const BATCH: usize = 512;
 
-pub(super) const LINGER_TURNS: usize = 4;
-
-/// SQLite group commit: every item write waiting when a transaction starts joins it, so one
-/// commit acknowledges many writes. A write is answered only after its commit.
-pub(super) async fn group_commit(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        // Give requests already in flight a moment to join: a few scheduler turns, not a timer.
-        for _ in 0..LINGER_TURNS {
-            while jobs.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+/// Starts SQLite's writer: a thread of its own with a connection of its own, which takes
+/// every write waiting and commits them in one transaction (group commit). The whole batch
+/// is one hand-off between the async side and the thread, not one per statement; each
+/// write runs under a savepoint, so a write that fails fails alone. A write is answered
+/// only after its commit. The thread ends when the store (every sender) is dropped.
+pub fn spawn_sqlite_writer(db: rusqlite::Connection) -> std::io::Result<mpsc::Sender<Job>> {
+    let (tx, mut rx) = mpsc::channel::<Job>(4 * BATCH);
+    std::thread::Builder::new()
+        .name("feedmesh-writer".into())
+        .spawn(move || {
+            let mut db = db;
+            while let Some(first) = rx.blocking_recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                match write_batch(&mut db, &jobs) {
+                    Ok(results) => {
+                        for (job, result) in jobs.into_iter().zip(results) {
+                            let _ = job.reply.send(result);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, writes = jobs.len(), "batch of item writes failed");
+                        for job in jobs {
+                            let _ = job.reply.send(Err(StoreError::Batch(e.to_string())));
+                        }
+                    }
                 }
             }
-            if jobs.len() >= BATCH {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        match write_batch(&pool, &jobs).await {
-            Ok(results) => {
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, writes = jobs.len(), "batch of item writes failed");
-                for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Batch(e.to_string())));
-                }
-            }
-        }
-    }
+        })?;
+    Ok(tx)
 }
 
-/// Writes a batch in one transaction with few statements: one multi-row insert for new
-/// items, one compare-and-swap update per edited item, one multi-row insert for changes.
-/// Each job gets the next sequence number of its user in job order; a job that loses its
-/// race (the item exists, or moved on) leaves a gap, which cursors do not mind.
-pub(super) async fn write_batch(pool: &AnyPool, jobs: &[Job]) -> Result<Vec<Result<u64>>> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    // One query checks every credential of the batch at commit time.
-    let tokens: Vec<&str> = jobs.iter().filter_map(|j| j.live_token.as_deref()).collect();
-    let mut live: Vec<String> = Vec::new();
-    if !tokens.is_empty() {
-        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
-            "SELECT token_hash FROM tokens WHERE revoked_at IS NULL AND token_hash IN (",
-        );
-        let mut list = q.separated(", ");
-        for t in &tokens {
-            list.push_bind(t.to_string());
-        }
-        q.push(")");
-        live = q.build_query_scalar().fetch_all(&mut *tx).await?;
-    }
-    let allowed: Vec<bool> = jobs
-        .iter()
-        .map(|j| j.live_token.as_ref().is_none_or(|t| live.contains(t)))
-        .collect();
-    let mut heads: HashMap<i64, i64> = HashMap::new();
+const TOKEN_LIVE: &str = "SELECT 1 FROM tokens WHERE token_hash = ?1 AND revoked_at IS NULL";
+const USER_HEAD: &str = "SELECT head_seq FROM users WHERE id = ?1";
+const SET_HEAD: &str = "UPDATE users SET head_seq = ?1 WHERE id = ?2 AND head_seq < ?1";
+const INSERT_ITEM: &str = "INSERT INTO items (collection_id, sync_id, seq, deleted, conflicts, document, changed_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (collection_id, sync_id) DO NOTHING";
+const SWAP_ITEM: &str = "UPDATE items SET seq = ?1, deleted = ?2, conflicts = ?3, document = ?4, changed_at = ?5 \
+     WHERE collection_id = ?6 AND sync_id = ?7 AND seq = ?8";
+const INSERT_CHANGE: &str = "INSERT INTO changes \
+     (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version, verb, object_type) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const INSERT_PERSON: &str = "INSERT INTO activity_people (user_id, identity, seq, role, name) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+const INSERT_WORDS: &str = "INSERT INTO activity_text (rowid, body) VALUES (?1, ?2)";
+
+/// Writes a batch in one transaction. Each write takes the next sequence number of its
+/// user when it succeeds (so a lost compare-and-swap leaves no gap); credentials are checked
+/// at commit time, once per token.
+fn write_batch(db: &mut rusqlite::Connection, jobs: &[Job]) -> rusqlite::Result<Vec<Result<u64>>> {
+    use rusqlite::OptionalExtension;
+    let mut tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut live: HashMap<&str, bool> = HashMap::new();
+    let mut heads: HashMap<i64, Option<i64>> = HashMap::new();
+    let mut moved: HashMap<i64, i64> = HashMap::new();
+    let mut words: Vec<(i64, &str)> = Vec::new();
+    let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        if let std::collections::hash_map::Entry::Vacant(slot) = heads.entry(job.user_id) {
-            let head: Option<i64> = sqlx::query_scalar("SELECT head_seq FROM users WHERE id = $1")
-                .bind(job.user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(h) = head {
-                slot.insert(h);
+        if let Some(token) = job.live_token.as_deref() {
+            let ok = match live.get(token) {
+                Some(ok) => *ok,
+                None => *live
+                    .entry(token)
+                    .or_insert(tx.prepare_cached(TOKEN_LIVE)?.exists([token])?),
+            };
+            if !ok {
+                results.push(Err(StoreError::Revoked));
+                continue;
+            }
+        }
+        let head = match heads.get(&job.user_id) {
+            Some(h) => *h,
+            None => *heads.entry(job.user_id).or_insert(
+                tx.prepare_cached(USER_HEAD)?
+                    .query_row([job.user_id], |r| r.get::<_, i64>(0))
+                    .optional()?,
+            ),
+        };
+        let Some(head) = head else {
+            results.push(Err(StoreError::NotFound("user")));
+            continue;
+        };
+        let next = head + 1;
+        let sp = tx.savepoint()?;
+        match write_one(&sp, job, next) {
+            Ok(true) => {
+                sp.commit()?;
+                if !job.activity.text.is_empty() {
+                    words.push((super::people::fts_rowid(job.user_id, next), job.activity.text.as_str()));
+                }
+                heads.insert(job.user_id, Some(next));
+                moved.insert(job.user_id, next);
+                results.push(Ok(seq(next)));
+            }
+            Ok(false) => results.push(Err(StoreError::Conflict)),
+            Err(e) => {
+                tracing::warn!(error = %e, "an item write failed (the rest of its batch goes on)");
+                results.push(Err(StoreError::Batch(e.to_string())));
             }
         }
     }
-    let seqs: Vec<Option<i64>> = jobs
-        .iter()
-        .zip(&allowed)
-        .map(|(j, ok)| {
-            heads.get_mut(&j.user_id).filter(|_| *ok).map(|h| {
-                *h += 1;
-                *h
-            })
-        })
-        .collect();
+    // The words last, outside every savepoint: FTS5 turns what it holds into a new segment
+    // at each savepoint, so once per batch instead of once per write.
+    for (rowid, text) in words {
+        tx.prepare_cached(INSERT_WORDS)?
+            .execute(rusqlite::params![rowid, text])?;
+    }
+    for (user_id, head) in &moved {
+        tx.prepare_cached(SET_HEAD)?.execute([*head, *user_id])?;
+    }
+    tx.commit()?;
+    Ok(results)
+}
 
-    let mut written: Vec<bool> = vec![false; jobs.len()];
-    let inserts: Vec<usize> = (0..jobs.len())
-        .filter(|&i| seqs[i].is_some() && jobs[i].expected_seq.is_none())
-        .collect();
-    if !inserts.is_empty() {
-        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
-            "INSERT INTO items (collection_id, sync_id, seq, deleted, conflicts, document, changed_at) ",
-        );
-        q.push_values(&inserts, |mut b, &i| {
-            let job = &jobs[i];
-            b.push_bind(job.collection_id)
-                .push_bind(job.sync_id.clone())
-                .push_bind(seqs[i].unwrap_or_default())
-                .push_bind(i64::from(job.deleted))
-                .push_bind(job.conflicts)
-                .push_bind(job.document.clone())
-                .push_bind(job.at);
-        });
-        q.push(" ON CONFLICT (collection_id, sync_id) DO NOTHING RETURNING seq");
-        let inserted: Vec<i64> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-        for &i in &inserts {
-            written[i] = seqs[i].is_some_and(|s| inserted.contains(&s));
+/// One write under its savepoint: the item (inserted, or swapped if still at the expected
+/// sequence number), its change and its activity's index rows but its words (which the
+/// batch adds after the last savepoint). False: it lost its race.
+fn write_one(db: &rusqlite::Connection, job: &Job, next: i64) -> rusqlite::Result<bool> {
+    use rusqlite::params;
+    let written = match job.expected_seq {
+        None => db.prepare_cached(INSERT_ITEM)?.execute(params![
+            job.collection_id,
+            job.sync_id,
+            next,
+            i64::from(job.deleted),
+            job.conflicts,
+            job.document,
+            job.at
+        ])?,
+        Some(expected) => db.prepare_cached(SWAP_ITEM)?.execute(params![
+            next,
+            i64::from(job.deleted),
+            job.conflicts,
+            job.document,
+            job.at,
+            job.collection_id,
+            job.sync_id,
+            sql_seq(expected)
+        ])?,
+    };
+    if written == 0 {
+        return Ok(false);
+    }
+    let a = &job.activity;
+    db.prepare_cached(INSERT_CHANGE)?.execute(params![
+        job.user_id,
+        next,
+        job.collection_id,
+        job.sync_id,
+        job.endpoint_id,
+        job.kind.as_str(),
+        job.at,
+        job.version,
+        a.verb,
+        a.object_type
+    ])?;
+    for (identity, role, name) in &a.parties {
+        db.prepare_cached(INSERT_PERSON)?
+            .execute(params![job.user_id, identity, next, role, name])?;
+    }
+    if let Some(c) = &a.contact {
+        for q in super::people::contact_statements(job.user_id, next, c) {
+            q.run(db)?;
         }
     }
-    for (i, job) in jobs.iter().enumerate() {
-        if let (Some(seq_new), Some(_)) = (seqs[i], job.expected_seq) {
-            let row = ItemRow {
-                collection_id: job.collection_id,
-                sync_id: &job.sync_id,
-                expected_seq: job.expected_seq,
-                seq_new,
-                deleted: job.deleted,
-                conflicts: job.conflicts,
-                document: &job.document,
-                at: job.at,
-            };
-            written[i] = write_item_row(&mut tx, &row).await? == 1;
-        }
-    }
-    let done: Vec<usize> = (0..jobs.len()).filter(|&i| written[i]).collect();
-    if !done.is_empty() {
-        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
-            "INSERT INTO changes (user_id, seq, collection_id, sync_id, endpoint_id, kind, at, version, verb, object_type) ",
-        );
-        q.push_values(&done, |mut b, &i| {
-            let job = &jobs[i];
-            b.push_bind(job.user_id)
-                .push_bind(seqs[i].unwrap_or_default())
-                .push_bind(job.collection_id)
-                .push_bind(job.sync_id.clone())
-                .push_bind(job.endpoint_id)
-                .push_bind(job.kind.as_str())
-                .push_bind(job.at)
-                .push_bind(job.version.clone())
-                .push_bind(job.activity.verb.clone())
-                .push_bind(job.activity.object_type.clone());
-        });
-        q.build().execute(&mut *tx).await?;
-        let indexed: Vec<(i64, i64, &ActivityRow)> = done
-            .iter()
-            .map(|&i| (jobs[i].user_id, seqs[i].unwrap_or_default(), &jobs[i].activity))
-            .collect();
-        super::people::index_activities(&mut tx, Backend::Sqlite, &indexed).await?;
-    }
-    for (user_id, head) in &heads {
-        sqlx::query("UPDATE users SET head_seq = $1 WHERE id = $2 AND head_seq < $1")
-            .bind(*head)
-            .bind(*user_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok((0..jobs.len())
-        .map(|i| match (seqs[i], written[i]) {
-            (None, _) if !allowed[i] => Err(StoreError::Revoked),
-            (None, _) => Err(StoreError::NotFound("user")),
-            (Some(s), true) => Ok(seq(s)),
-            (Some(_), false) => Err(StoreError::Conflict),
-        })
-        .collect())
+    Ok(true)
 }
 
 /// The item row a write puts down.
