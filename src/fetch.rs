@@ -149,26 +149,96 @@ impl feedmesh_connector::Http for ConnectorHttp<'_> {
         conditions: &feedmesh_connector::Conditions,
         max_bytes: usize,
     ) -> Result<feedmesh_connector::Fetched, feedmesh_connector::ConnectorError> {
-        use feedmesh_connector::ConnectorError;
         let cond = Conditions {
             accept: conditions.accept.as_deref(),
             etag: conditions.etag.as_deref(),
             last_modified: conditions.last_modified.as_deref(),
         };
-        match get(self.0, url, &cond, max_bytes).await {
-            Ok(f) => Ok(f),
-            Err(
-                e @ (FetchError::Outbound(OutboundError::Url(_))
-                | FetchError::TooManyRedirects
-                | FetchError::BadRedirect),
-            ) => Err(ConnectorError::Refused(e.to_string())),
-            Err(e @ FetchError::TooLarge(_)) => Err(ConnectorError::Malformed(e.to_string())),
-            Err(e @ FetchError::Status(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)) => {
-                Err(ConnectorError::Unauthorized(e.to_string()))
-            }
-            Err(e) => Err(ConnectorError::Unreachable(e.to_string())),
-        }
+        get(self.0, url, &cond, max_bytes).await.map_err(contract_error)
     }
+
+    async fn send(
+        &self,
+        request: feedmesh_connector::Request,
+    ) -> Result<feedmesh_connector::Response, feedmesh_connector::ConnectorError> {
+        send(self.0, request).await.map_err(contract_error)
+    }
+}
+
+/// A fetch's failure in the contract's terms.
+fn contract_error(e: FetchError) -> feedmesh_connector::ConnectorError {
+    use feedmesh_connector::ConnectorError;
+    match e {
+        e @ (FetchError::Outbound(OutboundError::Url(_)) | FetchError::TooManyRedirects | FetchError::BadRedirect) => {
+            ConnectorError::Refused(e.to_string())
+        }
+        e @ FetchError::TooLarge(_) => ConnectorError::Malformed(e.to_string()),
+        e @ FetchError::Status(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+            ConnectorError::Unauthorized(e.to_string())
+        }
+        e => ConnectorError::Unreachable(e.to_string()),
+    }
+}
+
+/// Sends a connector's API request under the outbound policy and answers whatever status
+/// comes back. A GET follows redirects, each hop re-checked; other methods never do (a
+/// redirect is their answer). At most `max_bytes` of the body are read.
+pub async fn send(
+    outbound: &Outbound,
+    r: feedmesh_connector::Request,
+) -> Result<feedmesh_connector::Response, FetchError> {
+    use feedmesh_connector::Method as M;
+    let method = match r.method {
+        M::Get => Method::GET,
+        M::Post => Method::POST,
+        M::Put => Method::PUT,
+        M::Patch => Method::PATCH,
+        M::Delete => Method::DELETE,
+    };
+    let mut url = r.url.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        let mut req = outbound.request(method.clone(), &url)?;
+        for (k, v) in &r.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some((ct, body)) = &r.body {
+            req = req.header(header::CONTENT_TYPE, ct.as_str()).body(body.clone());
+        }
+        let mut resp = outbound.send(req).await?;
+        let status = resp.status();
+        if method == Method::GET && status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+            let next = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|loc| url::Url::parse(&url).ok()?.join(loc).ok())
+                .ok_or(FetchError::BadRedirect)?;
+            url = next.to_string();
+            continue;
+        }
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        if resp.content_length().is_some_and(|n| n > r.max_bytes as u64) {
+            return Err(FetchError::TooLarge(r.max_bytes));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Body(e.to_string()))? {
+            if body.len() + chunk.len() > r.max_bytes {
+                return Err(FetchError::TooLarge(r.max_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        return Ok(feedmesh_connector::Response {
+            status: status.as_u16(),
+            url,
+            headers,
+            body,
+        });
+    }
+    Err(FetchError::TooManyRedirects)
 }
 
 #[cfg(test)]

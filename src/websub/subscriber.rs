@@ -144,6 +144,7 @@ async fn look(st: &WebSub, mut f: Follow) -> anyhow::Result<()> {
     let cursor = Cursor {
         etag: f.etag.clone(),
         last_modified: f.last_modified.clone(),
+        ..Cursor::default()
     };
     let pulled = connector(&f).pull(&ConnectorHttp(&st.outbound), &cursor).await;
     let reachable = !matches!(

@@ -37,6 +37,213 @@ pub enum ConnectorError {
     /// This connector does not do that (a read-only feed asked to push).
     #[error("{0} is not supported by this connector")]
     Unsupported(&'static str),
+    /// Trying again will not help until the user changes something (the account is gone,
+    /// the resource moved away for good): the hub stops the connector and says why.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// What the hub does about an error (see [`ConnectorError::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The credentials were refused: the connector needs reconnecting by its user.
+    Auth,
+    /// Try again later, with backoff (or after the wait the service asked for).
+    Transient,
+    /// Stop, and say why.
+    Permanent,
+}
+
+impl ConnectorError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ConnectorError::Unauthorized(_) => ErrorKind::Auth,
+            ConnectorError::Unreachable(_) | ConnectorError::RateLimited(_) | ConnectorError::Malformed(_) => {
+                ErrorKind::Transient
+            }
+            ConnectorError::Refused(_) | ConnectorError::Unsupported(_) | ConnectorError::Permanent(_) => {
+                ErrorKind::Permanent
+            }
+        }
+    }
+}
+
+/// A secret a connector is configured with (a token, a password): kept sealed by the hub,
+/// never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, to put in a request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+/// One option a connector kind takes (`--option NAME=VALUE`): what `--help`, the API and
+/// the README tell users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub required: bool,
+    /// Sealed at rest, never printed.
+    pub secret: bool,
+    pub doc: &'static str,
+}
+
+/// A config option that is missing, unknown or wrong, named.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("option {option}: {problem}")]
+pub struct ConfigError {
+    pub option: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(option: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            option: option.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The options a user gave a connector, checked against the kind's [`OptionSpec`]s: every
+/// required one present and none unknown or repeated.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Options(std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be secrets: only the names show.
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Options {
+    pub fn new(specs: &[OptionSpec], pairs: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut map = std::collections::BTreeMap::new();
+        for (k, v) in pairs {
+            let k = k.trim().to_string();
+            if !specs.iter().any(|s| s.name == k) {
+                let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+                return Err(ConfigError::new(
+                    &k,
+                    format!("unknown (this kind takes {})", known.join(", ")),
+                ));
+            }
+            if map.insert(k.clone(), v).is_some() {
+                return Err(ConfigError::new(&k, "given twice"));
+            }
+        }
+        for s in specs.iter().filter(|s| s.required) {
+            if map.get(s.name).is_none_or(|v: &String| v.trim().is_empty()) {
+                return Err(ConfigError::new(s.name, format!("required: {}", s.doc)));
+            }
+        }
+        Ok(Options(map))
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.get(name).map(Secret::new)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// An HTTP method a connector's requests use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+/// A request to a service's API, sent through the hub's guard ([`Http::send`]). Header
+/// values are hidden from `Debug` (they hold credentials).
+#[derive(Clone, Default)]
+pub struct Request {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// (content type, bytes)
+    pub body: Option<(String, Vec<u8>)>,
+    /// The most bytes of the answer read (more: [`ConnectorError::Malformed`]).
+    pub max_bytes: usize,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    pub fn get(url: impl Into<String>, max_bytes: usize) -> Self {
+        Request {
+            url: url.into(),
+            max_bytes,
+            ..Request::default()
+        }
+    }
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// A service's answer, whatever its status (the connector reads it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// The URL that answered, after redirects (GETs follow them, each re-checked).
+    pub url: String,
+    /// Names in lower case, in the order received (a name may repeat).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The target of a `Link` header's relation (`next`, `prev`…), resolved against the URL
+    /// that answered; several `Link` headers are read alike.
+    pub fn link(&self, rel: &str) -> Option<String> {
+        let base = url::Url::parse(&self.url).ok();
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("link"))
+            .filter_map(|(_, v)| parse_link_header::parse_with_rel(v).ok())
+            .find_map(|links| links.get(rel).map(|l| l.raw_uri.clone()))
+            .map(|raw| match base.as_ref().and_then(|b| b.join(&raw).ok()) {
+                Some(u) => u.to_string(),
+                None => raw,
+            })
+    }
 }
 
 /// Conditions of a GET: what was seen last time, so an unchanged resource costs nothing.
@@ -70,6 +277,12 @@ pub trait Http: Send + Sync {
     /// GET `url` with `conditions`, following redirects the hub's policy allows, reading at
     /// most `max_bytes` of the body (more: [`ConnectorError::Malformed`]).
     async fn get(&self, url: &str, conditions: &Conditions, max_bytes: usize) -> Result<Fetched, ConnectorError>;
+
+    /// Sends a request to a service's API and answers its response whatever the status. A
+    /// refused address is [`ConnectorError::Refused`]; no answer, [`ConnectorError::Unreachable`].
+    async fn send(&self, _request: Request) -> Result<Response, ConnectorError> {
+        Err(ConnectorError::Unsupported("API requests"))
+    }
 }
 
 /// Where a pull starts: what the hub kept of the last one (the connector's cursor).
@@ -77,6 +290,9 @@ pub trait Http: Send + Sync {
 pub struct Cursor {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// Whatever else the connector keeps between pulls (its own format, JSON say: the last
+    /// ids seen, an ETag per endpoint); the hub stores it as given.
+    pub state: Option<String>,
 }
 
 /// One item a connector brings in: an id stable for this source (the same entry always has
@@ -102,6 +318,8 @@ pub struct Batch {
     pub self_url: Option<String>,
     /// The URL that answered, after redirects.
     pub url: String,
+    /// The service asks not to be polled again before this many seconds.
+    pub poll_after: Option<u64>,
 }
 
 /// A connector: one source, built from its config.
@@ -110,11 +328,19 @@ pub trait Connector: Send + Sync {
     /// The connector's kind, as users name it (`feed`, `mastodon`, …).
     fn kind(&self) -> &'static str;
 
+    /// Checks that the service answers and takes the credentials; names the account
+    /// (`octocat`, `alice@mastodon.example`) for `connector list`.
+    async fn check(&self, _http: &dyn Http) -> Result<String, ConnectorError> {
+        Ok(String::new())
+    }
+
     /// Fetches what changed since `cursor`.
     async fn pull(&self, http: &dyn Http, cursor: &Cursor) -> Result<Batch, ConnectorError>;
 
     /// Reads a document the service pushed to the hub (its signature already checked).
-    fn receive(&self, body: &[u8]) -> Result<Batch, ConnectorError>;
+    fn receive(&self, _body: &[u8]) -> Result<Batch, ConnectorError> {
+        Err(ConnectorError::Unsupported("pushed documents"))
+    }
 
     /// Sends an item the mesh made to the service (a post, say). Read-only sources say
     /// [`ConnectorError::Unsupported`].

@@ -76,6 +76,7 @@ impl Connector for FeedConnector {
             b.cursor = Cursor {
                 etag: got.etag.clone(),
                 last_modified: got.last_modified.clone(),
+                ..Cursor::default()
             };
             b
         };
