@@ -176,5 +176,9 @@ fn spawn_workers(ws: &Arc<WebSub>) -> Supervisor {
     });
     let st = ws.clone();
     sup.spawn("follows", move |stop| websub::subscriber::run(st.clone(), stop));
+    let core = ws.core.clone();
+    sup.spawn("connectors", move |stop| {
+        crate::usecases::connectors::run(core.clone(), stop)
+    });
     sup
 }

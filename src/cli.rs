@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::jobs::shutdown_signal;
 use crate::store::{Store, User};
 use crate::usecases::items::Mesh;
-use crate::usecases::{Core, accounts, contacts, follows, keys};
+use crate::usecases::{Core, accounts, connectors, contacts, follows, keys};
 use crate::websub::WebSub;
 
 /// feedmesh: link your devices and services through RSS/Atom feeds.
@@ -47,6 +47,10 @@ pub enum Command {
     /// with conditional GETs otherwise); a running `serve` picks changes up within a second.
     #[command(subcommand)]
     Follow(FollowCmd),
+    /// Connect outside services (feeds, GitHub, …): each connector pulls into a collection of
+    /// its own; a running `serve` runs a new or resumed one within a second.
+    #[command(subcommand)]
+    Connector(ConnectorCmd),
     /// Manage contacts: people with identities (e-mail, phone, handles, profiles), kept as
     /// vCard 4 items of USER's Contacts collection; activities link to them by identity.
     #[command(subcommand)]
@@ -76,6 +80,57 @@ pub enum ContactCmd {
     List {
         /// The user (as made by `feedmesh user add`).
         user: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectorCmd {
+    /// Add a connector of KIND for USER; its first pull starts as soon as `serve` sees it.
+    #[command(after_long_help = crate::usecases::connectors::kinds_help())]
+    Add {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The kind of service: feed, github.
+        kind: String,
+        /// The collection it writes into (made if missing; default: the kind's name).
+        #[arg(long, value_name = "NAME")]
+        collection: Option<String>,
+        /// An option of the kind, repeated as needed (see below); secret ones are sealed.
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
+    /// List USER's connectors: id, kind, account, state, last sync, last error.
+    List {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
+    /// Remove connector ID of USER (what it brought stays in its collection).
+    Remove {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The connector's id, as `feedmesh connector list` shows it.
+        id: i64,
+    },
+    /// Pause connector ID of USER (no runs until resumed).
+    Pause {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The connector's id, as `feedmesh connector list` shows it.
+        id: i64,
+    },
+    /// Resume connector ID of USER (paused, or stopped by a permanent error): it runs at once.
+    Resume {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The connector's id, as `feedmesh connector list` shows it.
+        id: i64,
+    },
+    /// Run connector ID of USER now.
+    Sync {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The connector's id, as `feedmesh connector list` shows it.
+        id: i64,
     },
 }
 
@@ -341,6 +396,86 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         };
                         println!("{}\t{}\t{org}\t{}\t{tags}", c.id, c.name, c.identities.join(" "));
                     }
+                }
+            }
+            Ok(())
+        }
+        Command::Connector(cmd) => {
+            let core = offline_core(&cli.data).await?;
+            let store = core.mesh.store.as_ref();
+            let user_of = |c: &ConnectorCmd| match c {
+                ConnectorCmd::Add { user, .. }
+                | ConnectorCmd::List { user }
+                | ConnectorCmd::Remove { user, .. }
+                | ConnectorCmd::Pause { user, .. }
+                | ConnectorCmd::Resume { user, .. }
+                | ConnectorCmd::Sync { user, .. } => user.clone(),
+            };
+            let user = user_of(&cmd);
+            let u = user_named(store, &user).await?;
+            let what = |id: i64| format!("connector {id} of {user}");
+            match cmd {
+                ConnectorCmd::Add {
+                    kind,
+                    collection,
+                    options,
+                    ..
+                } => {
+                    let pairs = options
+                        .iter()
+                        .map(|o| {
+                            o.split_once('=')
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .ok_or_else(|| anyhow::anyhow!("--option {o:?}: expected KEY=VALUE"))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    // Private addresses are judged by `serve`'s own setting when it connects.
+                    let c = connectors::add(&core, u.id, &kind, collection.as_deref(), pairs, true)
+                        .await
+                        .map_err(|e| anyhow::Error::new(e).context(format!("cannot add a {kind} connector")))?;
+                    let col = store
+                        .collections(u.id)
+                        .await?
+                        .into_iter()
+                        .find(|x| x.id == c.collection_id);
+                    let col = col.map(|x| x.name.to_string()).unwrap_or_default();
+                    eprintln!("connector {} ({kind}) of {user} into {user}/{col}", c.id);
+                    println!("{}", c.id);
+                }
+                ConnectorCmd::List { .. } => {
+                    println!("ID\tKIND\tACCOUNT\tSTATE\tLAST SYNC\tLAST ERROR");
+                    for c in connectors::list(&core, u.id).await? {
+                        let synced = c.last_sync_at.map_or("-".to_string(), |ms| {
+                            crate::domain::Timestamp::from_unix(ms / 1000).rfc3339()
+                        });
+                        let account = if c.account.is_empty() { "-" } else { c.account.as_str() };
+                        let err = c.last_error.as_deref().unwrap_or("-").replace(['\t', '\n'], " ");
+                        println!("{}\t{}\t{account}\t{}\t{synced}\t{err}", c.id, c.kind, c.state.as_str());
+                    }
+                }
+                ConnectorCmd::Remove { id, .. } => {
+                    connectors::remove(&core, u.id, id)
+                        .await
+                        .with_context(|| format!("cannot remove {}", what(id)))?;
+                    eprintln!("removed {}", what(id));
+                }
+                ConnectorCmd::Pause { id, .. } => {
+                    connectors::pause(&core, u.id, id)
+                        .await
+                        .with_context(|| format!("cannot pause {}", what(id)))?;
+                    eprintln!("paused {}", what(id));
+                }
+                ConnectorCmd::Resume { id, .. } => {
+                    connectors::resume(&core, u.id, id)
+                        .await
+                        .with_context(|| format!("cannot resume {}", what(id)))?;
+                    eprintln!("resumed {}: it runs within a second where `serve` runs", what(id));
+                }
+                ConnectorCmd::Sync { id, .. } => {
+                    connectors::sync_now(&core, u.id, id)
+                        .await
+                        .with_context(|| format!("cannot sync {}", what(id)))?;
+                    eprintln!("{} runs within a second where `serve` runs", what(id));
                 }
             }
             Ok(())

@@ -180,6 +180,8 @@ fn every_command_explains_itself() {
         vec!["collection", "add", "--help"],
         vec!["key", "add", "--help"],
         vec!["follow", "add", "--help"],
+        vec!["connector", "add", "--help"],
+        vec!["connector", "list", "--help"],
     ] {
         let out = ok(dir.path(), &args);
         assert!(out.contains("Usage:"), "{args:?}: {out}");
@@ -397,4 +399,92 @@ fn contacts_import_list_and_export_by_the_cli() {
     let (success, _, err) = feedmesh(d, &["contact", "list", "alice", "--default-region", "XX"]);
     assert!(!success && err.contains("not an ISO 3166 region code"), "{err}");
     assert_eq!(ok(d, &["contact", "list", "alice"]).lines().count(), 4);
+}
+
+#[test]
+fn connectors_are_added_listed_paused_resumed_and_removed_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let help = ok(d, &["connector", "add", "--help"]);
+    for needle in ["github", "--option login=", "(secret)", "feed", "--option url="] {
+        assert!(help.contains(needle), "connector add --help lacks {needle}: {help}");
+    }
+    // Mistakes are named; nothing is made.
+    for (args, named) in [
+        (vec!["connector", "add", "alice", "gitlab"], "gitlab"),
+        (vec!["connector", "add", "alice", "github"], "login"),
+        (
+            vec!["connector", "add", "alice", "github", "--option", "login"],
+            "KEY=VALUE",
+        ),
+        (
+            vec!["connector", "add", "alice", "feed", "--option", "url=gopher://x"],
+            "url",
+        ),
+        (
+            vec![
+                "connector",
+                "add",
+                "nobody",
+                "feed",
+                "--option",
+                "url=https://x.example/f",
+            ],
+            "nobody",
+        ),
+    ] {
+        let (success, _, err) = feedmesh(d, &args);
+        assert!(
+            !success && err.contains(named) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    let secret = "ghp_cli_secret_0002";
+    let id = ok(
+        d,
+        &[
+            "connector",
+            "add",
+            "alice",
+            "github",
+            "--option",
+            "login=octocat",
+            "--option",
+            &format!("token={secret}"),
+        ],
+    );
+    let id = id.trim();
+    assert!(id.parse::<i64>().is_ok(), "the id is printed: {id}");
+    ok(
+        d,
+        &[
+            "connector",
+            "add",
+            "alice",
+            "feed",
+            "--collection",
+            "News",
+            "--option",
+            "url=https://blog.example/feed",
+        ],
+    );
+    let list = ok(d, &["connector", "list", "alice"]);
+    assert!(
+        list.starts_with("ID\tKIND\tACCOUNT\tSTATE\tLAST SYNC\tLAST ERROR"),
+        "{list}"
+    );
+    assert!(list.contains(&format!("{id}\tgithub\t-\tactive")), "{list}");
+    assert!(list.contains("\tfeed\t-\tactive"), "{list}");
+    assert!(!list.contains(secret), "the token is never printed: {list}");
+    ok(d, &["connector", "pause", "alice", id]);
+    assert!(ok(d, &["connector", "list", "alice"]).contains(&format!("{id}\tgithub\t-\tpaused")));
+    let (success, _, err) = feedmesh(d, &["connector", "sync", "alice", id]);
+    assert!(!success && err.contains("paused"), "{err}");
+    ok(d, &["connector", "resume", "alice", id]);
+    assert!(ok(d, &["connector", "list", "alice"]).contains(&format!("{id}\tgithub\t-\tactive")));
+    ok(d, &["connector", "remove", "alice", id]);
+    let (success, _, err) = feedmesh(d, &["connector", "remove", "alice", id]);
+    assert!(!success && err.contains("not found"), "{err}");
+    assert!(!ok(d, &["connector", "list", "alice"]).contains("github"));
 }

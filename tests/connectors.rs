@@ -310,3 +310,176 @@ async fn github_failures_are_classified_and_nothing_panics() {
     assert!(matches!(e, ConnectorError::Refused(_)), "{e}");
     assert_eq!(e.kind(), ErrorKind::Permanent);
 }
+
+async fn api(
+    app: &crate::common::TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The runtime end to end: a GitHub connector added over the API pulls into its own
+/// collection as activities linked to the contact holding the actor's profile URL, keeps
+/// its cursor (a sync adds nothing), keeps its token sealed, is the user's alone, and a
+/// refused token puts it in needs-reconnect.
+#[tokio::test]
+async fn a_github_connector_runs_into_its_collection_and_contact_timelines() {
+    use reqwest::Method;
+    let (gh_api, gh) = github().await;
+    let app = crate::common::TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+
+    // Clear refusals first; nothing is made.
+    let bad = [
+        (json!({"kind": "gitlab", "options": {}}), "gitlab"),
+        (json!({"kind": "github", "options": {}}), "login"),
+        (
+            json!({"kind": "github", "options": {"login": "octocat", "colour": "x"}}),
+            "colour",
+        ),
+        (
+            json!({"kind": "github", "options": {"login": "octocat", "api": "ftp://x"}}),
+            "api",
+        ),
+    ];
+    for (body, named) in bad {
+        let (status, v) = api(&app, &token, Method::POST, "/api/connectors", Some(body)).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v.to_string().contains(named), "{v} names {named}");
+    }
+    assert_eq!(
+        api(&app, &token, Method::GET, "/api/connectors", None).await.1,
+        json!([])
+    );
+
+    // A contact holding octocat's profile URL, before anything arrives.
+    let profile = format!("{gh_api}/octocat");
+    let (status, contact) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/contacts",
+        Some(json!({"name": "The Octocat", "identities": [profile]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{contact}");
+
+    let body = json!({"kind": "github", "options": {"login": "octocat", "api": gh_api, "token": TOKEN}});
+    let (status, c) = api(&app, &token, Method::POST, "/api/connectors", Some(body)).await;
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(
+        (c["kind"].as_str(), c["collection"].as_str(), c["state"].as_str()),
+        (Some("github"), Some("github"), Some("active"))
+    );
+    assert!(!c.to_string().contains(TOKEN), "the token is never answered: {c}");
+    let id = c["id"].as_i64().unwrap();
+    let path = format!("/api/connectors/{id}");
+    crate::common::eventually("the first pull", async || {
+        api(&app, &token, Method::GET, &path, None).await.1["last_sync_at"].is_string()
+    })
+    .await;
+    let (_, c) = api(&app, &token, Method::GET, &path, None).await;
+    assert_eq!(
+        (c["account"].as_str(), c["state"].as_str()),
+        (Some("octocat"), Some("active")),
+        "{c}"
+    );
+    let user = app.store.user("alice").await.unwrap();
+    let col = app.store.collection(user.id, "github").await.unwrap();
+    assert_eq!(app.store.items_since(col.id, 0, 1000).await.unwrap().len(), 180);
+    let head = app.store.user_head(user.id).await.unwrap();
+
+    // Linked by identity: the contact's timeline holds octocat's events (the received ones
+    // are by other actors in the documented examples).
+    let cid = contact["id"].as_str().unwrap();
+    let resp = app
+        .get(&token, &format!("/u/alice/contacts/{cid}/timeline.json?limit=1000"))
+        .await;
+    let feed: Value = resp.json().await.unwrap();
+    let from_github = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["title"].as_str().is_some_and(|t| t.starts_with("octocat ")))
+        .count();
+    assert!(
+        from_github >= 150,
+        "{from_github} of octocat's events in the contact's timeline"
+    );
+
+    // A sync now: the service answers 304 to the kept ETags, nothing is written again.
+    gh.lock().unwrap().seen.clear();
+    let (status, _) = api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    assert_eq!(status, 200);
+    crate::common::eventually("the sync's conditional requests", async || {
+        gh.lock().unwrap().seen.iter().filter(|(_, inm)| inm.is_some()).count() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        app.store.user_head(user.id).await.unwrap(),
+        head,
+        "a sync of nothing new writes nothing"
+    );
+
+    // The token is sealed at rest: not in the database file in clear.
+    if app.db_url.starts_with("sqlite://") {
+        let mut bytes = Vec::new();
+        for f in std::fs::read_dir(app.dir.path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.to_string_lossy().contains("feedmesh.db") {
+                bytes.extend(std::fs::read(p).unwrap());
+            }
+        }
+        assert!(
+            !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+            "the token is in the database in clear"
+        );
+    }
+
+    // Another user sees none of it.
+    let eve = app.token("eve", "phone").await;
+    assert_eq!(api(&app, &eve, Method::GET, "/api/connectors", None).await.1, json!([]));
+    for (m, p) in [
+        (Method::GET, path.clone()),
+        (Method::DELETE, path.clone()),
+        (Method::POST, format!("{path}/pause")),
+    ] {
+        assert_eq!(api(&app, &eve, m, &p, None).await.0, 404, "{p}");
+    }
+
+    // Pause, then a refused token: needs-reconnect, shown with the reason, and not resumable as is.
+    let (_, c) = api(&app, &token, Method::POST, &format!("{path}/pause"), None).await;
+    assert_eq!(c["state"], "paused");
+    assert_eq!(
+        api(&app, &token, Method::POST, &format!("{path}/sync"), None).await.0,
+        409
+    );
+    let body = json!({"kind": "github", "collection": "gh2", "options": {"login": "octocat", "api": gh_api, "token": "ghp_revoked"}});
+    let (_, c2) = api(&app, &token, Method::POST, "/api/connectors", Some(body)).await;
+    let path2 = format!("/api/connectors/{}", c2["id"]);
+    crate::common::eventually("needs-reconnect", async || {
+        api(&app, &token, Method::GET, &path2, None).await.1["state"] == "needs-reconnect"
+    })
+    .await;
+    let (_, c2) = api(&app, &token, Method::GET, &path2, None).await;
+    assert!(c2["last_error"].as_str().unwrap().contains("401"), "{c2}");
+    assert_eq!(
+        api(&app, &token, Method::POST, &format!("{path2}/resume"), None)
+            .await
+            .0,
+        409
+    );
+    assert_eq!(api(&app, &token, Method::DELETE, &path2, None).await.0, 204);
+    assert_eq!(api(&app, &token, Method::GET, &path2, None).await.0, 404);
+}

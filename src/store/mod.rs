@@ -578,6 +578,109 @@ pub trait FollowStore: Send + Sync {
     async fn follow_fallback(&self, id: i64, reason: &str, next_at: i64) -> Result<()>;
 }
 
+/// A user's connection to an outside service (see `usecases::connectors`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub collection_id: i64,
+    pub outbox_id: Option<i64>,
+    pub account: String,
+    /// The options that are not secret (JSON object).
+    pub options: String,
+    /// The secret options (JSON object), opened; sealed at rest.
+    pub secrets: Option<String>,
+    pub state: ConnectorState,
+    /// The connector's cursor (JSON), as its last successful pull left it.
+    pub cursor: Option<String>,
+    /// Unix ms of the next run.
+    pub next_at: i64,
+    /// Runs failed in a row.
+    pub failures: i64,
+    /// Unix ms.
+    pub last_sync_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectorState {
+    /// Waits for its user to authorise it (the OAuth round trip).
+    NeedsAuth,
+    Active,
+    /// Stopped by its user.
+    Paused,
+    /// The service refused its credentials: its user must connect it again.
+    NeedsReconnect,
+    /// Its last runs failed; still tried (with backoff) unless the failure was permanent.
+    Failing,
+}
+
+impl ConnectorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorState::NeedsAuth => "needs-auth",
+            ConnectorState::Active => "active",
+            ConnectorState::Paused => "paused",
+            ConnectorState::NeedsReconnect => "needs-reconnect",
+            ConnectorState::Failing => "failing",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "needs-auth" => ConnectorState::NeedsAuth,
+            "active" => ConnectorState::Active,
+            "paused" => ConnectorState::Paused,
+            "needs-reconnect" => ConnectorState::NeedsReconnect,
+            "failing" => ConnectorState::Failing,
+            _ => return None,
+        })
+    }
+}
+
+/// What a connector's run leaves: written back only while the connector is in the state
+/// it was claimed in (a pause or removal meanwhile wins).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorRun {
+    pub account: String,
+    pub state: ConnectorState,
+    pub cursor: Option<String>,
+    pub next_at: i64,
+    pub failures: i64,
+    pub last_sync_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Connectors: each user's connections to outside services, claimed for runs with leases.
+#[async_trait]
+pub trait ConnectorStore: Send + Sync {
+    /// Adds a connector, due at once; `secrets` (JSON) are sealed.
+    #[allow(clippy::too_many_arguments)]
+    async fn add_connector(
+        &self,
+        user_id: i64,
+        kind: &str,
+        collection_id: i64,
+        outbox_id: Option<i64>,
+        options: &str,
+        secrets: Option<&str>,
+        state: ConnectorState,
+    ) -> Result<ConnectorRow>;
+    async fn connectors(&self, user_id: i64) -> Result<Vec<ConnectorRow>>;
+    /// One of the user's connectors (another user's is `NotFound`).
+    async fn connector(&self, user_id: i64, id: i64) -> Result<ConnectorRow>;
+    async fn remove_connector(&self, user_id: i64, id: i64) -> Result<()>;
+    /// Sets a connector's state and next run (pause, resume, sync now); `NotFound` if not the user's.
+    async fn set_connector_state(&self, user_id: i64, id: i64, state: ConnectorState, next_at: i64) -> Result<()>;
+    /// Claims up to `limit` active or failing connectors due at `now_ms`, for `lease_ms`.
+    async fn connectors_due(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<ConnectorRow>>;
+    /// Writes a run's outcome and releases the claim, if the connector is still in state
+    /// `was`; false (only the claim released) when its user changed it meanwhile.
+    async fn finish_connector_run(&self, c: &ConnectorRow, was: ConnectorState, run: &ConnectorRun) -> Result<bool>;
+}
+
 /// People: the activities' identities, the contacts index (kept by item writes), companies,
 /// merges, saved views and search.
 #[async_trait]
@@ -653,7 +756,9 @@ pub trait BlobStore: Send + Sync {
 /// Everything the hub keeps, by area; one implementation (`sql::SqlStore`) serves SQLite
 /// and PostgreSQL. Callers bring the area's trait into scope (`use crate::store::areas::*`).
 #[async_trait]
-pub trait Store: AccountStore + ItemStore + WebSubStore + FollowStore + BlobStore + PeopleStore + 'static {
+pub trait Store:
+    AccountStore + ItemStore + WebSubStore + FollowStore + BlobStore + PeopleStore + ConnectorStore + 'static
+{
     /// Releases every claim on verifications and deliveries: for a process that owns the
     /// database alone (SQLite `serve`) starting after a crash, so nothing waits for a lease.
     async fn release_claims(&self) -> Result<()>;
@@ -661,7 +766,7 @@ pub trait Store: AccountStore + ItemStore + WebSubStore + FollowStore + BlobStor
 
 /// The area traits, to bring into scope at once.
 pub mod areas {
-    pub use super::{AccountStore, BlobStore, FollowStore, ItemStore, PeopleStore, Store, WebSubStore};
+    pub use super::{AccountStore, BlobStore, ConnectorStore, FollowStore, ItemStore, PeopleStore, Store, WebSubStore};
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.

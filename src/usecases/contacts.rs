@@ -9,11 +9,10 @@ use super::Core;
 use super::activities::{CONTACTS, NOTES, VCARD_TYPE, card_of};
 use crate::domain::entry::{Content, Entry, Link, Text};
 use crate::domain::identity::Identity;
-use crate::domain::names::CollectionName;
 use crate::domain::time::Timestamp;
 use crate::error::{Error, Result};
 use crate::formats::vcard::{self, Card};
-use crate::store::{Collection, ContactSummary, MergeRecord, Principal, StoreError, Suggestion};
+use crate::store::{Collection, ContactSummary, MergeRecord, Principal, Suggestion};
 
 /// A contact as the API shows it: the index's fields and the card's.
 #[derive(Clone, Debug, Serialize)]
@@ -56,24 +55,7 @@ pub struct ImportReport {
 
 /// The user's `Contacts` collection, made on first use.
 pub async fn collection(core: &Core, user_id: i64) -> Result<Collection> {
-    named_collection(core, user_id, CONTACTS).await
-}
-
-async fn named_collection(core: &Core, user_id: i64, name: &str) -> Result<Collection> {
-    match core.mesh.collection(user_id, name).await {
-        Err(Error::NotFound(_)) => {}
-        other => return other,
-    }
-    match core
-        .mesh
-        .store
-        .create_collection(user_id, &CollectionName::parse(name)?)
-        .await
-    {
-        Ok(c) => Ok(c),
-        Err(StoreError::AlreadyExists(_)) => core.mesh.collection(user_id, name).await,
-        Err(e) => Err(e.into()),
-    }
+    core.collection_made(user_id, CONTACTS).await
 }
 
 fn checked(input: &str, what: &str, max: usize) -> Result<String> {
@@ -525,7 +507,7 @@ pub async fn add_note(core: &Core, who: &Principal, id: &str, text: &str) -> Res
     if text.is_empty() {
         return Err(Error::Invalid("a note needs some text".into()));
     }
-    let col = named_collection(core, who.user_id, NOTES).await?;
+    let col = core.collection_made(who.user_id, NOTES).await?;
     let title: String = text.lines().next().unwrap_or("").chars().take(80).collect();
     let entry = Entry {
         title: Text::plain(title),

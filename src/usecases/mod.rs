@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod activities;
+pub mod connectors;
 pub mod contacts;
 pub mod feeds;
 pub mod files;
@@ -20,6 +21,8 @@ pub mod timelines;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
 
 use crate::net::Outbound;
 use items::Mesh;
@@ -36,6 +39,8 @@ pub struct Core {
     pub outbound: Outbound,
     /// Wakes the follow worker (a new follow, a removed one, or a hub's denial).
     pub follow_wake: Arc<Notify>,
+    /// Wakes the connector runtime (a connector added, resumed or asked to sync now).
+    pub connector_wake: Arc<Notify>,
 }
 
 impl Core {
@@ -46,8 +51,27 @@ impl Core {
             server_secret,
             outbound,
             follow_wake: Arc::new(Notify::new()),
+            connector_wake: Arc::new(Notify::new()),
         }
     }
+    /// The user's collection `name`, made on first use.
+    pub async fn collection_made(&self, user_id: i64, name: &str) -> Result<crate::store::Collection> {
+        match self.mesh.collection(user_id, name).await {
+            Err(Error::NotFound(_)) => {}
+            other => return other,
+        }
+        match self
+            .mesh
+            .store
+            .create_collection(user_id, &crate::domain::CollectionName::parse(name)?)
+            .await
+        {
+            Ok(c) => Ok(c),
+            Err(crate::store::StoreError::AlreadyExists(_)) => self.mesh.collection(user_id, name).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub fn hub_url(&self) -> String {
         format!("{}/hub", self.base_url)
     }

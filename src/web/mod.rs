@@ -5,6 +5,7 @@ mod atompub;
 mod auth;
 mod blobs;
 mod cache;
+mod connectors;
 mod contacts;
 mod error;
 mod feeds;
@@ -113,6 +114,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/companies", get(contacts::companies))
         .route("/api/views", get(contacts::views).post(contacts::create_view))
         .route("/api/views/{name}", axum::routing::delete(contacts::delete_view))
+        .route("/api/connectors", get(connectors::list).post(connectors::create))
+        .route("/api/connectors/{id}", get(connectors::show).delete(connectors::remove))
+        .route("/api/connectors/{id}/{action}", axum::routing::post(connectors::act))
         .route("/api/follows", get(follows::list).post(follows::create))
         .route("/api/follows/{id}", axum::routing::delete(follows::remove))
         .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))

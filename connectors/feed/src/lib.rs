@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
-use feedmesh_connector::{Batch, Conditions, Connector, ConnectorError, Cursor, Http, Pulled};
+use feedmesh_connector::{
+    Batch, Conditions, ConfigError, Connector, ConnectorError, Cursor, Http, OptionSpec, Options, Pulled,
+};
 use feedmesh_domain::entry::{Category, Content, Entry, Link, Person, Text, TextKind};
 use feedmesh_domain::time::Timestamp;
 use sha2::{Digest, Sha256};
@@ -15,11 +17,30 @@ use sha2::{Digest, Sha256};
 /// Bytes of a feed document read at most.
 pub const MAX_FEED_BYTES: usize = 4 << 20;
 
+/// The options of `feedmesh connector add USER feed`.
+pub const OPTIONS: &[OptionSpec] = &[OptionSpec {
+    name: "url",
+    required: true,
+    secret: false,
+    doc: "the feed's URL (Atom, RSS 2.0 or JSON Feed; http or https)",
+}];
+
 /// What a feed connector is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedConfig {
     /// The feed's URL, as the user gave it.
     pub url: String,
+}
+
+impl FeedConfig {
+    pub fn from_options(options: &Options) -> Result<Self, ConfigError> {
+        let url = options.get("url").unwrap_or_default().trim().to_string();
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("http" | "https")) || url.len() > 2048 {
+            return Err(ConfigError::new("url", format!("{url:?} is not an http(s) URL")));
+        }
+        Ok(FeedConfig { url })
+    }
 }
 
 /// One followed feed.

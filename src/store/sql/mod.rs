@@ -314,7 +314,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE websub_requests SET claimed_until = 0 WHERE claimed_until > 0")
             .execute(&self.writer)
             .await?;
-        for table in ["websub_topics", "follows"] {
+        for table in ["websub_topics", "follows", "connectors"] {
             let sql = format!("UPDATE {table} SET claimed_until = 0 WHERE claimed_until > 0");
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.writer).await?;
         }
@@ -325,6 +325,7 @@ impl Store for SqlStore {
 // After the macros above: `macro_rules!` are seen only by the modules declared after them.
 mod accounts;
 mod blobs;
+mod connectors;
 mod follows;
 mod items;
 mod people;

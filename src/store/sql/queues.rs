@@ -52,6 +52,18 @@ pub(super) const FOLLOWS: Queue = Queue {
 pub(super) const FOLLOW_COLUMNS: &str = "id, user_id, collection_id, url, topic, hub, callback_token, secret, state, \
     lease_expires_at, next_at, etag, last_modified, last_error";
 
+/// Connectors whose next run is due (paused ones and those waiting for their user are not).
+pub(super) const CONNECTORS: Queue = Queue {
+    table: "connectors",
+    from: "connectors s",
+    due: "s.next_at <= $1 AND s.claimed_until <= $1 AND s.state IN ('active', 'failing')",
+    order: "s.next_at",
+    also_set: "",
+    returning: CONNECTOR_COLUMNS,
+};
+
+pub(super) const CONNECTOR_COLUMNS: &str = "id, user_id, kind, collection_id, outbox_id, account, options,     secrets_sealed, state, cursor, next_at, failures, last_sync_at, last_error, created_at";
+
 /// Outside topics pinged since their last fetch.
 pub(super) const TOPIC_FETCHES: Queue = Queue {
     table: "websub_topics",

@@ -1,0 +1,367 @@
+//! Connectors: each user's own connections to outside services, added, listed, paused,
+//! resumed, synced and removed alike by `feedmesh connector …` and `/api/connectors`, and
+//! run by the connector runtime ([`run`]). A connector is a crate under `connectors/`
+//! behind the contract (`feedmesh_connector`): it sees no database and no network but the
+//! guarded client the hub hands it; the hub keeps its options (secret ones sealed), its
+//! cursor and its state, and writes what it pulls into its collection as the endpoint
+//! `connector-ID`, so every pulled item is an ordinary FeedSync change and activity.
+//!
+//! A run is a claimed row (a lease; `SKIP LOCKED` on PostgreSQL), so several `serve`
+//! processes share the connectors and a crashed run comes due again. Items are written
+//! before the cursor moves, and each has a stable id, so a run cut short is done again
+//! without duplicates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use feedmesh_connector::{ConfigError, Connector, ConnectorError, Cursor, ErrorKind, OptionSpec, Options};
+
+use super::Core;
+use crate::error::{Error, Result};
+use crate::fetch::ConnectorHttp;
+use crate::jobs::{self, Backoff, Stop, now_ms};
+use crate::store::{ConnectorRow, ConnectorRun, ConnectorState, Principal};
+
+/// A kind of connector: its options and how it is built from them.
+pub struct Kind {
+    pub name: &'static str,
+    pub options: &'static [OptionSpec],
+    /// What `--help` and the API say it does.
+    pub about: &'static str,
+    /// How often it is pulled when the service says nothing (seconds).
+    pub interval: u64,
+    build: fn(&Options) -> Result<Box<dyn Connector>, ConfigError>,
+}
+
+/// The kinds this hub runs.
+pub const KINDS: &[Kind] = &[
+    Kind {
+        name: "feed",
+        options: feedmesh_connector_feed::OPTIONS,
+        about: "an RSS, Atom or JSON Feed document, polled with conditional GETs",
+        interval: 15 * 60,
+        build: |o| {
+            let c = feedmesh_connector_feed::FeedConfig::from_options(o)?;
+            Ok(Box::new(feedmesh_connector_feed::FeedConnector::new(c)))
+        },
+    },
+    Kind {
+        name: "github",
+        options: feedmesh_connector_github::OPTIONS,
+        about: "a GitHub user's events and received events",
+        interval: 5 * 60,
+        build: |o| {
+            let c = feedmesh_connector_github::GithubConfig::from_options(o)?;
+            Ok(Box::new(feedmesh_connector_github::GithubConnector::new(c)))
+        },
+    },
+];
+
+pub fn kind(name: &str) -> Result<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name).ok_or_else(|| {
+        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        Error::Invalid(format!("no connector kind {name:?} (kinds: {})", names.join(", ")))
+    })
+}
+
+/// The kinds and their options, for `feedmesh connector add --help`.
+pub fn kinds_help() -> String {
+    let mut out = String::from("Kinds and their options:\n");
+    for k in KINDS {
+        out.push_str(&format!("\n  {}: {}\n", k.name, k.about));
+        for o in k.options {
+            let mark = match (o.required, o.secret) {
+                (true, true) => " (required, secret)",
+                (true, false) => " (required)",
+                (false, true) => " (secret)",
+                (false, false) => "",
+            };
+            out.push_str(&format!("    --option {}=…{mark}: {}\n", o.name, o.doc));
+        }
+    }
+    out
+}
+
+/// Options that name a server the connector will reach: checked like every outbound URL.
+const URL_OPTIONS: [&str; 3] = ["url", "api", "instance"];
+
+/// Adds a connector of `kind` for the user, writing into `collection` (default: the kind's
+/// name; made if missing), and wakes the runtime: its first pull starts at once.
+pub async fn add(
+    core: &Core,
+    user_id: i64,
+    kind_name: &str,
+    collection: Option<&str>,
+    pairs: Vec<(String, String)>,
+    allow_private: bool,
+) -> Result<ConnectorRow> {
+    let kind = kind(kind_name)?;
+    let options = Options::new(kind.options, pairs).map_err(|e| Error::Invalid(e.to_string()))?;
+    (kind.build)(&options).map_err(|e| Error::Invalid(e.to_string()))?;
+    for (name, value) in options.iter().filter(|(n, _)| URL_OPTIONS.contains(n)) {
+        crate::net::check_url(value, allow_private).map_err(|e| Error::Invalid(format!("option {name}: {e}")))?;
+    }
+    let col = core.collection_made(user_id, collection.unwrap_or(kind.name)).await?;
+    let (mut plain, mut secret) = (BTreeMap::new(), BTreeMap::new());
+    for (name, value) in options.iter() {
+        let is_secret = kind.options.iter().any(|s| s.name == name && s.secret);
+        if is_secret { &mut secret } else { &mut plain }.insert(name.to_string(), value.to_string());
+    }
+    let to_json = |m: &BTreeMap<String, String>| serde_json::to_string(m).map_err(|e| Error::Internal(e.into()));
+    let secrets = if secret.is_empty() {
+        None
+    } else {
+        Some(to_json(&secret)?)
+    };
+    let row = core
+        .mesh
+        .store
+        .add_connector(
+            user_id,
+            kind.name,
+            col.id,
+            None,
+            &to_json(&plain)?,
+            secrets.as_deref(),
+            ConnectorState::Active,
+        )
+        .await?;
+    core.connector_wake.notify_one();
+    Ok(row)
+}
+
+pub async fn list(core: &Core, user_id: i64) -> Result<Vec<ConnectorRow>> {
+    Ok(core.mesh.store.connectors(user_id).await?)
+}
+
+pub async fn get(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
+    Ok(core.mesh.store.connector(user_id, id).await?)
+}
+
+pub async fn remove(core: &Core, user_id: i64, id: i64) -> Result<()> {
+    Ok(core.mesh.store.remove_connector(user_id, id).await?)
+}
+
+pub async fn pause(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
+    core.mesh.store.connector(user_id, id).await?;
+    core.mesh
+        .store
+        .set_connector_state(user_id, id, ConnectorState::Paused, 0)
+        .await?;
+    get(core, user_id, id).await
+}
+
+/// Resumes a paused or stopped connector, or asks for a run now (`sync`): due at once.
+pub async fn resume(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
+    let c = core.mesh.store.connector(user_id, id).await?;
+    let state = match c.state {
+        ConnectorState::NeedsAuth | ConnectorState::NeedsReconnect => {
+            return Err(Error::Conflict(format!(
+                "connector {id} is {}: connect it again first",
+                c.state.as_str()
+            )));
+        }
+        _ => ConnectorState::Active,
+    };
+    core.mesh.store.set_connector_state(user_id, id, state, 0).await?;
+    core.connector_wake.notify_one();
+    get(core, user_id, id).await
+}
+
+/// Runs a connector now (it must not be paused).
+pub async fn sync_now(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
+    let c = core.mesh.store.connector(user_id, id).await?;
+    if c.state == ConnectorState::Paused {
+        return Err(Error::Conflict(format!("connector {id} is paused: resume it to sync")));
+    }
+    resume(core, user_id, id).await
+}
+
+/// The options a connector was added with, secret ones included.
+fn stored_options(c: &ConnectorRow, kind: &Kind) -> anyhow::Result<Options> {
+    let mut pairs: BTreeMap<String, String> = serde_json::from_str(&c.options)?;
+    if let Some(s) = &c.secrets {
+        pairs.extend(serde_json::from_str::<BTreeMap<String, String>>(s)?);
+    }
+    Ok(Options::new(kind.options, pairs)?)
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct StoredCursor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_modified: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+}
+
+fn cursor_of(c: &ConnectorRow) -> Cursor {
+    let s: StoredCursor = c
+        .cursor
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    Cursor {
+        etag: s.etag,
+        last_modified: s.last_modified,
+        state: s.state,
+    }
+}
+
+fn stored_cursor(c: Cursor) -> Option<String> {
+    serde_json::to_string(&StoredCursor {
+        etag: c.etag,
+        last_modified: c.last_modified,
+        state: c.state,
+    })
+    .ok()
+}
+
+/// Retries of a failing connector: from a minute to six hours.
+const RETRY: Backoff = Backoff {
+    base: Duration::from_secs(60),
+    cap: Duration::from_secs(6 * 3600),
+    jitter_percent: 20,
+};
+
+/// Failures in a row after which a connector shows as `failing` (it is still retried).
+const FAILING_AFTER: i64 = 3;
+
+/// Runs one claimed connector: checks the account on its first run, pulls from its cursor,
+/// stores what came (oldest first) and only then moves the cursor; an error is classified
+/// by the contract's kinds. Returns the outcome written back.
+pub async fn run_one(core: &Core, c: &ConnectorRow) -> anyhow::Result<ConnectorRun> {
+    let now = now_ms();
+    let mut run = ConnectorRun {
+        account: c.account.clone(),
+        state: c.state,
+        cursor: c.cursor.clone(),
+        next_at: now,
+        failures: c.failures,
+        last_sync_at: c.last_sync_at,
+        last_error: c.last_error.clone(),
+    };
+    let kind = kind(&c.kind)?;
+    let outcome = match stored_options(c, kind).map(|o| (kind.build)(&o)) {
+        Ok(Ok(connector)) => pull(core, c, connector.as_ref(), &mut run).await,
+        Ok(Err(e)) => Err(ConnectorError::Permanent(e.to_string())),
+        Err(e) => Err(ConnectorError::Permanent(format!(
+            "its stored options cannot be read: {e}"
+        ))),
+    };
+    match outcome {
+        Ok(poll_after) => {
+            run.state = ConnectorState::Active;
+            run.failures = 0;
+            run.last_sync_at = Some(now);
+            run.last_error = None;
+            run.next_at = now + 1000 * poll_after.unwrap_or(0).max(kind.interval) as i64;
+        }
+        Err(e) => {
+            tracing::warn!(connector = c.id, kind = %c.kind, error = %e, "a connector's run failed");
+            run.last_error = Some(e.to_string());
+            run.failures = c.failures + 1;
+            match e.kind() {
+                ErrorKind::Auth => run.state = ConnectorState::NeedsReconnect,
+                ErrorKind::Permanent => {
+                    run.state = ConnectorState::Failing;
+                    run.next_at = i64::MAX;
+                }
+                ErrorKind::Transient => {
+                    if run.failures >= FAILING_AFTER {
+                        run.state = ConnectorState::Failing;
+                    }
+                    let wait = match e {
+                        ConnectorError::RateLimited(s) => Duration::from_secs(s),
+                        _ => RETRY.delay_now(run.failures as u32),
+                    };
+                    run.next_at = now + wait.as_millis() as i64;
+                }
+            }
+        }
+    }
+    Ok(run)
+}
+
+/// The pull itself; answers the wait the service asked for, if any.
+async fn pull(
+    core: &Core,
+    c: &ConnectorRow,
+    connector: &dyn Connector,
+    run: &mut ConnectorRun,
+) -> Result<Option<u64>, ConnectorError> {
+    let http = ConnectorHttp(&core.outbound);
+    if run.account.is_empty() {
+        run.account = connector.check(&http).await?;
+    }
+    let batch = connector.pull(&http, &cursor_of(c)).await?;
+    let poll_after = batch.poll_after;
+    let store_err = |e: anyhow::Error| ConnectorError::Unreachable(format!("storing what it brought failed: {e:#}"));
+    let (who, col) = writer(core, c).await.map_err(store_err)?;
+    for item in batch.items.into_iter().rev() {
+        core.mesh
+            .ingest(&who, &col, &item.id, item.entry)
+            .await
+            .map_err(|e| store_err(e.into()))?;
+    }
+    run.cursor = stored_cursor(batch.cursor);
+    Ok(poll_after)
+}
+
+/// Who a connector writes as (the endpoint `connector-ID` of its user), and where.
+async fn writer(core: &Core, c: &ConnectorRow) -> anyhow::Result<(Principal, crate::store::Collection)> {
+    let store = &core.mesh.store;
+    let user = store.user_by_id(c.user_id).await?;
+    let endpoint = store.feed_endpoint(c.user_id, &format!("connector-{}", c.id)).await?;
+    let col = store
+        .collections(c.user_id)
+        .await?
+        .into_iter()
+        .find(|col| col.id == c.collection_id)
+        .ok_or_else(|| anyhow::anyhow!("the connector's collection is gone"))?;
+    let who = Principal {
+        user_id: c.user_id,
+        user: user.name.to_string(),
+        endpoint_id: endpoint.id,
+        endpoint: endpoint.name,
+        token_hash: String::new(),
+    };
+    Ok((who, col))
+}
+
+/// How long a claimed run may take before another process may take the connector over.
+const LEASE_MS: i64 = 5 * 60 * 1000;
+
+/// The connector runtime: runs each connector when it is due, until `stop`.
+pub async fn run(core: Arc<Core>, stop: Stop) {
+    let wake = core.connector_wake.clone();
+    let store = core.mesh.store.clone();
+    jobs::claim_loop(
+        "connectors",
+        stop,
+        wake,
+        || {
+            let store = store.clone();
+            async move { Ok(store.connectors_due(now_ms(), LEASE_MS, 16).await?) }
+        },
+        |c: ConnectorRow| {
+            let core = core.clone();
+            async move {
+                let was = c.state;
+                let outcome = match run_one(&core, &c).await {
+                    Ok(run) => core.mesh.store.finish_connector_run(&c, was, &run).await.map(|_| ()),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), connector = c.id, "a connector could not run");
+                        Ok(())
+                    }
+                };
+                if let Err(e) = outcome {
+                    tracing::error!(error = %e, connector = c.id, "a connector's run could not be recorded");
+                }
+            }
+        },
+    )
+    .await
+}

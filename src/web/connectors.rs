@@ -1,0 +1,120 @@
+//! `/api/connectors`: a user's connectors, added, listed, paused, resumed, synced and
+//! removed (`usecases::connectors`). Secret options are never answered.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::SharedState;
+use super::auth::principal;
+use crate::domain::Timestamp;
+use crate::error::Result;
+use crate::store::{ConnectorRow, ConnectorState};
+use crate::usecases::connectors;
+
+#[derive(serde::Deserialize)]
+pub struct NewConnector {
+    kind: String,
+    collection: Option<String>,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+}
+
+#[derive(serde::Serialize)]
+struct ConnectorOut {
+    id: i64,
+    kind: String,
+    collection: String,
+    account: String,
+    state: ConnectorState,
+    /// The options that are not secret.
+    options: BTreeMap<String, String>,
+    last_sync_at: Option<String>,
+    last_error: Option<String>,
+    /// RFC 3339; absent when it will not run by itself (paused, stopped, waiting for its user).
+    next_run_at: Option<String>,
+}
+
+async fn out(st: &SharedState, c: &ConnectorRow) -> Result<ConnectorOut> {
+    let collection = st
+        .mesh
+        .store
+        .collections(c.user_id)
+        .await?
+        .into_iter()
+        .find(|x| x.id == c.collection_id)
+        .map(|x| x.name.to_string())
+        .unwrap_or_default();
+    let at = |ms: i64| Timestamp::from_unix(ms / 1000).rfc3339();
+    let runs = matches!(c.state, ConnectorState::Active | ConnectorState::Failing) && c.next_at < i64::MAX;
+    Ok(ConnectorOut {
+        id: c.id,
+        kind: c.kind.clone(),
+        collection,
+        account: c.account.clone(),
+        state: c.state,
+        options: serde_json::from_str(&c.options).unwrap_or_default(),
+        last_sync_at: c.last_sync_at.map(at),
+        last_error: c.last_error.clone(),
+        next_run_at: runs.then(|| at(c.next_at)),
+    })
+}
+
+pub async fn create(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    Json(req): Json<NewConnector>,
+) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    let allow_private = st.outbound.allows_private();
+    let c = connectors::add(
+        &st,
+        p.user_id,
+        &req.kind,
+        req.collection.as_deref(),
+        req.options.into_iter().collect(),
+        allow_private,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(out(&st, &c).await?)).into_response())
+}
+
+pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    let mut all = Vec::new();
+    for c in connectors::list(&st, p.user_id).await? {
+        all.push(out(&st, &c).await?);
+    }
+    Ok(Json(all).into_response())
+}
+
+pub async fn show(State(st): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    let c = connectors::get(&st, p.user_id, id).await?;
+    Ok(Json(out(&st, &c).await?).into_response())
+}
+
+pub async fn remove(State(st): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    connectors::remove(&st, p.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/connectors/{id}/pause|resume|sync`.
+pub async fn act(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(i64, String)>,
+) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    let c = match action.as_str() {
+        "pause" => connectors::pause(&st, p.user_id, id).await?,
+        "resume" => connectors::resume(&st, p.user_id, id).await?,
+        "sync" => connectors::sync_now(&st, p.user_id, id).await?,
+        _ => return Err(crate::error::Error::NotFound("connector action")),
+    };
+    Ok(Json(out(&st, &c).await?).into_response())
+}
