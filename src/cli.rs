@@ -51,6 +51,10 @@ pub enum Command {
     /// its own; a running `serve` runs a new or resumed one within a second.
     #[command(subcommand)]
     Connector(ConnectorCmd),
+    /// Register the hub as an OAuth 2.0 client at a provider, for connectors authorised by
+    /// the OAuth round trip (the provider must allow BASE/oauth/callback as redirect URI).
+    #[command(name = "oauth-client", subcommand)]
+    OauthClient(OauthClientCmd),
     /// Manage contacts: people with identities (e-mail, phone, handles, profiles), kept as
     /// vCard 4 items of USER's Contacts collection; activities link to them by identity.
     #[command(subcommand)]
@@ -98,6 +102,14 @@ pub enum ConnectorCmd {
         /// An option of the kind, repeated as needed (see below); secret ones are sealed.
         #[arg(long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
+        /// Public URL of the hub: an OAuth provider sends the browser back to BASE/oauth/callback.
+        #[arg(
+            long,
+            env = "FEEDMESH_BASE_URL",
+            default_value = "http://127.0.0.1:8080",
+            value_name = "URL"
+        )]
+        base_url: String,
     },
     /// List USER's connectors: id, kind, account, state, last sync, last error.
     List {
@@ -131,6 +143,48 @@ pub enum ConnectorCmd {
         user: String,
         /// The connector's id, as `feedmesh connector list` shows it.
         id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OauthClientCmd {
+    /// Add (or replace) USER's client registration at PROVIDER (`github` has its endpoints
+    /// known; any other provider needs --authorize-url and --token-url).
+    Add {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The provider's name (github, or one of your own naming).
+        provider: String,
+        /// The client id the provider gave.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// The client secret the provider gave (`-` reads it from standard input); sealed at rest.
+        #[arg(long, value_name = "SECRET")]
+        client_secret: Option<String>,
+        /// The provider's authorization endpoint.
+        #[arg(long, value_name = "URL")]
+        authorize_url: Option<String>,
+        /// The provider's token endpoint.
+        #[arg(long, value_name = "URL")]
+        token_url: Option<String>,
+        /// The provider's RFC 7009 revocation endpoint (tokens are revoked when a connector goes).
+        #[arg(long, value_name = "URL")]
+        revoke_url: Option<String>,
+        /// The scopes asked for, space-separated (github: read:user by default).
+        #[arg(long, value_name = "SCOPES")]
+        scope: Option<String>,
+    },
+    /// List USER's client registrations (provider, client id, endpoints; never the secret).
+    List {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
+    /// Remove USER's client registration at PROVIDER.
+    Remove {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The provider's name.
+        provider: String,
     },
 }
 
@@ -401,7 +455,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Connector(cmd) => {
-            let core = offline_core(&cli.data).await?;
+            let mut core = offline_core(&cli.data).await?;
+            if let ConnectorCmd::Add { base_url, .. } = &cmd {
+                core.base_url = base_url.trim_end_matches('/').to_string();
+            }
             let store = core.mesh.store.as_ref();
             let user_of = |c: &ConnectorCmd| match c {
                 ConnectorCmd::Add { user, .. }
@@ -430,9 +487,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         })
                         .collect::<anyhow::Result<Vec<_>>>()?;
                     // Private addresses are judged by `serve`'s own setting when it connects.
-                    let c = connectors::add(&core, u.id, &kind, collection.as_deref(), pairs, true)
+                    let added = connectors::add(&core, u.id, &kind, collection.as_deref(), pairs, true)
                         .await
                         .map_err(|e| anyhow::Error::new(e).context(format!("cannot add a {kind} connector")))?;
+                    let c = &added.connector;
                     let col = store
                         .collections(u.id)
                         .await?
@@ -441,6 +499,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let col = col.map(|x| x.name.to_string()).unwrap_or_default();
                     eprintln!("connector {} ({kind}) of {user} into {user}/{col}", c.id);
                     println!("{}", c.id);
+                    if let Some(url) = &added.authorize_url {
+                        eprintln!("open this URL to authorise it (the provider sends the browser back to serve):");
+                        println!("{url}");
+                    }
                 }
                 ConnectorCmd::List { .. } => {
                     println!("ID\tKIND\tACCOUNT\tSTATE\tLAST SYNC\tLAST ERROR");
@@ -476,6 +538,68 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .with_context(|| format!("cannot sync {}", what(id)))?;
                     eprintln!("{} runs within a second where `serve` runs", what(id));
+                }
+            }
+            Ok(())
+        }
+        Command::OauthClient(cmd) => {
+            let core = offline_core(&cli.data).await?;
+            let store = core.mesh.store.as_ref();
+            match cmd {
+                OauthClientCmd::Add {
+                    user,
+                    provider,
+                    client_id,
+                    client_secret,
+                    authorize_url,
+                    token_url,
+                    revoke_url,
+                    scope,
+                } => {
+                    let u = user_named(store, &user).await?;
+                    let client_secret = match client_secret.as_deref() {
+                        Some("-") => {
+                            let mut s = String::new();
+                            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                                .context("cannot read the client secret from standard input")?;
+                            Some(s.trim().to_string())
+                        }
+                        other => other.map(str::to_string),
+                    };
+                    let c = crate::usecases::oauth::NewClient {
+                        provider,
+                        client_id,
+                        client_secret,
+                        authorize_url,
+                        token_url,
+                        revoke_url,
+                        scope,
+                    };
+                    let made = crate::usecases::oauth::add_client(&core, u.id, c, true)
+                        .await
+                        .context("cannot add the OAuth client")?;
+                    eprintln!(
+                        "OAuth client {} of {user} at {}; register BASE/oauth/callback as its redirect URI",
+                        made.client_id, made.provider
+                    );
+                }
+                OauthClientCmd::List { user } => {
+                    let u = user_named(store, &user).await?;
+                    println!("PROVIDER\tCLIENT ID\tAUTHORIZE URL\tTOKEN URL\tREVOKE URL\tSCOPE");
+                    for c in crate::usecases::oauth::clients(&core, u.id).await? {
+                        let revoke = c.revoke_url.as_deref().unwrap_or("-");
+                        println!(
+                            "{}\t{}\t{}\t{}\t{revoke}\t{}",
+                            c.provider, c.client_id, c.authorize_url, c.token_url, c.scope
+                        );
+                    }
+                }
+                OauthClientCmd::Remove { user, provider } => {
+                    let u = user_named(store, &user).await?;
+                    crate::usecases::oauth::remove_client(&core, u.id, &provider)
+                        .await
+                        .with_context(|| format!("cannot remove the OAuth client of {user} at {provider}"))?;
+                    eprintln!("removed the OAuth client of {user} at {provider}");
                 }
             }
             Ok(())

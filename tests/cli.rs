@@ -182,6 +182,7 @@ fn every_command_explains_itself() {
         vec!["follow", "add", "--help"],
         vec!["connector", "add", "--help"],
         vec!["connector", "list", "--help"],
+        vec!["oauth-client", "add", "--help"],
     ] {
         let out = ok(dir.path(), &args);
         assert!(out.contains("Usage:"), "{args:?}: {out}");
@@ -487,4 +488,42 @@ fn connectors_are_added_listed_paused_resumed_and_removed_by_the_cli() {
     let (success, _, err) = feedmesh(d, &["connector", "remove", "alice", id]);
     assert!(!success && err.contains("not found"), "{err}");
     assert!(!ok(d, &["connector", "list", "alice"]).contains("github"));
+
+    // OAuth: without a client registration a token-less github connector is refused; with
+    // one, the authorization URL is the last line of stdout and the connector needs-auth.
+    let (success, _, err) = feedmesh(d, &["connector", "add", "alice", "github", "--option", "login=octocat"]);
+    assert!(!success && err.contains("oauth-client add"), "{err}");
+    let (success, _, err) = feedmesh(d, &["oauth-client", "add", "alice", "gitea", "--client-id", "x"]);
+    assert!(!success && err.contains("--authorize-url"), "{err}");
+    ok(
+        d,
+        &[
+            "oauth-client",
+            "add",
+            "alice",
+            "github",
+            "--client-id",
+            "Iv1.abc",
+            "--client-secret",
+            "cs_cli_0003",
+        ],
+    );
+    let clients = ok(d, &["oauth-client", "list", "alice"]);
+    assert!(
+        clients.contains("github\tIv1.abc\thttps://github.com/login/oauth/authorize"),
+        "{clients}"
+    );
+    assert!(!clients.contains("cs_cli_0003"), "{clients}");
+    let out = ok(d, &["connector", "add", "alice", "github", "--option", "login=octocat"]);
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("https://github.com/login/oauth/authorize?"), "{out}");
+    assert!(
+        last.contains("code_challenge_method=S256") && last.contains("state="),
+        "{last}"
+    );
+    assert!(ok(d, &["connector", "list", "alice"]).contains("\tgithub\t-\tneeds-auth"));
+    let (success, _, err) = feedmesh(d, &["connector", "resume", "alice", out.lines().next().unwrap()]);
+    assert!(!success && err.contains("needs-auth"), "{err}");
+    ok(d, &["oauth-client", "remove", "alice", "github"]);
+    assert!(!ok(d, &["oauth-client", "list", "alice"]).contains("Iv1.abc"));
 }

@@ -24,6 +24,11 @@ const TOKEN: &str = "ghp_test_token_0001";
 
 #[derive(Default)]
 struct Github {
+    /// RFC 7662 introspection at an authorization server: bearer tokens it says are active
+    /// are taken as well as TOKEN (the OAuth tests).
+    introspect: Option<String>,
+    /// Every bearer token presented.
+    bearers: Vec<String>,
     lists: HashMap<String, Vec<Value>>,
     /// (path with query, If-None-Match sent)
     seen: Vec<(String, Option<String>)>,
@@ -59,7 +64,7 @@ fn etag(list: &[Value]) -> String {
 }
 
 async fn user(State(gh): State<Shared>, Path(login): Path<String>, headers: HeaderMap) -> Response {
-    if let Some(r) = refuse(&gh, &headers) {
+    if let Some(r) = refuse(&gh, &headers).await {
         return r;
     }
     if login != "octocat" {
@@ -68,9 +73,36 @@ async fn user(State(gh): State<Shared>, Path(login): Path<String>, headers: Head
     axum::Json(json!({"login": "octocat", "id": 583231, "html_url": "https://github.com/octocat"})).into_response()
 }
 
-fn refuse(gh: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {TOKEN}")) {
+async fn refuse(gh: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    let introspect = {
+        let mut g = gh.lock().unwrap();
+        g.bearers.push(bearer.clone());
+        g.introspect.clone()
+    };
+    let active = bearer == TOKEN
+        || match introspect {
+            Some(url) if !bearer.is_empty() => {
+                let v: Value = reqwest::Client::new()
+                    .post(url)
+                    .basic_auth("hub", Some("hub-secret"))
+                    .form(&[("token", bearer.as_str())])
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                v["active"] == json!(true)
+            }
+            _ => false,
+        };
+    if !active {
         return Some(
             (
                 StatusCode::UNAUTHORIZED,
@@ -113,7 +145,7 @@ async fn list(
         .unwrap()
         .seen
         .push((format!("/users/{login}/{which}?page={page}"), inm.clone()));
-    if let Some(r) = refuse(&gh, &headers) {
+    if let Some(r) = refuse(&gh, &headers).await {
         return r;
     }
     let g = gh.lock().unwrap();
@@ -482,4 +514,269 @@ async fn a_github_connector_runs_into_its_collection_and_contact_timelines() {
     );
     assert_eq!(api(&app, &token, Method::DELETE, &path2, None).await.0, 204);
     assert_eq!(api(&app, &token, Method::GET, &path2, None).await.0, 404);
+}
+
+/// oidc-provider on 127.0.0.1 (tests/fixtures/oidc-provider.mjs): its issuer URL, and the
+/// process (killed on drop). None (a skip) without node and the package.
+async fn oidc_provider(redirect_uri: &str, extra: &[(&str, &str)]) -> Option<(String, tokio::process::Child)> {
+    let (node, dir) = crate::common::node_with("oidc-provider")?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-provider.mjs");
+    // The script imports oidc-provider from the peers' node_modules.
+    let copy = dir.join("oidc-provider-test.mjs");
+    std::fs::copy(&script, &copy).unwrap();
+    let mut cmd = tokio::process::Command::new(node);
+    cmd.arg(&copy)
+        .env("REDIRECT_URI", redirect_uri)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        tokio::time::timeout(Duration::from_secs(30), out.read_line(&mut line))
+            .await
+            .expect("oidc-provider says its port within 30 s")
+            .unwrap();
+        if let Some(port) = line.trim().strip_prefix("listening ") {
+            let issuer = format!("http://127.0.0.1:{port}");
+            // Whatever it writes later is read, so its stdout never breaks (EPIPE kills it).
+            tokio::spawn(async move { while out.read_line(&mut String::new()).await.is_ok_and(|n| n > 0) {} });
+            return Some((issuer, child));
+        }
+        assert!(!line.is_empty(), "oidc-provider ended before listening");
+    }
+}
+
+/// The browser's part of the round trip, headless: oidc-provider's dev login and consent
+/// forms (any login), cookies carried by hand, up to the redirect back to the hub.
+async fn authorise_in_browser(authorize_url: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut cookies: HashMap<String, String> = HashMap::new();
+    let mut url = authorize_url.to_string();
+    let mut form: Option<Vec<(&str, &str)>> = None;
+    for _ in 0..12 {
+        let jar = cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let req = match form.take() {
+            Some(f) => client.post(&url).form(&f),
+            None => client.get(&url),
+        };
+        let resp = req.header(header::COOKIE, jar).send().await.unwrap();
+        for c in resp.headers().get_all(header::SET_COOKIE) {
+            let pair = c.to_str().unwrap().split(';').next().unwrap();
+            if let Some((k, v)) = pair.split_once('=') {
+                cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        let status = resp.status();
+        let base = url::Url::parse(&url).unwrap();
+        if status.is_redirection() {
+            let loc = resp.headers()[header::LOCATION].to_str().unwrap();
+            url = base.join(loc).unwrap().to_string();
+            if url.contains("/oauth/callback") {
+                return url;
+            }
+            continue;
+        }
+        let page = resp.text().await.unwrap();
+        assert!(status.is_success(), "{status} at {url}: {page}");
+        // A dev interaction page: the login form, then the consent form.
+        form = Some(if page.contains("name=\"login\"") {
+            vec![("prompt", "login"), ("login", "alice"), ("password", "any")]
+        } else {
+            vec![("prompt", "consent")]
+        });
+    }
+    panic!("the authorisation never came back to the hub");
+}
+
+/// OAuth 2.0 end to end against oidc-provider: the client registered at run time, the
+/// authorization URL answered by `connector add`, code + PKCE + state through the browser
+/// to the hub's callback, a wrong state refused, tokens sealed (never in the database or
+/// the API in clear), refreshed with rotation before they expire, revoked at the provider
+/// when the connector goes, and a revoked grant ending in needs-reconnect without a loop.
+#[tokio::test]
+async fn an_oauth_connector_is_authorised_refreshed_revoked_and_reconnected() {
+    use reqwest::Method;
+    let app = crate::common::TestApp::spawn().await;
+    let Some((issuer, _provider)) = oidc_provider(
+        &format!("{}/oauth/callback", app.base),
+        &[("AT_TTL", "30"), ("REVOKE_GRANT_ON_AT", "1")],
+    )
+    .await
+    else {
+        return;
+    };
+    let (gh_api, gh) = github().await;
+    gh.lock().unwrap().introspect = Some(format!("{issuer}/token/introspection"));
+    let token = app.token("alice", "laptop").await;
+
+    // Without a client registration, an OAuth connector is refused, naming the command.
+    let body = json!({"kind": "github", "options": {"login": "octocat", "api": gh_api}});
+    let (status, v) = api(&app, &token, Method::POST, "/api/connectors", Some(body.clone())).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("oauth-client add"), "{v}");
+
+    let client = json!({"provider": "github", "client_id": "hub", "client_secret": "hub-secret",
+        "authorize_url": format!("{issuer}/auth"), "token_url": format!("{issuer}/token"),
+        "revoke_url": format!("{issuer}/token/revocation"), "scope": "openid offline_access read:user"});
+    let (status, v) = api(&app, &token, Method::POST, "/api/oauth-clients", Some(client)).await;
+    assert_eq!(status, 201, "{v}");
+    assert!(!v.to_string().contains("hub-secret"), "{v}");
+    assert_eq!(v["redirect_uri"], json!(format!("{}/oauth/callback", app.base)));
+
+    let (status, c) = api(&app, &token, Method::POST, "/api/connectors", Some(body.clone())).await;
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(c["state"], "needs-auth");
+    let auth_url = c["authorize_url"].as_str().unwrap().to_string();
+    let q: HashMap<String, String> = url::Url::parse(&auth_url).unwrap().query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["redirect_uri"], format!("{}/oauth/callback", app.base));
+    assert!(q["state"].len() > 20 && q.contains_key("code_challenge"), "{q:?}");
+    let path = format!("/api/connectors/{}", c["id"]);
+
+    // A callback with a state the hub never gave is refused and changes nothing.
+    let r = app
+        .client
+        .get(app.url("/oauth/callback?code=abc&state=1.forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = app
+        .client
+        .get(app.url("/oauth/callback?error=access_denied&state=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        api(&app, &token, Method::GET, &path, None).await.1["state"],
+        "needs-auth"
+    );
+
+    // The round trip: login and consent at the provider, back to the hub's callback.
+    let back = authorise_in_browser(&auth_url).await;
+    let r = app.client.get(&back).send().await.unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Connected"), "{page}");
+    // The same code and state again: used already.
+    assert_eq!(app.client.get(&back).send().await.unwrap().status(), 400);
+    crate::common::eventually("the first pull with the OAuth token", async || {
+        api(&app, &token, Method::GET, &path, None).await.1["last_sync_at"].is_string()
+    })
+    .await;
+    let (_, c) = api(&app, &token, Method::GET, &path, None).await;
+    assert_eq!(
+        (c["state"].as_str(), c["account"].as_str()),
+        (Some("active"), Some("octocat")),
+        "{c}"
+    );
+    let first = gh.lock().unwrap().bearers.last().cloned().unwrap();
+    assert!(first.len() > 20 && first != TOKEN);
+
+    // The access token lives 30 s, under the minute the hub refreshes ahead: a sync now
+    // refreshes first (the provider rotates the refresh token), then pulls with the new one.
+    api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    crate::common::eventually("a pull with a refreshed token", async || {
+        gh.lock()
+            .unwrap()
+            .bearers
+            .iter()
+            .any(|b| b != &first && b != TOKEN && !b.is_empty())
+    })
+    .await;
+    crate::common::eventually("the sync to finish", async || {
+        api(&app, &token, Method::GET, &path, None).await.1["state"] == "active"
+    })
+    .await;
+    let second = gh.lock().unwrap().bearers.last().cloned().unwrap();
+
+    // No token in clear in the database.
+    if app.db_url.starts_with("sqlite://") {
+        let mut bytes = Vec::new();
+        for f in std::fs::read_dir(app.dir.path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.to_string_lossy().contains("feedmesh.db") {
+                bytes.extend(std::fs::read(p).unwrap());
+            }
+        }
+        for t in [first.as_str(), second.as_str(), "hub-secret"] {
+            assert!(
+                !bytes.windows(t.len()).any(|w| w == t.as_bytes()),
+                "{t} is in the database in clear"
+            );
+        }
+    }
+
+    // Removing the connector revokes its grant at the provider: its access token dies.
+    assert_eq!(api(&app, &token, Method::DELETE, &path, None).await.0, 204);
+    let introspect = |t: String| {
+        let issuer = issuer.clone();
+        async move {
+            let v: Value = reqwest::Client::new()
+                .post(format!("{issuer}/token/introspection"))
+                .basic_auth("hub", Some("hub-secret"))
+                .form(&[("token", t.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["active"] == json!(true)
+        }
+    };
+    assert!(
+        !introspect(second.clone()).await,
+        "the removed connector's token still works"
+    );
+
+    // A grant revoked at the provider: the next run's refresh is refused, the connector
+    // needs reconnecting, and it is not tried again by itself.
+    let (_, c) = api(&app, &token, Method::POST, "/api/connectors", Some(body)).await;
+    let path = format!("/api/connectors/{}", c["id"]);
+    let back = authorise_in_browser(c["authorize_url"].as_str().unwrap()).await;
+    assert_eq!(app.client.get(&back).send().await.unwrap().status(), 200);
+    crate::common::eventually("the second connector's first pull", async || {
+        api(&app, &token, Method::GET, &path, None).await.1["last_sync_at"].is_string()
+    })
+    .await;
+    let live = gh.lock().unwrap().bearers.last().cloned().unwrap();
+    assert!(introspect(live.clone()).await);
+    let r = reqwest::Client::new()
+        .post(format!("{issuer}/token/revocation"))
+        .basic_auth("hub", Some("hub-secret"))
+        .form(&[("token", live.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    crate::common::eventually("needs-reconnect", async || {
+        api(&app, &token, Method::GET, &path, None).await.1["state"] == "needs-reconnect"
+    })
+    .await;
+    let (_, c) = api(&app, &token, Method::GET, &path, None).await;
+    assert!(c["last_error"].as_str().unwrap().contains("refused the refresh"), "{c}");
+    assert!(c["next_run_at"].is_null(), "{c}");
+    let seen = gh.lock().unwrap().bearers.len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        gh.lock().unwrap().bearers.len(),
+        seen,
+        "a connector that needs reconnecting is not run"
+    );
 }

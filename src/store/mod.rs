@@ -602,6 +602,33 @@ pub struct ConnectorRow {
     pub last_sync_at: Option<i64>,
     pub last_error: Option<String>,
     pub created_at: i64,
+    /// The OAuth provider it is authorised at, and its tokens (JSON), opened; sealed at rest.
+    pub provider: Option<String>,
+    pub tokens: Option<String>,
+}
+
+/// A user's registration of the hub as an OAuth 2.0 client at a provider.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    pub provider: String,
+    pub client_id: String,
+    /// Opened; sealed at rest.
+    pub client_secret: Option<String>,
+    pub authorize_url: String,
+    pub token_url: String,
+    /// RFC 7009, where the provider offers it.
+    pub revoke_url: Option<String>,
+    pub scope: String,
+}
+
+impl std::fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("provider", &self.provider)
+            .field("client_id", &self.client_id)
+            .field("authorize_url", &self.authorize_url)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -679,6 +706,32 @@ pub trait ConnectorStore: Send + Sync {
     /// Writes a run's outcome and releases the claim, if the connector is still in state
     /// `was`; false (only the claim released) when its user changed it meanwhile.
     async fn finish_connector_run(&self, c: &ConnectorRow, was: ConnectorState, run: &ConnectorRun) -> Result<bool>;
+    /// Sets a connector's provider, tokens (JSON, sealed here) and state; due at `next_at`.
+    async fn set_connector_tokens(
+        &self,
+        user_id: i64,
+        id: i64,
+        provider: &str,
+        tokens: Option<&str>,
+        state: ConnectorState,
+        next_at: i64,
+    ) -> Result<()>;
+    /// Adds or replaces the user's client registration at `client.provider`.
+    async fn put_oauth_client(&self, user_id: i64, client: &OAuthClient) -> Result<()>;
+    async fn oauth_client(&self, user_id: i64, provider: &str) -> Result<Option<OAuthClient>>;
+    async fn oauth_clients(&self, user_id: i64) -> Result<Vec<OAuthClient>>;
+    async fn remove_oauth_client(&self, user_id: i64, provider: &str) -> Result<()>;
+    /// An authorisation waiting for its callback (the verifier is sealed here).
+    async fn add_oauth_pending(
+        &self,
+        user_id: i64,
+        state_hash: &str,
+        connector_id: i64,
+        verifier: &str,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// Takes (deletes and answers) a waiting authorisation: (connector id, verifier, expires at).
+    async fn take_oauth_pending(&self, user_id: i64, state_hash: &str) -> Result<Option<(i64, String, i64)>>;
 }
 
 /// People: the activities' identities, the contacts index (kept by item writes), companies,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use feedmesh_connector::{ConfigError, Connector, ConnectorError, Cursor, ErrorKind, OptionSpec, Options};
+use feedmesh_connector::{ConfigError, Connector, ConnectorError, Cursor, ErrorKind, OptionSpec, Options, Secret};
 
 use super::Core;
 use crate::error::{Error, Result};
@@ -31,8 +31,14 @@ pub struct Kind {
     pub about: &'static str,
     /// How often it is pulled when the service says nothing (seconds).
     pub interval: u64,
-    build: fn(&Options) -> Result<Box<dyn Connector>, ConfigError>,
+    /// The OAuth provider it is authorised at when no token option is given.
+    pub oauth: Option<&'static str>,
+    /// Builds it from its options and, when authorised by OAuth, the current access token.
+    build: Build,
 }
+
+/// Builds a connector from its options and, when authorised by OAuth, its access token.
+type Build = fn(&Options, Option<Secret>) -> Result<Box<dyn Connector>, ConfigError>;
 
 /// The kinds this hub runs.
 pub const KINDS: &[Kind] = &[
@@ -41,7 +47,8 @@ pub const KINDS: &[Kind] = &[
         options: feedmesh_connector_feed::OPTIONS,
         about: "an RSS, Atom or JSON Feed document, polled with conditional GETs",
         interval: 15 * 60,
-        build: |o| {
+        oauth: None,
+        build: |o, _| {
             let c = feedmesh_connector_feed::FeedConfig::from_options(o)?;
             Ok(Box::new(feedmesh_connector_feed::FeedConnector::new(c)))
         },
@@ -51,9 +58,14 @@ pub const KINDS: &[Kind] = &[
         options: feedmesh_connector_github::OPTIONS,
         about: "a GitHub user's events and received events",
         interval: 5 * 60,
-        build: |o| {
+        oauth: Some("github"),
+        build: |o, token| {
             let c = feedmesh_connector_github::GithubConfig::from_options(o)?;
-            Ok(Box::new(feedmesh_connector_github::GithubConnector::new(c)))
+            let mut g = feedmesh_connector_github::GithubConnector::new(c);
+            if let Some(t) = token {
+                g = g.with_oauth_token(t);
+            }
+            Ok(Box::new(g))
         },
     },
 ];
@@ -86,8 +98,16 @@ pub fn kinds_help() -> String {
 /// Options that name a server the connector will reach: checked like every outbound URL.
 const URL_OPTIONS: [&str; 3] = ["url", "api", "instance"];
 
+/// A connector just added, and the URL its user opens to authorise it (OAuth kinds given no
+/// token); until then it is `needs-auth`.
+pub struct Added {
+    pub connector: ConnectorRow,
+    pub authorize_url: Option<String>,
+}
+
 /// Adds a connector of `kind` for the user, writing into `collection` (default: the kind's
-/// name; made if missing), and wakes the runtime: its first pull starts at once.
+/// name; made if missing), and wakes the runtime: its first pull starts at once, or once
+/// its user has authorised it at the provider.
 pub async fn add(
     core: &Core,
     user_id: i64,
@@ -95,10 +115,20 @@ pub async fn add(
     collection: Option<&str>,
     pairs: Vec<(String, String)>,
     allow_private: bool,
-) -> Result<ConnectorRow> {
+) -> Result<Added> {
     let kind = kind(kind_name)?;
     let options = Options::new(kind.options, pairs).map_err(|e| Error::Invalid(e.to_string()))?;
-    (kind.build)(&options).map_err(|e| Error::Invalid(e.to_string()))?;
+    (kind.build)(&options, None).map_err(|e| Error::Invalid(e.to_string()))?;
+    let oauth = kind.oauth.filter(|_| options.get("token").is_none());
+    if let Some(provider) = oauth
+        && core.mesh.store.oauth_client(user_id, provider).await?.is_none()
+    {
+        return Err(Error::Invalid(format!(
+            "a {} connector needs --option token=… or an OAuth client for {provider} \
+             (feedmesh oauth-client add USER {provider} --client-id … --client-secret …)",
+            kind.name
+        )));
+    }
     for (name, value) in options.iter().filter(|(n, _)| URL_OPTIONS.contains(n)) {
         crate::net::check_url(value, allow_private).map_err(|e| Error::Invalid(format!("option {name}: {e}")))?;
     }
@@ -127,8 +157,22 @@ pub async fn add(
             ConnectorState::Active,
         )
         .await?;
+    let authorize_url = match oauth {
+        Some(provider) => match super::oauth::begin(core, user_id, row.id, provider).await {
+            Ok(url) => Some(url),
+            Err(e) => {
+                core.mesh.store.remove_connector(user_id, row.id).await?;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     core.connector_wake.notify_one();
-    Ok(row)
+    let connector = core.mesh.store.connector(user_id, row.id).await?;
+    Ok(Added {
+        connector,
+        authorize_url,
+    })
 }
 
 pub async fn list(core: &Core, user_id: i64) -> Result<Vec<ConnectorRow>> {
@@ -139,7 +183,10 @@ pub async fn get(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
     Ok(core.mesh.store.connector(user_id, id).await?)
 }
 
+/// Removes a connector, revoking its tokens at its provider first where it offers that.
 pub async fn remove(core: &Core, user_id: i64, id: i64) -> Result<()> {
+    let c = core.mesh.store.connector(user_id, id).await?;
+    super::oauth::revoke(core, &c).await;
     Ok(core.mesh.store.remove_connector(user_id, id).await?)
 }
 
@@ -244,12 +291,15 @@ pub async fn run_one(core: &Core, c: &ConnectorRow) -> anyhow::Result<ConnectorR
         last_error: c.last_error.clone(),
     };
     let kind = kind(&c.kind)?;
-    let outcome = match stored_options(c, kind).map(|o| (kind.build)(&o)) {
-        Ok(Ok(connector)) => pull(core, c, connector.as_ref(), &mut run).await,
-        Ok(Err(e)) => Err(ConnectorError::Permanent(e.to_string())),
-        Err(e) => Err(ConnectorError::Permanent(format!(
-            "its stored options cannot be read: {e}"
-        ))),
+    let outcome = match super::oauth::access_token(core, c).await {
+        Err(e) => Err(e),
+        Ok(token) => match stored_options(c, kind).map(|o| (kind.build)(&o, token)) {
+            Ok(Ok(connector)) => pull(core, c, connector.as_ref(), &mut run).await,
+            Ok(Err(e)) => Err(ConnectorError::Permanent(e.to_string())),
+            Err(e) => Err(ConnectorError::Permanent(format!(
+                "its stored options cannot be read: {e}"
+            ))),
+        },
     };
     match outcome {
         Ok(poll_after) => {

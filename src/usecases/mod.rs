@@ -16,6 +16,7 @@ pub mod files;
 pub mod follows;
 pub mod items;
 pub mod keys;
+pub mod oauth;
 pub mod timelines;
 
 use std::sync::Arc;

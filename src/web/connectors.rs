@@ -70,7 +70,7 @@ pub async fn create(
 ) -> Result<Response> {
     let p = principal(&st, &headers).await?;
     let allow_private = st.outbound.allows_private();
-    let c = connectors::add(
+    let added = connectors::add(
         &st,
         p.user_id,
         &req.kind,
@@ -79,7 +79,12 @@ pub async fn create(
         allow_private,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(out(&st, &c).await?)).into_response())
+    let mut body =
+        serde_json::to_value(out(&st, &added.connector).await?).map_err(|e| crate::error::Error::Internal(e.into()))?;
+    if let Some(url) = added.authorize_url {
+        body["authorize_url"] = serde_json::Value::String(url);
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 pub async fn list(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {

@@ -13,6 +13,7 @@ mod files;
 mod follows;
 mod hub;
 mod keys;
+mod oauth;
 mod pages;
 
 use std::sync::Arc;
@@ -117,6 +118,15 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/connectors", get(connectors::list).post(connectors::create))
         .route("/api/connectors/{id}", get(connectors::show).delete(connectors::remove))
         .route("/api/connectors/{id}/{action}", axum::routing::post(connectors::act))
+        .route(
+            "/api/oauth-clients",
+            get(oauth::list_clients).post(oauth::create_client),
+        )
+        .route(
+            "/api/oauth-clients/{provider}",
+            axum::routing::delete(oauth::remove_client),
+        )
+        .route("/oauth/callback", get(oauth::callback))
         .route("/api/follows", get(follows::list).post(follows::create))
         .route("/api/follows/{id}", axum::routing::delete(follows::remove))
         .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))

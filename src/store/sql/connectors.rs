@@ -5,7 +5,7 @@ use super::*;
 
 use async_trait::async_trait;
 
-use crate::store::{ConnectorRow, ConnectorRun, ConnectorState, ConnectorStore};
+use crate::store::{ConnectorRow, ConnectorRun, ConnectorState, ConnectorStore, OAuthClient};
 use crate::store::{Result, StoreError};
 
 impl SqlStore {
@@ -28,6 +28,8 @@ impl SqlStore {
             last_sync_at: r.try_get("last_sync_at")?,
             last_error: r.try_get("last_error")?,
             created_at: r.try_get("created_at")?,
+            provider: r.try_get("provider")?,
+            tokens: self.reveal(r.try_get("tokens_sealed")?),
         })
     }
 }
@@ -139,5 +141,144 @@ impl ConnectorStore for SqlStore {
             .execute(&self.writer)
             .await?;
         Ok(false)
+    }
+
+    async fn set_connector_tokens(
+        &self,
+        user_id: i64,
+        id: i64,
+        provider: &str,
+        tokens: Option<&str>,
+        state: ConnectorState,
+        next_at: i64,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE connectors SET provider = $3, tokens_sealed = $4, state = $5, next_at = $6 \
+             WHERE user_id = $1 AND id = $2",
+        )
+        .bind(user_id)
+        .bind(id)
+        .bind(provider)
+        .bind(self.seal_opt(tokens)?)
+        .bind(state.as_str())
+        .bind(next_at)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("connector"));
+        }
+        Ok(())
+    }
+
+    async fn put_oauth_client(&self, user_id: i64, c: &OAuthClient) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oauth_clients (user_id, provider, client_id, client_secret_sealed, authorize_url, token_url, \
+             revoke_url, scope, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (user_id, provider) DO UPDATE SET client_id = excluded.client_id, \
+             client_secret_sealed = excluded.client_secret_sealed, authorize_url = excluded.authorize_url, \
+             token_url = excluded.token_url, revoke_url = excluded.revoke_url, scope = excluded.scope",
+        )
+        .bind(user_id)
+        .bind(&c.provider)
+        .bind(&c.client_id)
+        .bind(self.seal_opt(c.client_secret.as_deref())?)
+        .bind(&c.authorize_url)
+        .bind(&c.token_url)
+        .bind(c.revoke_url.as_deref())
+        .bind(&c.scope)
+        .bind(crate::jobs::now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn oauth_client(&self, user_id: i64, provider: &str) -> Result<Option<OAuthClient>> {
+        Ok(self
+            .oauth_clients(user_id)
+            .await?
+            .into_iter()
+            .find(|c| c.provider == provider))
+    }
+
+    async fn oauth_clients(&self, user_id: i64) -> Result<Vec<OAuthClient>> {
+        let rows = sqlx::query(
+            "SELECT provider, client_id, client_secret_sealed, authorize_url, token_url, revoke_url, scope \
+             FROM oauth_clients WHERE user_id = $1 ORDER BY provider",
+        )
+        .bind(user_id)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OAuthClient {
+                    provider: r.try_get("provider")?,
+                    client_id: r.try_get("client_id")?,
+                    client_secret: self.reveal(r.try_get("client_secret_sealed")?),
+                    authorize_url: r.try_get("authorize_url")?,
+                    token_url: r.try_get("token_url")?,
+                    revoke_url: r.try_get("revoke_url")?,
+                    scope: r.try_get("scope")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_oauth_client(&self, user_id: i64, provider: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM oauth_clients WHERE user_id = $1 AND provider = $2")
+            .bind(user_id)
+            .bind(provider)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("OAuth client"));
+        }
+        Ok(())
+    }
+
+    async fn add_oauth_pending(
+        &self,
+        user_id: i64,
+        state_hash: &str,
+        connector_id: i64,
+        verifier: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        // Waiting authorisations past their time go as new ones come.
+        sqlx::query("DELETE FROM oauth_pending WHERE user_id = $1 AND expires_at < $2")
+            .bind(user_id)
+            .bind(crate::jobs::now_ms())
+            .execute(&self.writer)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oauth_pending (user_id, state_hash, connector_id, verifier_sealed, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user_id)
+        .bind(state_hash)
+        .bind(connector_id)
+        .bind(self.seal(verifier)?)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_oauth_pending(&self, user_id: i64, state_hash: &str) -> Result<Option<(i64, String, i64)>> {
+        let row = sqlx::query(
+            "DELETE FROM oauth_pending WHERE user_id = $1 AND state_hash = $2 \
+             RETURNING connector_id, verifier_sealed, expires_at",
+        )
+        .bind(user_id)
+        .bind(state_hash)
+        .fetch_optional(&self.writer)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((
+                r.try_get("connector_id")?,
+                self.sealer.reveal(r.try_get::<String, _>("verifier_sealed")?),
+                r.try_get("expires_at")?,
+            ))),
+        }
     }
 }
