@@ -89,7 +89,12 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let router = web::router(self.state.clone()).layer(tower_http::trace::TraceLayer::new_for_http());
+        // Request spans name the method and the path, never the query: it may hold an OAuth
+        // code and state, or a feed key.
+        let trace = tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        });
+        let router = web::router(self.state.clone()).layer(trace);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         // Without TCP_NODELAY a response written in two pieces (headers, then a body) waits
         // for the client's delayed ACK: 40 ms per small blob download.

@@ -34,6 +34,8 @@ struct Github {
     seen: Vec<(String, Option<String>)>,
     rate_limited: bool,
     garbage: bool,
+    /// Seconds the second page of a list waits before it answers (a pull to kill midway).
+    slow_page: u64,
 }
 
 type Shared = Arc<Mutex<Github>>;
@@ -147,6 +149,10 @@ async fn list(
         .push((format!("/users/{login}/{which}?page={page}"), inm.clone()));
     if let Some(r) = refuse(&gh, &headers).await {
         return r;
+    }
+    let slow = gh.lock().unwrap().slow_page;
+    if page == 2 && slow > 0 {
+        tokio::time::sleep(Duration::from_secs(slow)).await;
     }
     let g = gh.lock().unwrap();
     if g.garbage {
@@ -778,5 +784,92 @@ async fn an_oauth_connector_is_authorised_refreshed_revoked_and_reconnected() {
         gh.lock().unwrap().bearers.len(),
         seen,
         "a connector that needs reconnecting is not run"
+    );
+}
+
+/// The contract's durability and secrecy, with `serve` as a real process: `kill -9` in the
+/// middle of a pull (its second page pending) loses and duplicates nothing once `serve` is
+/// back, and the connector's token is neither in the logs (at debug level) nor in the
+/// database file in clear.
+#[tokio::test]
+async fn a_connector_survives_kill_9_mid_pull_and_its_token_reaches_no_log() {
+    use crate::common::process::{ok, serve_logged};
+    let (gh_api, gh) = github().await;
+    gh.lock().unwrap().slow_page = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let id = ok(
+        d,
+        &[
+            "connector",
+            "add",
+            "alice",
+            "github",
+            "--option",
+            "login=octocat",
+            "--option",
+            &format!("api={gh_api}"),
+            "--option",
+            &format!("token={TOKEN}"),
+        ],
+    );
+    let id = id.trim().to_string();
+    let env = [("FEEDMESH_LOG", "debug")];
+    let (mut first, _, log1) = serve_logged(d, &["--allow-private-network"], &env);
+    crate::common::eventually("the pull to reach its second page", async || {
+        gh.lock().unwrap().seen.iter().any(|(p, _)| p.contains("page=2"))
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL, mid-pull
+    first.wait().unwrap();
+    let list = ok(d, &["connector", "list", "alice"]);
+    assert!(list.contains(&format!("{id}\tgithub\t")), "{list}");
+
+    gh.lock().unwrap().slow_page = 0;
+    let (mut second, base, log2) = serve_logged(d, &["--allow-private-network"], &env);
+    crate::common::eventually_within("the run done again after the restart", 20, async || {
+        ok(d, &["connector", "list", "alice"]).contains("\toctocat\tactive\t20")
+    })
+    .await;
+    // A callback's query (an OAuth code and state) is not logged with its request.
+    feedmesh::net::install_crypto();
+    let r = reqwest::get(format!("{base}/oauth/callback?code=SECRETCODE42&state=1.x"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    crate::common::eventually("the request's log line", async || {
+        log2.lock().unwrap().contains("/oauth/callback")
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let url = format!("sqlite://{}", d.join("feedmesh.db").display());
+    let store = feedmesh::store::open(&url, crate::common::sealer_of(d)).await.unwrap();
+    let user = store.user("alice").await.unwrap();
+    let col = store.collection(user.id, "github").await.unwrap();
+    let items = store.items_since(col.id, 0, 1000).await.unwrap();
+    assert_eq!(items.len(), 180, "every event once");
+    let changes = store.changes(user.id, None, None, 1000).await.unwrap();
+    assert_eq!(changes.len(), 180, "one change per event: nothing written twice");
+
+    let logs = format!("{}{}", log1.lock().unwrap(), log2.lock().unwrap());
+    assert!(
+        logs.contains("connector") || logs.contains("DEBUG"),
+        "debug logs were written: {logs}"
+    );
+    assert!(!logs.contains(TOKEN), "the token is in the logs");
+    assert!(!logs.contains("SECRETCODE42"), "a callback's code is in the logs");
+    let mut bytes = Vec::new();
+    for f in std::fs::read_dir(d).unwrap() {
+        let p = f.unwrap().path();
+        if p.to_string_lossy().contains("feedmesh.db") {
+            bytes.extend(std::fs::read(p).unwrap());
+        }
+    }
+    assert!(
+        !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+        "the token is in the database in clear"
     );
 }

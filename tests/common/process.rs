@@ -72,6 +72,46 @@ pub fn serve_listening(dir: &Path, listen: &str, extra: &[&str]) -> (Child, Stri
     (child, url)
 }
 
+/// Starts `feedmesh serve` on a free port with extra flags and environment, keeping
+/// everything it logs (stderr) for the test to read.
+pub fn serve_logged(
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("FEEDMESH_DATA_DIR", dir)
+        .env_remove("FEEDMESH_DATABASE_URL")
+        .env_remove("FEEDMESH_SECRET_KEY")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        log.lock().unwrap().push_str(&line);
+        log.lock().unwrap().push('\n');
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let keep = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut l = keep.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    (child, url, log)
+}
+
 /// A child process killed (and reaped) when dropped.
 pub struct Proc(pub Child);
 
