@@ -873,3 +873,54 @@ async fn a_connector_survives_kill_9_mid_pull_and_its_token_reaches_no_log() {
         "the token is in the database in clear"
     );
 }
+
+/// Two `serve`s on one PostgreSQL share the connectors: 100 feed connectors added while
+/// both run, and each run once (each feed fetched exactly once, each entry stored once).
+#[tokio::test]
+async fn two_hubs_on_one_postgresql_run_each_connector_once() {
+    use reqwest::Method;
+    let Some(db) = crate::common::postgres_url().await else {
+        return;
+    };
+    // Feeds that count their fetches.
+    type Hits = Arc<Mutex<HashMap<String, usize>>>;
+    let hits: Hits = Arc::default();
+    async fn feed(State(h): State<Hits>, Path(n): Path<String>) -> Response {
+        *h.lock().unwrap().entry(n.clone()).or_default() += 1;
+        let body = format!(
+            "<?xml version=\"1.0\"?><feed xmlns=\"http://www.w3.org/2005/Atom\"><id>urn:f{n}</id><title>f{n}</title>\
+             <updated>2026-01-01T00:00:00Z</updated><entry><id>urn:f{n}:1</id><title>one of {n}</title>\
+             <updated>2026-01-01T00:00:00Z</updated></entry></feed>"
+        );
+        ([(header::CONTENT_TYPE, "application/atom+xml")], body).into_response()
+    }
+    let app = axum::Router::new().route("/f/{n}", get(feed)).with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let a = crate::common::TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
+    let b = crate::common::TestApp::spawn_with(tempfile::tempdir().unwrap(), db, |_| {}).await;
+    let token = a.token("alice", "laptop").await;
+    for n in 0..100 {
+        let body = json!({"kind": "feed", "collection": "News", "options": {"url": format!("{origin}/f/{n}")}});
+        let (status, v) = api(&a, &token, Method::POST, "/api/connectors", Some(body)).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    crate::common::eventually_within("every connector's first run", 30, async || {
+        hits.lock().unwrap().len() == 100
+    })
+    .await;
+    crate::common::eventually_within("every run recorded", 30, async || {
+        let (_, list) = api(&a, &token, Method::GET, "/api/connectors", None).await;
+        list.as_array().unwrap().iter().all(|c| c["last_sync_at"].is_string())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let h = hits.lock().unwrap();
+    let twice: Vec<(&String, &usize)> = h.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "feeds fetched more than once: {twice:?}");
+    let user = a.store.user("alice").await.unwrap();
+    let col = a.store.collection(user.id, "News").await.unwrap();
+    assert_eq!(b.store.items_since(col.id, 0, 1000).await.unwrap().len(), 100);
+}
