@@ -917,8 +917,13 @@ async fn two_hubs_on_one_postgresql_run_each_connector_once() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let h = hits.lock().unwrap();
-    let twice: Vec<(&String, &usize)> = h.iter().filter(|(_, n)| **n != 1).collect();
+    let twice: Vec<(String, usize)> = hits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, n)| **n != 1)
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
     assert!(twice.is_empty(), "feeds fetched more than once: {twice:?}");
     let user = a.store.user("alice").await.unwrap();
     let col = a.store.collection(user.id, "News").await.unwrap();
