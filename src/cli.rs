@@ -110,6 +110,10 @@ pub enum ConnectorCmd {
             value_name = "URL"
         )]
         base_url: String,
+        /// Let the URLs given (and a registration at a Mastodon instance) reach loopback and
+        /// private addresses, as `serve --allow-private-network` lets its runs.
+        #[arg(long, env = "FEEDMESH_ALLOW_PRIVATE_NETWORK")]
+        allow_private_network: bool,
     },
     /// List USER's connectors: id, kind, account, state, last sync, last error.
     List {
@@ -456,8 +460,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Connector(cmd) => {
             let mut core = offline_core(&cli.data).await?;
-            if let ConnectorCmd::Add { base_url, .. } = &cmd {
+            let mut allow_private = false;
+            if let ConnectorCmd::Add {
+                base_url,
+                allow_private_network,
+                ..
+            } = &cmd
+            {
                 core.base_url = base_url.trim_end_matches('/').to_string();
+                // What this command itself sends (a Mastodon app registration) and the URLs it
+                // takes follow the same policy as serve's.
+                allow_private = *allow_private_network;
+                core.outbound = crate::net::Outbound::new(allow_private, std::time::Duration::from_secs(10))?;
             }
             let store = core.mesh.store.as_ref();
             let user_of = |c: &ConnectorCmd| match c {
@@ -486,8 +500,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                                 .ok_or_else(|| anyhow::anyhow!("--option {o:?}: expected KEY=VALUE"))
                         })
                         .collect::<anyhow::Result<Vec<_>>>()?;
-                    // Private addresses are judged by `serve`'s own setting when it connects.
-                    let added = connectors::add(&core, u.id, &kind, collection.as_deref(), pairs, true)
+                    let added = connectors::add(&core, u.id, &kind, collection.as_deref(), pairs, allow_private)
                         .await
                         .map_err(|e| anyhow::Error::new(e).context(format!("cannot add a {kind} connector")))?;
                     let c = &added.connector;

@@ -812,6 +812,7 @@ async fn a_connector_survives_kill_9_mid_pull_and_its_token_reaches_no_log() {
             &format!("api={gh_api}"),
             "--option",
             &format!("token={TOKEN}"),
+            "--allow-private-network",
         ],
     );
     let id = id.trim().to_string();
@@ -928,4 +929,210 @@ async fn two_hubs_on_one_postgresql_run_each_connector_once() {
     let user = a.store.user("alice").await.unwrap();
     let col = a.store.collection(user.id, "News").await.unwrap();
     assert_eq!(b.store.items_since(col.id, 0, 1000).await.unwrap().len(), 100);
+}
+
+/// mastodon-mock on 127.0.0.1 (tests/fixtures/mastodon-mock.py) seeded with `config`: its
+/// base URL, and the process (killed on drop). None (a skip) without it.
+async fn mastodon(config: &str) -> Option<(String, tokio::process::Child, tempfile::TempDir)> {
+    let python = crate::common::python_with("mastodon_mock")?;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("mm.toml");
+    std::fs::write(&toml, config).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mastodon-mock.py");
+    let mut child = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(&toml)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(60), out.read_line(&mut line))
+        .await
+        .expect("mastodon-mock says its port within 60 s")
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .expect("mastodon-mock's port")
+        .to_string();
+    tokio::spawn(async move { while out.read_line(&mut String::new()).await.is_ok_and(|n| n > 0) {} });
+    let base = format!("http://127.0.0.1:{port}");
+    feedmesh::net::install_crypto();
+    let client = reqwest::Client::new();
+    crate::common::eventually("mastodon-mock to answer", async || {
+        client
+            .get(format!("{base}/api/v1/instance"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    Some((base, child, dir))
+}
+
+/// Mastodon end to end against mastodon-mock: `connector add` registers the hub at the
+/// instance (`POST /api/v1/apps`) and answers the authorization URL; the instance's consent
+/// form sends the browser back; the home timeline, notifications and own posts come in,
+/// each status once, the poster's profile URL linking it to their contact; a new post
+/// arrives on the next sync, nothing twice.
+#[tokio::test]
+async fn a_mastodon_account_is_connected_and_its_timeline_linked_to_contacts() {
+    use reqwest::Method;
+    let config = r#"
+url_scheme = "http"
+[auth]
+permissive = false
+[[seed.accounts]]
+username = "alice"
+access_token = "alice-token"
+[[seed.accounts]]
+username = "bob"
+access_token = "bob-token"
+[[seed.follows]]
+follower = "alice"
+following = "bob"
+[[seed.statuses]]
+account = "bob"
+text = "bob's first post"
+[[seed.statuses]]
+account = "alice"
+text = "alice says hello"
+"#;
+    let Some((instance, _mm, _dir)) = mastodon(config).await else {
+        return;
+    };
+    let app = crate::common::TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Bob's profile URL, as the instance gives it, held by a contact before anything arrives.
+    let bob: Value = client
+        .get(format!("{instance}/api/v1/accounts/verify_credentials"))
+        .bearer_auth("bob-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bob_url = bob["url"].as_str().unwrap().to_string();
+    let (status, contact) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/contacts",
+        Some(json!({"name": "Bob", "identities": [bob_url]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{contact}");
+
+    let (status, c) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/connectors",
+        Some(json!({"kind": "mastodon", "options": {"instance": instance}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(c["state"], "needs-auth");
+    let auth = url::Url::parse(c["authorize_url"].as_str().unwrap()).unwrap();
+    assert!(
+        auth.as_str().starts_with(&format!("{instance}/oauth/authorize?")),
+        "{auth}"
+    );
+    let q: HashMap<String, String> = auth.query_pairs().into_owned().collect();
+    let (_, clients) = api(&app, &token, Method::GET, "/api/oauth-clients", None).await;
+    assert_eq!(
+        clients[0]["provider"],
+        json!(format!("mastodon:{}", &instance["http://".len()..])),
+        "{clients}"
+    );
+    assert_eq!(clients[0]["client_id"].as_str(), Some(q["client_id"].as_str()));
+
+    // The instance's consent form: alice picks her account.
+    let r = client
+        .post(format!("{instance}/oauth/authorize"))
+        .form(&[
+            ("username", "alice"),
+            ("client_id", q["client_id"].as_str()),
+            ("redirect_uri", q["redirect_uri"].as_str()),
+            ("state", q["state"].as_str()),
+            ("scope", q["scope"].as_str()),
+            ("response_type", "code"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let back = r.headers()[header::LOCATION].to_str().unwrap().to_string();
+    assert!(back.starts_with(&format!("{}/oauth/callback?", app.base)), "{back}");
+    let page = app.client.get(&back).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Connected"), "{page}");
+    let path = format!("/api/connectors/{}", c["id"]);
+    crate::common::eventually("the first pull", async || {
+        api(&app, &token, Method::GET, &path, None).await.1["last_sync_at"].is_string()
+    })
+    .await;
+    let (_, c) = api(&app, &token, Method::GET, &path, None).await;
+    assert_eq!(c["state"], "active", "{c}");
+    assert_eq!(c["account"], json!(format!("alice@{}", &instance["http://".len()..])));
+    let user = app.store.user("alice").await.unwrap();
+    let col = app.store.collection(user.id, "mastodon").await.unwrap();
+    let titles = |items: Vec<feedmesh::store::ItemRecord>| -> Vec<String> {
+        items.into_iter().map(|r| r.item.current.payload.title.value).collect()
+    };
+    let first = titles(app.store.items_since(col.id, 0, 1000).await.unwrap());
+    assert!(first.iter().any(|t| t.contains("bob's first post")), "{first:?}");
+    assert!(first.iter().any(|t| t.contains("alice says hello")), "{first:?}");
+    let cid = contact["id"].as_str().unwrap();
+    let feed: Value = app
+        .get(&token, &format!("/u/alice/contacts/{cid}/timeline.json"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["title"].as_str().is_some_and(|t| t.contains("bob's first post"))),
+        "bob's post is in Bob's timeline: {feed}"
+    );
+
+    // Bob posts, mentioning alice: home timeline and a mention notification, one item.
+    let r = client
+        .post(format!("{instance}/api/v1/statuses"))
+        .bearer_auth("bob-token")
+        .form(&[("status", "hello @alice, <b>news</b>")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    crate::common::eventually("bob's new post", async || {
+        titles(app.store.items_since(col.id, 0, 1000).await.unwrap())
+            .iter()
+            .any(|t| t.contains("news"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = titles(app.store.items_since(col.id, 0, 1000).await.unwrap());
+    assert_eq!(now.len(), first.len() + 1, "one new item: {now:?}");
+    // Once more: nothing new.
+    let head = app.store.user_head(user.id).await.unwrap();
+    api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        app.store.user_head(user.id).await.unwrap(),
+        head,
+        "a sync of nothing new writes nothing"
+    );
 }

@@ -31,10 +31,22 @@ pub struct Kind {
     pub about: &'static str,
     /// How often it is pulled when the service says nothing (seconds).
     pub interval: u64,
-    /// The OAuth provider it is authorised at when no token option is given.
-    pub oauth: Option<&'static str>,
+    /// How it is authorised when no token option is given.
+    pub oauth: OAuth,
     /// Builds it from its options and, when authorised by OAuth, the current access token.
     build: Build,
+}
+
+/// How a kind is authorised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OAuth {
+    /// It is not (a public feed).
+    No,
+    /// At this provider, with the client its user registered (`feedmesh oauth-client add`).
+    Provider(&'static str),
+    /// At the Mastodon instance its `instance` option names, where the hub registers
+    /// itself as a client (`POST /api/v1/apps`) the first time.
+    MastodonApp,
 }
 
 /// Builds a connector from its options and, when authorised by OAuth, its access token.
@@ -47,7 +59,7 @@ pub const KINDS: &[Kind] = &[
         options: feedmesh_connector_feed::OPTIONS,
         about: "an RSS, Atom or JSON Feed document, polled with conditional GETs",
         interval: 15 * 60,
-        oauth: None,
+        oauth: OAuth::No,
         build: |o, _| {
             let c = feedmesh_connector_feed::FeedConfig::from_options(o)?;
             Ok(Box::new(feedmesh_connector_feed::FeedConnector::new(c)))
@@ -58,7 +70,7 @@ pub const KINDS: &[Kind] = &[
         options: feedmesh_connector_github::OPTIONS,
         about: "a GitHub user's events and received events",
         interval: 5 * 60,
-        oauth: Some("github"),
+        oauth: OAuth::Provider("github"),
         build: |o, token| {
             let c = feedmesh_connector_github::GithubConfig::from_options(o)?;
             let mut g = feedmesh_connector_github::GithubConnector::new(c);
@@ -66,6 +78,21 @@ pub const KINDS: &[Kind] = &[
                 g = g.with_oauth_token(t);
             }
             Ok(Box::new(g))
+        },
+    },
+    Kind {
+        name: "mastodon",
+        options: feedmesh_connector_mastodon::OPTIONS,
+        about: "a Mastodon account's home timeline, notifications and own posts",
+        interval: 60,
+        oauth: OAuth::MastodonApp,
+        build: |o, token| {
+            let c = feedmesh_connector_mastodon::MastodonConfig::from_options(o)?;
+            let mut m = feedmesh_connector_mastodon::MastodonConnector::new(c);
+            if let Some(t) = token {
+                m = m.with_oauth_token(t);
+            }
+            Ok(Box::new(m))
         },
     },
 ];
@@ -119,16 +146,24 @@ pub async fn add(
     let kind = kind(kind_name)?;
     let options = Options::new(kind.options, pairs).map_err(|e| Error::Invalid(e.to_string()))?;
     (kind.build)(&options, None).map_err(|e| Error::Invalid(e.to_string()))?;
-    let oauth = kind.oauth.filter(|_| options.get("token").is_none());
-    if let Some(provider) = oauth
-        && core.mesh.store.oauth_client(user_id, provider).await?.is_none()
-    {
-        return Err(Error::Invalid(format!(
-            "a {} connector needs --option token=… or an OAuth client for {provider} \
-             (feedmesh oauth-client add USER {provider} --client-id … --client-secret …)",
-            kind.name
-        )));
-    }
+    let oauth: Option<String> = match kind.oauth {
+        _ if options.get("token").is_some() => None,
+        OAuth::No => None,
+        OAuth::Provider(provider) => {
+            if core.mesh.store.oauth_client(user_id, provider).await?.is_none() {
+                return Err(Error::Invalid(format!(
+                    "a {} connector needs --option token=… or an OAuth client for {provider} \
+                     (feedmesh oauth-client add USER {provider} --client-id … --client-secret …)",
+                    kind.name
+                )));
+            }
+            Some(provider.to_string())
+        }
+        OAuth::MastodonApp => {
+            let instance = options.get("instance").unwrap_or_default();
+            Some(super::oauth::mastodon_app(core, user_id, instance).await?)
+        }
+    };
     for (name, value) in options.iter().filter(|(n, _)| URL_OPTIONS.contains(n)) {
         crate::net::check_url(value, allow_private).map_err(|e| Error::Invalid(format!("option {name}: {e}")))?;
     }
@@ -158,7 +193,7 @@ pub async fn add(
         )
         .await?;
     let authorize_url = match oauth {
-        Some(provider) => match super::oauth::begin(core, user_id, row.id, provider).await {
+        Some(provider) => match super::oauth::begin(core, user_id, row.id, &provider).await {
             Ok(url) => Some(url),
             Err(e) => {
                 core.mesh.store.remove_connector(user_id, row.id).await?;

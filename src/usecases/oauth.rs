@@ -109,6 +109,60 @@ pub async fn remove_client(core: &Core, user_id: i64, provider: &str) -> Result<
     Ok(core.mesh.store.remove_oauth_client(user_id, provider).await?)
 }
 
+/// The hub's client at a Mastodon instance (provider `mastodon:HOST`): registered there
+/// (`POST /api/v1/apps`, through the outbound policy) the first time one of the user's
+/// connectors needs it, kept like any client registration. Answers the provider's name.
+pub async fn mastodon_app(core: &Core, user_id: i64, instance: &str) -> Result<String> {
+    let instance = instance.trim_end_matches('/');
+    let host = url::Url::parse(instance)
+        .ok()
+        .and_then(|u| {
+            Some(format!(
+                "{}{}",
+                u.host_str()?,
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ))
+        })
+        .ok_or_else(|| Error::Invalid(format!("option instance: {instance:?} is not a URL")))?;
+    let provider = format!("mastodon:{host}");
+    if core.mesh.store.oauth_client(user_id, &provider).await?.is_some() {
+        return Ok(provider);
+    }
+    let scopes = feedmesh_connector_mastodon::SCOPES;
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_name", "feedmesh")
+        .append_pair("redirect_uris", &callback_url(core))
+        .append_pair("scopes", scopes)
+        .append_pair("website", &core.base_url)
+        .finish();
+    let unreachable = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot register the hub at {instance}: {e}"));
+    let req = core
+        .outbound
+        .request(reqwest::Method::POST, &format!("{instance}/api/v1/apps"))
+        .map_err(|e| unreachable(&e))?
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form);
+    let resp = core.outbound.send(req).await.map_err(|e| unreachable(&e))?;
+    let status = resp.status();
+    let body = crate::net::read_capped(resp, MAX_ANSWER).await;
+    if !status.is_success() {
+        return Err(unreachable(&format!("it answered {status}")));
+    }
+    let app: serde_json::Value = serde_json::from_slice(&body).map_err(|e| unreachable(&e))?;
+    let field = |k: &str| app.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let client = OAuthClient {
+        client_id: field("client_id").ok_or_else(|| unreachable(&"no client_id in its answer"))?,
+        client_secret: field("client_secret"),
+        authorize_url: format!("{instance}/oauth/authorize"),
+        token_url: format!("{instance}/oauth/token"),
+        revoke_url: Some(format!("{instance}/oauth/revoke")),
+        scope: scopes.to_string(),
+        provider: provider.clone(),
+    };
+    core.mesh.store.put_oauth_client(user_id, &client).await?;
+    Ok(provider)
+}
+
 /// The hub's callback URL, which every client registration must allow.
 pub fn callback_url(core: &Core) -> String {
     format!("{}/oauth/callback", core.base_url)

@@ -51,8 +51,9 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("FEEDMESH_TEST_PYTHON").map(PathBuf::from),
         Some(PathBuf::from("python3")),
-        // scripts/deps puts Flask-WebSub in a venv of its own.
+        // scripts/deps puts Flask-WebSub and mastodon-mock in venvs of their own.
         peers_dir().map(|d| d.join("venv-websub/bin/python")),
+        peers_dir().map(|d| d.join("venv-mm/bin/python")),
     ];
     for py in candidates.into_iter().flatten() {
         let ok = std::process::Command::new(&py)

@@ -1,0 +1,546 @@
+//! The Mastodon connector: an account's home timeline, its notifications (mentions, boosts,
+//! favourites, follows) and its own statuses, from the instance's REST API, as activities.
+//! Accounts become identities: the profile URL (the account's `url`) as the actor, and
+//! `acct:user@host` beside it, so a contact whose vCard has either gets that account's posts.
+//! Statuses' HTML is sanitised (ammonia) before it is stored.
+//!
+//! Each list is read from its own cursor (`min_id`: the pages just newer than what was seen,
+//! followed by `Link: rel="prev"`); a first pull takes only the newest page of each. The
+//! hub authorises it with OAuth at the instance (the app registered by the hub itself).
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use feedmesh_connector::{
+    Batch, ConfigError, Connector, ConnectorError, Cursor, Http, OptionSpec, Options, Pulled, Request, Response, Secret,
+};
+use feedmesh_domain::entry::{Category, Content, Entry, Link, Person, Text};
+use feedmesh_domain::time::Timestamp;
+use serde_json::Value;
+
+/// The options of `feedmesh connector add USER mastodon`.
+pub const OPTIONS: &[OptionSpec] = &[OptionSpec {
+    name: "instance",
+    required: true,
+    secret: false,
+    doc: "the instance's base URL (https://mastodon.social); the hub registers itself there and sends you to authorise it",
+}];
+
+/// The scopes the hub asks an instance for.
+pub const SCOPES: &str = "read write";
+
+/// Bytes of one answer read at most (40 statuses with their accounts are about 200 KB).
+const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// Statuses per page (Mastodon's most).
+const PAGE: usize = 40;
+
+/// Pages followed per list and pull.
+const MAX_PAGES: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MastodonConfig {
+    /// Without a trailing slash.
+    pub instance: String,
+}
+
+impl MastodonConfig {
+    pub fn from_options(options: &Options) -> Result<Self, ConfigError> {
+        let instance = options
+            .get("instance")
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        match url::Url::parse(&instance) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" => {}
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                return Err(ConfigError::new(
+                    "instance",
+                    format!("{instance:?}: the instance's base URL, without a path"),
+                ));
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    "instance",
+                    format!("{instance:?} is not an http(s) URL"),
+                ));
+            }
+        }
+        Ok(MastodonConfig { instance })
+    }
+
+    /// The instance's host (with its port), as `acct:` handles name it.
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.instance)
+            .ok()
+            .and_then(|u| {
+                Some(format!(
+                    "{}{}",
+                    u.host_str()?,
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default()
+                ))
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub struct MastodonConnector {
+    config: MastodonConfig,
+    token: Option<Secret>,
+}
+
+impl MastodonConnector {
+    pub fn new(config: MastodonConfig) -> Self {
+        MastodonConnector { config, token: None }
+    }
+
+    pub fn with_oauth_token(mut self, token: Secret) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    async fn get(&self, http: &dyn Http, url: String) -> Result<Response, ConnectorError> {
+        let token = self
+            .token
+            .as_ref()
+            .ok_or_else(|| ConnectorError::Unauthorized("not authorised at the instance yet".into()))?;
+        let req = Request::get(url, MAX_PAGE_BYTES)
+            .header("Accept", "application/json")
+            .header("Authorization", format!("Bearer {}", token.expose()));
+        let resp = http.send(req).await?;
+        check_status(&resp)?;
+        Ok(resp)
+    }
+
+    /// One list's items newer than `since` (all of them, page after page), newest first,
+    /// and the newest id seen.
+    async fn pull_list(
+        &self,
+        http: &dyn Http,
+        path: &str,
+        since: Option<&str>,
+        read: fn(&Value, &Ctx) -> Option<Pulled>,
+        ctx: &Ctx,
+    ) -> Result<(Vec<Pulled>, Option<String>), ConnectorError> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{}{path}{sep}limit={PAGE}", self.config.instance);
+        if let Some(s) = since {
+            url.push_str(&format!("&min_id={s}"));
+        }
+        let mut out = Vec::new();
+        let mut newest = since.map(str::to_string);
+        for _ in 0..MAX_PAGES {
+            let resp = self.get(http, url.clone()).await?;
+            let items: Vec<Value> = serde_json::from_slice(&resp.body)
+                .map_err(|e| ConnectorError::Malformed(format!("{path}: not a list: {e}")))?;
+            for v in &items {
+                let Some(id) = v.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
+                if newest.as_deref().is_none_or(|n| newer(id, n)) {
+                    newest = Some(id.to_string());
+                }
+                if let Some(p) = read(v, ctx) {
+                    out.push(p);
+                }
+            }
+            // A first pull takes the newest page only; later ones walk up to the present.
+            match resp.link("prev") {
+                Some(prev) if since.is_some() && items.len() == PAGE => url = prev,
+                _ => break,
+            }
+        }
+        Ok((out, newest))
+    }
+}
+
+/// Whether id `a` is newer than `b` (Mastodon's ids are numbers in strings, growing).
+fn newer(a: &str, b: &str) -> bool {
+    (a.len(), a) > (b.len(), b)
+}
+
+fn check_status(resp: &Response) -> Result<(), ConnectorError> {
+    let s = resp.status;
+    if (200..300).contains(&s) {
+        return Ok(());
+    }
+    if s == 429 {
+        let wait = resp
+            .header("retry-after")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(60);
+        return Err(ConnectorError::RateLimited(wait));
+    }
+    let message: String = serde_json::from_slice::<Value>(&resp.body)
+        .ok()
+        .and_then(|v| {
+            v.get("error")
+                .and_then(Value::as_str)
+                .map(|e| e.chars().take(200).collect())
+        })
+        .unwrap_or_default();
+    Err(match s {
+        401 | 403 => ConnectorError::Unauthorized(format!("the instance answered {s} {message}")),
+        404 | 410 => ConnectorError::Permanent(format!("the instance answered {s} {message}")),
+        _ => ConnectorError::Unreachable(format!("the instance answered {s} {message}")),
+    })
+}
+
+/// What reading an item needs: the instance's host.
+struct Ctx {
+    host: String,
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// An account as a person: display name, profile URL; its `acct:` handle is answered too.
+fn person(account: &Value, host: &str) -> Option<(Person, String)> {
+    let username = s(account, "acct")?;
+    let acct = if username.contains('@') {
+        username.to_string()
+    } else {
+        format!("{username}@{host}")
+    };
+    let url = s(account, "url").filter(|u| u.starts_with("http://") || u.starts_with("https://"))?;
+    let name = s(account, "display_name")
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or(username);
+    Some((
+        Person {
+            name: name.chars().take(200).collect(),
+            email: None,
+            uri: Some(url.to_string()),
+        },
+        format!("acct:{acct}"),
+    ))
+}
+
+/// Sanitised HTML (links, paragraphs and line breaks kept; scripts, styles and handlers gone).
+fn clean(html: &str) -> String {
+    ammonia::clean(html)
+}
+
+/// The text of sanitised HTML, for a title.
+fn text_of(html: &str) -> String {
+    let t = ammonia::Builder::empty()
+        .clean(&html.replace("</p>", " </p>").replace("<br", " <br"))
+        .to_string();
+    let t = t
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn short(t: &str, n: usize) -> String {
+    let mut out: String = t.chars().take(n).collect();
+    if t.chars().count() > n {
+        out.push('…');
+    }
+    out
+}
+
+fn status_id(host: &str, id: &str) -> String {
+    format!("mastodon-{host}-status-{id}")
+}
+
+/// A status as an entry: by its account (a boost: by the booster, `share`), its sanitised
+/// HTML, its mentions as recipients, its page as the alternate link.
+fn status(v: &Value, ctx: &Ctx) -> Option<Pulled> {
+    let id = s(v, "id")?;
+    let (by, by_acct) = person(v.get("account")?, &ctx.host)?;
+    let (shown, verb, boosted) = match v.get("reblog").filter(|r| r.is_object()) {
+        Some(inner) => (inner, "share", Some(person(inner.get("account")?, &ctx.host)?)),
+        None => (
+            v,
+            if v.get("edited_at").is_some_and(|e| e.is_string()) {
+                "update"
+            } else {
+                "post"
+            },
+            None,
+        ),
+    };
+    let html = clean(s(shown, "content").unwrap_or(""));
+    let text = text_of(&html);
+    let spoiler = s(shown, "spoiler_text").filter(|t| !t.trim().is_empty());
+    let title = match (&boosted, spoiler) {
+        (Some((author, _)), _) => format!("{} boosted {}: {}", by.name, author.name, short(&text, 80)),
+        (None, Some(cw)) => format!("{}: CW {}", by.name, short(cw, 80)),
+        (None, None) => format!("{}: {}", by.name, short(&text, 80)),
+    };
+    let at = Timestamp::parse_rfc3339(s(v, "created_at")?)?;
+    let updated = s(shown, "edited_at").and_then(Timestamp::parse_rfc3339).unwrap_or(at);
+    let mut links = Vec::new();
+    if let Some(page) = s(shown, "url").filter(|u| u.starts_with("http")) {
+        links.push(Link {
+            href: page.to_string(),
+            rel: Some("alternate".into()),
+            media_type: Some("text/html".into()),
+            ..Link::default()
+        });
+    }
+    let mut mention = |href: String| {
+        if !links.iter().any(|l| l.href == href) {
+            links.push(Link {
+                href,
+                rel: Some("mentioned".into()),
+                ..Link::default()
+            });
+        }
+    };
+    mention(by_acct);
+    if let Some((author, acct)) = &boosted {
+        if let Some(u) = &author.uri {
+            mention(u.clone());
+        }
+        mention(acct.clone());
+    }
+    for m in shown.get("mentions").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(u) = s(m, "url").filter(|u| u.starts_with("http")) {
+            mention(u.to_string());
+        }
+        if let Some(a) = s(m, "acct") {
+            let a = if a.contains('@') {
+                a.to_string()
+            } else {
+                format!("{a}@{}", ctx.host)
+            };
+            mention(format!("acct:{a}"));
+        }
+    }
+    Some(Pulled {
+        id: status_id(&ctx.host, id),
+        entry: Entry {
+            title: Text::plain(title),
+            content: Some(Content {
+                kind: "html".into(),
+                value: html,
+                src: None,
+            }),
+            authors: vec![by],
+            categories: vec![Category {
+                term: if boosted.is_some() {
+                    "boost".into()
+                } else {
+                    "status".into()
+                },
+                scheme: Some("https://docs.joinmastodon.org/entities/Status/".into()),
+                ..Category::default()
+            }],
+            links,
+            published: Some(at),
+            updated,
+            verb: Some(verb.into()),
+            object_type: Some("note".into()),
+            ..Entry::default()
+        },
+    })
+}
+
+/// A notification: a mention is its status; a favourite, boost or follow is an activity of
+/// its own (`favorite`, `share`, `follow`) by the account that did it.
+fn notification(v: &Value, ctx: &Ctx) -> Option<Pulled> {
+    let kind = s(v, "type")?;
+    if kind == "mention" {
+        return status(v.get("status")?, ctx);
+    }
+    let id = s(v, "id")?;
+    let (by, acct) = person(v.get("account")?, &ctx.host)?;
+    let at = Timestamp::parse_rfc3339(s(v, "created_at")?)?;
+    let (verb, what) = match kind {
+        "favourite" => ("favorite", "favourited your post"),
+        "reblog" => ("share", "boosted your post"),
+        "follow" => ("follow", "followed you"),
+        "poll" => ("post", "'s poll ended"),
+        "update" => ("update", "edited a post you boosted"),
+        _ => ("post", "notified you"),
+    };
+    let about = v
+        .get("status")
+        .and_then(|st| s(st, "content"))
+        .map(|c| text_of(&clean(c)));
+    let title = match &about {
+        Some(t) => format!("{} {what}: {}", by.name, short(t, 80)),
+        None => format!("{} {what}", by.name),
+    };
+    let mut links = vec![Link {
+        href: acct,
+        rel: Some("mentioned".into()),
+        ..Link::default()
+    }];
+    if let Some(page) = v
+        .get("status")
+        .and_then(|st| s(st, "url"))
+        .filter(|u| u.starts_with("http"))
+    {
+        links.push(Link {
+            href: page.to_string(),
+            rel: Some("related".into()),
+            ..Link::default()
+        });
+    }
+    Some(Pulled {
+        id: format!("mastodon-{}-notification-{id}", ctx.host),
+        entry: Entry {
+            title: Text::plain(title),
+            authors: vec![by],
+            categories: vec![Category {
+                term: kind.to_string(),
+                scheme: Some("https://docs.joinmastodon.org/entities/Notification/".into()),
+                ..Category::default()
+            }],
+            links,
+            published: Some(at),
+            updated: at,
+            verb: Some(verb.into()),
+            object_type: Some("note".into()),
+            ..Entry::default()
+        },
+    })
+}
+
+#[async_trait]
+impl Connector for MastodonConnector {
+    fn kind(&self) -> &'static str {
+        "mastodon"
+    }
+
+    async fn check(&self, http: &dyn Http) -> Result<String, ConnectorError> {
+        let resp = self
+            .get(
+                http,
+                format!("{}/api/v1/accounts/verify_credentials", self.config.instance),
+            )
+            .await?;
+        let v: Value = serde_json::from_slice(&resp.body)
+            .map_err(|e| ConnectorError::Malformed(format!("verify_credentials: {e}")))?;
+        let username = s(&v, "acct").or_else(|| s(&v, "username")).unwrap_or("");
+        Ok(format!("{username}@{}", self.config.host()))
+    }
+
+    async fn pull(&self, http: &dyn Http, cursor: &Cursor) -> Result<Batch, ConnectorError> {
+        let mut state: BTreeMap<String, String> = cursor
+            .state
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let ctx = Ctx {
+            host: self.config.host(),
+        };
+        let account_id = match state.get("account_id") {
+            Some(id) => id.clone(),
+            None => {
+                let resp = self
+                    .get(
+                        http,
+                        format!("{}/api/v1/accounts/verify_credentials", self.config.instance),
+                    )
+                    .await?;
+                let v: Value = serde_json::from_slice(&resp.body)
+                    .map_err(|e| ConnectorError::Malformed(format!("verify_credentials: {e}")))?;
+                s(&v, "id")
+                    .filter(|id| id.chars().all(|c| c.is_ascii_alphanumeric()))
+                    .ok_or_else(|| ConnectorError::Malformed("verify_credentials without an id".into()))?
+                    .to_string()
+            }
+        };
+        let own = format!("/api/v1/accounts/{account_id}/statuses");
+        let lists: [(&str, &str, fn(&Value, &Ctx) -> Option<Pulled>); 3] = [
+            ("home", "/api/v1/timelines/home", status),
+            ("notifications", "/api/v1/notifications", notification),
+            ("own", own.as_str(), status),
+        ];
+        let mut items: Vec<Pulled> = Vec::new();
+        for (key, path, read) in lists {
+            let (got, newest) = self
+                .pull_list(http, path, state.get(key).map(String::as_str), read, &ctx)
+                .await?;
+            for p in got {
+                if !items.iter().any(|i| i.id == p.id) {
+                    items.push(p);
+                }
+            }
+            if let Some(n) = newest {
+                state.insert(key.to_string(), n);
+            }
+        }
+        state.insert("account_id".into(), account_id);
+        items.sort_by(|a, b| b.entry.updated.cmp(&a.entry.updated).then_with(|| b.id.cmp(&a.id)));
+        Ok(Batch {
+            not_modified: items.is_empty(),
+            items,
+            cursor: Cursor {
+                state: serde_json::to_string(&state).ok(),
+                ..Cursor::default()
+            },
+            url: self.config.instance.clone(),
+            ..Batch::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instance_option_is_checked() {
+        let opts = |v: &str| Options::new(OPTIONS, [("instance".to_string(), v.to_string())]).unwrap();
+        assert_eq!(
+            MastodonConfig::from_options(&opts("https://mastodon.example/"))
+                .unwrap()
+                .instance,
+            "https://mastodon.example"
+        );
+        for bad in ["mastodon.example", "ftp://m.example", "https://m.example/@alice"] {
+            assert_eq!(
+                MastodonConfig::from_options(&opts(bad)).unwrap_err().option,
+                "instance",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            MastodonConfig::from_options(&opts("http://127.0.0.1:3000"))
+                .unwrap()
+                .host(),
+            "127.0.0.1:3000"
+        );
+    }
+
+    #[test]
+    fn a_hostile_status_is_sanitised_and_odd_ones_skipped() {
+        let ctx = Ctx {
+            host: "m.example".into(),
+        };
+        let account = serde_json::json!({"acct": "bob", "url": "https://m.example/@bob", "display_name": "Bob"});
+        let v = serde_json::json!({"id": "7", "created_at": "2026-01-01T00:00:00Z", "account": account,
+            "content": "<p>hi <script>alert(1)</script><a href=\"https://x.example\" onclick=\"evil()\">x</a> &amp; bye</p>"});
+        let p = status(&v, &ctx).unwrap();
+        let html = &p.entry.content.as_ref().unwrap().value;
+        assert!(!html.contains("script") && !html.contains("onclick"), "{html}");
+        assert!(html.contains("https://x.example"), "{html}");
+        assert_eq!(p.entry.title.value, "Bob: hi x & bye");
+        assert!(p.entry.links.iter().any(|l| l.href == "acct:bob@m.example"));
+        assert_eq!(p.entry.authors[0].uri.as_deref(), Some("https://m.example/@bob"));
+        assert!(
+            status(&serde_json::json!({"id": "8", "account": account}), &ctx).is_none(),
+            "no date"
+        );
+        assert!(
+            status(
+                &serde_json::json!({"id": "9", "created_at": "2026-01-01T00:00:00Z", "account": {"acct": 3}}),
+                &ctx
+            )
+            .is_none()
+        );
+        assert!(newer("10", "9") && !newer("9", "10") && newer("110", "109"));
+    }
+}
