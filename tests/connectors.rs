@@ -1135,4 +1135,151 @@ text = "alice says hello"
         head,
         "a sync of nothing new writes nothing"
     );
+
+    // Posting out: a note the phone writes into mastodon-outbox becomes alice's status; its
+    // edit (GET, change, PUT with If-Match, as an AtomPub client does) edits it; its
+    // deletion deletes it; syncs in between post nothing twice.
+    let alice: Value = client
+        .get(format!("{instance}/api/v1/accounts/verify_credentials"))
+        .bearer_auth("alice-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let own = format!(
+        "{instance}/api/v1/accounts/{}/statuses?limit=40",
+        alice["id"].as_str().unwrap()
+    );
+    let statuses = async || -> Vec<Value> {
+        let v: Value = client
+            .get(&own)
+            .bearer_auth("alice-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v.as_array().unwrap().clone()
+    };
+    let phone = app.token("alice", "phone").await;
+    let r = app
+        .post_entry(
+            &phone,
+            "/atompub/alice/mastodon-outbox",
+            crate::common::entry("a note", "posted from my phone"),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let member = r.headers()[header::LOCATION].to_str().unwrap().to_string();
+    api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    crate::common::eventually("the status on the instance", async || {
+        statuses().await.iter().any(|s| {
+            s["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("posted from my phone"))
+        })
+    })
+    .await;
+    crate::common::eventually("the item to say where it went", async || {
+        app.text(&phone, &member).await.contains("rel=\"syndication\"")
+    })
+    .await;
+    for _ in 0..2 {
+        api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let mine = |all: Vec<Value>, text: &str| {
+        all.into_iter()
+            .filter(|s| s["content"].as_str().is_some_and(|c| c.contains(text)))
+            .collect::<Vec<_>>()
+    };
+    let posted = mine(statuses().await, "from my phone");
+    assert_eq!(posted.len(), 1, "posted once: {posted:?}");
+    let status_id = posted[0]["id"].as_str().unwrap().to_string();
+
+    // A crash after posting, before anything was recorded: here the status is made at the
+    // instance with the key the hub sends for this item (as if the hub had posted it and
+    // died), then the hub runs. It asks with the same Idempotency-Key and the instance
+    // answers the status already made: one status, recorded as the item's.
+    let cid: i64 = c["id"].as_i64().unwrap();
+    let r = app
+        .post_entry(
+            &phone,
+            "/atompub/alice/mastodon-outbox",
+            crate::common::entry("another", "second from my phone"),
+        )
+        .await;
+    let second = r.headers()[header::LOCATION].to_str().unwrap().to_string();
+    let sync_id = second.rsplit('/').next().unwrap().to_string();
+    let made: Value = client
+        .post(format!("{instance}/api/v1/statuses"))
+        .bearer_auth("alice-token")
+        .header("Idempotency-Key", format!("feedmesh-{cid}-{sync_id}"))
+        .json(&json!({"status": "second from my phone"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    crate::common::eventually("the second post recorded", async || {
+        app.store
+            .connector_post(user.id, cid, &sync_id)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let rec = app.store.connector_post(user.id, cid, &sync_id).await.unwrap().unwrap();
+    assert_eq!(rec.remote_id, made["id"].as_str().unwrap(), "the status already made");
+    assert_eq!(
+        mine(statuses().await, "second from my phone").len(),
+        1,
+        "posted once after the crash"
+    );
+
+    let resp = app.client.get(&member).bearer_auth(&phone).send().await.unwrap();
+    let etag = resp.headers()[header::ETAG].to_str().unwrap().to_string();
+    let body = resp
+        .text()
+        .await
+        .unwrap()
+        .replace("posted from my phone", "edited on my phone");
+    let r = app.put_entry(&phone, &member, body, Some(&etag)).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    let one = format!("{instance}/api/v1/statuses/{status_id}");
+    crate::common::eventually("the status edited", async || {
+        let v: Value = client
+            .get(&one)
+            .bearer_auth("alice-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["content"].as_str().is_some_and(|c| c.contains("edited on my phone"))
+    })
+    .await;
+    assert_eq!(mine(statuses().await, "on my phone").len(), 1, "an edit is no new post");
+
+    let r = app.client.delete(&member).bearer_auth(&phone).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+    crate::common::eventually("the status deleted", async || {
+        client
+            .get(&one)
+            .bearer_auth("alice-token")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 404
+    })
+    .await;
 }

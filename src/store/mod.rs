@@ -605,6 +605,17 @@ pub struct ConnectorRow {
     /// The OAuth provider it is authorised at, and its tokens (JSON), opened; sealed at rest.
     pub provider: Option<String>,
     pub tokens: Option<String>,
+    /// How far it has read its outbox collection (a sequence number of the user's).
+    pub outbox_seq: i64,
+}
+
+/// An item a connector posted: its id and page at the service, and the item's sequence
+/// number last sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorPost {
+    pub remote_id: String,
+    pub remote_url: Option<String>,
+    pub sent_seq: i64,
 }
 
 /// A user's registration of the hub as an OAuth 2.0 client at a provider.
@@ -730,6 +741,17 @@ pub trait ConnectorStore: Send + Sync {
         verifier: &str,
         expires_at: i64,
     ) -> Result<()>;
+    async fn connector_post(&self, user_id: i64, connector_id: i64, sync_id: &str) -> Result<Option<ConnectorPost>>;
+    async fn put_connector_post(
+        &self,
+        user_id: i64,
+        connector_id: i64,
+        sync_id: &str,
+        post: &ConnectorPost,
+    ) -> Result<()>;
+    async fn remove_connector_post(&self, user_id: i64, connector_id: i64, sync_id: &str) -> Result<()>;
+    /// Records how far a connector has read its outbox.
+    async fn set_outbox_seq(&self, user_id: i64, connector_id: i64, seq: i64) -> Result<()>;
     /// Takes (deletes and answers) a waiting authorisation: (connector id, verifier, expires at).
     async fn take_oauth_pending(&self, user_id: i64, state_hash: &str) -> Result<Option<(i64, String, i64)>>;
 }

@@ -33,6 +33,8 @@ pub struct Kind {
     pub interval: u64,
     /// How it is authorised when no token option is given.
     pub oauth: OAuth,
+    /// It posts the items of its outbox collection (`KIND-outbox`, made when it is added).
+    pub posts: bool,
     /// Builds it from its options and, when authorised by OAuth, the current access token.
     build: Build,
 }
@@ -60,6 +62,7 @@ pub const KINDS: &[Kind] = &[
         about: "an RSS, Atom or JSON Feed document, polled with conditional GETs",
         interval: 15 * 60,
         oauth: OAuth::No,
+        posts: false,
         build: |o, _| {
             let c = feedmesh_connector_feed::FeedConfig::from_options(o)?;
             Ok(Box::new(feedmesh_connector_feed::FeedConnector::new(c)))
@@ -71,6 +74,7 @@ pub const KINDS: &[Kind] = &[
         about: "a GitHub user's events and received events",
         interval: 5 * 60,
         oauth: OAuth::Provider("github"),
+        posts: false,
         build: |o, token| {
             let c = feedmesh_connector_github::GithubConfig::from_options(o)?;
             let mut g = feedmesh_connector_github::GithubConnector::new(c);
@@ -86,6 +90,7 @@ pub const KINDS: &[Kind] = &[
         about: "a Mastodon account's home timeline, notifications and own posts",
         interval: 60,
         oauth: OAuth::MastodonApp,
+        posts: true,
         build: |o, token| {
             let c = feedmesh_connector_mastodon::MastodonConfig::from_options(o)?;
             let mut m = feedmesh_connector_mastodon::MastodonConnector::new(c);
@@ -168,6 +173,14 @@ pub async fn add(
         crate::net::check_url(value, allow_private).map_err(|e| Error::Invalid(format!("option {name}: {e}")))?;
     }
     let col = core.collection_made(user_id, collection.unwrap_or(kind.name)).await?;
+    let outbox = match kind.posts {
+        true => Some(
+            core.collection_made(user_id, &format!("{}-outbox", kind.name))
+                .await?
+                .id,
+        ),
+        false => None,
+    };
     let (mut plain, mut secret) = (BTreeMap::new(), BTreeMap::new());
     for (name, value) in options.iter() {
         let is_secret = kind.options.iter().any(|s| s.name == name && s.secret);
@@ -186,7 +199,7 @@ pub async fn add(
             user_id,
             kind.name,
             col.id,
-            None,
+            outbox,
             &to_json(&plain)?,
             secrets.as_deref(),
             ConnectorState::Active,
@@ -383,7 +396,6 @@ async fn pull(
     }
     let batch = connector.pull(&http, &cursor_of(c)).await?;
     let poll_after = batch.poll_after;
-    let store_err = |e: anyhow::Error| ConnectorError::Unreachable(format!("storing what it brought failed: {e:#}"));
     let (who, col) = writer(core, c).await.map_err(store_err)?;
     for item in batch.items.into_iter().rev() {
         core.mesh
@@ -392,7 +404,121 @@ async fn pull(
             .map_err(|e| store_err(e.into()))?;
     }
     run.cursor = stored_cursor(batch.cursor);
+    if let Some(outbox) = c.outbox_id {
+        post_outbox(core, c, connector, &http, &who, outbox).await?;
+    }
     Ok(poll_after)
+}
+
+fn store_err(e: anyhow::Error) -> ConnectorError {
+    ConnectorError::Unreachable(format!("the hub's store failed: {e:#}"))
+}
+
+/// Items read from the outbox per step.
+const OUTBOX_STEP: u32 = 100;
+
+/// Sends what changed in the connector's outbox since it last looked, oldest first: a new
+/// item is posted (with an idempotency key of its own, so asking again after a crash posts
+/// nothing twice), an edit edits, a deletion deletes. Where it went is recorded, then shown
+/// in the item as a `rel="syndication"` link written by the connector's endpoint (whose own
+/// writes it skips). The place it has read to moves after each item. An item the service
+/// refuses is skipped (and logged); any other failure ends the run, to be tried again.
+async fn post_outbox(
+    core: &Core,
+    c: &ConnectorRow,
+    connector: &dyn Connector,
+    http: &ConnectorHttp<'_>,
+    who: &Principal,
+    outbox_id: i64,
+) -> Result<(), ConnectorError> {
+    use feedmesh_connector::Outgoing;
+    let store = &core.mesh.store;
+    let me = who.by();
+    let outbox = store
+        .collections(c.user_id)
+        .await
+        .map_err(|e| store_err(e.into()))?
+        .into_iter()
+        .find(|x| x.id == outbox_id)
+        .ok_or_else(|| ConnectorError::Permanent("its outbox collection is gone".into()))?;
+    let mut from = c.outbox_seq.max(0) as u64;
+    loop {
+        let recs = store
+            .items_since(outbox_id, from, OUTBOX_STEP)
+            .await
+            .map_err(|e| store_err(e.into()))?;
+        if recs.is_empty() {
+            return Ok(());
+        }
+        for rec in recs {
+            from = rec.seq;
+            let sync_id = rec.item.id().to_string();
+            let by_me = rec.item.current.sync.topmost().and_then(|h| h.by.as_deref()) == Some(me.as_str());
+            if !by_me {
+                let posted = store
+                    .connector_post(c.user_id, c.id, &sync_id)
+                    .await
+                    .map_err(|e| store_err(e.into()))?;
+                let entry = &rec.item.current.payload;
+                let key = format!("feedmesh-{}-{}", c.id, sync_id);
+                let ask = match (&posted, rec.item.current.sync.deleted) {
+                    (Some(p), true) => Some(Outgoing::Delete {
+                        remote_id: &p.remote_id,
+                    }),
+                    (None, true) => None,
+                    (None, false) => Some(Outgoing::Create {
+                        entry,
+                        idempotency_key: &key,
+                    }),
+                    (Some(p), false) if p.sent_seq != rec.seq as i64 => Some(Outgoing::Update {
+                        entry,
+                        remote_id: &p.remote_id,
+                    }),
+                    (Some(_), false) => None,
+                };
+                if let Some(ask) = ask {
+                    let deleting = matches!(ask, Outgoing::Delete { .. });
+                    match connector.push(http, ask).await {
+                        Ok(_) if deleting => store
+                            .remove_connector_post(c.user_id, c.id, &sync_id)
+                            .await
+                            .map_err(|e| store_err(e.into()))?,
+                        Ok(done) => {
+                            let post = crate::store::ConnectorPost {
+                                remote_id: done.remote_id,
+                                remote_url: done.url.clone(),
+                                sent_seq: rec.seq as i64,
+                            };
+                            store
+                                .put_connector_post(c.user_id, c.id, &sync_id, &post)
+                                .await
+                                .map_err(|e| store_err(e.into()))?;
+                            if let Some(url) = done.url.filter(|u| !entry.links.iter().any(|l| &l.href == u)) {
+                                let mut shown = entry.clone();
+                                shown.links.push(crate::domain::entry::Link {
+                                    href: url,
+                                    rel: Some("syndication".into()),
+                                    ..Default::default()
+                                });
+                                core.mesh
+                                    .ingest(who, &outbox, &sync_id, shown)
+                                    .await
+                                    .map_err(|e| store_err(e.into()))?;
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::Permanent => {
+                            tracing::warn!(connector = c.id, item = %sync_id, error = %e, "an outbox item was refused; skipped");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            store
+                .set_outbox_seq(c.user_id, c.id, rec.seq as i64)
+                .await
+                .map_err(|e| store_err(e.into()))?;
+        }
+    }
 }
 
 /// Who a connector writes as (the endpoint `connector-ID` of its user), and where.

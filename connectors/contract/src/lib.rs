@@ -322,6 +322,26 @@ pub struct Batch {
     pub poll_after: Option<u64>,
 }
 
+/// What the hub asks a connector to do with an item of its outbox collection.
+#[derive(Clone, Copy, Debug)]
+pub enum Outgoing<'a> {
+    /// Post it. The key is the same every time the hub asks for this item, so a service
+    /// that honours it (`Idempotency-Key`) never posts it twice.
+    Create { entry: &'a Entry, idempotency_key: &'a str },
+    /// It changed: edit what was posted as `remote_id`.
+    Update { entry: &'a Entry, remote_id: &'a str },
+    /// It was deleted: delete what was posted as `remote_id`.
+    Delete { remote_id: &'a str },
+}
+
+/// Where an item went at the service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Posted {
+    pub remote_id: String,
+    /// Its page, for people.
+    pub url: Option<String>,
+}
+
 /// A connector: one source, built from its config.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -342,9 +362,11 @@ pub trait Connector: Send + Sync {
         Err(ConnectorError::Unsupported("pushed documents"))
     }
 
-    /// Sends an item the mesh made to the service (a post, say). Read-only sources say
+    /// Sends an item of its outbox to the service: posts, edits or deletes it; answers
+    /// where it went (for a create or an update). A failure of this item alone (the service
+    /// refused its content) is [`ConnectorError::Permanent`]. Read-only sources say
     /// [`ConnectorError::Unsupported`].
-    async fn push(&self, _http: &dyn Http, _item: &Entry) -> Result<(), ConnectorError> {
-        Err(ConnectorError::Unsupported("pushing items"))
+    async fn push(&self, _http: &dyn Http, _item: Outgoing<'_>) -> Result<Posted, ConnectorError> {
+        Err(ConnectorError::Unsupported("posting items"))
     }
 }

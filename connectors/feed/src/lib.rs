@@ -289,7 +289,14 @@ mod tests {
         feedmesh_connector::testkit::check_pull(&feed, &http).await;
         assert!(http.requests() >= 3);
         assert!(matches!(
-            feed.push(&http, &Entry::default()).await,
+            feed.push(
+                &http,
+                feedmesh_connector::Outgoing::Create {
+                    entry: &Entry::default(),
+                    idempotency_key: "k"
+                }
+            )
+            .await,
             Err(ConnectorError::Unsupported(_))
         ));
     }

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use feedmesh_connector::{
-    Batch, ConfigError, Connector, ConnectorError, Cursor, Http, OptionSpec, Options, Pulled, Request, Response, Secret,
+    Batch, ConfigError, Connector, ConnectorError, Cursor, Http, Method, OptionSpec, Options, Outgoing, Posted, Pulled,
+    Request, Response, Secret,
 };
 use feedmesh_domain::entry::{Category, Content, Entry, Link, Person, Text};
 use feedmesh_domain::time::Timestamp;
@@ -103,16 +104,47 @@ impl MastodonConnector {
     }
 
     async fn get(&self, http: &dyn Http, url: String) -> Result<Response, ConnectorError> {
+        self.call(http, Request::get(url, MAX_PAGE_BYTES)).await
+    }
+
+    async fn call(&self, http: &dyn Http, req: Request) -> Result<Response, ConnectorError> {
         let token = self
             .token
             .as_ref()
             .ok_or_else(|| ConnectorError::Unauthorized("not authorised at the instance yet".into()))?;
-        let req = Request::get(url, MAX_PAGE_BYTES)
+        let req = req
             .header("Accept", "application/json")
             .header("Authorization", format!("Bearer {}", token.expose()));
         let resp = http.send(req).await?;
         check_status(&resp)?;
         Ok(resp)
+    }
+
+    /// A status's JSON body from an entry: its text (HTML content as text), the title as a
+    /// content warning only when the entry has both.
+    fn status_body(entry: &Entry) -> Vec<u8> {
+        let text = match entry.best_text() {
+            Some((t, true)) => text_of(&clean(t)),
+            Some((t, false)) => t.to_string(),
+            None => String::new(),
+        };
+        let (status, spoiler) = if text.trim().is_empty() {
+            (entry.title.value.clone(), String::new())
+        } else {
+            (text, String::new())
+        };
+        serde_json::to_vec(&serde_json::json!({"status": status, "spoiler_text": spoiler})).unwrap_or_default()
+    }
+
+    fn posted(resp: &Response) -> Result<Posted, ConnectorError> {
+        let v: Value = serde_json::from_slice(&resp.body)
+            .map_err(|e| ConnectorError::Malformed(format!("the instance's status: {e}")))?;
+        Ok(Posted {
+            remote_id: s(&v, "id")
+                .ok_or_else(|| ConnectorError::Malformed("a status without an id".into()))?
+                .to_string(),
+            url: s(&v, "url").map(str::to_string),
+        })
     }
 
     /// One list's items newer than `since` (all of them, page after page), newest first,
@@ -157,6 +189,15 @@ impl MastodonConnector {
     }
 }
 
+/// A status id as a path segment (the instance's own ids are alphanumeric).
+fn path_id(id: &str) -> Result<&str, ConnectorError> {
+    if !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(id)
+    } else {
+        Err(ConnectorError::Permanent(format!("{id:?} is not a status id")))
+    }
+}
+
 /// Whether id `a` is newer than `b` (Mastodon's ids are numbers in strings, growing).
 fn newer(a: &str, b: &str) -> bool {
     (a.len(), a) > (b.len(), b)
@@ -183,6 +224,8 @@ fn check_status(resp: &Response) -> Result<(), ConnectorError> {
         })
         .unwrap_or_default();
     Err(match s {
+        // The instance refused this status (empty, too long): a failure of this item alone.
+        422 => ConnectorError::Permanent(format!("the instance refused it: {message}")),
         401 | 403 => ConnectorError::Unauthorized(format!("the instance answered {s} {message}")),
         404 | 410 => ConnectorError::Permanent(format!("the instance answered {s} {message}")),
         _ => ConnectorError::Unreachable(format!("the instance answered {s} {message}")),
@@ -424,6 +467,53 @@ impl Connector for MastodonConnector {
             .map_err(|e| ConnectorError::Malformed(format!("verify_credentials: {e}")))?;
         let username = s(&v, "acct").or_else(|| s(&v, "username")).unwrap_or("");
         Ok(format!("{username}@{}", self.config.host()))
+    }
+
+    /// Posts, edits or deletes a status. A create carries the hub's `Idempotency-Key`, so
+    /// asking again after a crash answers the status already made.
+    async fn push(&self, http: &dyn Http, item: Outgoing<'_>) -> Result<Posted, ConnectorError> {
+        let base = &self.config.instance;
+        let json = |r: Request, body: Vec<u8>| Request {
+            body: Some(("application/json".to_string(), body)),
+            ..r
+        };
+        match item {
+            Outgoing::Create { entry, idempotency_key } => {
+                let mut r = json(
+                    Request::get(format!("{base}/api/v1/statuses"), MAX_PAGE_BYTES),
+                    Self::status_body(entry),
+                )
+                .header("Idempotency-Key", idempotency_key);
+                r.method = Method::Post;
+                Self::posted(&self.call(http, r).await?)
+            }
+            Outgoing::Update { entry, remote_id } => {
+                let mut r = json(
+                    Request::get(
+                        format!("{base}/api/v1/statuses/{}", path_id(remote_id)?),
+                        MAX_PAGE_BYTES,
+                    ),
+                    Self::status_body(entry),
+                );
+                r.method = Method::Put;
+                Self::posted(&self.call(http, r).await?)
+            }
+            Outgoing::Delete { remote_id } => {
+                let mut r = Request::get(
+                    format!("{base}/api/v1/statuses/{}", path_id(remote_id)?),
+                    MAX_PAGE_BYTES,
+                );
+                r.method = Method::Delete;
+                match self.call(http, r).await {
+                    // Gone already: what was asked is done.
+                    Ok(_) | Err(ConnectorError::Permanent(_)) => Ok(Posted {
+                        remote_id: remote_id.to_string(),
+                        url: None,
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 
     async fn pull(&self, http: &dyn Http, cursor: &Cursor) -> Result<Batch, ConnectorError> {

@@ -5,7 +5,7 @@ use super::*;
 
 use async_trait::async_trait;
 
-use crate::store::{ConnectorRow, ConnectorRun, ConnectorState, ConnectorStore, OAuthClient};
+use crate::store::{ConnectorPost, ConnectorRow, ConnectorRun, ConnectorState, ConnectorStore, OAuthClient};
 use crate::store::{Result, StoreError};
 
 impl SqlStore {
@@ -30,6 +30,7 @@ impl SqlStore {
             created_at: r.try_get("created_at")?,
             provider: r.try_get("provider")?,
             tokens: self.reveal(r.try_get("tokens_sealed")?),
+            outbox_seq: r.try_get("outbox_seq")?,
         })
     }
 }
@@ -85,6 +86,11 @@ impl ConnectorStore for SqlStore {
     }
 
     async fn remove_connector(&self, user_id: i64, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM connector_posts WHERE user_id = $1 AND connector_id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
         let done = sqlx::query("DELETE FROM connectors WHERE user_id = $1 AND id = $2")
             .bind(user_id)
             .bind(id)
@@ -280,5 +286,68 @@ impl ConnectorStore for SqlStore {
                 r.try_get("expires_at")?,
             ))),
         }
+    }
+
+    async fn connector_post(&self, user_id: i64, connector_id: i64, sync_id: &str) -> Result<Option<ConnectorPost>> {
+        let row = sqlx::query(
+            "SELECT remote_id, remote_url, sent_seq FROM connector_posts \
+             WHERE user_id = $1 AND connector_id = $2 AND sync_id = $3",
+        )
+        .bind(user_id)
+        .bind(connector_id)
+        .bind(sync_id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(|r| {
+            Ok(ConnectorPost {
+                remote_id: r.try_get("remote_id")?,
+                remote_url: r.try_get("remote_url")?,
+                sent_seq: r.try_get("sent_seq")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_connector_post(
+        &self,
+        user_id: i64,
+        connector_id: i64,
+        sync_id: &str,
+        p: &ConnectorPost,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO connector_posts (user_id, connector_id, sync_id, remote_id, remote_url, sent_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, connector_id, sync_id) DO UPDATE SET \
+             remote_id = excluded.remote_id, remote_url = excluded.remote_url, sent_seq = excluded.sent_seq",
+        )
+        .bind(user_id)
+        .bind(connector_id)
+        .bind(sync_id)
+        .bind(&p.remote_id)
+        .bind(p.remote_url.as_deref())
+        .bind(p.sent_seq)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_connector_post(&self, user_id: i64, connector_id: i64, sync_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM connector_posts WHERE user_id = $1 AND connector_id = $2 AND sync_id = $3")
+            .bind(user_id)
+            .bind(connector_id)
+            .bind(sync_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_outbox_seq(&self, user_id: i64, connector_id: i64, seq: i64) -> Result<()> {
+        sqlx::query("UPDATE connectors SET outbox_seq = $3 WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(connector_id)
+            .bind(seq)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 }
