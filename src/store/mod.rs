@@ -750,6 +750,9 @@ pub trait ConnectorStore: Send + Sync {
         post: &ConnectorPost,
     ) -> Result<()>;
     async fn remove_connector_post(&self, user_id: i64, connector_id: i64, sync_id: &str) -> Result<()>;
+    /// Makes due now every running connector whose outbox collection has items it has not
+    /// read; answers how many.
+    async fn wake_outbox_connectors(&self, now_ms: i64) -> Result<u64>;
     /// Records how far a connector has read its outbox.
     async fn set_outbox_seq(&self, user_id: i64, connector_id: i64, seq: i64) -> Result<()>;
     /// Takes (deletes and answers) a waiting authorisation: (connector id, verifier, expires at).

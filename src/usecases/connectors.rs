@@ -545,11 +545,31 @@ async fn writer(core: &Core, c: &ConnectorRow) -> anyhow::Result<(Principal, cra
 /// How long a claimed run may take before another process may take the connector over.
 const LEASE_MS: i64 = 5 * 60 * 1000;
 
-/// The connector runtime: runs each connector when it is due, until `stop`.
+/// The connector runtime: runs each connector when it is due, until `stop`; a write into a
+/// connector's outbox makes it due at once (looked for a fifth of a second after writes).
 pub async fn run(core: Arc<Core>, stop: Stop) {
     let wake = core.connector_wake.clone();
     let store = core.mesh.store.clone();
-    jobs::claim_loop(
+    let outboxes = {
+        let (core, stop) = (core.clone(), stop.clone());
+        async move {
+            let mut changed = core.mesh.changed.subscribe();
+            loop {
+                tokio::select! {
+                    r = changed.changed() => if r.is_err() { return },
+                    _ = stop.stopped() => return,
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                changed.borrow_and_update();
+                match core.mesh.store.wake_outbox_connectors(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(_) => core.connector_wake.notify_one(),
+                    Err(e) => tracing::warn!(error = %e, "cannot look at the connectors' outboxes"),
+                }
+            }
+        }
+    };
+    let runs = jobs::claim_loop(
         "connectors",
         stop,
         wake,
@@ -571,8 +591,14 @@ pub async fn run(core: Arc<Core>, stop: Stop) {
                 if let Err(e) = outcome {
                     tracing::error!(error = %e, connector = c.id, "a connector's run could not be recorded");
                 }
+                // What was written into its outbox while it ran is not left for the next interval.
+                if c.outbox_id.is_some()
+                    && matches!(core.mesh.store.wake_outbox_connectors(now_ms()).await, Ok(n) if n > 0)
+                {
+                    core.connector_wake.notify_one();
+                }
             }
         },
-    )
-    .await
+    );
+    tokio::join!(runs, outboxes);
 }

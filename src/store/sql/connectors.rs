@@ -350,4 +350,18 @@ impl ConnectorStore for SqlStore {
             .await?;
         Ok(())
     }
+
+    async fn wake_outbox_connectors(&self, now_ms: i64) -> Result<u64> {
+        // Each connector with its own outbox (the same user's rows: items are keyed by the
+        // collection, which belongs to the connector's user).
+        let done = sqlx::query(
+            "UPDATE connectors SET next_at = $1 WHERE outbox_id IS NOT NULL AND state IN ('active', 'failing') \
+             AND next_at > $1 AND EXISTS (SELECT 1 FROM items i WHERE i.collection_id = connectors.outbox_id \
+             AND i.seq > connectors.outbox_seq)",
+        )
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
