@@ -353,12 +353,23 @@ impl ConnectorStore for SqlStore {
 
     async fn wake_outbox_connectors(&self, now_ms: i64) -> Result<u64> {
         // Each connector with its own outbox (the same user's rows: items are keyed by the
-        // collection, which belongs to the connector's user).
-        let done = sqlx::query(
-            "UPDATE connectors SET next_at = $1 WHERE outbox_id IS NOT NULL AND state IN ('active', 'failing') \
-             AND next_at > $1 AND EXISTS (SELECT 1 FROM items i WHERE i.collection_id = connectors.outbox_id \
-             AND i.seq > connectors.outbox_seq)",
-        )
+        // collection, which belongs to the connector's user). Only read, unless one is behind:
+        // this runs after every burst of writes.
+        const BEHIND: &str = "outbox_id IS NOT NULL AND state IN ('active', 'failing') AND next_at > $1 \
+             AND EXISTS (SELECT 1 FROM items i WHERE i.collection_id = connectors.outbox_id \
+             AND i.seq > connectors.outbox_seq)";
+        let any: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM connectors WHERE {BEHIND} LIMIT 1"
+        )))
+        .bind(now_ms)
+        .fetch_optional(&self.readers)
+        .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE connectors SET next_at = $1 WHERE {BEHIND}"
+        )))
         .bind(now_ms)
         .execute(&self.writer)
         .await?;
