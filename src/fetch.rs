@@ -28,6 +28,9 @@ pub enum FetchError {
     Outbound(#[from] OutboundError),
     #[error("the server answered {0}")]
     Status(StatusCode),
+    /// 429 or 503 with `Retry-After`: the seconds to wait.
+    #[error("the server asks to wait {0} s")]
+    Throttled(u64),
     #[error("more than {MAX_REDIRECTS} redirects")]
     TooManyRedirects,
     #[error("a redirect without a usable Location")]
@@ -83,6 +86,7 @@ pub async fn get(
         let (hubs, self_url) = discover_in_headers(resp.headers());
         let mut fetched = Fetched {
             url: url.clone(),
+            max_age: text(header::CACHE_CONTROL).as_deref().and_then(max_age),
             not_modified: status == StatusCode::NOT_MODIFIED,
             content_type: text(header::CONTENT_TYPE),
             body: Vec::new(),
@@ -95,6 +99,11 @@ pub async fn get(
             return Ok(fetched);
         }
         if !status.is_success() {
+            if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+                && let Some(wait) = text(header::RETRY_AFTER).as_deref().and_then(retry_after)
+            {
+                return Err(FetchError::Throttled(wait));
+            }
             return Err(FetchError::Status(status));
         }
         if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
@@ -111,6 +120,33 @@ pub async fn get(
         return Ok(fetched);
     }
     Err(FetchError::TooManyRedirects)
+}
+
+/// `Retry-After` as seconds from now: a number of seconds, or an HTTP date; at most a day.
+pub fn retry_after(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let secs = match v.parse::<u64>() {
+        Ok(s) => s,
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(v).ok()?.timestamp();
+            u64::try_from(at - chrono::Utc::now().timestamp()).unwrap_or(0)
+        }
+    };
+    Some(secs.min(86_400))
+}
+
+/// `Cache-Control: max-age=N` (`no-cache` and `no-store` are 0).
+pub fn max_age(v: &str) -> Option<u64> {
+    let mut out = None;
+    for d in v.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+        if d == "no-cache" || d == "no-store" {
+            return Some(0);
+        }
+        if let Some(n) = d.strip_prefix("max-age=") {
+            out = n.trim_matches('"').parse().ok();
+        }
+    }
+    out
 }
 
 /// `rel="hub"` URLs and the `rel="self"` URL of a response's `Link` headers.
@@ -173,6 +209,8 @@ fn contract_error(e: FetchError) -> feedmesh_connector::ConnectorError {
             ConnectorError::Refused(e.to_string())
         }
         e @ FetchError::TooLarge(_) => ConnectorError::Malformed(e.to_string()),
+        FetchError::Throttled(wait) => ConnectorError::RateLimited(wait),
+        e @ FetchError::Status(StatusCode::GONE) => ConnectorError::Permanent(format!("{e}: it is gone for good")),
         e @ FetchError::Status(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
             ConnectorError::Unauthorized(e.to_string())
         }
@@ -244,6 +282,20 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_and_max_age_are_read() {
+        assert_eq!(retry_after("120"), Some(120));
+        assert_eq!(retry_after(" 999999 "), Some(86_400));
+        assert_eq!(retry_after("soon"), None);
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(600)).to_rfc2822();
+        assert!(retry_after(&later).is_some_and(|s| (590..=600).contains(&s)), "{later}");
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(0));
+        assert_eq!(max_age("public, max-age=7200"), Some(7200));
+        assert_eq!(max_age("no-cache"), Some(0));
+        assert_eq!(max_age("private"), None);
+        assert_eq!(max_age("max-age=abc"), None);
+    }
 
     #[test]
     fn hub_and_self_are_found_in_one_or_several_link_headers() {

@@ -1283,3 +1283,103 @@ text = "alice says hello"
     })
     .await;
 }
+
+/// The feed kind's manners: a 429 with `Retry-After` waits what it asks, a 410 stops the
+/// connector with its reason, `Cache-Control: max-age` spaces polls out, and a feed that
+/// changes every three hours is polled by its rhythm (half its median gap), within a day.
+#[tokio::test]
+async fn feed_connectors_honour_retry_after_gone_max_age_and_their_rhythm() {
+    use reqwest::Method;
+    async fn feed(Path(kind): Path<String>) -> Response {
+        let entries: String = (0..6)
+            .map(|i| {
+                let hours = if kind == "rhythm" { 3 * i } else { 0 };
+                let at = chrono::Utc::now() - chrono::Duration::hours(hours) - chrono::Duration::minutes(i);
+                format!(
+                    "<entry><id>urn:{kind}:{i}</id><title>{kind} {i}</title><updated>{}</updated></entry>",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            })
+            .collect();
+        let body = format!(
+            "<?xml version=\"1.0\"?><feed xmlns=\"http://www.w3.org/2005/Atom\"><id>urn:{kind}</id><title>{kind}</title>\
+             <updated>2026-01-01T00:00:00Z</updated>{entries}</feed>"
+        );
+        match kind.as_str() {
+            "throttled" => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "120")],
+                "slow down",
+            )
+                .into_response(),
+            "gone" => (StatusCode::GONE, "gone").into_response(),
+            "cached" => (
+                [
+                    (header::CONTENT_TYPE, "application/atom+xml"),
+                    (header::CACHE_CONTROL, "public, max-age=7200"),
+                ],
+                body,
+            )
+                .into_response(),
+            _ => ([(header::CONTENT_TYPE, "application/atom+xml")], body).into_response(),
+        }
+    }
+    let router = axum::Router::new().route("/{kind}", get(feed));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let app = crate::common::TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let mut ids = HashMap::new();
+    for kind in ["throttled", "gone", "cached", "rhythm"] {
+        let body = json!({"kind": "feed", "collection": "News", "options": {"url": format!("{origin}/{kind}")}});
+        let (status, c) = api(&app, &token, Method::POST, "/api/connectors", Some(body)).await;
+        assert_eq!(status, 201, "{c}");
+        ids.insert(kind, c["id"].as_i64().unwrap());
+    }
+    let get_one = async |kind: &str| {
+        api(
+            &app,
+            &token,
+            Method::GET,
+            &format!("/api/connectors/{}", ids[kind]),
+            None,
+        )
+        .await
+        .1
+    };
+    crate::common::eventually("every first run", async || {
+        let mut all = true;
+        for kind in ["throttled", "gone", "cached", "rhythm"] {
+            let c = get_one(kind).await;
+            all &= c["last_sync_at"].is_string() || c["last_error"].is_string();
+        }
+        all
+    })
+    .await;
+    let next_in = |c: &Value| -> Option<i64> {
+        let at = c["next_run_at"].as_str()?;
+        Some(chrono::DateTime::parse_from_rfc3339(at).unwrap().timestamp() - chrono::Utc::now().timestamp())
+    };
+    let c = get_one("throttled").await;
+    assert!(c["last_error"].as_str().unwrap().contains("120"), "{c}");
+    assert!(
+        next_in(&c).is_some_and(|s| (100..=121).contains(&s)),
+        "waits what Retry-After asks: {c}"
+    );
+    let c = get_one("gone").await;
+    assert_eq!(c["state"], "failing", "{c}");
+    assert!(c["last_error"].as_str().unwrap().contains("410"), "{c}");
+    assert!(c["next_run_at"].is_null(), "a gone feed is not polled again: {c}");
+    let c = get_one("cached").await;
+    assert!(
+        next_in(&c).is_some_and(|s| (7000..=7200).contains(&s)),
+        "max-age=7200: {c}"
+    );
+    let c = get_one("rhythm").await;
+    assert!(
+        next_in(&c).is_some_and(|s| (5200..=5500).contains(&s)),
+        "every 3 hours: polled in about 90 min: {c}"
+    );
+}

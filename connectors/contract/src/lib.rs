@@ -260,6 +260,8 @@ pub struct Conditions {
 pub struct Fetched {
     /// The URL finally answered, after redirects.
     pub url: String,
+    /// `Cache-Control: max-age` (seconds): the server's word on how long this stays fresh.
+    pub max_age: Option<u64>,
     /// 304: nothing changed since the conditions; `body` is empty.
     pub not_modified: bool,
     pub body: Vec<u8>,

@@ -62,6 +62,7 @@ impl Http for FixtureHttp {
             last_modified: None,
             hubs: self.hubs.clone(),
             self_url: None,
+            max_age: None,
         })
     }
 }

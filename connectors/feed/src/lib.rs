@@ -101,6 +101,7 @@ impl Connector for FeedConnector {
             };
             b
         };
+        batch.poll_after = poll_after(got.max_age, &batch.items);
         // The response's Link headers win over the document's own links (WebSub §4).
         if !got.hubs.is_empty() {
             batch.hubs = got.hubs;
@@ -114,6 +115,29 @@ impl Connector for FeedConnector {
     fn receive(&self, body: &[u8]) -> Result<Batch, ConnectorError> {
         let doc = parse_feed(body).map_err(ConnectorError::Malformed)?;
         Ok(self.batch(doc, self.config.url.clone()))
+    }
+}
+
+/// The longest a feed waits between polls, however slow its rhythm (a day).
+pub const POLL_CEILING: u64 = 86_400;
+
+/// How long to wait before polling again, by the feed's own rhythm: half the median gap
+/// between its newest entries' dates, at least what `Cache-Control: max-age` says, at most
+/// [`POLL_CEILING`]. None when the feed gives nothing to go by (the hub's interval then).
+pub fn poll_after(max_age: Option<u64>, items: &[Pulled]) -> Option<u64> {
+    let mut dates: Vec<i64> = items
+        .iter()
+        .map(|p| p.entry.published.unwrap_or(p.entry.updated).unix())
+        .filter(|&t| t > 0)
+        .collect();
+    dates.sort_unstable_by(|a, b| b.cmp(a));
+    dates.truncate(11);
+    let mut gaps: Vec<u64> = dates.windows(2).map(|w| (w[0] - w[1]).unsigned_abs()).collect();
+    gaps.sort_unstable();
+    let rhythm = (!gaps.is_empty()).then(|| gaps[gaps.len() / 2] / 2);
+    match (rhythm, max_age) {
+        (None, None) => None,
+        (r, m) => Some(r.unwrap_or(0).max(m.unwrap_or(0)).min(POLL_CEILING)),
     }
 }
 
