@@ -51,6 +51,9 @@ pub enum Command {
     /// its own; a running `serve` runs a new or resumed one within a second.
     #[command(subcommand)]
     Connector(ConnectorCmd),
+    /// Import what another program exported (`import opml`: a feed reader's subscriptions).
+    #[command(subcommand)]
+    Import(ImportCmd),
     /// Register the hub as an OAuth 2.0 client at a provider, for connectors authorised by
     /// the OAuth round trip (the provider must allow BASE/oauth/callback as redirect URI).
     #[command(name = "oauth-client", subcommand)]
@@ -147,6 +150,25 @@ pub enum ConnectorCmd {
         user: String,
         /// The connector's id, as `feedmesh connector list` shows it.
         id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCmd {
+    /// Subscribe USER to every feed of an OPML file (what feed readers export): a feed
+    /// connector each, in a collection named after its outermost folder. Feeds already
+    /// followed are left alone, so importing the file again adds nothing.
+    Opml {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The .opml file (`-` reads standard input).
+        file: std::path::PathBuf,
+        /// The collection of feeds outside any folder.
+        #[arg(long, value_name = "NAME", default_value = "Feeds")]
+        collection: String,
+        /// Let feeds on loopback and private addresses in, as `serve --allow-private-network`.
+        #[arg(long, env = "FEEDMESH_ALLOW_PRIVATE_NETWORK")]
+        allow_private_network: bool,
     },
 }
 
@@ -553,6 +575,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("{} runs within a second where `serve` runs", what(id));
                 }
             }
+            Ok(())
+        }
+        Command::Import(ImportCmd::Opml {
+            user,
+            file,
+            collection,
+            allow_private_network,
+        }) => {
+            let core = offline_core(&cli.data).await?;
+            let u = user_named(core.mesh.store.as_ref(), &user).await?;
+            let body = if file.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("cannot read standard input")?;
+                b
+            } else {
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let report = connectors::import_opml(&core, u.id, &body, &collection, allow_private_network)
+                .await
+                .with_context(|| format!("cannot import {}", file.display()))?;
+            for (url, why) in &report.refused {
+                eprintln!("skipped {url}: {why}");
+            }
+            eprintln!(
+                "{} feeds added, {} already followed, {} skipped",
+                report.added,
+                report.known,
+                report.refused.len()
+            );
             Ok(())
         }
         Command::OauthClient(cmd) => {

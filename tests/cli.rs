@@ -183,6 +183,7 @@ fn every_command_explains_itself() {
         vec!["connector", "add", "--help"],
         vec!["connector", "list", "--help"],
         vec!["oauth-client", "add", "--help"],
+        vec!["import", "opml", "--help"],
     ] {
         let out = ok(dir.path(), &args);
         assert!(out.contains("Usage:"), "{args:?}: {out}");
@@ -526,4 +527,48 @@ fn connectors_are_added_listed_paused_resumed_and_removed_by_the_cli() {
     assert!(!success && err.contains("needs-auth"), "{err}");
     ok(d, &["oauth-client", "remove", "alice", "github"]);
     assert!(!ok(d, &["oauth-client", "list", "alice"]).contains("Iv1.abc"));
+}
+
+#[test]
+fn a_readers_opml_export_is_imported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let opml = d.join("subs.opml");
+    std::fs::write(
+        &opml,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<opml version="2.0"><head><title>Subscriptions</title></head><body>
+  <outline text="Tech News" title="Tech News">
+    <outline type="rss" text="A" xmlUrl="https://a.example/feed.xml" htmlUrl="https://a.example/"/>
+    <outline text="Deeper"><outline type="rss" text="B" xmlUrl="https://b.example/atom"/></outline>
+  </outline>
+  <outline type="rss" text="C" xmlUrl="https://c.example/rss"/>
+  <outline type="rss" text="Local" xmlUrl="http://127.0.0.1:9/feed"/>
+  <outline type="rss" text="Odd" xmlUrl="gopher://d.example/"/>
+</body></opml>"#,
+    )
+    .unwrap();
+    let path = opml.to_str().unwrap();
+    let (success, _, err) = feedmesh(d, &["import", "opml", "alice", path]);
+    assert!(success, "{err}");
+    assert!(err.contains("3 feeds added, 0 already followed, 2 skipped"), "{err}");
+    assert!(
+        err.contains("gopher://d.example/") && err.contains("127.0.0.1"),
+        "the skipped are named: {err}"
+    );
+    let collections = ok(d, &["collection", "list", "alice"]);
+    assert!(
+        collections.contains("Tech-News") && collections.contains("Feeds"),
+        "{collections}"
+    );
+    assert_eq!(ok(d, &["connector", "list", "alice"]).matches("\tfeed\t").count(), 3);
+    // Again: nothing new.
+    let (success, _, err) = feedmesh(d, &["import", "opml", "alice", path]);
+    assert!(success && err.contains("0 feeds added, 3 already followed"), "{err}");
+    // Not OPML: a clear error, nothing changed.
+    std::fs::write(&opml, "<html><body>no</body></html>").unwrap();
+    let (success, _, err) = feedmesh(d, &["import", "opml", "alice", path]);
+    assert!(!success && err.contains("not OPML"), "{err}");
+    assert_eq!(ok(d, &["connector", "list", "alice"]).matches("\tfeed\t").count(), 3);
 }

@@ -5,6 +5,7 @@ pub mod as2_out;
 pub mod atom_in;
 pub mod atom_out;
 pub mod json_out;
+pub mod opml;
 pub mod rss_out;
 pub mod vcard;
 pub mod xml;

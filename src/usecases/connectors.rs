@@ -223,6 +223,87 @@ pub async fn add(
     })
 }
 
+/// What an OPML import did.
+#[derive(Debug, Default)]
+pub struct OpmlReport {
+    pub added: usize,
+    /// Feeds the user already had a feed connector for.
+    pub known: usize,
+    /// (URL, why) of the feeds not taken (not http(s), a private address).
+    pub refused: Vec<(String, String)>,
+}
+
+/// A folder's name as a collection name: letters, digits, `-` `_` `.` (others become `-`).
+fn collection_for(folder: &str) -> Option<String> {
+    let mut name: String = folder
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Subscribes the user to every feed of a reader's OPML export: a feed connector each, in
+/// the collection named after its outermost folder (`default_collection` for feeds at the
+/// top level). Feeds the user already follows are left as they are, so importing a file
+/// again adds nothing; a file that is not OPML changes nothing.
+pub async fn import_opml(
+    core: &Core,
+    user_id: i64,
+    body: &[u8],
+    default_collection: &str,
+    allow_private: bool,
+) -> Result<OpmlReport> {
+    let subs = crate::formats::opml::read(body).map_err(|e| Error::Invalid(format!("the OPML file: {e}")))?;
+    let mut known: std::collections::HashSet<String> = list(core, user_id)
+        .await?
+        .into_iter()
+        .filter(|c| c.kind == "feed")
+        .filter_map(|c| {
+            serde_json::from_str::<BTreeMap<String, String>>(&c.options)
+                .ok()?
+                .remove("url")
+        })
+        .collect();
+    let mut report = OpmlReport::default();
+    for s in subs {
+        if known.contains(&s.url) {
+            report.known += 1;
+            continue;
+        }
+        let collection = s
+            .folder
+            .as_deref()
+            .and_then(collection_for)
+            .unwrap_or_else(|| default_collection.to_string());
+        match add(
+            core,
+            user_id,
+            "feed",
+            Some(&collection),
+            vec![("url".into(), s.url.clone())],
+            allow_private,
+        )
+        .await
+        {
+            Ok(_) => {
+                report.added += 1;
+                known.insert(s.url);
+            }
+            Err(Error::Invalid(why)) => report.refused.push((s.url, why)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
 pub async fn list(core: &Core, user_id: i64) -> Result<Vec<ConnectorRow>> {
     Ok(core.mesh.store.connectors(user_id).await?)
 }
