@@ -68,13 +68,7 @@ pub async fn get(
         let mut resp = outbound.send(req).await?;
         let status = resp.status();
         if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-            let next = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|loc| url::Url::parse(&url).ok()?.join(loc).ok())
-                .ok_or(FetchError::BadRedirect)?;
-            url = next.to_string();
+            url = next_hop(&url, resp.headers())?;
             continue;
         }
         let text = |name: header::HeaderName| {
@@ -120,6 +114,17 @@ pub async fn get(
         return Ok(fetched);
     }
     Err(FetchError::TooManyRedirects)
+}
+
+/// A redirect's target, resolved against the URL that answered (the next hop is checked
+/// by the outbound policy like the first).
+fn next_hop(url: &str, headers: &header::HeaderMap) -> Result<String, FetchError> {
+    headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|loc| url::Url::parse(url).ok()?.join(loc).ok())
+        .map(|u| u.to_string())
+        .ok_or(FetchError::BadRedirect)
 }
 
 /// `Retry-After` as seconds from now: a number of seconds, or an HTTP date; at most a day.
@@ -245,13 +250,7 @@ pub async fn send(
         let mut resp = outbound.send(req).await?;
         let status = resp.status();
         if method == Method::GET && status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-            let next = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|loc| url::Url::parse(&url).ok()?.join(loc).ok())
-                .ok_or(FetchError::BadRedirect)?;
-            url = next.to_string();
+            url = next_hop(&url, resp.headers())?;
             continue;
         }
         let headers = resp

@@ -220,6 +220,18 @@ fn connector(api: &str, login: &str, token: &str) -> GithubConnector {
     GithubConnector::new(GithubConfig::from_options(&options).unwrap())
 }
 
+/// The bytes of a hub's SQLite files (the database, its WAL), to look for secrets in clear.
+fn database_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.to_string_lossy().contains("feedmesh.db") {
+            bytes.extend(std::fs::read(p).unwrap());
+        }
+    }
+    bytes
+}
+
 fn outbound(allow_private: bool) -> Outbound {
     feedmesh::net::install_crypto();
     Outbound::new(allow_private, Duration::from_secs(5)).unwrap()
@@ -472,13 +484,7 @@ async fn a_github_connector_runs_into_its_collection_and_contact_timelines() {
 
     // The token is sealed at rest: not in the database file in clear.
     if app.db_url.starts_with("sqlite://") {
-        let mut bytes = Vec::new();
-        for f in std::fs::read_dir(app.dir.path()).unwrap() {
-            let p = f.unwrap().path();
-            if p.to_string_lossy().contains("feedmesh.db") {
-                bytes.extend(std::fs::read(p).unwrap());
-            }
-        }
+        let bytes = database_bytes(app.dir.path());
         assert!(
             !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
             "the token is in the database in clear"
@@ -712,13 +718,7 @@ async fn an_oauth_connector_is_authorised_refreshed_revoked_and_reconnected() {
 
     // No token in clear in the database.
     if app.db_url.starts_with("sqlite://") {
-        let mut bytes = Vec::new();
-        for f in std::fs::read_dir(app.dir.path()).unwrap() {
-            let p = f.unwrap().path();
-            if p.to_string_lossy().contains("feedmesh.db") {
-                bytes.extend(std::fs::read(p).unwrap());
-            }
-        }
+        let bytes = database_bytes(app.dir.path());
         for t in [first.as_str(), second.as_str(), "hub-secret"] {
             assert!(
                 !bytes.windows(t.len()).any(|w| w == t.as_bytes()),
@@ -862,13 +862,7 @@ async fn a_connector_survives_kill_9_mid_pull_and_its_token_reaches_no_log() {
     );
     assert!(!logs.contains(TOKEN), "the token is in the logs");
     assert!(!logs.contains("SECRETCODE42"), "a callback's code is in the logs");
-    let mut bytes = Vec::new();
-    for f in std::fs::read_dir(d).unwrap() {
-        let p = f.unwrap().path();
-        if p.to_string_lossy().contains("feedmesh.db") {
-            bytes.extend(std::fs::read(p).unwrap());
-        }
-    }
+    let bytes = database_bytes(d);
     assert!(
         !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
         "the token is in the database in clear"

@@ -114,16 +114,13 @@ pub async fn remove_client(core: &Core, user_id: i64, provider: &str) -> Result<
 /// connectors needs it, kept like any client registration. Answers the provider's name.
 pub async fn mastodon_app(core: &Core, user_id: i64, instance: &str) -> Result<String> {
     let instance = instance.trim_end_matches('/');
-    let host = url::Url::parse(instance)
-        .ok()
-        .and_then(|u| {
-            Some(format!(
-                "{}{}",
-                u.host_str()?,
-                u.port().map(|p| format!(":{p}")).unwrap_or_default()
-            ))
-        })
-        .ok_or_else(|| Error::Invalid(format!("option instance: {instance:?} is not a URL")))?;
+    let host = feedmesh_connector_mastodon::MastodonConfig {
+        instance: instance.to_string(),
+    }
+    .host();
+    if host.is_empty() {
+        return Err(Error::Invalid(format!("option instance: {instance:?} is not a URL")));
+    }
     let provider = format!("mastodon:{host}");
     if core.mesh.store.oauth_client(user_id, &provider).await?.is_some() {
         return Ok(provider);
