@@ -202,7 +202,12 @@ pub async fn add(
             outbox,
             &to_json(&plain)?,
             secrets.as_deref(),
-            ConnectorState::Active,
+            // One waiting for its authorisation is never claimed by a run meanwhile.
+            if oauth.is_some() {
+                ConnectorState::NeedsAuth
+            } else {
+                ConnectorState::Active
+            },
         )
         .await?;
     let authorize_url = match oauth {
