@@ -144,6 +144,22 @@ pub enum ConnectorCmd {
         /// The connector's id, as `feedmesh connector list` shows it.
         id: i64,
     },
+    /// Authorise connector ID of USER again at its OAuth provider (after `needs-reconnect`,
+    /// or a lost URL): prints the URL to open as the last line of stdout.
+    Reconnect {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The connector's id, as `feedmesh connector list` shows it.
+        id: i64,
+        /// Public URL of the hub: the provider sends the browser back to BASE/oauth/callback.
+        #[arg(
+            long,
+            env = "FEEDMESH_BASE_URL",
+            default_value = "http://127.0.0.1:8080",
+            value_name = "URL"
+        )]
+        base_url: String,
+    },
     /// Run connector ID of USER now.
     Sync {
         /// The user (as made by `feedmesh user add`).
@@ -483,6 +499,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connector(cmd) => {
             let mut core = offline_core(&cli.data).await?;
             let mut allow_private = false;
+            if let ConnectorCmd::Reconnect { base_url, .. } = &cmd {
+                core.base_url = base_url.trim_end_matches('/').to_string();
+            }
             if let ConnectorCmd::Add {
                 base_url,
                 allow_private_network,
@@ -502,6 +521,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 | ConnectorCmd::Remove { user, .. }
                 | ConnectorCmd::Pause { user, .. }
                 | ConnectorCmd::Resume { user, .. }
+                | ConnectorCmd::Reconnect { user, .. }
                 | ConnectorCmd::Sync { user, .. } => user.clone(),
             };
             let user = user_of(&cmd);
@@ -567,6 +587,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .with_context(|| format!("cannot resume {}", what(id)))?;
                     eprintln!("resumed {}: it runs within a second where `serve` runs", what(id));
+                }
+                ConnectorCmd::Reconnect { id, .. } => {
+                    let url = connectors::reconnect(&core, u.id, id)
+                        .await
+                        .with_context(|| format!("cannot reconnect {}", what(id)))?;
+                    eprintln!("open this URL to authorise {} again:", what(id));
+                    println!("{url}");
                 }
                 ConnectorCmd::Sync { id, .. } => {
                     connectors::sync_now(&core, u.id, id)

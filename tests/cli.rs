@@ -525,6 +525,12 @@ fn connectors_are_added_listed_paused_resumed_and_removed_by_the_cli() {
     assert!(ok(d, &["connector", "list", "alice"]).contains("\tgithub\t-\tneeds-auth"));
     let (success, _, err) = feedmesh(d, &["connector", "resume", "alice", out.lines().next().unwrap()]);
     assert!(!success && err.contains("needs-auth"), "{err}");
+    let again = ok(d, &["connector", "reconnect", "alice", out.lines().next().unwrap()]);
+    let url = again.lines().last().unwrap();
+    assert!(
+        url.starts_with("https://github.com/login/oauth/authorize?") && url != last,
+        "a fresh URL: {again}"
+    );
     ok(d, &["oauth-client", "remove", "alice", "github"]);
     assert!(!ok(d, &["oauth-client", "list", "alice"]).contains("Iv1.abc"));
 }

@@ -785,6 +785,17 @@ async fn an_oauth_connector_is_authorised_refreshed_revoked_and_reconnected() {
         seen,
         "a connector that needs reconnecting is not run"
     );
+
+    // Reconnecting: a new authorization URL, the round trip again, and it runs again.
+    let (status, c) = api(&app, &token, Method::POST, &format!("{path}/reconnect"), None).await;
+    assert_eq!((status, c["state"].as_str()), (200, Some("needs-auth")), "{c}");
+    let back = authorise_in_browser(c["authorize_url"].as_str().unwrap()).await;
+    assert_eq!(app.client.get(&back).send().await.unwrap().status(), 200);
+    crate::common::eventually("active again", async || {
+        let c = api(&app, &token, Method::GET, &path, None).await.1;
+        c["state"] == "active" && c["last_error"].is_null()
+    })
+    .await;
 }
 
 /// The contract's durability and secrecy, with `serve` as a real process: `kill -9` in the

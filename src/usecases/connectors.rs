@@ -339,7 +339,7 @@ pub async fn resume(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> 
     let state = match c.state {
         ConnectorState::NeedsAuth | ConnectorState::NeedsReconnect => {
             return Err(Error::Conflict(format!(
-                "connector {id} is {}: connect it again first",
+                "connector {id} is {}: connect it again first (feedmesh connector reconnect)",
                 c.state.as_str()
             )));
         }
@@ -357,6 +357,19 @@ pub async fn sync_now(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow
         return Err(Error::Conflict(format!("connector {id} is paused: resume it to sync")));
     }
     resume(core, user_id, id).await
+}
+
+/// Starts the OAuth round trip again for a connector authorised by OAuth (one waiting for
+/// its authorisation, one whose provider refused it, or any other to change the account):
+/// answers the URL to open; the connector waits (`needs-auth`) until the callback.
+pub async fn reconnect(core: &Core, user_id: i64, id: i64) -> Result<String> {
+    let c = core.mesh.store.connector(user_id, id).await?;
+    let provider = c.provider.clone().ok_or_else(|| {
+        Error::Conflict(format!(
+            "connector {id} is not authorised by OAuth: remove it and add it again with new options"
+        ))
+    })?;
+    super::oauth::begin(core, user_id, id, &provider).await
 }
 
 /// The options a connector was added with, secret ones included.

@@ -108,7 +108,7 @@ pub async fn remove(State(st): State<SharedState>, headers: HeaderMap, Path(id):
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /api/connectors/{id}/pause|resume|sync`.
+/// `POST /api/connectors/{id}/pause|resume|sync|reconnect` (reconnect answers `authorize_url`).
 pub async fn act(
     State(st): State<SharedState>,
     headers: HeaderMap,
@@ -119,6 +119,14 @@ pub async fn act(
         "pause" => connectors::pause(&st, p.user_id, id).await?,
         "resume" => connectors::resume(&st, p.user_id, id).await?,
         "sync" => connectors::sync_now(&st, p.user_id, id).await?,
+        "reconnect" => {
+            let url = connectors::reconnect(&st, p.user_id, id).await?;
+            let c = connectors::get(&st, p.user_id, id).await?;
+            let mut body =
+                serde_json::to_value(out(&st, &c).await?).map_err(|e| crate::error::Error::Internal(e.into()))?;
+            body["authorize_url"] = serde_json::Value::String(url);
+            return Ok(Json(body).into_response());
+        }
         _ => return Err(crate::error::Error::NotFound("connector action")),
     };
     Ok(Json(out(&st, &c).await?).into_response())
