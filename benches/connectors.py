@@ -5,8 +5,15 @@
    `feedmesh import opml`): the first round of polls (200s), then a second round where each
    feed answers its conditional GET with 304; the time of each round (target for the
    second: under 60 s on 2 cores) and the resident memory of `serve` (target under 150 MB).
+3. a status posted from the outbox collection: p50/p99 from the AtomPub POST (by a device)
+   to the status existing on the instance (mastodon-mock from scripts/deps' venv), over
+   BENCH_POSTS posts (default 200) made one after another.
 """
 import importlib.util
+import json
+import statistics
+import urllib.parse
+import urllib.request
 import os
 import re
 import sqlite3
@@ -23,6 +30,16 @@ spec.loader.exec_module(people)
 B = people.B
 W = people.W
 FEEDS = int(os.environ.get("BENCH_FEEDS", "10000"))
+POSTS = int(os.environ.get("BENCH_POSTS", "200"))
+PARTS = {int(x) for x in os.environ.get("BENCH_PARTS", "1,3").split(",") if x.strip()}
+PEERS = os.environ.get("FEEDMESH_PEERS_DIR", os.path.expanduser("~/.cache/feedmesh-peers"))
+MM_CONFIG = """url_scheme = "http"
+[auth]
+permissive = false
+[[seed.accounts]]
+username = "alice"
+access_token = "alice-token"
+"""
 
 
 def synced(db, since):
@@ -48,8 +65,97 @@ def round_until_all(db, since, hub, limit=600):
         time.sleep(0.25)
 
 
+def start_serve(data):
+    hub = subprocess.Popen([B, "serve", "--listen", "127.0.0.1:0", "--allow-private-network"], env=people.env_for(data),
+                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    people.procs.append(hub)
+    for line in hub.stderr:
+        m = re.search(r"serving on (\S+)", line)
+        if m:
+            threading.Thread(target=lambda: [None for _ in hub.stderr], daemon=True).start()
+            return hub, m.group(1)
+    sys.exit("serve did not start")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+
+
+def outbox_latency():
+    """Part 3: AtomPub POST into mastodon-outbox until the status is on the instance."""
+    python = os.path.join(PEERS, "venv-mm", "bin", "python")
+    if not os.path.exists(python):
+        print("3. skipped: mastodon-mock is not installed (scripts/deps)")
+        return
+    cfg = os.path.join(W, "mm.toml")
+    open(cfg, "w").write(MM_CONFIG)
+    mm = subprocess.Popen([python, os.path.join(HERE, "..", "tests", "fixtures", "mastodon-mock.py"), cfg],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    people.procs.append(mm)
+    instance = "http://127.0.0.1:" + mm.stdout.readline().split()[-1]
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(instance + "/api/v1/instance", timeout=2)
+            break
+        except Exception:
+            time.sleep(0.1)
+    data = os.path.join(W, "mastodon-hub")
+    token = people.setup(B, "mastodon-hub")[1]
+    hub, base = start_serve(data)
+    out, _ = people.cli(B, data, "connector", "add", "bench", "mastodon", "--option", f"instance={instance}",
+                        "--base-url", base, "--allow-private-network")
+    auth = urllib.parse.urlparse(out.strip().splitlines()[-1])
+    q = dict(urllib.parse.parse_qsl(auth.query))
+    form = urllib.parse.urlencode({"username": "alice", "client_id": q["client_id"], "redirect_uri": q["redirect_uri"],
+                                   "state": q["state"], "scope": q["scope"], "response_type": "code"}).encode()
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        opener.open(urllib.request.Request(instance + "/oauth/authorize", data=form))
+        sys.exit("the instance did not redirect back")
+    except urllib.error.HTTPError as e:
+        back = e.headers["Location"]
+    urllib.request.urlopen(back).read()
+    client = people.Client(base, token)
+    me = json.loads(urllib.request.urlopen(urllib.request.Request(
+        instance + "/api/v1/accounts/verify_credentials", headers={"Authorization": "Bearer alice-token"})).read())
+    own = f"{instance}/api/v1/accounts/{me['id']}/statuses?limit=5"
+
+    def newest():
+        req = urllib.request.Request(own, headers={"Authorization": "Bearer alice-token"})
+        return [s["content"] for s in json.loads(urllib.request.urlopen(req).read())]
+
+    # Wait for the connector's first run (it is active).
+    for _ in range(200):
+        if "\tactive\t" in people.cli(B, data, "connector", "list", "bench")[0]:
+            break
+        time.sleep(0.1)
+    lat = []
+    for i in range(POSTS):
+        text = f"bench post {i} {time.time()}"
+        body = f'<entry xmlns="http://www.w3.org/2005/Atom"><title>p{i}</title><content type="text">{text}</content></entry>'
+        t0 = time.time()
+        status, _, _ = client.request("POST", "/atompub/bench/mastodon-outbox", body, "application/atom+xml;type=entry")
+        if status != 201:
+            sys.exit(f"the outbox answered {status}")
+        while not any(text in c for c in newest()):
+            if time.time() - t0 > 120:
+                sys.exit(f"post {i} never reached the instance")
+            time.sleep(0.005)
+        lat.append((time.time() - t0) * 1000)
+    print(f"3. a status posted from the outbox ({POSTS} posts, one after another): p50 {statistics.median(lat):.0f} ms, "
+          f"p99 {people.pct(lat, 0.99):.0f} ms (from the AtomPub POST to the status on the instance)")
+
+
 def main():
     print(f"feedmesh connectors benchmark: {people.CORES} cores, {FEEDS} feeds")
+    if 1 in PARTS:
+        feeds()
+    if 3 in PARTS:
+        outbox_latency()
+
+
+def feeds():
     root = os.path.join(W, "feeds")
     os.makedirs(os.path.join(root, "f"))
     for i in range(FEEDS):
@@ -66,14 +172,7 @@ def main():
     t0 = time.time()
     _, err = people.cli(B, data, "import", "opml", "bench", opml, "--allow-private-network")
     print(f"   import opml: {err.strip().splitlines()[-1]} in {time.time() - t0:.1f}s")
-    env = people.env_for(data)
-    hub = subprocess.Popen([B, "serve", "--listen", "127.0.0.1:0", "--allow-private-network"], env=env,
-                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    people.procs.append(hub)
-    for line in hub.stderr:
-        if "serving on" in line:
-            threading.Thread(target=lambda: [None for _ in hub.stderr], daemon=True).start()
-            break
+    hub, _ = start_serve(data)
     db = os.path.join(data, "feedmesh.db")
     first, peak1 = round_until_all(db, 0, hub)
     # Round two: every connector due now; each feed answers its ETag with 304.
