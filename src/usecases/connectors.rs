@@ -449,12 +449,17 @@ pub async fn run_one(core: &Core, c: &ConnectorRow) -> anyhow::Result<ConnectorR
         },
     };
     match outcome {
-        Ok(poll_after) => {
+        Ok((poll_after, more)) => {
             run.state = ConnectorState::Active;
             run.failures = 0;
             run.last_sync_at = Some(now);
             run.last_error = None;
-            run.next_at = now + 1000 * poll_after.unwrap_or(0).max(kind.interval) as i64;
+            // A backlog left at the page limit is read on at once; else the service's wait,
+            // at least the kind's interval.
+            run.next_at = match more {
+                true => now,
+                false => now + 1000 * poll_after.unwrap_or(0).max(kind.interval) as i64,
+            };
         }
         Err(e) => {
             tracing::warn!(connector = c.id, kind = %c.kind, error = %e, "a connector's run failed");
@@ -482,19 +487,20 @@ pub async fn run_one(core: &Core, c: &ConnectorRow) -> anyhow::Result<ConnectorR
     Ok(run)
 }
 
-/// The pull itself; answers the wait the service asked for, if any.
+/// The pull itself; answers the wait the service asked for, if any, and whether a backlog
+/// is left behind at the connector's page limit.
 async fn pull(
     core: &Core,
     c: &ConnectorRow,
     connector: &dyn Connector,
     run: &mut ConnectorRun,
-) -> Result<Option<u64>, ConnectorError> {
+) -> Result<(Option<u64>, bool), ConnectorError> {
     let http = ConnectorHttp(&core.outbound);
     if run.account.is_empty() {
         run.account = connector.check(&http).await?;
     }
     let batch = connector.pull(&http, &cursor_of(c)).await?;
-    let poll_after = batch.poll_after;
+    let (poll_after, more) = (batch.poll_after, batch.more);
     let (who, col) = writer(core, c).await.map_err(store_err)?;
     for item in batch.items.into_iter().rev() {
         core.mesh
@@ -506,7 +512,7 @@ async fn pull(
     if let Some(outbox) = c.outbox_id {
         post_outbox(core, c, connector, &http, &who, outbox).await?;
     }
-    Ok(poll_after)
+    Ok((poll_after, more))
 }
 
 fn store_err(e: anyhow::Error) -> ConnectorError {

@@ -322,6 +322,8 @@ pub struct Batch {
     pub url: String,
     /// The service asks not to be polled again before this many seconds.
     pub poll_after: Option<u64>,
+    /// The pull stopped at its page limit with more waiting: the hub runs it again at once.
+    pub more: bool,
 }
 
 /// What the hub asks a connector to do with an item of its outbox collection.

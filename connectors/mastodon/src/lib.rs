@@ -156,7 +156,7 @@ impl MastodonConnector {
         since: Option<&str>,
         read: fn(&Value, &Ctx) -> Option<Pulled>,
         ctx: &Ctx,
-    ) -> Result<(Vec<Pulled>, Option<String>), ConnectorError> {
+    ) -> Result<(Vec<Pulled>, Option<String>, bool), ConnectorError> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut url = format!("{}{path}{sep}limit={PAGE}", self.config.instance);
         if let Some(s) = since {
@@ -164,7 +164,8 @@ impl MastodonConnector {
         }
         let mut out = Vec::new();
         let mut newest = since.map(str::to_string);
-        for _ in 0..MAX_PAGES {
+        let mut more = false;
+        for page in 0..MAX_PAGES {
             let resp = self.get(http, url.clone()).await?;
             let items: Vec<Value> = serde_json::from_slice(&resp.body)
                 .map_err(|e| ConnectorError::Malformed(format!("{path}: not a list: {e}")))?;
@@ -181,11 +182,12 @@ impl MastodonConnector {
             }
             // A first pull takes the newest page only; later ones walk up to the present.
             match resp.link("prev") {
+                Some(_) if since.is_some() && items.len() == PAGE && page + 1 == MAX_PAGES => more = true,
                 Some(prev) if since.is_some() && items.len() == PAGE => url = prev,
                 _ => break,
             }
         }
-        Ok((out, newest))
+        Ok((out, newest, more))
     }
 }
 
@@ -549,10 +551,12 @@ impl Connector for MastodonConnector {
             ("own", own.as_str(), status),
         ];
         let mut items: Vec<Pulled> = Vec::new();
+        let mut more = false;
         for (key, path, read) in lists {
-            let (got, newest) = self
+            let (got, newest, behind) = self
                 .pull_list(http, path, state.get(key).map(String::as_str), read, &ctx)
                 .await?;
+            more |= behind;
             for p in got {
                 if !items.iter().any(|i| i.id == p.id) {
                     items.push(p);
@@ -572,6 +576,7 @@ impl Connector for MastodonConnector {
                 ..Cursor::default()
             },
             url: self.config.instance.clone(),
+            more,
             ..Batch::default()
         })
     }
@@ -580,6 +585,74 @@ impl Connector for MastodonConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An instance with an endless home timeline: every page after `min_id=N` holds the 40
+    /// statuses above N and links `prev` to the next.
+    struct Endless;
+
+    #[async_trait]
+    impl Http for Endless {
+        async fn get(
+            &self,
+            _: &str,
+            _: &feedmesh_connector::Conditions,
+            _: usize,
+        ) -> Result<feedmesh_connector::Fetched, ConnectorError> {
+            Err(ConnectorError::Unsupported("feeds"))
+        }
+        async fn send(&self, r: Request) -> Result<Response, ConnectorError> {
+            let url = url::Url::parse(&r.url).unwrap();
+            let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+            let body = if url.path().ends_with("verify_credentials") {
+                serde_json::json!({"id": "1", "acct": "alice"})
+            } else if url.path() == "/api/v1/timelines/home" {
+                let from: u64 = q.get("min_id").and_then(|m| m.parse().ok()).unwrap_or(0);
+                let account = serde_json::json!({"acct": "bob", "url": "https://m.example/@bob"});
+                serde_json::json!(
+                    (1..=PAGE as u64)
+                        .rev()
+                        .map(|i| serde_json::json!({"id": (from + i).to_string(),
+                    "created_at": "2026-01-01T00:00:00Z", "account": account, "content": "<p>x</p>"}))
+                        .collect::<Vec<_>>()
+                )
+            } else {
+                serde_json::json!([])
+            };
+            let from: u64 = q.get("min_id").and_then(|m| m.parse().ok()).unwrap_or(0);
+            let link = format!(
+                "<https://m.example{}?limit=40&min_id={}>; rel=\"prev\"",
+                url.path(),
+                from + PAGE as u64
+            );
+            Ok(Response {
+                status: 200,
+                url: r.url.clone(),
+                headers: vec![("link".into(), link)],
+                body: serde_json::to_vec(&body).unwrap(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backlog_past_the_page_limit_asks_to_be_run_again() {
+        let c = MastodonConnector::new(MastodonConfig {
+            instance: "https://m.example".into(),
+        })
+        .with_oauth_token(Secret::new("t"));
+        let cursor = Cursor {
+            state: Some(r#"{"home": "0", "account_id": "1"}"#.into()),
+            ..Cursor::default()
+        };
+        let b = c.pull(&Endless, &cursor).await.unwrap();
+        assert!(b.more, "ten full pages and more behind them");
+        assert_eq!(b.items.len(), MAX_PAGES * PAGE);
+        let state: BTreeMap<String, String> = serde_json::from_str(b.cursor.state.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            state["home"],
+            (MAX_PAGES * PAGE).to_string(),
+            "the next run starts where this one stopped"
+        );
+    }
 
     #[test]
     fn the_instance_option_is_checked() {
