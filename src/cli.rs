@@ -97,7 +97,7 @@ pub enum ConnectorCmd {
     Add {
         /// The user (as made by `feedmesh user add`).
         user: String,
-        /// The kind of service: feed, github.
+        /// The kind of service: feed, github, mastodon.
         kind: String,
         /// The collection it writes into (made if missing; default: the kind's name).
         #[arg(long, value_name = "NAME")]

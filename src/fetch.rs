@@ -100,20 +100,25 @@ pub async fn get(
             }
             return Err(FetchError::Status(status));
         }
-        if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
-            return Err(FetchError::TooLarge(max_bytes));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Body(e.to_string()))? {
-            if body.len() + chunk.len() > max_bytes {
-                return Err(FetchError::TooLarge(max_bytes));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        fetched.body = body;
+        fetched.body = read_body(&mut resp, max_bytes).await?;
         return Ok(fetched);
     }
     Err(FetchError::TooManyRedirects)
+}
+
+/// A response's whole body, refused past `max_bytes` (by its length up front, or as it comes).
+async fn read_body(resp: &mut reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, FetchError> {
+    if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
+        return Err(FetchError::TooLarge(max_bytes));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Body(e.to_string()))? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(FetchError::TooLarge(max_bytes));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A redirect's target, resolved against the URL that answered (the next hop is checked
@@ -258,16 +263,7 @@ pub async fn send(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        if resp.content_length().is_some_and(|n| n > r.max_bytes as u64) {
-            return Err(FetchError::TooLarge(r.max_bytes));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Body(e.to_string()))? {
-            if body.len() + chunk.len() > r.max_bytes {
-                return Err(FetchError::TooLarge(r.max_bytes));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_body(&mut resp, r.max_bytes).await?;
         return Ok(feedmesh_connector::Response {
             status: status.as_u16(),
             url,
