@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::jobs::shutdown_signal;
 use crate::store::{Store, User};
 use crate::usecases::items::Mesh;
-use crate::usecases::{Core, accounts, connectors, contacts, follows, keys};
+use crate::usecases::{Core, accounts, connectors, contacts, follows, keys, routes};
 use crate::websub::WebSub;
 
 /// feedmesh: link your devices and services through RSS/Atom feeds.
@@ -51,6 +51,10 @@ pub enum Command {
     /// its own; a running `serve` runs a new or resumed one within a second.
     #[command(subcommand)]
     Connector(ConnectorCmd),
+    /// Route a collection into a connector's outbox: what arrives there (passing the filter)
+    /// is posted by that connector, edits edit and deletions delete; loops post once.
+    #[command(subcommand)]
+    Route(RouteCmd),
     /// Import what another program exported (`import opml`: a feed reader's subscriptions).
     #[command(subcommand)]
     Import(ImportCmd),
@@ -165,6 +169,40 @@ pub enum ConnectorCmd {
         /// The user (as made by `feedmesh user add`).
         user: String,
         /// The connector's id, as `feedmesh connector list` shows it.
+        id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RouteCmd {
+    /// Route USER's collection FROM into connector TO's outbox, for what arrives from now
+    /// on (e.g. `--from github --to 3 --filter q=released`: GitHub releases to Mastodon).
+    Add {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The collection whose new items are routed (`feedmesh collection list`).
+        #[arg(long, value_name = "COLLECTION")]
+        from: String,
+        /// The connector that posts them (one that posts: mastodon), as `connector list` shows it.
+        #[arg(long, value_name = "CONNECTOR_ID")]
+        to: i64,
+        /// Only items passing this filter, repeated as needed; the search's filters:
+        /// q=WORDS (the search language: words, "a phrase", prefix*, -word), type=TYPE
+        /// (Note, Article, Message, Create…), contact=ID, company=SLUG, endpoint=DEVICE,
+        /// since=DATE, until=DATE, tags=a,b.
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
+    },
+    /// List USER's routes: id, from, to (connector id and kind), filter.
+    List {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
+    /// Remove route ID of USER (what it routed stays posted).
+    Remove {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The route's id, as `feedmesh route list` shows it.
         id: i64,
     },
 }
@@ -600,6 +638,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await
                         .with_context(|| format!("cannot sync {}", what(id)))?;
                     eprintln!("{} runs within a second where `serve` runs", what(id));
+                }
+            }
+            Ok(())
+        }
+        Command::Route(cmd) => {
+            let core = offline_core(&cli.data).await?;
+            let store = core.mesh.store.as_ref();
+            match cmd {
+                RouteCmd::Add {
+                    user,
+                    from,
+                    to,
+                    filters,
+                } => {
+                    let u = user_named(store, &user).await?;
+                    let filter = routes::filter_of(&filters)?;
+                    let r = routes::add(&core, u.id, &user, &from, to, filter)
+                        .await
+                        .with_context(|| format!("cannot route {user}/{from} to connector {to}"))?;
+                    eprintln!("route {} of {user}: {from} to connector {to} ({})", r.id, r.to_kind);
+                    println!("{}", r.id);
+                }
+                RouteCmd::List { user } => {
+                    let u = user_named(store, &user).await?;
+                    println!("ID\tFROM\tTO\tFILTER");
+                    for r in routes::list(&core, u.id).await? {
+                        let filter = routes::filter_text(&r.filter);
+                        let filter = if filter.is_empty() { "-".to_string() } else { filter };
+                        println!("{}\t{}\t{} ({})\t{filter}", r.id, r.from, r.to, r.to_kind);
+                    }
+                }
+                RouteCmd::Remove { user, id } => {
+                    let u = user_named(store, &user).await?;
+                    routes::remove(&core, u.id, id)
+                        .await
+                        .with_context(|| format!("cannot remove route {id} of {user}"))?;
+                    eprintln!("removed route {id} of {user}");
                 }
             }
             Ok(())

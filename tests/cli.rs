@@ -578,3 +578,133 @@ fn a_readers_opml_export_is_imported_once() {
     assert!(!success && err.contains("not OPML"), "{err}");
     assert_eq!(ok(d, &["connector", "list", "alice"]).matches("\tfeed\t").count(), 3);
 }
+
+#[test]
+fn routes_are_added_listed_and_removed_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let help = ok(d, &["route", "add", "--help"]);
+    for needle in [
+        "--from <COLLECTION>",
+        "--to <CONNECTOR_ID>",
+        "--filter <KEY=VALUE>",
+        "q=WORDS",
+    ] {
+        assert!(help.contains(needle), "route add --help lacks {needle}: {help}");
+    }
+    let feed = ok(
+        d,
+        &[
+            "connector",
+            "add",
+            "alice",
+            "feed",
+            "--collection",
+            "releases",
+            "--option",
+            "url=https://x.example/releases.atom",
+        ],
+    );
+    let masto = ok(
+        d,
+        &[
+            "connector",
+            "add",
+            "alice",
+            "mastodon",
+            "--option",
+            "instance=https://m.example",
+            "--option",
+            "token=tok_cli_0003",
+        ],
+    );
+    let (feed, masto) = (feed.trim(), masto.trim());
+    assert!(
+        !ok(d, &["connector", "list", "alice"]).contains("tok_cli_0003"),
+        "a token is never printed"
+    );
+    for (args, named) in [
+        (
+            vec!["route", "add", "alice", "--from", "releases", "--to", feed],
+            "posts nothing",
+        ),
+        (
+            vec!["route", "add", "alice", "--from", "nowhere", "--to", masto],
+            "nowhere",
+        ),
+        (
+            vec!["route", "add", "alice", "--from", "releases", "--to", "999"],
+            "connector",
+        ),
+        (
+            vec![
+                "route",
+                "add",
+                "alice",
+                "--from",
+                "releases",
+                "--to",
+                masto,
+                "--filter",
+                "colour=red",
+            ],
+            "colour",
+        ),
+        (
+            vec![
+                "route", "add", "alice", "--from", "releases", "--to", masto, "--filter", "released",
+            ],
+            "KEY=VALUE",
+        ),
+        (
+            vec!["route", "add", "alice", "--from", "mastodon-outbox", "--to", masto],
+            "own outbox",
+        ),
+        (
+            vec!["route", "add", "nobody", "--from", "releases", "--to", masto],
+            "nobody",
+        ),
+    ] {
+        let (success, _, err) = feedmesh(d, &args);
+        assert!(
+            !success && err.contains(named) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        ok(d, &["route", "list", "alice"]).lines().count(),
+        1,
+        "nothing made by a mistake"
+    );
+    let id = ok(
+        d,
+        &[
+            "route",
+            "add",
+            "alice",
+            "--from",
+            "releases",
+            "--to",
+            masto,
+            "--filter",
+            "q=released",
+            "--filter",
+            "type=Article",
+        ],
+    );
+    let id = id.trim();
+    assert!(id.parse::<i64>().is_ok(), "the id is printed: {id}");
+    let (success, _, err) = feedmesh(d, &["route", "add", "alice", "--from", "releases", "--to", masto]);
+    assert!(!success && err.contains("already"), "{err}");
+    let list = ok(d, &["route", "list", "alice"]);
+    assert!(list.starts_with("ID\tFROM\tTO\tFILTER"), "{list}");
+    assert!(
+        list.contains(&format!("{id}\treleases\t{masto} (mastodon)\tq=released type=Article")),
+        "{list}"
+    );
+    ok(d, &["route", "remove", "alice", id]);
+    assert_eq!(ok(d, &["route", "list", "alice"]).lines().count(), 1);
+    let (success, _, err) = feedmesh(d, &["route", "remove", "alice", id]);
+    assert!(!success && err.contains("not found"), "{err}");
+}

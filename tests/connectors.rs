@@ -1388,3 +1388,261 @@ async fn feed_connectors_honour_retry_after_gone_max_age_and_their_rhythm() {
         "every 3 hours: polled in about 90 min: {c}"
     );
 }
+
+/// Routes between connectors, against mastodon-mock with two accounts: a collection routed
+/// into alice's Mastodon connector posts what passes the route's filter; alice's account
+/// routed into carol's and carol's back into alice's (A -> B -> A) posts each item once on
+/// each account, however often both sync and across a restart of the hub; an edit of the
+/// source edits both statuses, its deletion deletes alice's. Bad routes are 4xx.
+#[tokio::test]
+async fn routes_repost_through_other_connectors_and_a_loop_posts_once() {
+    use reqwest::Method;
+    let config = r#"
+url_scheme = "http"
+[auth]
+permissive = false
+[[seed.accounts]]
+username = "alice"
+access_token = "alice-token"
+[[seed.accounts]]
+username = "carol"
+access_token = "carol-token"
+"#;
+    let Some((instance, _mm, _dir)) = mastodon(config).await else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let db = crate::common::test_db(shared.path()).await;
+    let mut app = crate::common::TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
+    let token = app.token("alice", "laptop").await;
+    let phone = app.token("alice", "phone").await;
+    let client = reqwest::Client::new();
+
+    let add = async |app: &crate::common::TestApp, body: Value| {
+        api(app, &token, Method::POST, "/api/connectors", Some(body)).await
+    };
+    let (status, m1) = add(
+        &app,
+        json!({"kind": "mastodon", "options": {"instance": instance, "token": "alice-token"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{m1}");
+    assert_eq!(
+        (m1["state"].as_str(), m1["outbox"].as_str()),
+        (Some("active"), Some("mastodon-outbox")),
+        "{m1}"
+    );
+    assert!(
+        !m1.to_string().contains("alice-token"),
+        "a token is never answered: {m1}"
+    );
+    let (status, again) = add(
+        &app,
+        json!({"kind": "mastodon", "options": {"instance": instance, "token": "carol-token"}}),
+    )
+    .await;
+    assert_eq!(status, 409, "a second account on the same outbox: {again}");
+    let (status, m2) = add(
+        &app,
+        json!({"kind": "mastodon", "collection": "carol", "options": {"instance": instance, "token": "carol-token"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{m2}");
+    assert_eq!(m2["outbox"], "carol-outbox", "{m2}");
+    let (m1, m2) = (m1["id"].as_i64().unwrap(), m2["id"].as_i64().unwrap());
+
+    app.collection("alice", "releases").await;
+    let route = async |app: &crate::common::TestApp, body: Value| {
+        api(app, &token, Method::POST, "/api/routes", Some(body)).await
+    };
+    let (status, r1) = route(&app, json!({"from": "releases", "to": m1, "filter": {"q": "released"}})).await;
+    assert_eq!(status, 201, "{r1}");
+    assert_eq!(r1["filter"]["q"], "released");
+    for (from, to) in [("mastodon", m2), ("carol", m1)] {
+        let (status, r) = route(&app, json!({"from": from, "to": to})).await;
+        assert_eq!(status, 201, "{r}");
+    }
+    for (body, want, why) in [
+        (json!({"from": "mastodon-outbox", "to": m1}), 400, "its own outbox"),
+        (json!({"from": "releases", "to": m1}), 409, "the same route twice"),
+        (
+            json!({"from": "releases", "to": m2, "filter": {"type": "no such!"}}),
+            400,
+            "a bad filter",
+        ),
+        (
+            json!({"from": "releases", "to": m2, "filter": {"q": "\"open"}}),
+            400,
+            "an unbalanced quote",
+        ),
+        (json!({"from": "nowhere", "to": m2}), 404, "no such collection"),
+        (json!({"from": "releases", "to": 999_999}), 404, "no such connector"),
+    ] {
+        let (status, r) = route(&app, body).await;
+        assert_eq!(status, want, "{why}: {r}");
+    }
+    let (_, listed) = api(&app, &token, Method::GET, "/api/routes", None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    // Another user sees none of them, and cannot route into alice's connector.
+    let bob = app.token("bob", "laptop").await;
+    let (_, none) = api(&app, &bob, Method::GET, "/api/routes", None).await;
+    assert_eq!(none, json!([]));
+    app.collection("bob", "mine").await;
+    let (status, _) = api(
+        &app,
+        &bob,
+        Method::POST,
+        "/api/routes",
+        Some(json!({"from": "mine", "to": m1})),
+    )
+    .await;
+    assert_eq!(status, 404, "another user's connector");
+
+    let account = async |token: &str| -> String {
+        let v: Value = client
+            .get(format!("{instance}/api/v1/accounts/verify_credentials"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let (alice_id, carol_id) = (account("alice-token").await, account("carol-token").await);
+    let statuses = async |id: &str, token: &str, text: &str| -> Vec<Value> {
+        let v: Value = client
+            .get(format!("{instance}/api/v1/accounts/{id}/statuses?limit=40"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["content"].as_str().is_some_and(|c| c.contains(text)))
+            .cloned()
+            .collect()
+    };
+    let sync = async |app: &crate::common::TestApp, id: i64| {
+        api(app, &token, Method::POST, &format!("/api/connectors/{id}/sync"), None).await;
+    };
+
+    let r = app
+        .post_entry(
+            &phone,
+            "/atompub/alice/releases",
+            crate::common::entry("v1.0 released", "feedmesh one is out"),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let member = r.headers()[header::LOCATION].to_str().unwrap().to_string();
+    let r = app
+        .post_entry(
+            &phone,
+            "/atompub/alice/releases",
+            crate::common::entry("nightly build 42", "not for the world"),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    crate::common::eventually("alice's status", async || {
+        !statuses(&alice_id, "alice-token", "one is out").await.is_empty()
+    })
+    .await;
+    // Alice's status comes back into her connector's collection on its next pull, and on
+    // to carol's account by the second route.
+    crate::common::eventually("carol's repost", async || {
+        sync(&app, m1).await;
+        sync(&app, m2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        !statuses(&carol_id, "carol-token", "one is out").await.is_empty()
+    })
+    .await;
+    let once = async |app: &crate::common::TestApp, rounds: usize| {
+        for _ in 0..rounds {
+            sync(app, m1).await;
+            sync(app, m2).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(
+            statuses(&alice_id, "alice-token", "one is out").await.len(),
+            1,
+            "once on alice's account"
+        );
+        assert_eq!(
+            statuses(&carol_id, "carol-token", "one is out").await.len(),
+            1,
+            "once on carol's account"
+        );
+        assert!(
+            statuses(&alice_id, "alice-token", "not for the world").await.is_empty(),
+            "the filter holds"
+        );
+    };
+    once(&app, 3).await;
+    let user = app.store.user("alice").await.unwrap();
+    let outbox = app.store.collection(user.id, "mastodon-outbox").await.unwrap();
+    let copies = app.store.items_since(outbox.id, 0, 100).await.unwrap();
+    assert_eq!(copies.len(), 1, "one copy in alice's outbox, none from carol's echo");
+    let history: Vec<String> = copies[0]
+        .item
+        .current
+        .sync
+        .history
+        .iter()
+        .filter_map(|h| h.by.clone())
+        .collect();
+    assert!(history.iter().any(|b| b.starts_with("alice/route-")), "{history:?}");
+    assert!(
+        copies[0]
+            .item
+            .current
+            .payload
+            .links
+            .iter()
+            .any(|l| l.rel.as_deref() == Some("via") && l.href.ends_with(member.rsplit('/').next().unwrap())),
+        "the copy points at its source"
+    );
+
+    // A restart of the hub between steps posts nothing twice.
+    drop(app);
+    app = crate::common::TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
+    let member = format!(
+        "{}/atompub/alice/releases/{}",
+        app.base,
+        member.rsplit('/').next().unwrap()
+    );
+    once(&app, 2).await;
+
+    // The release edited on the phone: alice's status edited.
+    let resp = app.client.get(&member).bearer_auth(&phone).send().await.unwrap();
+    let etag = resp.headers()[header::ETAG].to_str().unwrap().to_string();
+    let body = resp
+        .text()
+        .await
+        .unwrap()
+        .replace("feedmesh one is out", "feedmesh one is out, with notes");
+    let r = app.put_entry(&phone, &member, body, Some(&etag)).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    crate::common::eventually("alice's status edited", async || {
+        !statuses(&alice_id, "alice-token", "with notes").await.is_empty()
+    })
+    .await;
+    once(&app, 1).await;
+
+    // Deleted on the phone: alice's status goes.
+    let r = app.client.delete(&member).bearer_auth(&phone).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    crate::common::eventually("alice's status deleted", async || {
+        statuses(&alice_id, "alice-token", "one is out").await.is_empty()
+    })
+    .await;
+    let (status, _) = api(&app, &token, Method::DELETE, &format!("/api/routes/{}", r1["id"]), None).await;
+    assert_eq!(status, 204);
+    let (_, listed) = api(&app, &token, Method::GET, "/api/routes", None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}

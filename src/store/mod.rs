@@ -616,6 +616,22 @@ pub struct ConnectorPost {
     pub remote_id: String,
     pub remote_url: Option<String>,
     pub sent_seq: i64,
+    /// The id the connector's own pull gives what it posted (its echo, when it comes back).
+    pub pulled_id: Option<String>,
+}
+
+/// A user's collection routed into a connector's outbox (see `usecases::routes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub from_collection_id: i64,
+    pub connector_id: i64,
+    /// The search filters an item must pass (JSON, `SearchQuery`).
+    pub filter: String,
+    /// How far it has read its collection (a sequence number of the user's).
+    pub seq: i64,
+    pub created_at: i64,
 }
 
 /// A user's registration of the hub as an OAuth 2.0 client at a provider.
@@ -757,6 +773,27 @@ pub trait ConnectorStore: Send + Sync {
     async fn set_outbox_seq(&self, user_id: i64, connector_id: i64, seq: i64) -> Result<()>;
     /// Takes (deletes and answers) a waiting authorisation: (connector id, verifier, expires at).
     async fn take_oauth_pending(&self, user_id: i64, state_hash: &str) -> Result<Option<(i64, String, i64)>>;
+    /// What one of the user's connectors posted that a pull brings back as `pulled_id`: the
+    /// connector and its outbox item's sync id.
+    async fn connector_post_pulled(&self, user_id: i64, pulled_id: &str) -> Result<Option<(i64, String)>>;
+    /// Adds a route, reading its collection from `seq`; `AlreadyExists` for the same pair.
+    async fn add_route(
+        &self,
+        user_id: i64,
+        from_collection_id: i64,
+        connector_id: i64,
+        filter: &str,
+        seq: i64,
+    ) -> Result<RouteRow>;
+    async fn routes(&self, user_id: i64) -> Result<Vec<RouteRow>>;
+    async fn remove_route(&self, user_id: i64, id: i64) -> Result<()>;
+    async fn set_route_seq(&self, user_id: i64, id: i64, seq: i64) -> Result<()>;
+    /// The copy (its sync id in the connector's outbox) a route made of a source item.
+    async fn route_copy(&self, user_id: i64, route_id: i64, source_sync_id: &str) -> Result<Option<String>>;
+    async fn put_route_copy(&self, user_id: i64, route_id: i64, source_sync_id: &str, copy_sync_id: &str)
+    -> Result<()>;
+    /// The route and source item a copy was made from.
+    async fn route_copy_source(&self, user_id: i64, copy_sync_id: &str) -> Result<Option<(i64, String)>>;
 }
 
 /// People: the activities' identities, the contacts index (kept by item writes), companies,

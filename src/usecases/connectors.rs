@@ -172,13 +172,31 @@ pub async fn add(
     for (name, value) in options.iter().filter(|(n, _)| URL_OPTIONS.contains(n)) {
         crate::net::check_url(value, allow_private).map_err(|e| Error::Invalid(format!("option {name}: {e}")))?;
     }
-    let col = core.collection_made(user_id, collection.unwrap_or(kind.name)).await?;
+    let col_name = collection.unwrap_or(kind.name);
+    // One outbox per posting connector: `KIND-outbox`, or for a second account of the kind
+    // (in a collection of its own) `COLLECTION-outbox`.
+    let mut outbox_name = format!("{}-outbox", kind.name);
+    if kind.posts {
+        let mine = list(core, user_id).await?;
+        let taken = async |name: &str| -> Result<Option<i64>> {
+            match core.mesh.collection(user_id, name).await {
+                Ok(o) => Ok(mine.iter().find(|c| c.outbox_id == Some(o.id)).map(|c| c.id)),
+                Err(Error::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        if let Some(other) = taken(&outbox_name).await? {
+            outbox_name = format!("{col_name}-outbox");
+            if col_name == kind.name || taken(&outbox_name).await?.is_some() {
+                return Err(Error::Conflict(format!(
+                    "{outbox_name} is the outbox of connector {other} already: give this one a collection of its own (--collection)"
+                )));
+            }
+        }
+    }
+    let col = core.collection_made(user_id, col_name).await?;
     let outbox = match kind.posts {
-        true => Some(
-            core.collection_made(user_id, &format!("{}-outbox", kind.name))
-                .await?
-                .id,
-        ),
+        true => Some(core.collection_made(user_id, &outbox_name).await?.id),
         false => None,
     };
     let (mut plain, mut secret) = (BTreeMap::new(), BTreeMap::new());
@@ -510,6 +528,7 @@ async fn pull(
     }
     run.cursor = stored_cursor(batch.cursor);
     if let Some(outbox) = c.outbox_id {
+        super::routes::apply(core, c).await.map_err(store_err)?;
         post_outbox(core, c, connector, &http, &who, outbox).await?;
     }
     Ok((poll_after, more))
@@ -590,6 +609,7 @@ async fn post_outbox(
                             .map_err(|e| store_err(e.into()))?,
                         Ok(done) => {
                             let post = crate::store::ConnectorPost {
+                                pulled_id: connector.pulled_id(&done.remote_id),
                                 remote_id: done.remote_id,
                                 remote_url: done.url.clone(),
                                 sent_seq: rec.seq as i64,
@@ -628,22 +648,15 @@ async fn post_outbox(
 
 /// Who a connector writes as (the endpoint `connector-ID` of its user), and where.
 async fn writer(core: &Core, c: &ConnectorRow) -> anyhow::Result<(Principal, crate::store::Collection)> {
-    let store = &core.mesh.store;
-    let user = store.user_by_id(c.user_id).await?;
-    let endpoint = store.feed_endpoint(c.user_id, &format!("connector-{}", c.id)).await?;
-    let col = store
+    let who = super::principal(core, c.user_id, &format!("connector-{}", c.id)).await?;
+    let col = core
+        .mesh
+        .store
         .collections(c.user_id)
         .await?
         .into_iter()
         .find(|col| col.id == c.collection_id)
         .ok_or_else(|| anyhow::anyhow!("the connector's collection is gone"))?;
-    let who = Principal {
-        user_id: c.user_id,
-        user: user.name.to_string(),
-        endpoint_id: endpoint.id,
-        endpoint: endpoint.name,
-        token_hash: String::new(),
-    };
     Ok((who, col))
 }
 

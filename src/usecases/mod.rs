@@ -17,6 +17,7 @@ pub mod follows;
 pub mod items;
 pub mod keys;
 pub mod oauth;
+pub mod routes;
 pub mod timelines;
 
 use std::sync::Arc;
@@ -87,6 +88,21 @@ impl Core {
     pub fn member_url(&self, user: &str, collection: &str, sync_id: &str) -> String {
         format!("{}/{}", self.collection_url(user, collection), encode_segment(sync_id))
     }
+}
+
+/// Who the hub itself writes as when it writes for a user: the endpoint `endpoint` of the
+/// user (a connector's, a route's; made on first use).
+pub async fn principal(core: &Core, user_id: i64, endpoint: &str) -> anyhow::Result<crate::store::Principal> {
+    let store = &core.mesh.store;
+    let user = store.user_by_id(user_id).await?;
+    let endpoint = store.feed_endpoint(user_id, endpoint).await?;
+    Ok(crate::store::Principal {
+        user_id,
+        user: user.name.to_string(),
+        endpoint_id: endpoint.id,
+        endpoint: endpoint.name,
+        token_hash: String::new(),
+    })
 }
 
 /// Percent-encodes one path segment (a FeedSync id may hold `/`, `?` and `#`).

@@ -116,6 +116,7 @@ pub async fn mastodon_app(core: &Core, user_id: i64, instance: &str) -> Result<S
     let instance = instance.trim_end_matches('/');
     let host = feedmesh_connector_mastodon::MastodonConfig {
         instance: instance.to_string(),
+        token: None,
     }
     .host();
     if host.is_empty() {

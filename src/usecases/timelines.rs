@@ -156,6 +156,25 @@ async fn people(core: &Core, user_id: i64, r: &Resolved) -> Result<People> {
     Ok(out)
 }
 
+/// A search's filters judging changes one at a time, in memory (a route's filter).
+pub struct Matcher {
+    resolved: Resolved,
+    people: People,
+}
+
+impl Matcher {
+    /// Checks the filters as a search would (a bad one is an error) and reads the contacts they name.
+    pub async fn new(core: &Core, user_id: i64, user: &str, query: &SearchQuery) -> Result<Matcher> {
+        let resolved = search(core, user_id, user, query, Format::Atom).await?;
+        let people = people(core, user_id, &resolved).await?;
+        Ok(Matcher { resolved, people })
+    }
+
+    pub fn passes(&self, change: &ChangeRecord, region: crate::domain::identity::Region) -> bool {
+        judge(&self.resolved, &self.people, change, region).is_some()
+    }
+}
+
 /// Whether one change passes the feed's filter, and why (the provenance `links` would give).
 fn judge(
     r: &Resolved,

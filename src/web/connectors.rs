@@ -1,5 +1,6 @@
 //! `/api/connectors`: a user's connectors, added, listed, paused, resumed, synced and
-//! removed (`usecases::connectors`). Secret options are never answered.
+//! removed (`usecases::connectors`). Secret options are never answered. `/api/routes`: a
+//! user's routes of a collection into a connector's outbox (`usecases::routes`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,7 @@ use super::auth::principal;
 use crate::domain::Timestamp;
 use crate::error::Result;
 use crate::store::{ConnectorRow, ConnectorState};
-use crate::usecases::connectors;
+use crate::usecases::{connectors, routes};
 
 #[derive(serde::Deserialize)]
 pub struct NewConnector {
@@ -28,6 +29,9 @@ struct ConnectorOut {
     id: i64,
     kind: String,
     collection: String,
+    /// The collection whose items it posts, for kinds that post.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox: Option<String>,
     account: String,
     state: ConnectorState,
     /// The options that are not secret.
@@ -39,21 +43,17 @@ struct ConnectorOut {
 }
 
 async fn out(st: &SharedState, c: &ConnectorRow) -> Result<ConnectorOut> {
-    let collection = st
-        .mesh
-        .store
-        .collections(c.user_id)
-        .await?
-        .into_iter()
-        .find(|x| x.id == c.collection_id)
-        .map(|x| x.name.to_string())
-        .unwrap_or_default();
+    let collections = st.mesh.store.collections(c.user_id).await?;
+    let name_of = |id: i64| collections.iter().find(|x| x.id == id).map(|x| x.name.to_string());
+    let collection = name_of(c.collection_id).unwrap_or_default();
+    let outbox = c.outbox_id.and_then(name_of);
     let at = |ms: i64| Timestamp::from_unix(ms / 1000).rfc3339();
     let runs = matches!(c.state, ConnectorState::Active | ConnectorState::Failing) && c.next_at < i64::MAX;
     Ok(ConnectorOut {
         id: c.id,
         kind: c.kind.clone(),
         collection,
+        outbox,
         account: c.account.clone(),
         state: c.state,
         options: serde_json::from_str(&c.options).unwrap_or_default(),
@@ -130,4 +130,35 @@ pub async fn act(
         _ => return Err(crate::error::Error::NotFound("connector action")),
     };
     Ok(Json(out(&st, &c).await?).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoute {
+    from: String,
+    to: i64,
+    #[serde(default)]
+    filter: crate::usecases::timelines::SearchQuery,
+}
+
+/// `POST /api/routes` `{"from": COLLECTION, "to": CONNECTOR_ID, "filter": {…}}`.
+pub async fn add_route(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    Json(req): Json<NewRoute>,
+) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    let r = routes::add(&st, p.user_id, &p.user, &req.from, req.to, req.filter).await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
+pub async fn list_routes(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    Ok(Json(routes::list(&st, p.user_id).await?).into_response())
+}
+
+pub async fn remove_route(State(st): State<SharedState>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    routes::remove(&st, p.user_id, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

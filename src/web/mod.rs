@@ -118,6 +118,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/connectors", get(connectors::list).post(connectors::create))
         .route("/api/connectors/{id}", get(connectors::show).delete(connectors::remove))
         .route("/api/connectors/{id}/{action}", axum::routing::post(connectors::act))
+        .route("/api/routes", get(connectors::list_routes).post(connectors::add_route))
+        .route("/api/routes/{id}", axum::routing::delete(connectors::remove_route))
         .route(
             "/api/oauth-clients",
             get(oauth::list_clients).post(oauth::create_client),

@@ -373,4 +373,11 @@ pub trait Connector: Send + Sync {
     async fn push(&self, _http: &dyn Http, _item: Outgoing<'_>) -> Result<Posted, ConnectorError> {
         Err(ConnectorError::Unsupported("posting items"))
     }
+
+    /// The id ([`Pulled::id`]) its own pull gives what it posted as `remote_id`, when its
+    /// pull brings back its own posts: so the hub knows that echo for what it is, and a
+    /// route never sends it round again.
+    fn pulled_id(&self, _remote_id: &str) -> Option<String> {
+        None
+    }
 }

@@ -22,12 +22,21 @@ use feedmesh_domain::time::Timestamp;
 use serde_json::Value;
 
 /// The options of `feedmesh connector add USER mastodon`.
-pub const OPTIONS: &[OptionSpec] = &[OptionSpec {
-    name: "instance",
-    required: true,
-    secret: false,
-    doc: "the instance's base URL (https://mastodon.social); the hub registers itself there and sends you to authorise it",
-}];
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "instance",
+        required: true,
+        secret: false,
+        doc: "the instance's base URL (https://mastodon.social); the hub registers itself there and sends you to authorise it",
+    },
+    OptionSpec {
+        name: "token",
+        required: false,
+        secret: true,
+        doc: "an access token made at the instance (Preferences, Development, New application, scopes read and write), \
+              instead of the OAuth round trip (sealed, never printed)",
+    },
+];
 
 /// The scopes the hub asks an instance for.
 pub const SCOPES: &str = "read write";
@@ -38,6 +47,9 @@ const MAX_PAGE_BYTES: usize = 4 << 20;
 /// Statuses per page (Mastodon's most).
 const PAGE: usize = 40;
 
+/// Characters of a status most instances take.
+const STATUS_CHARS: usize = 500;
+
 /// Pages followed per list and pull.
 const MAX_PAGES: usize = 10;
 
@@ -45,6 +57,7 @@ const MAX_PAGES: usize = 10;
 pub struct MastodonConfig {
     /// Without a trailing slash.
     pub instance: String,
+    pub token: Option<Secret>,
 }
 
 impl MastodonConfig {
@@ -70,7 +83,10 @@ impl MastodonConfig {
                 ));
             }
         }
-        Ok(MastodonConfig { instance })
+        Ok(MastodonConfig {
+            instance,
+            token: options.secret("token"),
+        })
     }
 
     /// The instance's host (with its port), as `acct:` handles name it.
@@ -95,7 +111,8 @@ pub struct MastodonConnector {
 
 impl MastodonConnector {
     pub fn new(config: MastodonConfig) -> Self {
-        MastodonConnector { config, token: None }
+        let token = config.token.clone();
+        MastodonConnector { config, token }
     }
 
     pub fn with_oauth_token(mut self, token: Secret) -> Self {
@@ -120,20 +137,34 @@ impl MastodonConnector {
         Ok(resp)
     }
 
-    /// A status's JSON body from an entry: its text (HTML content as text), the title as a
-    /// content warning only when the entry has both.
+    /// A status's JSON body from an entry: its text (HTML content as text), else its
+    /// title; an entry that points elsewhere (its `alternate` link: a release, a post routed
+    /// from another service) ends with that link. Cut to the instance's usual 500 characters.
     fn status_body(entry: &Entry) -> Vec<u8> {
         let text = match entry.best_text() {
             Some((t, true)) => text_of(&clean(t)),
             Some((t, false)) => t.to_string(),
             None => String::new(),
         };
-        let (status, spoiler) = if text.trim().is_empty() {
-            (entry.title.value.clone(), String::new())
+        let mut status = if text.trim().is_empty() {
+            entry.title.value.clone()
         } else {
-            (text, String::new())
+            text
         };
-        serde_json::to_vec(&serde_json::json!({"status": status, "spoiler_text": spoiler})).unwrap_or_default()
+        let link = entry
+            .links
+            .iter()
+            .find(|l| l.rel.as_deref().unwrap_or("alternate") == "alternate" && l.href.starts_with("http"))
+            .map(|l| l.href.clone())
+            .filter(|href| !status.contains(href.as_str()));
+        let room = STATUS_CHARS - link.as_ref().map_or(0, |l| l.chars().count() + 1).min(STATUS_CHARS / 2);
+        if status.chars().count() > room {
+            status = short(&status, room - 1);
+        }
+        if let Some(l) = link {
+            status = format!("{status}\n{l}");
+        }
+        serde_json::to_vec(&serde_json::json!({"status": status})).unwrap_or_default()
     }
 
     fn posted(resp: &Response) -> Result<Posted, ConnectorError> {
@@ -516,6 +547,10 @@ impl Connector for MastodonConnector {
                 }
             }
         }
+    }
+
+    fn pulled_id(&self, remote_id: &str) -> Option<String> {
+        Some(status_id(&self.config.host(), remote_id))
     }
 
     async fn pull(&self, http: &dyn Http, cursor: &Cursor) -> Result<Batch, ConnectorError> {

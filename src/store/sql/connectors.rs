@@ -5,7 +5,7 @@ use super::*;
 
 use async_trait::async_trait;
 
-use crate::store::{ConnectorPost, ConnectorRow, ConnectorRun, ConnectorState, ConnectorStore, OAuthClient};
+use crate::store::{ConnectorPost, ConnectorRow, ConnectorRun, ConnectorState, ConnectorStore, OAuthClient, RouteRow};
 use crate::store::{Result, StoreError};
 
 impl SqlStore {
@@ -86,11 +86,14 @@ impl ConnectorStore for SqlStore {
     }
 
     async fn remove_connector(&self, user_id: i64, id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM connector_posts WHERE user_id = $1 AND connector_id = $2")
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
+        for sql in [
+            "DELETE FROM connector_posts WHERE user_id = $1 AND connector_id = $2",
+            "DELETE FROM route_copies WHERE user_id = $1 AND route_id IN \
+             (SELECT id FROM routes WHERE user_id = $1 AND connector_id = $2)",
+            "DELETE FROM routes WHERE user_id = $1 AND connector_id = $2",
+        ] {
+            sqlx::query(sql).bind(user_id).bind(id).execute(&self.writer).await?;
+        }
         let done = sqlx::query("DELETE FROM connectors WHERE user_id = $1 AND id = $2")
             .bind(user_id)
             .bind(id)
@@ -290,7 +293,7 @@ impl ConnectorStore for SqlStore {
 
     async fn connector_post(&self, user_id: i64, connector_id: i64, sync_id: &str) -> Result<Option<ConnectorPost>> {
         let row = sqlx::query(
-            "SELECT remote_id, remote_url, sent_seq FROM connector_posts \
+            "SELECT remote_id, remote_url, sent_seq, pulled_id FROM connector_posts \
              WHERE user_id = $1 AND connector_id = $2 AND sync_id = $3",
         )
         .bind(user_id)
@@ -303,6 +306,7 @@ impl ConnectorStore for SqlStore {
                 remote_id: r.try_get("remote_id")?,
                 remote_url: r.try_get("remote_url")?,
                 sent_seq: r.try_get("sent_seq")?,
+                pulled_id: r.try_get("pulled_id")?,
             })
         })
         .transpose()
@@ -316,9 +320,10 @@ impl ConnectorStore for SqlStore {
         p: &ConnectorPost,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO connector_posts (user_id, connector_id, sync_id, remote_id, remote_url, sent_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, connector_id, sync_id) DO UPDATE SET \
-             remote_id = excluded.remote_id, remote_url = excluded.remote_url, sent_seq = excluded.sent_seq",
+            "INSERT INTO connector_posts (user_id, connector_id, sync_id, remote_id, remote_url, sent_seq, pulled_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, connector_id, sync_id) DO UPDATE SET \
+             remote_id = excluded.remote_id, remote_url = excluded.remote_url, sent_seq = excluded.sent_seq, \
+             pulled_id = excluded.pulled_id",
         )
         .bind(user_id)
         .bind(connector_id)
@@ -326,6 +331,7 @@ impl ConnectorStore for SqlStore {
         .bind(&p.remote_id)
         .bind(p.remote_url.as_deref())
         .bind(p.sent_seq)
+        .bind(p.pulled_id.as_deref())
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -355,9 +361,12 @@ impl ConnectorStore for SqlStore {
         // Each connector with its own outbox (the same user's rows: items are keyed by the
         // collection, which belongs to the connector's user). Only read, unless one is behind:
         // this runs after every burst of writes.
+        // A route into a connector is behind when its collection has items it has not read.
         const BEHIND: &str = "outbox_id IS NOT NULL AND state IN ('active', 'failing') AND next_at > $1 \
-             AND EXISTS (SELECT 1 FROM items i WHERE i.collection_id = connectors.outbox_id \
-             AND i.seq > connectors.outbox_seq)";
+             AND (EXISTS (SELECT 1 FROM items i WHERE i.collection_id = connectors.outbox_id \
+             AND i.seq > connectors.outbox_seq) \
+             OR EXISTS (SELECT 1 FROM routes r JOIN items i ON i.collection_id = r.from_collection_id \
+             WHERE r.user_id = connectors.user_id AND r.connector_id = connectors.id AND i.seq > r.seq))";
         let any: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM connectors WHERE {BEHIND} LIMIT 1"
         )))
@@ -375,4 +384,134 @@ impl ConnectorStore for SqlStore {
         .await?;
         Ok(done.rows_affected())
     }
+
+    async fn connector_post_pulled(&self, user_id: i64, pulled_id: &str) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query(
+            "SELECT connector_id, sync_id FROM connector_posts WHERE user_id = $1 AND pulled_id = $2 LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(pulled_id)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| Ok((r.try_get("connector_id")?, r.try_get("sync_id")?)))
+            .transpose()
+    }
+
+    async fn add_route(
+        &self,
+        user_id: i64,
+        from_collection_id: i64,
+        connector_id: i64,
+        filter: &str,
+        seq: i64,
+    ) -> Result<RouteRow> {
+        let sql = format!(
+            "INSERT INTO routes (user_id, from_collection_id, connector_id, filter, seq, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ROUTE_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(from_collection_id)
+            .bind(connector_id)
+            .bind(filter)
+            .bind(seq)
+            .bind(crate::jobs::now_ms())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(insert_err("route"))?;
+        route_row(&row)
+    }
+
+    async fn routes(&self, user_id: i64) -> Result<Vec<RouteRow>> {
+        let sql = format!("SELECT {ROUTE_COLUMNS} FROM routes WHERE user_id = $1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter().map(route_row).collect()
+    }
+
+    async fn remove_route(&self, user_id: i64, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM route_copies WHERE user_id = $1 AND route_id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        let done = sqlx::query("DELETE FROM routes WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("route"));
+        }
+        Ok(())
+    }
+
+    async fn set_route_seq(&self, user_id: i64, id: i64, seq: i64) -> Result<()> {
+        sqlx::query("UPDATE routes SET seq = $3 WHERE user_id = $1 AND id = $2")
+            .bind(user_id)
+            .bind(id)
+            .bind(seq)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn route_copy(&self, user_id: i64, route_id: i64, source_sync_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT copy_sync_id FROM route_copies WHERE user_id = $1 AND route_id = $2 AND source_sync_id = $3",
+        )
+        .bind(user_id)
+        .bind(route_id)
+        .bind(source_sync_id)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    async fn put_route_copy(
+        &self,
+        user_id: i64,
+        route_id: i64,
+        source_sync_id: &str,
+        copy_sync_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO route_copies (user_id, route_id, source_sync_id, copy_sync_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, route_id, source_sync_id) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(route_id)
+        .bind(source_sync_id)
+        .bind(copy_sync_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn route_copy_source(&self, user_id: i64, copy_sync_id: &str) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query(
+            "SELECT route_id, source_sync_id FROM route_copies WHERE user_id = $1 AND copy_sync_id = $2 LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(copy_sync_id)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(|r| Ok((r.try_get("route_id")?, r.try_get("source_sync_id")?)))
+            .transpose()
+    }
+}
+
+const ROUTE_COLUMNS: &str = "id, user_id, from_collection_id, connector_id, filter, seq, created_at";
+
+fn route_row(r: &AnyRow) -> Result<RouteRow> {
+    Ok(RouteRow {
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        from_collection_id: r.try_get("from_collection_id")?,
+        connector_id: r.try_get("connector_id")?,
+        filter: r.try_get("filter")?,
+        seq: r.try_get("seq")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
