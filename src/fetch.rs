@@ -2,6 +2,8 @@
 //! feeds (polling and WebSub discovery). Every hop goes through the outbound guard: a
 //! redirect is followed by hand so each Location is checked like the first URL (S2).
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode, header};
 
 use crate::net::{Outbound, OutboundError};
@@ -209,6 +211,14 @@ impl feedmesh_connector::Http for ConnectorHttp<'_> {
     ) -> Result<feedmesh_connector::Response, feedmesh_connector::ConnectorError> {
         send(self.0, request).await.map_err(contract_error)
     }
+
+    async fn open(
+        &self,
+        request: feedmesh_connector::Request,
+        idle: Duration,
+    ) -> Result<feedmesh_connector::Streamed, feedmesh_connector::ConnectorError> {
+        open(self.0, request, idle).await.map_err(contract_error)
+    }
 }
 
 /// A fetch's failure in the contract's terms.
@@ -235,6 +245,70 @@ pub async fn send(
     outbound: &Outbound,
     r: feedmesh_connector::Request,
 ) -> Result<feedmesh_connector::Response, FetchError> {
+    let (url, mut resp) = send_following(outbound, &r, None).await?;
+    let headers = headers_of(&resp);
+    let body = read_body(&mut resp, r.max_bytes).await?;
+    Ok(feedmesh_connector::Response {
+        status: resp.status().as_u16(),
+        url,
+        headers,
+        body,
+    })
+}
+
+/// How long a streamed response may stay open before it is opened again.
+const STREAM_FOR: Duration = Duration::from_secs(6 * 3600);
+
+/// Opens a connector's long-lived GET (Server-Sent Events) under the outbound policy: its
+/// status and headers now, the body as it arrives, nothing for `idle` an error.
+pub async fn open(
+    outbound: &Outbound,
+    r: feedmesh_connector::Request,
+    idle: Duration,
+) -> Result<feedmesh_connector::Streamed, FetchError> {
+    let (_, resp) = send_following(outbound, &r, Some(STREAM_FOR)).await?;
+    Ok(feedmesh_connector::Streamed {
+        status: resp.status().as_u16(),
+        headers: headers_of(&resp),
+        body: Box::new(StreamedBody { resp, idle }),
+    })
+}
+
+struct StreamedBody {
+    resp: reqwest::Response,
+    idle: Duration,
+}
+
+#[async_trait::async_trait]
+impl feedmesh_connector::Chunks for StreamedBody {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, feedmesh_connector::ConnectorError> {
+        use feedmesh_connector::ConnectorError;
+        match tokio::time::timeout(self.idle, self.resp.chunk()).await {
+            Err(_) => Err(ConnectorError::Unreachable(format!(
+                "the stream was silent for {} s",
+                self.idle.as_secs()
+            ))),
+            Ok(Err(e)) => Err(ConnectorError::Unreachable(format!("the stream broke: {e}"))),
+            Ok(Ok(chunk)) => Ok(chunk.map(|b| b.to_vec())),
+        }
+    }
+}
+
+fn headers_of(resp: &reqwest::Response) -> Vec<(String, String)> {
+    resp.headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Sends `r` under the outbound policy (within `timeout` when given, else the policy's), a
+/// GET following redirects, each hop re-checked; answers the URL that answered and the
+/// response, its body unread.
+async fn send_following(
+    outbound: &Outbound,
+    r: &feedmesh_connector::Request,
+    timeout: Option<Duration>,
+) -> Result<(String, reqwest::Response), FetchError> {
     use feedmesh_connector::Method as M;
     let method = match r.method {
         M::Get => Method::GET,
@@ -246,30 +320,22 @@ pub async fn send(
     let mut url = r.url.clone();
     for _ in 0..=MAX_REDIRECTS {
         let mut req = outbound.request(method.clone(), &url)?;
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         for (k, v) in &r.headers {
             req = req.header(k.as_str(), v.as_str());
         }
         if let Some((ct, body)) = &r.body {
             req = req.header(header::CONTENT_TYPE, ct.as_str()).body(body.clone());
         }
-        let mut resp = outbound.send(req).await?;
+        let resp = outbound.send(req).await?;
         let status = resp.status();
         if method == Method::GET && status.is_redirection() && status != StatusCode::NOT_MODIFIED {
             url = next_hop(&url, resp.headers())?;
             continue;
         }
-        let headers = resp
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
-        let body = read_body(&mut resp, r.max_bytes).await?;
-        return Ok(feedmesh_connector::Response {
-            status: status.as_u16(),
-            url,
-            headers,
-            body,
-        });
+        return Ok((url, resp));
     }
     Err(FetchError::TooManyRedirects)
 }

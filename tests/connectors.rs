@@ -1608,17 +1608,8 @@ access_token = "carol-token"
         "the copy points at its source"
     );
 
-    // A restart of the hub between steps posts nothing twice.
-    drop(app);
-    app = crate::common::TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
-    let member = format!(
-        "{}/atompub/alice/releases/{}",
-        app.base,
-        member.rsplit('/').next().unwrap()
-    );
-    once(&app, 2).await;
-
-    // The release edited on the phone: alice's status edited.
+    // The release edited on the phone: alice's status edited, and carol's after it (the
+    // edit of alice's status comes back through the streaming API, and on by the route).
     let resp = app.client.get(&member).bearer_auth(&phone).send().await.unwrap();
     let etag = resp.headers()[header::ETAG].to_str().unwrap().to_string();
     let body = resp
@@ -1632,7 +1623,23 @@ access_token = "carol-token"
         !statuses(&alice_id, "alice-token", "with notes").await.is_empty()
     })
     .await;
+    crate::common::eventually("carol's status edited", async || {
+        sync(&app, m2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        !statuses(&carol_id, "carol-token", "with notes").await.is_empty()
+    })
+    .await;
     once(&app, 1).await;
+
+    // A restart of the hub between steps posts nothing twice.
+    drop(app);
+    app = crate::common::TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
+    let member = format!(
+        "{}/atompub/alice/releases/{}",
+        app.base,
+        member.rsplit('/').next().unwrap()
+    );
+    once(&app, 2).await;
 
     // Deleted on the phone: alice's status goes.
     let r = app.client.delete(&member).bearer_auth(&phone).send().await.unwrap();
@@ -1645,4 +1652,228 @@ access_token = "carol-token"
     assert_eq!(status, 204);
     let (_, listed) = api(&app, &token, Method::GET, "/api/routes", None).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+}
+
+/// Mastodon's streaming API, against mastodon-mock: a connector holds the user stream open
+/// (`listening` in the API) and a new post of someone followed, its edit and its deletion
+/// reach the collection within seconds, long before the next poll (a minute); pausing
+/// closes the stream; an instance with streaming off is polled, and nothing fails.
+#[tokio::test]
+async fn a_mastodon_connector_listens_to_the_streaming_api() {
+    use reqwest::Method;
+    let config = r#"
+url_scheme = "http"
+[auth]
+permissive = false
+[streaming]
+heartbeat_seconds = 1
+[[seed.accounts]]
+username = "alice"
+access_token = "alice-token"
+[[seed.accounts]]
+username = "bob"
+access_token = "bob-token"
+[[seed.follows]]
+follower = "alice"
+following = "bob"
+"#;
+    let Some((instance, _mm, _dir)) = mastodon(config).await else {
+        return;
+    };
+    let quiet = "url_scheme = \"http\"\n[streaming]\nenabled = false\n[[seed.accounts]]\nusername = \"dora\"\naccess_token = \"dora-token\"\n";
+    let Some((off, _mm2, _dir2)) = mastodon(quiet).await else {
+        return;
+    };
+    let app = crate::common::TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let (status, c) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/connectors",
+        Some(json!({"kind": "mastodon", "options": {"instance": instance, "token": "alice-token"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    let path = format!("/api/connectors/{}", c["id"]);
+    crate::common::eventually_within("the stream open and the first pull done", 20, async || {
+        let c = api(&app, &token, Method::GET, &path, None).await.1;
+        c["listening"] == json!(true) && c["last_sync_at"].is_string()
+    })
+    .await;
+    let user = app.store.user("alice").await.unwrap();
+    let col = app.store.collection(user.id, "mastodon").await.unwrap();
+    let find = async |text: &str| {
+        app.store
+            .items_since(col.id, 0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| {
+                r.item
+                    .current
+                    .payload
+                    .content
+                    .as_ref()
+                    .is_some_and(|c| c.value.contains(text))
+            })
+    };
+    let client = reqwest::Client::new();
+    let posted: Value = client
+        .post(format!("{instance}/api/v1/statuses"))
+        .bearer_auth("bob-token")
+        .json(&json!({"status": "streamed hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // No sync asked, and the next poll is a minute away: only the stream brings it.
+    crate::common::eventually_within("the post, streamed", 10, async || {
+        find("streamed hello").await.is_some()
+    })
+    .await;
+    let one = format!("{instance}/api/v1/statuses/{}", posted["id"].as_str().unwrap());
+    let r = client
+        .put(&one)
+        .bearer_auth("bob-token")
+        .json(&json!({"status": "streamed hello, edited"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    crate::common::eventually_within("the edit, streamed", 10, async || find("edited").await.is_some()).await;
+    let r = client.delete(&one).bearer_auth("bob-token").send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    crate::common::eventually_within("the deletion, streamed", 10, async || {
+        find("edited").await.is_some_and(|r| r.item.current.sync.deleted)
+    })
+    .await;
+    let items = app.store.items_since(col.id, 0, 1000).await.unwrap();
+    assert_eq!(items.len(), 1, "one item, edited then deleted: {}", items.len());
+
+    api(&app, &token, Method::POST, &format!("{path}/pause"), None).await;
+    crate::common::eventually_within("the stream closed on pause", 30, async || {
+        api(&app, &token, Method::GET, &path, None).await.1["listening"] == json!(false)
+    })
+    .await;
+
+    // Streaming off at the instance (404): polled only, and nothing is wrong.
+    let (status, d) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/connectors",
+        Some(json!({"kind": "mastodon", "collection": "dora", "options": {"instance": off, "token": "dora-token"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let path = format!("/api/connectors/{}", d["id"]);
+    crate::common::eventually("its first pull", async || {
+        api(&app, &token, Method::GET, &path, None).await.1["last_sync_at"].is_string()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, d) = api(&app, &token, Method::GET, &path, None).await;
+    assert_eq!(
+        (d["state"].as_str(), d["listening"].as_bool()),
+        (Some("active"), Some(false)),
+        "{d}"
+    );
+    assert!(d["last_error"].is_null(), "{d}");
+}
+
+/// One listener per connector across processes: a claim holds it for its owner only; the
+/// owner's renewal keeps it, another's does not; a paused connector's renewal fails; a
+/// claim that ran out (its process died) is taken over; a release with a wait keeps it
+/// free but unclaimed until then.
+#[tokio::test]
+async fn a_listener_is_claimed_by_one_process_at_a_time() {
+    let app = crate::common::TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let (status, c) = api(
+        &app,
+        &token,
+        reqwest::Method::POST,
+        "/api/connectors",
+        Some(json!({"kind": "mastodon", "options": {"instance": "https://m.example", "token": "t"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    // This test's claims, not the hub's own listener (which this store's clock runs past).
+    let store = &app.store;
+    let user = store.user("alice").await.unwrap();
+    let id = c["id"].as_i64().unwrap();
+    let far = feedmesh::jobs::now_ms() + 10 * 3600 * 1000;
+    let kinds = ["mastodon"];
+    let a = store.claim_listeners("a", &kinds, far, 60_000, 10).await.unwrap();
+    assert_eq!(a.iter().map(|c| c.id).collect::<Vec<_>>(), [id]);
+    assert!(
+        store
+            .claim_listeners("b", &kinds, far + 1, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held by a"
+    );
+    assert!(
+        store
+            .claim_listeners("b", &["feed"], far + 120_000, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another kind"
+    );
+    assert!(
+        !store.renew_listener(user.id, id, "b", far + 90_000).await.unwrap(),
+        "not b's"
+    );
+    assert!(store.renew_listener(user.id, id, "a", far + 90_000).await.unwrap());
+    store.set_listening(user.id, id, "a", Some(far)).await.unwrap();
+    assert!(store.connector(user.id, id).await.unwrap().listening(far + 1));
+    assert!(
+        store
+            .claim_listeners("b", &kinds, far + 80_000, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "renewed"
+    );
+    // a's process died: its claim runs out and b takes over.
+    let b = store
+        .claim_listeners("b", &kinds, far + 91_000, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert!(
+        !store.renew_listener(user.id, id, "a", far + 200_000).await.unwrap(),
+        "a lost it"
+    );
+    assert!(!b[0].listening(far + 91_000), "b is not connected yet");
+    store.release_listener(user.id, id, "b", far + 3_600_000).await.unwrap();
+    assert!(
+        store
+            .claim_listeners("c", &kinds, far + 200_000, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "waits"
+    );
+    assert_eq!(
+        store
+            .claim_listeners("c", &kinds, far + 3_600_001, 60_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store
+        .set_connector_state(user.id, id, feedmesh::store::ConnectorState::Paused, 0)
+        .await
+        .unwrap();
+    assert!(
+        !store.renew_listener(user.id, id, "c", far + 3_700_000).await.unwrap(),
+        "paused"
+    );
 }

@@ -607,6 +607,19 @@ pub struct ConnectorRow {
     pub tokens: Option<String>,
     /// How far it has read its outbox collection (a sequence number of the user's).
     pub outbox_seq: i64,
+    /// The process holding its listener (a push connection to its service), and until when
+    /// (Unix ms; with no owner, the time before which none may take it).
+    pub listener_owner: Option<String>,
+    pub listener_until: i64,
+    /// Unix ms: when its listener's connection came up (None while not connected).
+    pub listening_at: Option<i64>,
+}
+
+impl ConnectorRow {
+    /// Whether a live listener of it is connected at `now_ms`.
+    pub fn listening(&self, now_ms: i64) -> bool {
+        self.listener_owner.is_some() && self.listener_until > now_ms && self.listening_at.is_some()
+    }
 }
 
 /// An item a connector posted: its id and page at the service, and the item's sequence
@@ -794,6 +807,24 @@ pub trait ConnectorStore: Send + Sync {
     -> Result<()>;
     /// The route and source item a copy was made from.
     async fn route_copy_source(&self, user_id: i64, copy_sync_id: &str) -> Result<Option<(i64, String)>>;
+    /// Claims for `owner` up to `limit` running connectors of `kinds` whose listener no
+    /// process holds (and none is waited for), until `now_ms + lease_ms`.
+    async fn claim_listeners(
+        &self,
+        owner: &str,
+        kinds: &[&str],
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ConnectorRow>>;
+    /// Keeps `owner`'s listener claim until `until_ms`; false when it lost it, or the
+    /// connector stopped running (paused, removed, needs its user): the listener then ends.
+    async fn renew_listener(&self, user_id: i64, id: i64, owner: &str, until_ms: i64) -> Result<bool>;
+    /// Records that `owner`'s listener connected (`Some(now)`: and makes the connector due
+    /// now, for a run to catch up what came before) or lost its connection (`None`).
+    async fn set_listening(&self, user_id: i64, id: i64, owner: &str, now_ms: Option<i64>) -> Result<()>;
+    /// Lets `owner`'s listener claim go; none is claimed again before `not_before_ms`.
+    async fn release_listener(&self, user_id: i64, id: i64, owner: &str, not_before_ms: i64) -> Result<()>;
 }
 
 /// People: the activities' identities, the contacts index (kept by item writes), companies,

@@ -35,6 +35,8 @@ pub struct Kind {
     pub oauth: OAuth,
     /// It posts the items of its outbox collection (`KIND-outbox`, made when it is added).
     pub posts: bool,
+    /// It listens to what its service pushes (`Connector::listen`), beside its runs.
+    pub listens: bool,
     /// Builds it from its options and, when authorised by OAuth, the current access token.
     build: Build,
 }
@@ -63,6 +65,7 @@ pub const KINDS: &[Kind] = &[
         interval: 15 * 60,
         oauth: OAuth::No,
         posts: false,
+        listens: false,
         build: |o, _| {
             let c = feedmesh_connector_feed::FeedConfig::from_options(o)?;
             Ok(Box::new(feedmesh_connector_feed::FeedConnector::new(c)))
@@ -75,6 +78,7 @@ pub const KINDS: &[Kind] = &[
         interval: 5 * 60,
         oauth: OAuth::Provider("github"),
         posts: false,
+        listens: false,
         build: |o, token| {
             let c = feedmesh_connector_github::GithubConfig::from_options(o)?;
             let mut g = feedmesh_connector_github::GithubConnector::new(c);
@@ -91,6 +95,7 @@ pub const KINDS: &[Kind] = &[
         interval: 60,
         oauth: OAuth::MastodonApp,
         posts: true,
+        listens: true,
         build: |o, token| {
             let c = feedmesh_connector_mastodon::MastodonConfig::from_options(o)?;
             let mut m = feedmesh_connector_mastodon::MastodonConnector::new(c);
@@ -239,6 +244,7 @@ pub async fn add(
         None => None,
     };
     core.connector_wake.notify_one();
+    core.listener_check.notify_waiters();
     let connector = core.mesh.store.connector(user_id, row.id).await?;
     Ok(Added {
         connector,
@@ -339,7 +345,9 @@ pub async fn get(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
 pub async fn remove(core: &Core, user_id: i64, id: i64) -> Result<()> {
     let c = core.mesh.store.connector(user_id, id).await?;
     super::oauth::revoke(core, &c).await;
-    Ok(core.mesh.store.remove_connector(user_id, id).await?)
+    core.mesh.store.remove_connector(user_id, id).await?;
+    core.listener_check.notify_waiters();
+    Ok(())
 }
 
 pub async fn pause(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
@@ -348,6 +356,7 @@ pub async fn pause(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
         .store
         .set_connector_state(user_id, id, ConnectorState::Paused, 0)
         .await?;
+    core.listener_check.notify_waiters();
     get(core, user_id, id).await
 }
 
@@ -365,6 +374,7 @@ pub async fn resume(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> 
     };
     core.mesh.store.set_connector_state(user_id, id, state, 0).await?;
     core.connector_wake.notify_one();
+    core.listener_check.notify_waiters();
     get(core, user_id, id).await
 }
 
@@ -388,6 +398,21 @@ pub async fn reconnect(core: &Core, user_id: i64, id: i64) -> Result<String> {
         ))
     })?;
     super::oauth::begin(core, user_id, id, &provider).await
+}
+
+/// Builds a stored connector from its options and access token.
+pub(super) fn build(
+    c: &ConnectorRow,
+    kind: &Kind,
+    token: Option<Secret>,
+) -> Result<Box<dyn Connector>, ConnectorError> {
+    match stored_options(c, kind).map(|o| (kind.build)(&o, token)) {
+        Ok(Ok(connector)) => Ok(connector),
+        Ok(Err(e)) => Err(ConnectorError::Permanent(e.to_string())),
+        Err(e) => Err(ConnectorError::Permanent(format!(
+            "its stored options cannot be read: {e}"
+        ))),
+    }
 }
 
 /// The options a connector was added with, secret ones included.
@@ -458,12 +483,9 @@ pub async fn run_one(core: &Core, c: &ConnectorRow) -> anyhow::Result<ConnectorR
     let kind = kind(&c.kind)?;
     let outcome = match super::oauth::access_token(core, c).await {
         Err(e) => Err(e),
-        Ok(token) => match stored_options(c, kind).map(|o| (kind.build)(&o, token)) {
-            Ok(Ok(connector)) => pull(core, c, connector.as_ref(), &mut run).await,
-            Ok(Err(e)) => Err(ConnectorError::Permanent(e.to_string())),
-            Err(e) => Err(ConnectorError::Permanent(format!(
-                "its stored options cannot be read: {e}"
-            ))),
+        Ok(token) => match build(c, kind, token) {
+            Ok(connector) => pull(core, c, connector.as_ref(), &mut run).await,
+            Err(e) => Err(e),
         },
     };
     match outcome {
@@ -534,7 +556,7 @@ async fn pull(
     Ok((poll_after, more))
 }
 
-fn store_err(e: anyhow::Error) -> ConnectorError {
+pub(super) fn store_err(e: anyhow::Error) -> ConnectorError {
     ConnectorError::Unreachable(format!("the hub's store failed: {e:#}"))
 }
 
@@ -647,7 +669,7 @@ async fn post_outbox(
 }
 
 /// Who a connector writes as (the endpoint `connector-ID` of its user), and where.
-async fn writer(core: &Core, c: &ConnectorRow) -> anyhow::Result<(Principal, crate::store::Collection)> {
+pub(super) async fn writer(core: &Core, c: &ConnectorRow) -> anyhow::Result<(Principal, crate::store::Collection)> {
     let who = super::principal(core, c.user_id, &format!("connector-{}", c.id)).await?;
     let col = core
         .mesh
@@ -666,6 +688,7 @@ const LEASE_MS: i64 = 5 * 60 * 1000;
 /// The connector runtime: runs each connector when it is due, until `stop`; a write into a
 /// connector's outbox makes it due at once (looked for a fifth of a second after writes).
 pub async fn run(core: Arc<Core>, stop: Stop) {
+    let (core_for_listeners, stop_for_listeners) = (core.clone(), stop.clone());
     let wake = core.connector_wake.clone();
     let store = core.mesh.store.clone();
     let outboxes = {
@@ -718,5 +741,9 @@ pub async fn run(core: Arc<Core>, stop: Stop) {
             }
         },
     );
-    tokio::join!(runs, outboxes);
+    tokio::join!(
+        runs,
+        outboxes,
+        super::listeners::run(core_for_listeners, stop_for_listeners)
+    );
 }

@@ -16,6 +16,7 @@ pub mod files;
 pub mod follows;
 pub mod items;
 pub mod keys;
+pub mod listeners;
 pub mod oauth;
 pub mod routes;
 pub mod timelines;
@@ -43,6 +44,9 @@ pub struct Core {
     pub follow_wake: Arc<Notify>,
     /// Wakes the connector runtime (a connector added, resumed or asked to sync now).
     pub connector_wake: Arc<Notify>,
+    /// Tells this process's listeners to look at their connectors at once (one paused,
+    /// removed, resumed or added), rather than at their next renewal.
+    pub listener_check: Arc<Notify>,
 }
 
 impl Core {
@@ -54,6 +58,7 @@ impl Core {
             outbound,
             follow_wake: Arc::new(Notify::new()),
             connector_wake: Arc::new(Notify::new()),
+            listener_check: Arc::new(Notify::new()),
         }
     }
     /// The user's collection `name`, made on first use.

@@ -300,6 +300,7 @@ pub async fn complete(core: &Core, state: &str, code: &str) -> Result<ConnectorR
         )
         .await?;
     core.connector_wake.notify_one();
+    core.listener_check.notify_waiters();
     Ok(core.mesh.store.connector(user_id, connector_id).await?)
 }
 
@@ -348,6 +349,22 @@ pub async fn access_token(core: &Core, c: &ConnectorRow) -> Result<Option<Secret
         .await
         .map_err(|e| ConnectorError::Unreachable(e.to_string()))?;
     Ok(Some(Secret::new(access)))
+}
+
+/// The access token as it is, never refreshed (a listener's: only runs refresh, so a rotated
+/// refresh token is never spent twice); one about to expire is `Unreachable` until a run
+/// has refreshed it.
+pub fn current_access_token(c: &ConnectorRow) -> Result<Option<Secret>, ConnectorError> {
+    let Some(raw) = &c.tokens else { return Ok(None) };
+    let t: Tokens =
+        serde_json::from_str(raw).map_err(|e| ConnectorError::Permanent(format!("its tokens cannot be read: {e}")))?;
+    if t.expires_at.is_none_or(|at| at > now_ms() + REFRESH_AHEAD_MS) {
+        Ok(Some(Secret::new(t.access_token)))
+    } else {
+        Err(ConnectorError::Unreachable(
+            "the access token expires: waiting for the next run to refresh it".into(),
+        ))
+    }
 }
 
 /// Revokes a connector's tokens at its provider (RFC 7009: a form POST with the client's

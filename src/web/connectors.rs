@@ -40,6 +40,8 @@ struct ConnectorOut {
     last_error: Option<String>,
     /// RFC 3339; absent when it will not run by itself (paused, stopped, waiting for its user).
     next_run_at: Option<String>,
+    /// A push connection to its service is open (Mastodon's streaming API).
+    listening: bool,
 }
 
 async fn out(st: &SharedState, c: &ConnectorRow) -> Result<ConnectorOut> {
@@ -60,6 +62,7 @@ async fn out(st: &SharedState, c: &ConnectorRow) -> Result<ConnectorOut> {
         last_sync_at: c.last_sync_at.map(at),
         last_error: c.last_error.clone(),
         next_run_at: runs.then(|| at(c.next_at)),
+        listening: c.listening(crate::jobs::now_ms()),
     })
 }
 

@@ -285,6 +285,52 @@ pub trait Http: Send + Sync {
     async fn send(&self, _request: Request) -> Result<Response, ConnectorError> {
         Err(ConnectorError::Unsupported("API requests"))
     }
+
+    /// Opens a long-lived GET (a stream of Server-Sent Events) and answers its status and
+    /// headers at once, the body to be read as it arrives. Nothing arriving for `idle`
+    /// (heartbeats included) is [`ConnectorError::Unreachable`]; the request's `max_bytes`
+    /// is not applied (the connector caps what it keeps).
+    async fn open(&self, _request: Request, _idle: std::time::Duration) -> Result<Streamed, ConnectorError> {
+        Err(ConnectorError::Unsupported("streaming responses"))
+    }
+}
+
+/// A response whose body is read as it arrives (see [`Http::open`]).
+pub struct Streamed {
+    pub status: u16,
+    /// Names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Box<dyn Chunks>,
+}
+
+impl Streamed {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The body of a [`Streamed`] response, chunk by chunk.
+#[async_trait]
+pub trait Chunks: Send {
+    /// The next bytes, `None` at the end of the body.
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, ConnectorError>;
+}
+
+/// Where a listening connector hands what the service pushes (see [`Connector::listen`]):
+/// the hub stores each at once, as it stores what a pull brings.
+#[async_trait]
+pub trait Sink: Send {
+    /// The connection is up and listening.
+    async fn ready(&mut self) {}
+    /// An item came, or changed (the same id as a pull gives it).
+    async fn item(&mut self, item: Pulled) -> Result<(), ConnectorError>;
+    /// An item is gone at the service (deleted there).
+    async fn gone(&mut self, id: &str) -> Result<(), ConnectorError>;
+    /// Something the service sent was not taken (hostile or malformed); the hub logs why.
+    fn refused(&mut self, why: String);
 }
 
 /// Where a pull starts: what the hub kept of the last one (the connector's cursor).
@@ -372,6 +418,16 @@ pub trait Connector: Send + Sync {
     /// [`ConnectorError::Unsupported`].
     async fn push(&self, _http: &dyn Http, _item: Outgoing<'_>) -> Result<Posted, ConnectorError> {
         Err(ConnectorError::Unsupported("posting items"))
+    }
+
+    /// Listens to what the service pushes over a long-lived connection (Mastodon's streaming
+    /// API), handing each change to `sink` as it comes, until the connection ends (`Ok`: the
+    /// hub opens it again) or fails. The hub holds one listener per connector, on one
+    /// process, beside the polls (which still catch up what a dropped connection missed).
+    /// [`ConnectorError::Unsupported`] (the default, or a service that does not stream): the
+    /// connector is only polled.
+    async fn listen(&self, _http: &dyn Http, _sink: &mut dyn Sink) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Unsupported("listening"))
     }
 
     /// The id ([`Pulled::id`]) its own pull gives what it posted as `remote_id`, when its

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use feedmesh_connector::{
     Batch, ConfigError, Connector, ConnectorError, Cursor, Http, Method, OptionSpec, Options, Outgoing, Posted, Pulled,
-    Request, Response, Secret,
+    Request, Response, Secret, Sink,
 };
 use feedmesh_domain::entry::{Category, Content, Entry, Link, Person, Text};
 use feedmesh_domain::time::Timestamp;
@@ -46,6 +46,12 @@ const MAX_PAGE_BYTES: usize = 4 << 20;
 
 /// Statuses per page (Mastodon's most).
 const PAGE: usize = 40;
+
+/// A stream that sends nothing, not even its heartbeat (every 15 s on Mastodon), this long is dead.
+const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Bytes read from one stream before it is opened again (what one event may hold at most).
+const STREAM_BYTES: usize = 32 << 20;
 
 /// Characters of a status most instances take.
 const STATUS_CHARS: usize = 500;
@@ -553,6 +559,84 @@ impl Connector for MastodonConnector {
         Some(status_id(&self.config.host(), remote_id))
     }
 
+    /// The user stream (`/api/v1/streaming/user`, Server-Sent Events): new statuses of the
+    /// home timeline and the account's own (`update`), notifications, edits
+    /// (`status.update`) and deletions (`delete`), as the pulls would read them. An
+    /// instance with streaming off (404) is only polled.
+    async fn listen(&self, http: &dyn Http, sink: &mut dyn Sink) -> Result<(), ConnectorError> {
+        use eventsource_stream::Eventsource;
+        use futures_util::StreamExt;
+        let token = self
+            .token
+            .as_ref()
+            .ok_or_else(|| ConnectorError::Unauthorized("not authorised at the instance yet".into()))?;
+        let req = Request::get(format!("{}/api/v1/streaming/user", self.config.instance), 0)
+            .header("Accept", "text/event-stream")
+            .header("Authorization", format!("Bearer {}", token.expose()));
+        let resp = http.open(req, STREAM_IDLE).await?;
+        match resp.status {
+            200..=299 => {}
+            404 => return Err(ConnectorError::Unsupported("streaming (the instance has it off)")),
+            s => {
+                return Err(check_status(&Response {
+                    status: s,
+                    headers: resp.headers,
+                    ..Response::default()
+                })
+                .err()
+                .unwrap_or_else(|| ConnectorError::Unreachable(format!("the stream answered {s}"))));
+            }
+        }
+        let ctx = Ctx {
+            host: self.config.host(),
+        };
+        let chunks = futures_util::stream::unfold((resp.body, 0usize), |(mut body, read)| async move {
+            if read > STREAM_BYTES {
+                return None;
+            }
+            match body.next().await {
+                Ok(Some(c)) => {
+                    let n = read + c.len();
+                    Some((Ok(c), (body, n)))
+                }
+                Ok(None) => None,
+                Err(e) => Some((Err(e), (body, usize::MAX))),
+            }
+        });
+        let mut events = std::pin::pin!(chunks.eventsource());
+        sink.ready().await;
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(eventsource_stream::EventStreamError::Transport(e)) => return Err(e),
+                Err(e) => {
+                    sink.refused(format!("a streamed event: {e}"));
+                    continue;
+                }
+            };
+            let read: fn(&Value, &Ctx) -> Option<Pulled> = match event.event.as_str() {
+                "update" | "status.update" | "status_update" => status,
+                "notification" => notification,
+                "delete" => {
+                    match path_id(event.data.trim()) {
+                        Ok(id) => sink.gone(&status_id(&ctx.host, id)).await?,
+                        Err(_) => sink.refused(format!("a delete of {:?}", short(&event.data, 40))),
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            match serde_json::from_str::<Value>(&event.data)
+                .ok()
+                .and_then(|v| read(&v, &ctx))
+            {
+                Some(item) => sink.item(item).await?,
+                None => sink.refused(format!("a streamed {} that is not one", event.event)),
+            }
+        }
+        Ok(())
+    }
+
     async fn pull(&self, http: &dyn Http, cursor: &Cursor) -> Result<Batch, ConnectorError> {
         let mut state: BTreeMap<String, String> = cursor
             .state
@@ -672,6 +756,7 @@ mod tests {
     async fn a_backlog_past_the_page_limit_asks_to_be_run_again() {
         let c = MastodonConnector::new(MastodonConfig {
             instance: "https://m.example".into(),
+            token: None,
         })
         .with_oauth_token(Secret::new("t"));
         let cursor = Cursor {
@@ -686,6 +771,176 @@ mod tests {
             state["home"],
             (MAX_PAGES * PAGE).to_string(),
             "the next run starts where this one stopped"
+        );
+    }
+
+    /// A user stream that sends `wire` cut into chunks of `cut` bytes.
+    struct Streaming {
+        wire: Vec<u8>,
+        cut: usize,
+        status: u16,
+    }
+
+    struct Chunked(std::collections::VecDeque<Vec<u8>>);
+
+    #[async_trait]
+    impl feedmesh_connector::Chunks for Chunked {
+        async fn next(&mut self) -> Result<Option<Vec<u8>>, ConnectorError> {
+            Ok(self.0.pop_front())
+        }
+    }
+
+    #[async_trait]
+    impl Http for Streaming {
+        async fn get(
+            &self,
+            _: &str,
+            _: &feedmesh_connector::Conditions,
+            _: usize,
+        ) -> Result<feedmesh_connector::Fetched, ConnectorError> {
+            Err(ConnectorError::Unsupported("feeds"))
+        }
+        async fn open(
+            &self,
+            r: Request,
+            _: std::time::Duration,
+        ) -> Result<feedmesh_connector::Streamed, ConnectorError> {
+            assert!(r.url.ends_with("/api/v1/streaming/user"), "{}", r.url);
+            assert!(r.headers.iter().any(|(k, v)| k == "Authorization" && v == "Bearer t"));
+            Ok(feedmesh_connector::Streamed {
+                status: self.status,
+                headers: Vec::new(),
+                body: Box::new(Chunked(self.wire.chunks(self.cut).map(<[u8]>::to_vec).collect())),
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Kept {
+        ready: bool,
+        items: Vec<Pulled>,
+        gone: Vec<String>,
+        refused: Vec<String>,
+    }
+
+    #[async_trait]
+    impl Sink for Kept {
+        async fn ready(&mut self) {
+            self.ready = true;
+        }
+        async fn item(&mut self, item: Pulled) -> Result<(), ConnectorError> {
+            self.items.push(item);
+            Ok(())
+        }
+        async fn gone(&mut self, id: &str) -> Result<(), ConnectorError> {
+            self.gone.push(id.to_string());
+            Ok(())
+        }
+        fn refused(&mut self, why: String) {
+            self.refused.push(why);
+        }
+    }
+
+    fn streamer() -> MastodonConnector {
+        MastodonConnector::new(MastodonConfig {
+            instance: "https://m.example".into(),
+            token: Some(Secret::new("t")),
+        })
+    }
+
+    /// The stream's events, however the bytes are cut, become the pulls' items; what is
+    /// not an event the connector knows, or not JSON, or a status without its fields, is
+    /// refused and the stream goes on; heartbeats are nothing.
+    #[tokio::test]
+    async fn the_user_stream_is_read_whatever_it_holds() {
+        let status = |id: &str, text: &str| {
+            serde_json::json!({"id": id, "created_at": "2026-01-01T00:00:00Z", "content": format!("<p>{text}</p><script>x()</script>"),
+                "account": {"acct": "bob", "url": "https://m.example/@bob"}, "url": format!("https://m.example/@bob/{id}")})
+            .to_string()
+        };
+        let wire = format!(
+            ":connected\n\n:thump\n\nevent: update\ndata: {}\n\nevent: status.update\r\ndata: {}\r\n\r\n\
+             event: update\ndata: {{not json\n\nevent: update\ndata: {{\"id\": \"9\"}}\n\n\
+             event: filters_changed\ndata: \n\nevent: delete\ndata: 107\n\nevent: delete\ndata: ../../x\n\n\
+             event: notification\ndata: {}\n\n",
+            status("107", "first"),
+            status("107", "edited"),
+            serde_json::json!({"id": "5", "type": "favourite", "created_at": "2026-01-01T00:00:00Z",
+                "account": {"acct": "carol", "url": "https://m.example/@carol"}}),
+        );
+        for cut in [1, 7, 4096] {
+            let mut kept = Kept::default();
+            let http = Streaming {
+                wire: wire.clone().into_bytes(),
+                cut,
+                status: 200,
+            };
+            streamer().listen(&http, &mut kept).await.unwrap();
+            assert!(kept.ready, "cut {cut}");
+            let ids: Vec<&str> = kept.items.iter().map(|p| p.id.as_str()).collect();
+            assert_eq!(
+                ids,
+                [
+                    "mastodon-m.example-status-107",
+                    "mastodon-m.example-status-107",
+                    "mastodon-m.example-notification-5"
+                ],
+                "cut {cut}"
+            );
+            let html = &kept.items[1].entry.content.as_ref().unwrap().value;
+            assert!(html.contains("edited") && !html.contains("script"), "{html}");
+            assert_eq!(kept.gone, ["mastodon-m.example-status-107"], "cut {cut}");
+            assert_eq!(kept.refused.len(), 3, "cut {cut}: {:?}", kept.refused);
+        }
+        let mut kept = Kept::default();
+        let off = Streaming {
+            wire: Vec::new(),
+            cut: 1,
+            status: 404,
+        };
+        let e = streamer().listen(&off, &mut kept).await.unwrap_err();
+        assert!(matches!(e, ConnectorError::Unsupported(_)), "{e}");
+        let refused = Streaming {
+            wire: Vec::new(),
+            cut: 1,
+            status: 401,
+        };
+        assert_eq!(
+            streamer().listen(&refused, &mut kept).await.unwrap_err().kind(),
+            feedmesh_connector::ErrorKind::Auth
+        );
+        assert!(!kept.ready);
+    }
+
+    /// A status is the entry's text, else its title; an entry pointing elsewhere ends with
+    /// the link; a long one is cut to fit 500 characters.
+    #[test]
+    fn a_status_is_made_from_an_entry() {
+        let body = |e: &Entry| -> String {
+            let v: Value = serde_json::from_slice(&MastodonConnector::status_body(e)).unwrap();
+            v["status"].as_str().unwrap().to_string()
+        };
+        let mut e = Entry {
+            title: feedmesh_domain::entry::Text::plain("v1.0 released".to_string()),
+            ..Entry::default()
+        };
+        assert_eq!(body(&e), "v1.0 released");
+        e.links.push(Link {
+            href: "https://github.com/o/r/releases/tag/v1.0".into(),
+            rel: Some("alternate".into()),
+            ..Link::default()
+        });
+        assert_eq!(body(&e), "v1.0 released\nhttps://github.com/o/r/releases/tag/v1.0");
+        e.content = Some(Content {
+            kind: "text".into(),
+            value: "word ".repeat(200),
+            src: None,
+        });
+        let long = body(&e);
+        assert!(long.chars().count() <= STATUS_CHARS, "{}", long.chars().count());
+        assert!(
+            long.ends_with("\nhttps://github.com/o/r/releases/tag/v1.0") && long.contains('…'),
+            "{long}"
         );
     }
 

@@ -31,6 +31,9 @@ impl SqlStore {
             provider: r.try_get("provider")?,
             tokens: self.reveal(r.try_get("tokens_sealed")?),
             outbox_seq: r.try_get("outbox_seq")?,
+            listener_owner: r.try_get("listener_owner")?,
+            listener_until: r.try_get("listener_until")?,
+            listening_at: r.try_get("listening_at")?,
         })
     }
 }
@@ -499,6 +502,116 @@ impl ConnectorStore for SqlStore {
         .await?;
         row.map(|r| Ok((r.try_get("route_id")?, r.try_get("source_sync_id")?)))
             .transpose()
+    }
+
+    async fn claim_listeners(
+        &self,
+        owner: &str,
+        kinds: &[&str],
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ConnectorRow>> {
+        self.claim_listeners_sql(owner, kinds, now_ms, lease_ms, limit).await
+    }
+
+    async fn renew_listener(&self, user_id: i64, id: i64, owner: &str, until_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connectors SET listener_until = $4 WHERE user_id = $1 AND id = $2 AND listener_owner = $3 \
+             AND state IN ('active', 'failing')",
+        )
+        .bind(user_id)
+        .bind(id)
+        .bind(owner)
+        .bind(until_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_listening(&self, user_id: i64, id: i64, owner: &str, now_ms: Option<i64>) -> Result<()> {
+        sqlx::query("UPDATE connectors SET listening_at = $4 WHERE user_id = $1 AND id = $2 AND listener_owner = $3")
+            .bind(user_id)
+            .bind(id)
+            .bind(owner)
+            .bind(now_ms)
+            .execute(&self.writer)
+            .await?;
+        if let Some(now) = now_ms {
+            sqlx::query(
+                "UPDATE connectors SET next_at = $3 WHERE user_id = $1 AND id = $2 \
+                 AND state IN ('active', 'failing') AND next_at > $3 AND next_at < $4",
+            )
+            .bind(user_id)
+            .bind(id)
+            .bind(now)
+            .bind(i64::MAX)
+            .execute(&self.writer)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn release_listener(&self, user_id: i64, id: i64, owner: &str, not_before_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE connectors SET listener_owner = NULL, listener_until = $4, listening_at = NULL \
+             WHERE user_id = $1 AND id = $2 AND listener_owner = $3",
+        )
+        .bind(user_id)
+        .bind(id)
+        .bind(owner)
+        .bind(not_before_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
+
+impl SqlStore {
+    pub(super) async fn claim_listeners_sql(
+        &self,
+        owner: &str,
+        kinds: &[&str],
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ConnectorRow>> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only read, unless one is free: every process looks every few seconds.
+        let marks: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 2)).collect();
+        let free = format!(
+            "SELECT id FROM connectors WHERE state IN ('active', 'failing') AND listener_until < $1 \
+             AND kind IN ({}) LIMIT 1",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(free)).bind(now_ms);
+        for k in kinds {
+            q = q.bind(*k);
+        }
+        if q.fetch_optional(&self.readers).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 5)).collect();
+        // The outer test again: a process that lost the race for a row (PostgreSQL re-reads
+        // it after the winner's commit) finds it claimed and leaves it.
+        let sql = format!(
+            "UPDATE connectors SET listener_owner = $1, listener_until = $2, listening_at = NULL WHERE id IN \
+             (SELECT id FROM connectors WHERE state IN ('active', 'failing') AND listener_until < $3 \
+             AND kind IN ({}) ORDER BY id LIMIT $4) AND listener_until < $3 RETURNING {CONNECTOR_COLUMNS}",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(limit as i64);
+        for k in kinds {
+            q = q.bind(*k);
+        }
+        let rows = q.fetch_all(&self.writer).await?;
+        rows.iter().map(|r| self.connector_row(r)).collect()
     }
 }
 

@@ -62,7 +62,7 @@ pub(super) const CONNECTORS: Queue = Queue {
     returning: CONNECTOR_COLUMNS,
 };
 
-pub(super) const CONNECTOR_COLUMNS: &str = "id, user_id, kind, collection_id, outbox_id, account, options,     secrets_sealed, state, cursor, next_at, failures, last_sync_at, last_error, created_at, provider, tokens_sealed, outbox_seq";
+pub(super) const CONNECTOR_COLUMNS: &str = "id, user_id, kind, collection_id, outbox_id, account, options,     secrets_sealed, state, cursor, next_at, failures, last_sync_at, last_error, created_at, provider, tokens_sealed, outbox_seq, listener_owner, listener_until, listening_at";
 
 /// Outside topics pinged since their last fetch.
 pub(super) const TOPIC_FETCHES: Queue = Queue {
