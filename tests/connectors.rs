@@ -778,6 +778,20 @@ async fn an_oauth_connector_is_authorised_refreshed_revoked_and_reconnected() {
     let (_, c) = api(&app, &token, Method::GET, &path, None).await;
     assert!(c["last_error"].as_str().unwrap().contains("refused the refresh"), "{c}");
     assert!(c["next_run_at"].is_null(), "{c}");
+    // And the user's stream says so, once, as an activity of the hub's.
+    let stream: Value = app.get(&token, "/u/alice/stream.json").await.json().await.unwrap();
+    let notices: Vec<&Value> = stream["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["title"].as_str().is_some_and(|t| t.contains("needs reconnecting")))
+        .collect();
+    assert_eq!(notices.len(), 1, "{stream}");
+    let text = notices[0]["content_text"]
+        .as_str()
+        .or(notices[0]["content_html"].as_str())
+        .unwrap_or_default();
+    assert!(text.contains("feedmesh connector reconnect alice"), "{}", notices[0]);
     let seen = gh.lock().unwrap().bearers.len();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(

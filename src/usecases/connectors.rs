@@ -506,7 +506,14 @@ pub async fn run_one(core: &Core, c: &ConnectorRow) -> anyhow::Result<ConnectorR
             run.last_error = Some(e.to_string());
             run.failures = c.failures + 1;
             match e.kind() {
-                ErrorKind::Auth => run.state = ConnectorState::NeedsReconnect,
+                ErrorKind::Auth => {
+                    run.state = ConnectorState::NeedsReconnect;
+                    if c.state != ConnectorState::NeedsReconnect
+                        && let Err(n) = notice_reconnect(core, c, &e).await
+                    {
+                        tracing::warn!(connector = c.id, error = %format!("{n:#}"), "cannot write the reconnect notice");
+                    }
+                }
                 ErrorKind::Permanent => {
                     run.state = ConnectorState::Failing;
                     run.next_at = i64::MAX;
@@ -525,6 +532,48 @@ pub async fn run_one(core: &Core, c: &ConnectorRow) -> anyhow::Result<ConnectorR
         }
     }
     Ok(run)
+}
+
+/// The collection the hub writes its notices to a user into (made on first use).
+pub const NOTICES: &str = "Notices";
+
+/// Tells the user, in their stream, that a connector needs connecting again: an item of
+/// `Notices` by the endpoint `hub`, one per connector (a later episode updates it, a new
+/// activity again), with what was refused and how to reconnect.
+async fn notice_reconnect(core: &Core, c: &ConnectorRow, e: &ConnectorError) -> anyhow::Result<()> {
+    use crate::domain::entry::{Content, Entry, Link, Text};
+    let who = super::principal(core, c.user_id, "hub").await?;
+    let col = core.collection_made(c.user_id, NOTICES).await?;
+    let account = if c.account.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", c.account)
+    };
+    let entry = Entry {
+        title: Text::plain(format!("Connector {} ({}{account}) needs reconnecting", c.id, c.kind)),
+        content: Some(Content {
+            kind: "text".into(),
+            value: format!(
+                "{e}. It does not run until it is connected again: feedmesh connector reconnect {} {} \
+                 (or POST /api/connectors/{}/reconnect).",
+                who.user, c.id, c.id
+            ),
+            src: None,
+        }),
+        links: vec![Link {
+            href: format!("{}/api/connectors/{}", core.base_url, c.id),
+            rel: Some("related".into()),
+            ..Link::default()
+        }],
+        updated: crate::domain::Timestamp::now(),
+        verb: Some("update".into()),
+        object_type: Some("service".into()),
+        ..Entry::default()
+    };
+    core.mesh
+        .ingest(&who, &col, &format!("connector-{}-needs-reconnect", c.id), entry)
+        .await?;
+    Ok(())
 }
 
 /// The pull itself; answers the wait the service asked for, if any, and whether a backlog

@@ -202,6 +202,7 @@ pub fn as2_object_type(t: &str) -> Option<&'static str> {
         "message" | "email" | "e-mail" | "mail" => "Message",
         "textmessage" | "text-message" | "sms" | "mms" | "text" | "chat" => "TextMessage",
         "call" | "phone-call" | "phonecall" => "Call",
+        "service" | "application" => "Service",
         _ => return None,
     })
 }
