@@ -43,7 +43,8 @@ pub enum FetchError {
     Body(String),
 }
 
-/// GETs `url`, following redirects with each hop re-checked, and reads at most `max_bytes`.
+/// GETs `url`, following redirects with each hop re-checked, and reads at most `max_bytes`;
+/// politely (`net::Hosts`): a few fetches of one host at once, none while it asked to wait.
 pub async fn get(
     outbound: &Outbound,
     url: &str,
@@ -53,6 +54,13 @@ pub async fn get(
     let mut url = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         let mut req = outbound.request(Method::GET, &url)?;
+        // Politeness: a few fetches of one host at once, none while it asked to wait.
+        let host = crate::net::host_of(&url);
+        let _slot = outbound
+            .hosts()
+            .enter(&host)
+            .await
+            .map_err(|wait| FetchError::Throttled(wait.as_secs().max(1)))?;
         let accept = match cond.accept {
             Some(last) if !last.is_empty() => {
                 format!("{last}, application/atom+xml;q=0.9, application/rss+xml;q=0.9, */*;q=0.5")
@@ -98,6 +106,7 @@ pub async fn get(
             if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
                 && let Some(wait) = text(header::RETRY_AFTER).as_deref().and_then(retry_after)
             {
+                outbound.hosts().hold(&host, Duration::from_secs(wait));
                 return Err(FetchError::Throttled(wait));
             }
             return Err(FetchError::Status(status));

@@ -162,6 +162,69 @@ pub fn install_crypto() {
 pub struct Outbound {
     client: Client,
     allow_private: bool,
+    hosts: Arc<Hosts>,
+}
+
+/// Feed fetches at once per host, at most.
+pub const PER_HOST: usize = 4;
+
+/// Hosts remembered before idle ones are forgotten.
+const HOSTS_KEPT: usize = 10_000;
+
+/// Politeness toward the hosts the hub fetches feeds from: at most [`PER_HOST`] fetches of
+/// one host at once, and none while a host asked to wait (a 429 or 503 with `Retry-After`
+/// to any of its feeds holds them all).
+#[derive(Default)]
+pub struct Hosts {
+    map: std::sync::Mutex<std::collections::HashMap<String, Host>>,
+}
+
+struct Host {
+    slots: Arc<tokio::sync::Semaphore>,
+    not_before: Option<std::time::Instant>,
+}
+
+impl Hosts {
+    /// A slot for a fetch of `host` (waits while its slots are taken), or how long the host
+    /// asked to wait.
+    pub async fn enter(&self, host: &str) -> Result<tokio::sync::OwnedSemaphorePermit, Duration> {
+        let slots = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > HOSTS_KEPT {
+                let now = std::time::Instant::now();
+                map.retain(|_, h| h.slots.available_permits() < PER_HOST || h.not_before.is_some_and(|t| t > now));
+            }
+            let h = map.entry(host.to_string()).or_insert_with(|| Host {
+                slots: Arc::new(tokio::sync::Semaphore::new(PER_HOST)),
+                not_before: None,
+            });
+            if let Some(wait) = h
+                .not_before
+                .and_then(|t| t.checked_duration_since(std::time::Instant::now()))
+            {
+                return Err(wait);
+            }
+            h.slots.clone()
+        };
+        slots.acquire_owned().await.map_err(|_| Duration::ZERO)
+    }
+
+    /// `host` asked to wait `wait`: no fetch of it before then.
+    pub fn hold(&self, host: &str, wait: Duration) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = map.get_mut(host) {
+            let until = std::time::Instant::now() + wait;
+            h.not_before = Some(h.not_before.map_or(until, |t| t.max(until)));
+        }
+    }
+}
+
+/// A URL's host and port, as politeness counts hosts.
+pub fn host_of(url: &str) -> String {
+    Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,11 +247,20 @@ impl Outbound {
             .user_agent(concat!("feedmesh/", env!("CARGO_PKG_VERSION"), " (+WebSub hub)"))
             .build()
             .map_err(|e| OutboundError::Request(e.to_string()))?;
-        Ok(Outbound { client, allow_private })
+        Ok(Outbound {
+            client,
+            allow_private,
+            hosts: Arc::new(Hosts::default()),
+        })
     }
 
     pub fn allows_private(&self) -> bool {
         self.allow_private
+    }
+
+    /// The politeness kept toward the hosts of feeds.
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
     }
 
     /// Checks the URL and returns a request builder for it.

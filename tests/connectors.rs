@@ -1347,12 +1347,18 @@ async fn feed_connectors_honour_retry_after_gone_max_age_and_their_rhythm() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    // A 429 holds every feed of its host: the throttled one on a host of its own.
+    let router = axum::Router::new().route("/{kind}", get(feed));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let busy = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
     let app = crate::common::TestApp::spawn().await;
     let token = app.token("alice", "laptop").await;
     let mut ids = HashMap::new();
     for kind in ["throttled", "gone", "cached", "rhythm"] {
-        let body = json!({"kind": "feed", "collection": "News", "options": {"url": format!("{origin}/{kind}")}});
+        let host = if kind == "throttled" { &busy } else { &origin };
+        let body = json!({"kind": "feed", "collection": "News", "options": {"url": format!("{host}/{kind}")}});
         let (status, c) = api(&app, &token, Method::POST, "/api/connectors", Some(body)).await;
         assert_eq!(status, 201, "{c}");
         ids.insert(kind, c["id"].as_i64().unwrap());
@@ -1890,4 +1896,91 @@ async fn a_listener_is_claimed_by_one_process_at_a_time() {
         !store.renew_listener(user.id, id, "c", far + 3_700_000).await.unwrap(),
         "paused"
     );
+}
+
+/// Politeness per host: twelve feeds of one host, all due at once, are fetched at most four
+/// at a time (net::PER_HOST); a 429 with `Retry-After` from one feed of a host holds that
+/// host's other feeds too (not asked at all until then), not the feeds of other hosts.
+#[tokio::test]
+async fn feed_connectors_are_polite_to_each_host() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    #[derive(Default)]
+    struct Seen {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        asked: Mutex<Vec<String>>,
+    }
+    async fn feed(State(seen): State<Arc<Seen>>, Path(name): Path<String>) -> Response {
+        seen.asked.lock().unwrap().push(name.clone());
+        if name == "limited" {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "300")],
+                "slow down",
+            )
+                .into_response();
+        }
+        let n = seen.now.fetch_add(1, Ordering::SeqCst) + 1;
+        seen.most.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        seen.now.fetch_sub(1, Ordering::SeqCst);
+        let body = format!(
+            "<?xml version=\"1.0\"?><feed xmlns=\"http://www.w3.org/2005/Atom\"><id>urn:{name}</id><title>{name}</title>\
+             <updated>2026-01-01T00:00:00Z</updated><entry><id>urn:{name}:1</id><title>{name}</title>\
+             <updated>2026-01-01T00:00:00Z</updated></entry></feed>"
+        );
+        ([(header::CONTENT_TYPE, "application/atom+xml")], body).into_response()
+    }
+    let serve = async || {
+        let seen = Arc::new(Seen::default());
+        let router = axum::Router::new().route("/{name}", get(feed)).with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (origin, seen)
+    };
+    let (many, seen) = serve().await;
+    let (held, held_seen) = serve().await;
+    let app = crate::common::TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let add = async |url: String| {
+        let body = json!({"kind": "feed", "collection": "News", "options": {"url": url}});
+        let (status, c) = api(&app, &token, reqwest::Method::POST, "/api/connectors", Some(body)).await;
+        assert_eq!(status, 201, "{c}");
+        format!("/api/connectors/{}", c["id"])
+    };
+    let mut paths = Vec::new();
+    for i in 0..12 {
+        paths.push(add(format!("{many}/f{i}")).await);
+    }
+    crate::common::eventually("the twelve fetched", async || seen.asked.lock().unwrap().len() == 12).await;
+    let most = seen.most.load(Ordering::SeqCst);
+    assert!(
+        (2..=feedmesh::net::PER_HOST).contains(&most),
+        "{most} fetches of one host at once"
+    );
+
+    let limited = add(format!("{held}/limited")).await;
+    crate::common::eventually("the 429", async || {
+        api(&app, &token, reqwest::Method::GET, &limited, None).await.1["last_error"].is_string()
+    })
+    .await;
+    let other = add(format!("{held}/other")).await;
+    crate::common::eventually("the held host's other feed run", async || {
+        api(&app, &token, reqwest::Method::GET, &other, None).await.1["last_error"].is_string()
+    })
+    .await;
+    let (_, c) = api(&app, &token, reqwest::Method::GET, &other, None).await;
+    assert!(c["last_error"].as_str().unwrap().contains("wait"), "{c}");
+    assert_eq!(
+        *held_seen.asked.lock().unwrap(),
+        ["limited"],
+        "the held host was not asked again"
+    );
+    // Another host is not held.
+    let free = add(format!("{many}/after")).await;
+    crate::common::eventually("another host's feed", async || {
+        api(&app, &token, reqwest::Method::GET, &free, None).await.1["last_sync_at"].is_string()
+    })
+    .await;
 }
