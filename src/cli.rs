@@ -229,18 +229,24 @@ pub enum ImportCmd {
 #[derive(Subcommand, Debug)]
 pub enum OauthClientCmd {
     /// Add (or replace) USER's client registration at PROVIDER (`github` has its endpoints
-    /// known; any other provider needs --authorize-url and --token-url).
+    /// known; for any other, --issuer reads them from the provider's metadata, or give
+    /// --authorize-url and --token-url). Without --client-id, the hub registers itself at
+    /// the issuer (RFC 7591 dynamic registration) for BASE/oauth/callback.
     Add {
         /// The user (as made by `feedmesh user add`).
         user: String,
         /// The provider's name (github, or one of your own naming).
         provider: String,
-        /// The client id the provider gave.
+        /// The client id the provider gave (omit it to have the hub register itself, with --issuer).
         #[arg(long, value_name = "ID")]
-        client_id: String,
+        client_id: Option<String>,
         /// The client secret the provider gave (`-` reads it from standard input); sealed at rest.
         #[arg(long, value_name = "SECRET")]
         client_secret: Option<String>,
+        /// The authorization server's issuer URL: its endpoints (and registration endpoint)
+        /// are read from its metadata (RFC 8414 or OpenID Connect Discovery).
+        #[arg(long, value_name = "URL")]
+        issuer: Option<String>,
         /// The provider's authorization endpoint.
         #[arg(long, value_name = "URL")]
         authorize_url: Option<String>,
@@ -253,6 +259,17 @@ pub enum OauthClientCmd {
         /// The scopes asked for, space-separated (github: read:user by default).
         #[arg(long, value_name = "SCOPES")]
         scope: Option<String>,
+        /// Public URL of the hub: a registration the hub makes names BASE/oauth/callback.
+        #[arg(
+            long,
+            env = "FEEDMESH_BASE_URL",
+            default_value = "http://127.0.0.1:8080",
+            value_name = "URL"
+        )]
+        base_url: String,
+        /// Let the issuer (and the endpoints given) be on loopback and private addresses.
+        #[arg(long, env = "FEEDMESH_ALLOW_PRIVATE_NETWORK")]
+        allow_private_network: bool,
     },
     /// List USER's client registrations (provider, client id, endpoints; never the secret).
     List {
@@ -717,10 +734,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     provider,
                     client_id,
                     client_secret,
+                    issuer,
                     authorize_url,
                     token_url,
                     revoke_url,
                     scope,
+                    base_url,
+                    allow_private_network,
                 } => {
                     let u = user_named(store, &user).await?;
                     let client_secret = match client_secret.as_deref() {
@@ -736,18 +756,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         provider,
                         client_id,
                         client_secret,
+                        issuer,
                         authorize_url,
                         token_url,
                         revoke_url,
                         scope,
                     };
-                    let made = crate::usecases::oauth::add_client(&core, u.id, c, true)
+                    // What this command itself asks of the issuer follows serve's policy.
+                    let mut core = core;
+                    core.base_url = base_url.trim_end_matches('/').to_string();
+                    core.outbound =
+                        crate::net::Outbound::new(allow_private_network, std::time::Duration::from_secs(10))?;
+                    let made = crate::usecases::oauth::add_client(&core, u.id, c, allow_private_network)
                         .await
                         .context("cannot add the OAuth client")?;
-                    eprintln!(
-                        "OAuth client {} of {user} at {}; register BASE/oauth/callback as its redirect URI",
-                        made.client_id, made.provider
-                    );
+                    if made.registration_url.is_some() {
+                        eprintln!(
+                            "OAuth client {} of {user} at {}: the hub registered itself for {}",
+                            made.client_id,
+                            made.provider,
+                            crate::usecases::oauth::callback_url(&core)
+                        );
+                    } else {
+                        eprintln!(
+                            "OAuth client {} of {user} at {}; register BASE/oauth/callback as its redirect URI",
+                            made.client_id, made.provider
+                        );
+                    }
                 }
                 OauthClientCmd::List { user } => {
                     let u = user_named(store, &user).await?;

@@ -496,6 +496,25 @@ fn connectors_are_added_listed_paused_resumed_and_removed_by_the_cli() {
     assert!(!success && err.contains("oauth-client add"), "{err}");
     let (success, _, err) = feedmesh(d, &["oauth-client", "add", "alice", "gitea", "--client-id", "x"]);
     assert!(!success && err.contains("--authorize-url"), "{err}");
+    // An issuer on a private address is refused unless allowed; unreachable, it is named.
+    let (success, _, err) = feedmesh(
+        d,
+        &["oauth-client", "add", "alice", "idp", "--issuer", "http://10.0.0.1/"],
+    );
+    assert!(!success && err.contains("issuer") && err.contains("private"), "{err}");
+    let (success, _, err) = feedmesh(
+        d,
+        &[
+            "oauth-client",
+            "add",
+            "alice",
+            "idp",
+            "--issuer",
+            "http://127.0.0.1:9",
+            "--allow-private-network",
+        ],
+    );
+    assert!(!success && err.contains("the issuer http://127.0.0.1:9"), "{err}");
     ok(
         d,
         &[

@@ -812,6 +812,96 @@ async fn an_oauth_connector_is_authorised_refreshed_revoked_and_reconnected() {
     .await;
 }
 
+/// RFC 8414 and RFC 7591 against oidc-provider: a client registration given only the
+/// issuer reads the provider's endpoints from its metadata and registers the hub there for
+/// its callback; the round trip works with that client; a hub whose public URL changed
+/// registers again before its next round trip, and that one works too.
+#[tokio::test]
+async fn the_hub_registers_itself_where_the_provider_offers_it() {
+    use reqwest::Method;
+    let shared = tempfile::tempdir().unwrap();
+    let db = crate::common::test_db(shared.path()).await;
+    let app = crate::common::TestApp::spawn_with(tempfile::tempdir().unwrap(), db.clone(), |_| {}).await;
+    let Some((issuer, _provider)) = oidc_provider("http://127.0.0.1:9/unused", &[("REGISTRATION", "1")]).await else {
+        return;
+    };
+    let (gh_api, _gh) = github().await;
+    let token = app.token("alice", "laptop").await;
+    let (status, v) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/oauth-clients",
+        Some(json!({"provider": "idp", "authorize_url": format!("{issuer}/auth"), "token_url": format!("{issuer}/token")})),
+    )
+    .await;
+    assert_eq!(status, 400, "no client id and no issuer to register at: {v}");
+    assert!(v.to_string().contains("--client-id"), "{v}");
+    let (status, v) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/oauth-clients",
+        Some(json!({"provider": "github", "issuer": issuer, "scope": "openid offline_access read:user"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["registered"], true, "{v}");
+    assert_eq!(v["authorize_url"], json!(format!("{issuer}/auth")), "{v}");
+    assert_eq!(v["revoke_url"], json!(format!("{issuer}/token/revocation")), "{v}");
+    assert!(v["has_secret"] == true && v["client_id"] != "hub", "{v}");
+    let first_client = v["client_id"].as_str().unwrap().to_string();
+
+    let body = json!({"kind": "github", "options": {"login": "octocat", "api": gh_api}});
+    let (status, c) = api(&app, &token, Method::POST, "/api/connectors", Some(body)).await;
+    assert_eq!(status, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let q: HashMap<String, String> = url::Url::parse(c["authorize_url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(q["client_id"], first_client);
+    let back = authorise_in_browser(c["authorize_url"].as_str().unwrap()).await;
+    let page = app.client.get(&back).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Connected"), "{page}");
+    let user = app.store.user("alice").await.unwrap();
+    assert!(
+        app.store.connector(user.id, id).await.unwrap().tokens.is_some(),
+        "the exchange with the registered client"
+    );
+
+    // The hub comes back under another URL: the next round trip registers it again there.
+    drop(app);
+    let app = crate::common::TestApp::spawn_with(tempfile::tempdir().unwrap(), db, |_| {}).await;
+    let (status, c) = api(
+        &app,
+        &token,
+        Method::POST,
+        &format!("/api/connectors/{id}/reconnect"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    let q: HashMap<String, String> = url::Url::parse(c["authorize_url"].as_str().unwrap())
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(q["redirect_uri"], format!("{}/oauth/callback", app.base));
+    assert_ne!(q["client_id"], first_client, "registered again");
+    let (_, clients) = api(&app, &token, Method::GET, "/api/oauth-clients", None).await;
+    assert_eq!(
+        clients[0]["client_id"].as_str(),
+        Some(q["client_id"].as_str()),
+        "{clients}"
+    );
+    let back = authorise_in_browser(c["authorize_url"].as_str().unwrap()).await;
+    assert!(back.starts_with(&format!("{}/oauth/callback?", app.base)), "{back}");
+    let page = app.client.get(&back).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Connected"), "{page}");
+}
+
 /// The contract's durability and secrecy, with `serve` as a real process: `kill -9` in the
 /// middle of a pull (its second page pending) loses and duplicates nothing once `serve` is
 /// back, and the connector's token is neither in the logs (at debug level) nor in the

@@ -659,6 +659,10 @@ pub struct OAuthClient {
     /// RFC 7009, where the provider offers it.
     pub revoke_url: Option<String>,
     pub scope: String,
+    /// Where the hub registered itself, when it did (a Mastodon instance's `/api/v1/apps`,
+    /// an RFC 7591 registration endpoint), and the redirect URI it registered.
+    pub registration_url: Option<String>,
+    pub registered_redirect: Option<String>,
 }
 
 impl std::fmt::Debug for OAuthClient {

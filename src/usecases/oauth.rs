@@ -38,15 +38,86 @@ const KNOWN: &[(&str, &str, &str, Option<&str>, &str)] = &[(
     "read:user",
 )];
 
-/// A client registration as given by its user; endpoints default to the known provider's.
+/// A client registration as given by its user; endpoints default to the known provider's,
+/// or to what `issuer`'s metadata (RFC 8414) names; without a client id, the hub registers
+/// itself at the issuer's registration endpoint (RFC 7591).
 pub struct NewClient {
     pub provider: String,
-    pub client_id: String,
+    pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    pub issuer: Option<String>,
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,
     pub revoke_url: Option<String>,
     pub scope: Option<String>,
+}
+
+/// What an authorization server says of itself (RFC 8414, or OpenID Connect Discovery).
+#[derive(serde::Deserialize)]
+struct Metadata {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    #[serde(default)]
+    revocation_endpoint: Option<String>,
+    #[serde(default)]
+    registration_endpoint: Option<String>,
+}
+
+/// Reads `issuer`'s metadata (`/.well-known/oauth-authorization-server`, else
+/// `/.well-known/openid-configuration`), through the outbound policy; its `issuer` must be
+/// the one asked (RFC 8414 §3.3).
+async fn discover(core: &Core, issuer: &str) -> Result<Metadata> {
+    let issuer = issuer.trim().trim_end_matches('/');
+    let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("the issuer {issuer}: {e}"));
+    let mut last = String::new();
+    for well_known in ["oauth-authorization-server", "openid-configuration"] {
+        let url = format!("{issuer}/.well-known/{well_known}");
+        let req = feedmesh_connector::Request::get(url, MAX_ANSWER).header("Accept", "application/json");
+        let resp = crate::fetch::send(&core.outbound, req).await.map_err(|e| bad(&e))?;
+        if resp.status != 200 {
+            last = format!("{well_known} answered {}", resp.status);
+            continue;
+        }
+        let m: Metadata = serde_json::from_slice(&resp.body).map_err(|e| bad(&format!("its {well_known}: {e}")))?;
+        if m.issuer.trim_end_matches('/') != issuer {
+            return Err(bad(&format!("its metadata names another issuer, {:?}", m.issuer)));
+        }
+        return Ok(m);
+    }
+    Err(bad(&format!("no authorization server metadata ({last})")))
+}
+
+/// Registers the hub as a client at an RFC 7591 registration endpoint, for the hub's
+/// callback: the client id and secret.
+async fn register_dynamic(core: &Core, endpoint: &str, scope: &str) -> Result<(String, Option<String>)> {
+    let bad = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot register the hub at {endpoint}: {e}"));
+    let mut body = serde_json::json!({
+        "client_name": "feedmesh",
+        "redirect_uris": [callback_url(core)],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    });
+    if !scope.is_empty() {
+        body["scope"] = serde_json::Value::String(scope.to_string());
+    }
+    let mut req = feedmesh_connector::Request::get(endpoint, MAX_ANSWER).header("Accept", "application/json");
+    req.method = feedmesh_connector::Method::Post;
+    req.body = Some(("application/json".into(), body.to_string().into_bytes()));
+    let resp = crate::fetch::send(&core.outbound, req).await.map_err(|e| bad(&e))?;
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    if !(200..300).contains(&resp.status) {
+        let why = v
+            .get("error_description")
+            .or(v.get("error"))
+            .and_then(|e| e.as_str())
+            .unwrap_or("");
+        return Err(bad(&format!("it answered {} {why}", resp.status)));
+    }
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let id = field("client_id").ok_or_else(|| bad(&"no client_id in its answer"))?;
+    Ok((id, field("client_secret")))
 }
 
 /// Adds (or replaces) the user's client registration at a provider.
@@ -62,32 +133,50 @@ pub async fn add_client(core: &Core, user_id: i64, c: NewClient, allow_private: 
             "provider {provider:?}: letters, digits, - _ . (at most 64)"
         )));
     }
+    let meta = match c.issuer.as_deref().filter(|i| !i.trim().is_empty()) {
+        Some(issuer) => {
+            crate::net::check_url(issuer, allow_private).map_err(|e| Error::Invalid(format!("the issuer URL: {e}")))?;
+            Some(discover(core, issuer).await?)
+        }
+        None => None,
+    };
     let known = KNOWN.iter().find(|k| k.0 == provider);
-    let pick = |given: Option<String>, default: Option<&str>, what: &str| -> Result<String> {
+    let pick = |given: Option<String>, found: Option<&str>, default: Option<&str>, what: &str| -> Result<String> {
         given
             .filter(|v| !v.trim().is_empty())
+            .or(found.map(str::to_string))
             .or(default.map(str::to_string))
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "{what} is needed for provider {provider:?} (the hub knows only github's)"
+                    "{what} (or --issuer) is needed for provider {provider:?} (the hub knows only github's)"
                 ))
             })
     };
-    let client = OAuthClient {
-        authorize_url: pick(c.authorize_url, known.map(|k| k.1), "--authorize-url")?,
-        token_url: pick(c.token_url, known.map(|k| k.2), "--token-url")?,
+    let mut client = OAuthClient {
+        authorize_url: pick(
+            c.authorize_url,
+            meta.as_ref().map(|m| m.authorization_endpoint.as_str()),
+            known.map(|k| k.1),
+            "--authorize-url",
+        )?,
+        token_url: pick(
+            c.token_url,
+            meta.as_ref().map(|m| m.token_endpoint.as_str()),
+            known.map(|k| k.2),
+            "--token-url",
+        )?,
         revoke_url: c
             .revoke_url
             .filter(|v| !v.trim().is_empty())
+            .or(meta.as_ref().and_then(|m| m.revocation_endpoint.clone()))
             .or(known.and_then(|k| k.3.map(str::to_string))),
         scope: c.scope.or(known.map(|k| k.4.to_string())).unwrap_or_default(),
-        client_id: c.client_id.trim().to_string(),
+        client_id: c.client_id.map(|i| i.trim().to_string()).unwrap_or_default(),
         client_secret: c.client_secret.filter(|s| !s.is_empty()),
+        registration_url: None,
+        registered_redirect: None,
         provider,
     };
-    if client.client_id.is_empty() {
-        return Err(Error::Invalid("the client id is empty".into()));
-    }
     for (what, url) in [
         ("authorize", Some(&client.authorize_url)),
         ("token", Some(&client.token_url)),
@@ -97,8 +186,50 @@ pub async fn add_client(core: &Core, user_id: i64, c: NewClient, allow_private: 
             crate::net::check_url(u, allow_private).map_err(|e| Error::Invalid(format!("the {what} URL: {e}")))?;
         }
     }
+    if client.client_id.is_empty() {
+        let Some(endpoint) = meta.as_ref().and_then(|m| m.registration_endpoint.clone()) else {
+            return Err(Error::Invalid(
+                "no client id given, and the provider registers no clients itself (no RFC 7591 \
+                 registration endpoint in its metadata): register the hub there and give --client-id"
+                    .into(),
+            ));
+        };
+        crate::net::check_url(&endpoint, allow_private)
+            .map_err(|e| Error::Invalid(format!("the registration URL: {e}")))?;
+        let (id, secret) = register_dynamic(core, &endpoint, &client.scope).await?;
+        client.client_id = id;
+        client.client_secret = secret;
+        client.registration_url = Some(endpoint);
+        client.registered_redirect = Some(callback_url(core));
+    }
     core.mesh.store.put_oauth_client(user_id, &client).await?;
     Ok(client)
+}
+
+/// A client the hub registered itself, registered again when the hub's callback URL is no
+/// longer the one registered (its public URL changed): the same way, at the same place.
+async fn registered_for_now(core: &Core, user_id: i64, c: OAuthClient) -> Result<OAuthClient> {
+    let (Some(url), Some(was)) = (c.registration_url.clone(), c.registered_redirect.as_deref()) else {
+        return Ok(c);
+    };
+    if was == callback_url(core) {
+        return Ok(c);
+    }
+    tracing::info!(provider = %c.provider, was = %was, now = %callback_url(core), "the hub's URL changed: registering again");
+    let fresh = if c.provider.starts_with("mastodon:") {
+        let instance = url.trim_end_matches("/api/v1/apps").to_string();
+        mastodon_registration(core, &instance, &c.provider).await?
+    } else {
+        let (id, secret) = register_dynamic(core, &url, &c.scope).await?;
+        OAuthClient {
+            client_id: id,
+            client_secret: secret,
+            registered_redirect: Some(callback_url(core)),
+            ..c
+        }
+    };
+    core.mesh.store.put_oauth_client(user_id, &fresh).await?;
+    Ok(fresh)
 }
 
 pub async fn clients(core: &Core, user_id: i64) -> Result<Vec<OAuthClient>> {
@@ -111,7 +242,8 @@ pub async fn remove_client(core: &Core, user_id: i64, provider: &str) -> Result<
 
 /// The hub's client at a Mastodon instance (provider `mastodon:HOST`): registered there
 /// (`POST /api/v1/apps`, through the outbound policy) the first time one of the user's
-/// connectors needs it, kept like any client registration. Answers the provider's name.
+/// connectors needs it, and again when the hub's URL changed; kept like any client
+/// registration. Answers the provider's name.
 pub async fn mastodon_app(core: &Core, user_id: i64, instance: &str) -> Result<String> {
     let instance = instance.trim_end_matches('/');
     let host = feedmesh_connector_mastodon::MastodonConfig {
@@ -123,9 +255,17 @@ pub async fn mastodon_app(core: &Core, user_id: i64, instance: &str) -> Result<S
         return Err(Error::Invalid(format!("option instance: {instance:?} is not a URL")));
     }
     let provider = format!("mastodon:{host}");
-    if core.mesh.store.oauth_client(user_id, &provider).await?.is_some() {
+    if let Some(c) = core.mesh.store.oauth_client(user_id, &provider).await? {
+        registered_for_now(core, user_id, c).await?;
         return Ok(provider);
     }
+    let client = mastodon_registration(core, instance, &provider).await?;
+    core.mesh.store.put_oauth_client(user_id, &client).await?;
+    Ok(provider)
+}
+
+/// Registers the hub at a Mastodon instance (`POST /api/v1/apps`) for its callback.
+async fn mastodon_registration(core: &Core, instance: &str, provider: &str) -> Result<OAuthClient> {
     let scopes = feedmesh_connector_mastodon::SCOPES;
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("client_name", "feedmesh")
@@ -134,9 +274,10 @@ pub async fn mastodon_app(core: &Core, user_id: i64, instance: &str) -> Result<S
         .append_pair("website", &core.base_url)
         .finish();
     let unreachable = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot register the hub at {instance}: {e}"));
+    let apps = format!("{instance}/api/v1/apps");
     let req = core
         .outbound
-        .request(reqwest::Method::POST, &format!("{instance}/api/v1/apps"))
+        .request(reqwest::Method::POST, &apps)
         .map_err(|e| unreachable(&e))?
         .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(form);
@@ -148,17 +289,17 @@ pub async fn mastodon_app(core: &Core, user_id: i64, instance: &str) -> Result<S
     }
     let app: serde_json::Value = serde_json::from_slice(&body).map_err(|e| unreachable(&e))?;
     let field = |k: &str| app.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let client = OAuthClient {
+    Ok(OAuthClient {
         client_id: field("client_id").ok_or_else(|| unreachable(&"no client_id in its answer"))?,
         client_secret: field("client_secret"),
         authorize_url: format!("{instance}/oauth/authorize"),
         token_url: format!("{instance}/oauth/token"),
         revoke_url: Some(format!("{instance}/oauth/revoke")),
         scope: scopes.to_string(),
-        provider: provider.clone(),
-    };
-    core.mesh.store.put_oauth_client(user_id, &client).await?;
-    Ok(provider)
+        provider: provider.to_string(),
+        registration_url: Some(apps),
+        registered_redirect: Some(callback_url(core)),
+    })
 }
 
 /// The hub's callback URL, which every client registration must allow.
@@ -201,6 +342,7 @@ pub async fn begin(core: &Core, user_id: i64, connector_id: i64, provider: &str)
             "no OAuth client for {provider}: feedmesh oauth-client add USER {provider} …"
         ))
     })?;
+    let c = registered_for_now(core, user_id, c).await?;
     let client = client_of(core, &c)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let state = format!("{user_id}.{}", secrets::generate("").map_err(Error::Internal)?);

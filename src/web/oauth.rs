@@ -70,8 +70,9 @@ pub async fn callback(State(st): State<SharedState>, Query(q): Query<HashMap<Str
 #[derive(serde::Deserialize)]
 pub struct NewClient {
     provider: String,
-    client_id: String,
+    client_id: Option<String>,
     client_secret: Option<String>,
+    issuer: Option<String>,
     authorize_url: Option<String>,
     token_url: Option<String>,
     revoke_url: Option<String>,
@@ -89,6 +90,8 @@ struct ClientOut {
     scope: String,
     /// The redirect URI to register at the provider.
     redirect_uri: String,
+    /// The hub registered itself there (a Mastodon instance, RFC 7591).
+    registered: bool,
 }
 
 fn out(st: &SharedState, c: OAuthClient) -> ClientOut {
@@ -101,6 +104,7 @@ fn out(st: &SharedState, c: OAuthClient) -> ClientOut {
         revoke_url: c.revoke_url,
         scope: c.scope,
         redirect_uri: oauth::callback_url(st),
+        registered: c.registration_url.is_some(),
     }
 }
 
@@ -114,6 +118,7 @@ pub async fn create_client(
         provider: req.provider,
         client_id: req.client_id,
         client_secret: req.client_secret,
+        issuer: req.issuer,
         authorize_url: req.authorize_url,
         token_url: req.token_url,
         revoke_url: req.revoke_url,

@@ -185,10 +185,12 @@ impl ConnectorStore for SqlStore {
     async fn put_oauth_client(&self, user_id: i64, c: &OAuthClient) -> Result<()> {
         sqlx::query(
             "INSERT INTO oauth_clients (user_id, provider, client_id, client_secret_sealed, authorize_url, token_url, \
-             revoke_url, scope, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             revoke_url, scope, created_at, registration_url, registered_redirect) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (user_id, provider) DO UPDATE SET client_id = excluded.client_id, \
              client_secret_sealed = excluded.client_secret_sealed, authorize_url = excluded.authorize_url, \
-             token_url = excluded.token_url, revoke_url = excluded.revoke_url, scope = excluded.scope",
+             token_url = excluded.token_url, revoke_url = excluded.revoke_url, scope = excluded.scope, \
+             registration_url = excluded.registration_url, registered_redirect = excluded.registered_redirect",
         )
         .bind(user_id)
         .bind(&c.provider)
@@ -199,6 +201,8 @@ impl ConnectorStore for SqlStore {
         .bind(c.revoke_url.as_deref())
         .bind(&c.scope)
         .bind(crate::jobs::now_ms())
+        .bind(c.registration_url.as_deref())
+        .bind(c.registered_redirect.as_deref())
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -214,8 +218,8 @@ impl ConnectorStore for SqlStore {
 
     async fn oauth_clients(&self, user_id: i64) -> Result<Vec<OAuthClient>> {
         let rows = sqlx::query(
-            "SELECT provider, client_id, client_secret_sealed, authorize_url, token_url, revoke_url, scope \
-             FROM oauth_clients WHERE user_id = $1 ORDER BY provider",
+            "SELECT provider, client_id, client_secret_sealed, authorize_url, token_url, revoke_url, scope, \
+             registration_url, registered_redirect FROM oauth_clients WHERE user_id = $1 ORDER BY provider",
         )
         .bind(user_id)
         .fetch_all(&self.readers)
@@ -230,6 +234,8 @@ impl ConnectorStore for SqlStore {
                     token_url: r.try_get("token_url")?,
                     revoke_url: r.try_get("revoke_url")?,
                     scope: r.try_get("scope")?,
+                    registration_url: r.try_get("registration_url")?,
+                    registered_redirect: r.try_get("registered_redirect")?,
                 })
             })
             .collect()
