@@ -28,9 +28,13 @@ fn main() -> std::process::ExitCode {
 async fn start(cli: Cli) -> std::process::ExitCode {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("FEEDMESH_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    // Colours only for a terminal (and not with NO_COLOR): a log piped to a file or a
+    // journal stays plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     feedmesh::net::install_crypto();
     match run(cli).await {

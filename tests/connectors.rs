@@ -20,32 +20,32 @@ use feedmesh::net::Outbound;
 use feedmesh_connector::{Connector, ConnectorError, Cursor, ErrorKind, Options};
 use feedmesh_connector_github::{GithubConfig, GithubConnector, OPTIONS};
 
-const TOKEN: &str = "ghp_test_token_0001";
+pub(crate) const TOKEN: &str = "ghp_test_token_0001";
 
 #[derive(Default)]
-struct Github {
+pub(crate) struct Github {
     /// RFC 7662 introspection at an authorization server: bearer tokens it says are active
     /// are taken as well as TOKEN (the OAuth tests).
-    introspect: Option<String>,
+    pub(crate) introspect: Option<String>,
     /// Every bearer token presented.
-    bearers: Vec<String>,
-    lists: HashMap<String, Vec<Value>>,
+    pub(crate) bearers: Vec<String>,
+    pub(crate) lists: HashMap<String, Vec<Value>>,
     /// (path with query, If-None-Match sent)
-    seen: Vec<(String, Option<String>)>,
-    rate_limited: bool,
-    garbage: bool,
+    pub(crate) seen: Vec<(String, Option<String>)>,
+    pub(crate) rate_limited: bool,
+    pub(crate) garbage: bool,
     /// Seconds the second page of a list waits before it answers (a pull to kill midway).
-    slow_page: u64,
+    pub(crate) slow_page: u64,
 }
 
-type Shared = Arc<Mutex<Github>>;
+pub(crate) type Shared = Arc<Mutex<Github>>;
 
 fn examples() -> Value {
     serde_json::from_str(include_str!("fixtures/github-activity-examples.json")).unwrap()
 }
 
 /// `n` events made from the documented examples of `key`, ids counting down from `top`.
-fn events(key: &str, n: usize, top: u64) -> Vec<Value> {
+pub(crate) fn events(key: &str, n: usize, top: u64) -> Vec<Value> {
     let ex = examples()[key].as_array().unwrap().clone();
     (0..n)
         .map(|i| {
@@ -193,7 +193,7 @@ async fn list(
     resp
 }
 
-async fn github() -> (String, Shared) {
+pub(crate) async fn github() -> (String, Shared) {
     let gh: Shared = Arc::default();
     {
         let mut g = gh.lock().unwrap();
@@ -1042,7 +1042,7 @@ async fn two_hubs_on_one_postgresql_run_each_connector_once() {
 
 /// mastodon-mock on 127.0.0.1 (tests/fixtures/mastodon-mock.py) seeded with `config`: its
 /// base URL, and the process (killed on drop). None (a skip) without it.
-async fn mastodon(config: &str) -> Option<(String, tokio::process::Child, tempfile::TempDir)> {
+pub(crate) async fn mastodon(config: &str) -> Option<(String, tokio::process::Child, tempfile::TempDir)> {
     let python = crate::common::python_with("mastodon_mock")?;
     let dir = tempfile::tempdir().unwrap();
     let toml = dir.path().join("mm.toml");

@@ -9,6 +9,7 @@ mod atompub_clients;
 mod bad_input;
 mod blobs;
 mod cli;
+mod compliance;
 mod connectors;
 mod contacts;
 mod fanout;

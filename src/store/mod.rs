@@ -829,6 +829,8 @@ pub trait ConnectorStore: Send + Sync {
     async fn set_listening(&self, user_id: i64, id: i64, owner: &str, now_ms: Option<i64>) -> Result<()>;
     /// Lets `owner`'s listener claim go; none is claimed again before `not_before_ms`.
     async fn release_listener(&self, user_id: i64, id: i64, owner: &str, not_before_ms: i64) -> Result<()>;
+    /// Keeps a claimed run's lease until `until_ms` (a run longer than one lease).
+    async fn renew_connector_claim(&self, user_id: i64, id: i64, until_ms: i64) -> Result<()>;
 }
 
 /// People: the activities' identities, the contacts index (kept by item writes), companies,

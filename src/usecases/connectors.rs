@@ -731,8 +731,9 @@ pub(super) async fn writer(core: &Core, c: &ConnectorRow) -> anyhow::Result<(Pri
     Ok((who, col))
 }
 
-/// How long a claimed run may take before another process may take the connector over.
-const LEASE_MS: i64 = 5 * 60 * 1000;
+/// How long a claimed run's lease lasts unless renewed (every third of it, while the run
+/// goes on): a crashed process's runs are taken over within half a minute.
+const LEASE_MS: i64 = 30 * 1000;
 
 /// The connector runtime: runs each connector when it is due, until `stop`; a write into a
 /// connector's outbox makes it due at once (looked for a fifth of a second after writes).
@@ -771,7 +772,24 @@ pub async fn run(core: Arc<Core>, stop: Stop) {
             let core = core.clone();
             async move {
                 let was = c.state;
-                let outcome = match run_one(&core, &c).await {
+                let renewing = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 3)).await;
+                        if let Err(e) = core
+                            .mesh
+                            .store
+                            .renew_connector_claim(c.user_id, c.id, now_ms() + LEASE_MS)
+                            .await
+                        {
+                            tracing::warn!(error = %e, connector = c.id, "cannot renew a run's lease");
+                        }
+                    }
+                };
+                let ran = tokio::select! {
+                    ran = run_one(&core, &c) => ran,
+                    _ = renewing => unreachable!("the renewals never end"),
+                };
+                let outcome = match ran {
                     Ok(run) => core.mesh.store.finish_connector_run(&c, was, &run).await.map(|_| ()),
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), connector = c.id, "a connector could not run");

@@ -152,8 +152,16 @@ pub struct FeedDoc {
     pub self_url: Option<String>,
 }
 
-/// Parses Atom, RSS or JSON Feed (feed-rs), with the hub and self links of the document.
+/// Bytes of a document's start searched for a DTD's entity declarations.
+const PROLOG: usize = 64 * 1024;
+
+/// Parses Atom, RSS or JSON Feed (feed-rs), with the hub and self links of the document. A
+/// document declaring entities in its DTD (an XML bomb's way; no feed needs one) is refused.
 pub fn parse_feed(body: &[u8]) -> Result<FeedDoc, String> {
+    let head = &body[..body.len().min(PROLOG)];
+    if head.windows(8).any(|w| w.eq_ignore_ascii_case(b"<!ENTITY")) {
+        return Err("a feed that declares entities (an XML bomb?) is not read".into());
+    }
     let feed = feed_rs::parser::parse(body).map_err(|e| format!("not a feed: {e}"))?;
     let mut hubs = Vec::new();
     let mut self_url = None;
@@ -311,6 +319,17 @@ mod tests {
             url: "https://pub.example/f".into(),
         });
         feedmesh_connector::testkit::check_pull(&feed, &http).await;
+        let bomb = b"<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]>\
+            <rss version=\"2.0\"><channel><title>&b;</title></channel></rss>";
+        assert!(parse_feed(bomb).err().is_some_and(|e| e.contains("entities")));
+        let netscape = b"<?xml version=\"1.0\"?><!DOCTYPE rss PUBLIC \"-//Netscape Communications//DTD RSS 0.91//EN\" \
+            \"http://my.netscape.com/publish/formats/rss-0.91.dtd\"><rss version=\"0.91\"><channel><title>t</title>\
+            <item><title>i</title><link>https://x.example/1</link></item></channel></rss>";
+        assert_eq!(
+            parse_feed(netscape).unwrap().entries.len(),
+            1,
+            "a DTD without entities is fine"
+        );
         assert!(http.requests() >= 3);
         assert!(matches!(
             feed.push(

@@ -558,6 +558,16 @@ impl ConnectorStore for SqlStore {
         Ok(())
     }
 
+    async fn renew_connector_claim(&self, user_id: i64, id: i64, until_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE connectors SET claimed_until = $3 WHERE user_id = $1 AND id = $2 AND claimed_until > 0")
+            .bind(user_id)
+            .bind(id)
+            .bind(until_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn release_listener(&self, user_id: i64, id: i64, owner: &str, not_before_ms: i64) -> Result<()> {
         sqlx::query(
             "UPDATE connectors SET listener_owner = NULL, listener_until = $4, listening_at = NULL \

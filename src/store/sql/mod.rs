@@ -318,6 +318,13 @@ impl Store for SqlStore {
             let sql = format!("UPDATE {table} SET claimed_until = 0 WHERE claimed_until > 0");
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.writer).await?;
         }
+        // A dead process's listeners (a wait asked for, without an owner, stays).
+        sqlx::query(
+            "UPDATE connectors SET listener_owner = NULL, listener_until = 0, listening_at = NULL \
+             WHERE listener_owner IS NOT NULL",
+        )
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 }
