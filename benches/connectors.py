@@ -5,6 +5,12 @@
    `feedmesh import opml`): the first round of polls (200s), then a second round where each
    feed answers its conditional GET with 304; the time of each round (target for the
    second: under 60 s on 2 cores) and the resident memory of `serve` (target under 150 MB).
+2. BENCH_STATUSES Mastodon statuses (default 10,000, by bob, whom alice follows, seeded in
+   mastodon-mock) behind the connector's cursor: the time and resident memory of `serve`
+   pulling them all into alice's collection, each linked to bob's contact (by his profile
+   URL), against a plain client fetching and parsing the same pages (40 a page, by min_id
+   and Link rel="prev"), before and after it in the same run; the instance is the limit,
+   so the ratio is what counts.
 3. a status posted from the outbox collection: p50/p99 from the AtomPub POST (by a device)
    to the status existing on the instance (mastodon-mock from scripts/deps' venv), over
    BENCH_POSTS posts (default 200) made one after another.
@@ -31,7 +37,8 @@ B = people.B
 W = people.W
 FEEDS = int(os.environ.get("BENCH_FEEDS", "10000"))
 POSTS = int(os.environ.get("BENCH_POSTS", "200"))
-PARTS = {int(x) for x in os.environ.get("BENCH_PARTS", "1,3").split(",") if x.strip()}
+STATUSES = int(os.environ.get("BENCH_STATUSES", "10000"))
+PARTS = {int(x) for x in os.environ.get("BENCH_PARTS", "1,2,3").split(",") if x.strip()}
 PEERS = os.environ.get("FEEDMESH_PEERS_DIR", os.path.expanduser("~/.cache/feedmesh-peers"))
 MM_CONFIG = """url_scheme = "http"
 [auth]
@@ -82,6 +89,107 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def start_mastodon(config):
+    """mastodon-mock seeded with `config`: its process and base URL, or None without it."""
+    python = os.path.join(PEERS, "venv-mm", "bin", "python")
+    if not os.path.exists(python):
+        return None
+    cfg = os.path.join(W, f"mm-{len(people.procs)}.toml")
+    open(cfg, "w").write(config)
+    mm = subprocess.Popen([python, os.path.join(HERE, "..", "tests", "fixtures", "mastodon-mock.py"), cfg],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    people.procs.append(mm)
+    instance = "http://127.0.0.1:" + mm.stdout.readline().split()[-1]
+    for _ in range(1200):
+        try:
+            urllib.request.urlopen(instance + "/api/v1/instance", timeout=2)
+            return mm, instance
+        except Exception:
+            time.sleep(0.1)
+    sys.exit("mastodon-mock did not answer")
+
+
+def plain_client(instance, token):
+    """Seconds to fetch and parse the home timeline from its start, as the connector pages it."""
+    t0 = time.time()
+    url = f"{instance}/api/v1/timelines/home?limit=40&min_id=0"
+    n = 0
+    while url:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}))
+        page = json.loads(resp.read())
+        n += len(page)
+        m = re.search(r'<([^>]+)>;\s*rel="prev"', resp.headers.get("Link", ""))
+        url = m.group(1) if m and len(page) == 40 else None
+    return time.time() - t0, n
+
+
+def mastodon_backlog():
+    """Part 2: a backlog of STATUSES statuses pulled into the hub, against a plain client."""
+    config = MM_CONFIG + """[[seed.accounts]]
+username = "bob"
+access_token = "bob-token"
+[[seed.follows]]
+follower = "alice"
+following = "bob"
+""" + "".join(f'[[seed.statuses]]\naccount = "bob"\ntext = "status {i} of bob, with a few words to index"\n'
+              for i in range(STATUSES))
+    t0 = time.time()
+    started = start_mastodon(config)
+    if started is None:
+        print("2. skipped: mastodon-mock is not installed (scripts/deps)")
+        return
+    _, instance = started
+    print(f"   mastodon-mock seeded with {STATUSES} statuses in {time.time() - t0:.0f}s")
+    plain1, n = plain_client(instance, "alice-token")
+    if n < STATUSES:
+        sys.exit(f"the plain client read {n} of {STATUSES} statuses")
+    me = json.loads(urllib.request.urlopen(urllib.request.Request(
+        instance + "/api/v1/accounts/verify_credentials", headers={"Authorization": "Bearer alice-token"})).read())
+    bob = json.loads(urllib.request.urlopen(urllib.request.Request(
+        instance + "/api/v1/accounts/verify_credentials", headers={"Authorization": "Bearer bob-token"})).read())
+    data = os.path.join(W, "backlog-hub")
+    people.cli(B, data, "user", "add", "bench")
+    card = f"BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Bob\r\nURL:{bob['url']}\r\nEND:VCARD\r\n"
+    people.cli(B, data, "contact", "import", "bench", "-", stdin=card)
+    out, _ = people.cli(B, data, "connector", "add", "bench", "mastodon", "--option", f"instance={instance}",
+                        "--option", "token=alice-token", "--allow-private-network")
+    cid = int(out.split()[0])
+    # Behind its cursor: the connector last saw the timeline before bob's first status.
+    db = os.path.join(data, "feedmesh.db")
+    state = json.dumps({"home": "0", "notifications": "0", "own": "0", "account_id": me["id"]})
+    c = sqlite3.connect(db, timeout=30)
+    c.execute("UPDATE connectors SET cursor = ?, account = ? WHERE id = ?",
+              (json.dumps({"state": state}), f"alice@{instance[7:]}", cid))
+    c.commit()
+    c.close()
+    t0 = time.time()
+    hub, _ = start_serve(data)
+    peak = 0
+    while True:
+        rss = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{hub.pid}/status").read()).group(1)) // 1024
+        peak = max(peak, rss)
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        got = c.execute("SELECT COUNT(*) FROM items i JOIN collections k ON k.id = i.collection_id "
+                        "WHERE k.name = 'mastodon'").fetchone()[0]
+        c.close()
+        if got >= STATUSES:
+            break
+        if time.time() - t0 > 900:
+            sys.exit(f"only {got} of {STATUSES} statuses in 900 s")
+        time.sleep(0.2)
+    hub_s = time.time() - t0
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    linked = c.execute("SELECT COUNT(DISTINCT a.seq) FROM activity_people a JOIN contact_identities i "
+                       "ON i.user_id = a.user_id AND i.identity = a.identity WHERE a.role = 'actor'").fetchone()[0]
+    c.close()
+    plain2, _ = plain_client(instance, "alice-token")
+    plain = (plain1 + plain2) / 2
+    print(f"   {linked} of {STATUSES} statuses linked to bob's contact by his profile URL")
+    print(f"2. {STATUSES} Mastodon statuses pulled and linked: {hub_s:.1f}s, serve's peak RSS {peak} MB; "
+          f"a plain client fetching and parsing the same pages: {plain1:.1f}s before, {plain2:.1f}s after; "
+          f"ratio {hub_s / plain:.2f}x the plain client's time")
+
+
 def outbox_latency():
     """Part 3: AtomPub POST into mastodon-outbox until the status is on the instance."""
     python = os.path.join(PEERS, "venv-mm", "bin", "python")
@@ -89,7 +197,9 @@ def outbox_latency():
         print("3. skipped: mastodon-mock is not installed (scripts/deps)")
         return
     cfg = os.path.join(W, "mm.toml")
-    open(cfg, "w").write(MM_CONFIG)
+    # BENCH_STREAMING=0: the instance with its streaming API off (the hub then only polls).
+    streaming = "" if os.environ.get("BENCH_STREAMING", "1") == "1" else "[streaming]\nenabled = false\n"
+    open(cfg, "w").write(MM_CONFIG.replace("[auth]", streaming + "[auth]"))
     mm = subprocess.Popen([python, os.path.join(HERE, "..", "tests", "fixtures", "mastodon-mock.py"), cfg],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     people.procs.append(mm)
@@ -151,6 +261,8 @@ def main():
     print(f"feedmesh connectors benchmark: {people.CORES} cores, {FEEDS} feeds")
     if 1 in PARTS:
         feeds()
+    if 2 in PARTS:
+        mastodon_backlog()
     if 3 in PARTS:
         outbox_latency()
 

@@ -9,7 +9,8 @@
 //! 5. `kill -9` of `serve` in the middle of a pull loses and duplicates nothing;
 //! 6. malformed and hostile answers (empty, not UTF-8, HTML, cut JSON, nesting 100,000
 //!    deep, an XML bomb, 12 MB of junk) are refused without a crash, logged with the
-//!    connector's id, retried later, and change nothing.
+//!    connector's id, retried later, and change nothing;
+//! 7. its secrets are in no log, and not in the database in clear.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -276,6 +277,15 @@ impl Subject {
             }
         }
         bad
+    }
+
+    /// The secrets its options hold.
+    fn secrets(&self) -> Vec<&'static str> {
+        match &self.peer {
+            Peer::Feed(_) => Vec::new(),
+            Peer::Github(_) => vec![crate::connectors::TOKEN, "ghp_wrong"],
+            Peer::Mastodon { .. } => vec!["alice-token", "wrong-token"],
+        }
     }
 
     /// `n` new items at the peer.
@@ -574,6 +584,17 @@ async fn comply(kind: &'static str) {
         "{kind}: each refusal is logged with the connector's id ({failed}):\n{logs}"
     );
     assert!(!logs.contains("panicked"), "{kind}: {logs}");
+    // 7. Its secrets are in no log and, sealed, nowhere in the database in clear.
+    for secret in s.secrets() {
+        assert!(!logs.contains(secret), "{kind}: a secret is in the logs");
+        if hub.db.starts_with("sqlite:") {
+            let bytes = crate::connectors::database_bytes(hub.dir.path());
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{kind}: a secret is in the database in clear"
+            );
+        }
+    }
 }
 
 #[tokio::test]

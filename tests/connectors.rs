@@ -221,7 +221,7 @@ fn connector(api: &str, login: &str, token: &str) -> GithubConnector {
 }
 
 /// The bytes of a hub's SQLite files (the database, its WAL), to look for secrets in clear.
-fn database_bytes(dir: &std::path::Path) -> Vec<u8> {
+pub(crate) fn database_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut bytes = Vec::new();
     for f in std::fs::read_dir(dir).unwrap() {
         let p = f.unwrap().path();

@@ -576,8 +576,13 @@ async fn notice_reconnect(core: &Core, c: &ConnectorRow, e: &ConnectorError) -> 
     Ok(())
 }
 
+/// Batches one run pulls at most while a backlog is left (then the run ends and the
+/// connector is due again at once, so its outbox and other connectors get their turn).
+const BATCHES_PER_RUN: usize = 8;
+
 /// The pull itself; answers the wait the service asked for, if any, and whether a backlog
-/// is left behind at the connector's page limit.
+/// is left behind at the connector's page limit. While a backlog is left, the next batch
+/// is fetched as the last one is stored; the cursor moves only past what is stored.
 async fn pull(
     core: &Core,
     c: &ConnectorRow,
@@ -588,16 +593,31 @@ async fn pull(
     if run.account.is_empty() {
         run.account = connector.check(&http).await?;
     }
-    let batch = connector.pull(&http, &cursor_of(c)).await?;
-    let (poll_after, more) = (batch.poll_after, batch.more);
     let (who, col) = writer(core, c).await.map_err(store_err)?;
-    for item in batch.items.into_iter().rev() {
-        core.mesh
-            .ingest(&who, &col, &item.id, item.entry)
-            .await
-            .map_err(|e| store_err(e.into()))?;
-    }
-    run.cursor = stored_cursor(batch.cursor);
+    let store = async |items: Vec<feedmesh_connector::Pulled>| -> Result<(), ConnectorError> {
+        for item in items.into_iter().rev() {
+            core.mesh
+                .ingest(&who, &col, &item.id, item.entry)
+                .await
+                .map_err(|e| store_err(e.into()))?;
+        }
+        Ok(())
+    };
+    let mut batch = connector.pull(&http, &cursor_of(c)).await?;
+    let mut rounds = 1;
+    let (poll_after, more) = loop {
+        let (poll_after, more, cursor) = (batch.poll_after, batch.more, batch.cursor);
+        if !more || rounds == BATCHES_PER_RUN {
+            store(batch.items).await?;
+            run.cursor = stored_cursor(cursor);
+            break (poll_after, more);
+        }
+        let (stored, next) = tokio::join!(store(batch.items), connector.pull(&http, &cursor));
+        stored?;
+        run.cursor = stored_cursor(cursor);
+        batch = next?;
+        rounds += 1;
+    };
     if let Some(outbox) = c.outbox_id {
         super::routes::apply(core, c).await.map_err(store_err)?;
         post_outbox(core, c, connector, &http, &who, outbox).await?;
@@ -735,8 +755,13 @@ pub(super) async fn writer(core: &Core, c: &ConnectorRow) -> anyhow::Result<(Pri
 /// goes on): a crashed process's runs are taken over within half a minute.
 const LEASE_MS: i64 = 30 * 1000;
 
+/// How long the runtime lets a burst of writes settle before it looks at the outboxes (so
+/// a burst of posts goes out in one run).
+const OUTBOX_SETTLE: Duration = Duration::from_millis(50);
+
 /// The connector runtime: runs each connector when it is due, until `stop`; a write into a
-/// connector's outbox makes it due at once (looked for a fifth of a second after writes).
+/// connector's outbox (or a route's collection) makes it due at once (looked for
+/// `OUTBOX_SETTLE` after writes).
 pub async fn run(core: Arc<Core>, stop: Stop) {
     let (core_for_listeners, stop_for_listeners) = (core.clone(), stop.clone());
     let wake = core.connector_wake.clone();
@@ -750,7 +775,7 @@ pub async fn run(core: Arc<Core>, stop: Stop) {
                     r = changed.changed() => if r.is_err() { return },
                     _ = stop.stopped() => return,
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(OUTBOX_SETTLE).await;
                 changed.borrow_and_update();
                 match core.mesh.store.wake_outbox_connectors(now_ms()).await {
                     Ok(0) => {}
