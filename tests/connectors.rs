@@ -2074,3 +2074,102 @@ async fn feed_connectors_are_polite_to_each_host() {
     })
     .await;
 }
+
+/// WebSub for feed connectors, against Flask-WebSub: a feed connector whose feed names a hub
+/// subscribes there (verified), takes a signed push into its collection as the connector,
+/// polls only as a safety net meanwhile (every six hours), is not listed as a follow, and
+/// when removed leaves the hub.
+#[tokio::test]
+async fn a_feed_connector_is_pushed_to_by_the_hub_its_feed_names() {
+    use crate::follows::{Topic, flask_websub, topic_feed};
+    use reqwest::Method;
+    let Some((hub_url, _flask, _dir)) = flask_websub().await else {
+        return;
+    };
+    let topic = Arc::new(Topic {
+        version: Mutex::new(1),
+        fetches: Mutex::new(0),
+        hub: hub_url.clone(),
+        me: Mutex::new(String::new()),
+    });
+    let router = axum::Router::new()
+        .route("/feed.atom", get(topic_feed))
+        .with_state(topic.clone());
+    let url = format!("{}/feed.atom", crate::common::serve(router).await);
+    *topic.me.lock().unwrap() = url.clone();
+
+    let app = crate::common::TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let body = json!({"kind": "feed", "collection": "News", "options": {"url": url}});
+    let (status, c) = api(&app, &token, Method::POST, "/api/connectors", Some(body)).await;
+    assert_eq!(status, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let user = app.store.user("alice").await.unwrap();
+    crate::common::eventually("the subscription at Flask-WebSub", async || {
+        app.store
+            .follow_of_connector(user.id, id)
+            .await
+            .unwrap()
+            .is_some_and(|f| f.state == feedmesh::store::FollowState::Subscribed)
+    })
+    .await;
+    let (_, follows) = api(&app, &token, Method::GET, "/api/follows", None).await;
+    assert_eq!(
+        follows,
+        json!([]),
+        "a connector's subscription is no follow of the user's"
+    );
+    let col = app.store.collection(user.id, "News").await.unwrap();
+    let titles = async || -> Vec<String> {
+        app.store
+            .items_since(col.id, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.item.current.payload.title.value)
+            .collect()
+    };
+    assert_eq!(titles().await, ["flask 1"]);
+
+    // The feed changes and its publisher pings the hub: the push brings it, no poll.
+    *topic.version.lock().unwrap() = 2;
+    let ping = reqwest::Client::new()
+        .post(&hub_url)
+        .form(&[("hub.mode", "publish"), ("hub.topic", url.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(ping.status().is_success(), "{}", ping.status());
+    crate::common::eventually("the push", async || titles().await.len() == 2).await;
+    let changes = app.store.changes(user.id, None, None, 10).await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .all(|ch| ch.endpoint.as_deref() == Some(&format!("connector-{id}"))),
+        "written as the connector: {:?}",
+        changes.iter().map(|c| &c.endpoint).collect::<Vec<_>>()
+    );
+    // The next poll is the safety net's (six hours), as long as the hub pushes.
+    api(&app, &token, Method::POST, &format!("/api/connectors/{id}/sync"), None).await;
+    crate::common::eventually("a poll after the subscription", async || {
+        let c = api(&app, &token, Method::GET, &format!("/api/connectors/{id}"), None)
+            .await
+            .1;
+        c["next_run_at"].as_str().is_some_and(|at| {
+            chrono::DateTime::parse_from_rfc3339(at).unwrap().timestamp() - chrono::Utc::now().timestamp() > 5 * 3600
+        })
+    })
+    .await;
+
+    // Removed: the hub is told, the subscription goes.
+    assert_eq!(
+        api(&app, &token, Method::DELETE, &format!("/api/connectors/{id}"), None)
+            .await
+            .0,
+        204
+    );
+    crate::common::eventually("the subscription left", async || {
+        app.store.follow_of_connector(user.id, id).await.unwrap().is_none()
+    })
+    .await;
+}

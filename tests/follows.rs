@@ -296,14 +296,14 @@ async fn a_feed_without_a_hub_is_polled_with_conditional_gets() {
 }
 
 /// The state a topic server keeps: its feed (version N has entries 1..=N) and the hub's fetches.
-struct Topic {
-    version: Mutex<u32>,
-    fetches: Mutex<u32>,
-    hub: String,
-    me: Mutex<String>,
+pub(crate) struct Topic {
+    pub(crate) version: Mutex<u32>,
+    pub(crate) fetches: Mutex<u32>,
+    pub(crate) hub: String,
+    pub(crate) me: Mutex<String>,
 }
 
-async fn topic_feed(State(t): State<Arc<Topic>>) -> impl IntoResponse {
+pub(crate) async fn topic_feed(State(t): State<Arc<Topic>>) -> impl IntoResponse {
     *t.fetches.lock().unwrap() += 1;
     let me = t.me.lock().unwrap().clone();
     let entries: String = (1..=*t.version.lock().unwrap())
@@ -326,13 +326,10 @@ async fn topic_feed(State(t): State<Arc<Topic>>) -> impl IntoResponse {
     )
 }
 
-/// Against a real outside hub (Flask-WebSub, PEERS.md): discovery from the topic's Link
-/// headers, a verified subscription, and a sha512-signed push checked and stored.
-#[tokio::test]
-async fn a_feed_on_flask_websub_is_followed_by_push() {
-    let Some(python) = crate::common::python_with("flask_websub") else {
-        return;
-    };
+/// Flask-WebSub (PEERS.md) on 127.0.0.1: its URL, the process (killed on drop) and its
+/// directory; None (a skip) without it.
+pub(crate) async fn flask_websub() -> Option<(String, tokio::process::Child, tempfile::TempDir)> {
+    let python = crate::common::python_with("flask_websub")?;
     let dir = tempfile::tempdir().unwrap();
     // Flask-WebSub listens on port 0 and says which port it got (no bind-then-release, where
     // another test could take the port in between).
@@ -382,6 +379,17 @@ server.serve_forever()
     })
     .await;
 
+    Some((hub_url, flask, dir))
+}
+
+/// Against a real outside hub (Flask-WebSub, PEERS.md): discovery from the topic's Link
+/// headers, a verified subscription, and a sha512-signed push checked and stored.
+#[tokio::test]
+async fn a_feed_on_flask_websub_is_followed_by_push() {
+    let Some((hub_url, mut flask, _dir)) = flask_websub().await else {
+        return;
+    };
+    let client = reqwest::Client::new();
     let topic = Arc::new(Topic {
         version: Mutex::new(1),
         fetches: Mutex::new(0),

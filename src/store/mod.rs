@@ -345,6 +345,8 @@ pub struct Follow {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub last_error: Option<String>,
+    /// A feed connector's WebSub subscription, not a follow of the user's own.
+    pub connector_id: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -420,7 +422,7 @@ crate::debug_redacted!(Subscription { callback, user_id, feed, key_hash, lease_s
 crate::debug_redacted!(DueDelivery { id, callback, user_id, feed, key_hash, delivered_seq, attempts } url { topic } secret { secret });
 crate::debug_redacted!(HubRequest { id, subscribe, callback, user_id, feed, key_hash, lease_seconds, attempts } url { topic } secret { secret });
 crate::debug_redacted!(Follow {
-    id, user_id, collection_id, url, topic, hub, state, lease_expires_at, next_at, etag, last_modified, last_error
+    id, user_id, collection_id, url, topic, hub, state, lease_expires_at, next_at, etag, last_modified, last_error, connector_id
 } secret { callback_token, secret });
 
 /// Users, their devices (endpoints and tokens), feed keys, collections and server secrets.
@@ -576,6 +578,10 @@ pub trait FollowStore: Send + Sync {
     async fn follow_verified(&self, id: i64, lease_expires_at: i64, next_at: i64) -> Result<bool>;
     /// The hub denied or could not take the subscription: back to polling at `next_at`.
     async fn follow_fallback(&self, id: i64, reason: &str, next_at: i64) -> Result<()>;
+    /// Makes a new follow a feed connector's WebSub subscription at `hub` for `topic`, due now.
+    async fn link_follow(&self, user_id: i64, id: i64, connector_id: i64, topic: &str, hub: &str) -> Result<()>;
+    /// A feed connector's WebSub subscription, if it has one.
+    async fn follow_of_connector(&self, user_id: i64, connector_id: i64) -> Result<Option<Follow>>;
 }
 
 /// A user's connection to an outside service (see `usecases::connectors`).

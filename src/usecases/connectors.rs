@@ -345,6 +345,7 @@ pub async fn get(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
 pub async fn remove(core: &Core, user_id: i64, id: i64) -> Result<()> {
     let c = core.mesh.store.connector(user_id, id).await?;
     super::oauth::revoke(core, &c).await;
+    end_websub(core, user_id, id).await?;
     core.mesh.store.remove_connector(user_id, id).await?;
     core.listener_check.notify_waiters();
     Ok(())
@@ -357,6 +358,7 @@ pub async fn pause(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
         .set_connector_state(user_id, id, ConnectorState::Paused, 0)
         .await?;
     core.listener_check.notify_waiters();
+    end_websub(core, user_id, id).await?;
     get(core, user_id, id).await
 }
 
@@ -604,8 +606,13 @@ async fn pull(
         Ok(())
     };
     let mut batch = connector.pull(&http, &cursor_of(c)).await?;
+    let hub = batch
+        .hubs
+        .first()
+        .cloned()
+        .map(|h| (h, batch.self_url.clone().unwrap_or(batch.url.clone())));
     let mut rounds = 1;
-    let (poll_after, more) = loop {
+    let (mut poll_after, more) = loop {
         let (poll_after, more, cursor) = (batch.poll_after, batch.more, batch.cursor);
         if !more || rounds == BATCHES_PER_RUN {
             store(batch.items).await?;
@@ -622,7 +629,53 @@ async fn pull(
         super::routes::apply(core, c).await.map_err(store_err)?;
         post_outbox(core, c, connector, &http, &who, outbox).await?;
     }
+    if c.kind == "feed" && websub(core, c, hub).await.map_err(store_err)? {
+        poll_after = Some(poll_after.unwrap_or(0).max(PUSHED_POLL));
+    }
     Ok((poll_after, more))
+}
+
+/// How often a feed pushed to by WebSub is still polled (seconds): a safety net.
+const PUSHED_POLL: u64 = 6 * 3600;
+
+/// WebSub for a feed connector whose feed names a hub: a subscription of its own (a follow
+/// linked to it, which the follow worker subscribes, renews and takes pushes for, writing
+/// as the connector). Answers whether the hub pushes to it now.
+async fn websub(core: &Core, c: &ConnectorRow, hub: Option<(String, String)>) -> anyhow::Result<bool> {
+    let store = &core.mesh.store;
+    if let Some(f) = store.follow_of_connector(c.user_id, c.id).await? {
+        return Ok(f.state == crate::store::FollowState::Subscribed);
+    }
+    let Some((hub, topic)) = hub else { return Ok(false) };
+    let url = serde_json::from_str::<BTreeMap<String, String>>(&c.options)?
+        .remove("url")
+        .unwrap_or_default();
+    let token = crate::secrets::generate("")?;
+    let secret = crate::secrets::generate("")?;
+    match store
+        .add_follow(c.user_id, c.collection_id, &url, &token, &secret)
+        .await
+    {
+        Ok(f) => {
+            store.link_follow(c.user_id, f.id, c.id, &topic, &hub).await?;
+            core.follow_wake.notify_one();
+        }
+        // The user follows that feed already (`feedmesh follow`): that follow is pushed to.
+        Err(crate::store::StoreError::AlreadyExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(false)
+}
+
+/// Ends a feed connector's WebSub subscription (its hub is told by the follow worker).
+async fn end_websub(core: &Core, user_id: i64, id: i64) -> Result<()> {
+    if let Some(f) = core.mesh.store.follow_of_connector(user_id, id).await? {
+        match core.mesh.store.remove_follow(user_id, f.id).await {
+            Ok(_) | Err(crate::store::StoreError::NotFound(_)) => core.follow_wake.notify_one(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn store_err(e: anyhow::Error) -> ConnectorError {

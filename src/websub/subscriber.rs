@@ -48,11 +48,16 @@ async fn store_items(st: &WebSub, f: &Follow, items: Vec<Pulled>) -> anyhow::Res
     Ok(changed)
 }
 
-/// Who a follow writes as (an endpoint `feed-ID` of the user), and where.
+/// Who a follow writes as (an endpoint `feed-ID` of the user; a feed connector's
+/// subscription, `connector-ID`, as the connector's pulls do), and where.
 async fn writer(st: &WebSub, f: &Follow) -> anyhow::Result<(Principal, Collection)> {
     let store = &st.mesh.store;
     let user = store.user_by_id(f.user_id).await?;
-    let endpoint = store.feed_endpoint(f.user_id, &format!("feed-{}", f.id)).await?;
+    let name = match f.connector_id {
+        Some(c) => format!("connector-{c}"),
+        None => format!("feed-{}", f.id),
+    };
+    let endpoint = store.feed_endpoint(f.user_id, &name).await?;
     let col = store
         .collections(f.user_id)
         .await?
@@ -135,6 +140,16 @@ async fn look(st: &WebSub, mut f: Follow) -> anyhow::Result<()> {
     if f.state == FollowState::Subscribed && now < f.lease_expires_at {
         // The lease ends soon: renew it (pushes keep coming meanwhile).
         return subscribe_at_hub(st, f, was).await;
+    }
+    // A feed connector's subscription only subscribes: new, it asks the hub; failed, denied,
+    // unverified or run out, it goes (the connector polls, and subscribes anew when its
+    // feed next names the hub).
+    if f.connector_id.is_some() {
+        if f.state == FollowState::Polling && f.last_error.is_none() {
+            return subscribe_at_hub(st, f, was).await;
+        }
+        tracing::info!(follow = f.id, connector = ?f.connector_id, reason = ?f.last_error, "a feed connector's WebSub subscription ended; it polls");
+        return Ok(st.mesh.store.drop_follow(f.id).await?);
     }
     if f.state == FollowState::Subscribing {
         f.last_error = Some("the hub did not verify the subscription in time".into());

@@ -43,7 +43,9 @@ impl FollowStore for SqlStore {
     }
 
     async fn follows(&self, user_id: i64) -> Result<Vec<Follow>> {
-        let sql = format!("SELECT {FOLLOW_COLUMNS} FROM follows WHERE user_id = $1 AND state <> 'leaving' ORDER BY id");
+        let sql = format!(
+            "SELECT {FOLLOW_COLUMNS} FROM follows WHERE user_id = $1 AND state <> 'leaving' AND connector_id IS NULL ORDER BY id"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(user_id)
             .fetch_all(&self.readers)
@@ -153,5 +155,29 @@ impl FollowStore for SqlStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn link_follow(&self, user_id: i64, id: i64, connector_id: i64, topic: &str, hub: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE follows SET connector_id = $3, topic = $4, hub = $5, next_at = 0 WHERE user_id = $1 AND id = $2",
+        )
+        .bind(user_id)
+        .bind(id)
+        .bind(connector_id)
+        .bind(topic)
+        .bind(hub)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn follow_of_connector(&self, user_id: i64, connector_id: i64) -> Result<Option<Follow>> {
+        let sql = format!("SELECT {FOLLOW_COLUMNS} FROM follows WHERE user_id = $1 AND connector_id = $2 LIMIT 1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(connector_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(|r| self.follow_row(r)).transpose()
     }
 }

@@ -232,6 +232,7 @@ impl SqlStore {
             etag: r.try_get("etag")?,
             last_modified: r.try_get("last_modified")?,
             last_error: r.try_get("last_error")?,
+            connector_id: r.try_get("connector_id")?,
         })
     }
 }

@@ -50,7 +50,7 @@ pub(super) const FOLLOWS: Queue = Queue {
 };
 
 pub(super) const FOLLOW_COLUMNS: &str = "id, user_id, collection_id, url, topic, hub, callback_token, secret, state, \
-    lease_expires_at, next_at, etag, last_modified, last_error";
+    lease_expires_at, next_at, etag, last_modified, last_error, connector_id";
 
 /// Connectors whose next run is due (paused ones and those waiting for their user are not).
 pub(super) const CONNECTORS: Queue = Queue {
