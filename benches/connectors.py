@@ -192,24 +192,13 @@ following = "bob"
 
 def outbox_latency():
     """Part 3: AtomPub POST into mastodon-outbox until the status is on the instance."""
-    python = os.path.join(PEERS, "venv-mm", "bin", "python")
-    if not os.path.exists(python):
-        print("3. skipped: mastodon-mock is not installed (scripts/deps)")
-        return
-    cfg = os.path.join(W, "mm.toml")
     # BENCH_STREAMING=0: the instance with its streaming API off (the hub then only polls).
     streaming = "" if os.environ.get("BENCH_STREAMING", "1") == "1" else "[streaming]\nenabled = false\n"
-    open(cfg, "w").write(MM_CONFIG.replace("[auth]", streaming + "[auth]"))
-    mm = subprocess.Popen([python, os.path.join(HERE, "..", "tests", "fixtures", "mastodon-mock.py"), cfg],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    people.procs.append(mm)
-    instance = "http://127.0.0.1:" + mm.stdout.readline().split()[-1]
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(instance + "/api/v1/instance", timeout=2)
-            break
-        except Exception:
-            time.sleep(0.1)
+    started = start_mastodon(MM_CONFIG.replace("[auth]", streaming + "[auth]"))
+    if started is None:
+        print("3. skipped: mastodon-mock is not installed (scripts/deps)")
+        return
+    _, instance = started
     data = os.path.join(W, "mastodon-hub")
     token = people.setup(B, "mastodon-hub")[1]
     hub, base = start_serve(data)

@@ -71,6 +71,27 @@ pub enum Command {
     Agent(crate::agent::AgentArgs),
 }
 
+/// The hub's public URL, for the commands that print or register URLs of it.
+#[derive(clap::Args, Debug)]
+pub struct BaseUrl {
+    /// Public URL of the hub: in the URLs printed, and where an OAuth provider sends the
+    /// browser back (BASE/oauth/callback).
+    #[arg(
+        long = "base-url",
+        env = "FEEDMESH_BASE_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
+    url: String,
+}
+
+impl BaseUrl {
+    /// Without a trailing slash.
+    pub fn get(&self) -> String {
+        self.url.trim_end_matches('/').to_string()
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ContactCmd {
     /// Import a vCard file (3.0 or 4.0, any number of cards: what phones, Google and Apple
@@ -109,14 +130,8 @@ pub enum ConnectorCmd {
         /// An option of the kind, repeated as needed (see below); secret ones are sealed.
         #[arg(long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
-        /// Public URL of the hub: an OAuth provider sends the browser back to BASE/oauth/callback.
-        #[arg(
-            long,
-            env = "FEEDMESH_BASE_URL",
-            default_value = "http://127.0.0.1:8080",
-            value_name = "URL"
-        )]
-        base_url: String,
+        #[command(flatten)]
+        base_url: BaseUrl,
         /// Let the URLs given (and a registration at a Mastodon instance) reach loopback and
         /// private addresses, as `serve --allow-private-network` lets its runs.
         #[arg(long, env = "FEEDMESH_ALLOW_PRIVATE_NETWORK")]
@@ -155,14 +170,8 @@ pub enum ConnectorCmd {
         user: String,
         /// The connector's id, as `feedmesh connector list` shows it.
         id: i64,
-        /// Public URL of the hub: the provider sends the browser back to BASE/oauth/callback.
-        #[arg(
-            long,
-            env = "FEEDMESH_BASE_URL",
-            default_value = "http://127.0.0.1:8080",
-            value_name = "URL"
-        )]
-        base_url: String,
+        #[command(flatten)]
+        base_url: BaseUrl,
     },
     /// Run connector ID of USER now.
     Sync {
@@ -259,14 +268,8 @@ pub enum OauthClientCmd {
         /// The scopes asked for, space-separated (github: read:user by default).
         #[arg(long, value_name = "SCOPES")]
         scope: Option<String>,
-        /// Public URL of the hub: a registration the hub makes names BASE/oauth/callback.
-        #[arg(
-            long,
-            env = "FEEDMESH_BASE_URL",
-            default_value = "http://127.0.0.1:8080",
-            value_name = "URL"
-        )]
-        base_url: String,
+        #[command(flatten)]
+        base_url: BaseUrl,
         /// Let the issuer (and the endpoints given) be on loopback and private addresses.
         #[arg(long, env = "FEEDMESH_ALLOW_PRIVATE_NETWORK")]
         allow_private_network: bool,
@@ -371,14 +374,8 @@ pub enum KeyCmd {
         /// The feed's path on the hub: /u/USER/stream.atom, /u/USER/endpoints/DEVICE/stream.rss,
         /// /atompub/USER/COLLECTION …; the key opens it in every format.
         feed: String,
-        /// Public URL of the hub, for the printed feed URL.
-        #[arg(
-            long,
-            env = "FEEDMESH_BASE_URL",
-            default_value = "http://127.0.0.1:8080",
-            value_name = "URL"
-        )]
-        base_url: String,
+        #[command(flatten)]
+        base_url: BaseUrl,
     },
     /// List USER's feed keys.
     List {
@@ -555,7 +552,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut core = offline_core(&cli.data).await?;
             let mut allow_private = false;
             if let ConnectorCmd::Reconnect { base_url, .. } = &cmd {
-                core.base_url = base_url.trim_end_matches('/').to_string();
+                core.base_url = base_url.get();
             }
             if let ConnectorCmd::Add {
                 base_url,
@@ -563,7 +560,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..
             } = &cmd
             {
-                core.base_url = base_url.trim_end_matches('/').to_string();
+                core.base_url = base_url.get();
                 // What this command itself sends (a Mastodon app registration) and the URLs it
                 // takes follow the same policy as serve's.
                 allow_private = *allow_private_network;
@@ -764,7 +761,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     };
                     // What this command itself asks of the issuer follows serve's policy.
                     let mut core = core;
-                    core.base_url = base_url.trim_end_matches('/').to_string();
+                    core.base_url = base_url.get();
                     core.outbound =
                         crate::net::Outbound::new(allow_private_network, std::time::Duration::from_secs(10))?;
                     let made = crate::usecases::oauth::add_client(&core, u.id, c, allow_private_network)
@@ -844,16 +841,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match cmd {
                 KeyCmd::Add { user, feed, base_url } => {
                     let u = user_named(store, &user).await?;
-                    let issued = keys::create(store, u.id, &user, &feed, &base_url)
-                        .await
-                        .map_err(|e| match e {
-                            Error::Invalid(_) => {
-                                anyhow::anyhow!(
-                                    "{feed:?} is not a feed of {user}: give a path like /u/{user}/stream.atom"
-                                )
-                            }
-                            e => e.into(),
-                        })?;
+                    let issued =
+                        keys::create(store, u.id, &user, &feed, &base_url.get())
+                            .await
+                            .map_err(|e| match e {
+                                Error::Invalid(_) => {
+                                    anyhow::anyhow!(
+                                        "{feed:?} is not a feed of {user}: give a path like /u/{user}/stream.atom"
+                                    )
+                                }
+                                e => e.into(),
+                            })?;
                     eprintln!("feed key {} for {}; the URL is shown once:", issued.id, issued.path);
                     println!("{}", issued.url);
                 }

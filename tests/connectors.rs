@@ -1351,14 +1351,9 @@ text = "alice says hello"
         "posted once after the crash"
     );
 
-    let resp = app.client.get(&member).bearer_auth(&phone).send().await.unwrap();
-    let etag = resp.headers()[header::ETAG].to_str().unwrap().to_string();
-    let body = resp
-        .text()
-        .await
-        .unwrap()
-        .replace("posted from my phone", "edited on my phone");
-    let r = app.put_entry(&phone, &member, body, Some(&etag)).await;
+    let r = app
+        .edit_entry(&phone, &member, "posted from my phone", "edited on my phone")
+        .await;
     assert!(r.status().is_success(), "{}", r.status());
     api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
     let one = format!("{instance}/api/v1/statuses/{status_id}");
@@ -1720,14 +1715,14 @@ access_token = "carol-token"
 
     // The release edited on the phone: alice's status edited, and carol's after it (the
     // edit of alice's status comes back through the streaming API, and on by the route).
-    let resp = app.client.get(&member).bearer_auth(&phone).send().await.unwrap();
-    let etag = resp.headers()[header::ETAG].to_str().unwrap().to_string();
-    let body = resp
-        .text()
-        .await
-        .unwrap()
-        .replace("feedmesh one is out", "feedmesh one is out, with notes");
-    let r = app.put_entry(&phone, &member, body, Some(&etag)).await;
+    let r = app
+        .edit_entry(
+            &phone,
+            &member,
+            "feedmesh one is out",
+            "feedmesh one is out, with notes",
+        )
+        .await;
     assert!(r.status().is_success(), "{}", r.status());
     crate::common::eventually("alice's status edited", async || {
         !statuses(&alice_id, "alice-token", "with notes").await.is_empty()

@@ -329,6 +329,15 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// Edits a member as a generic AtomPub client does: GET, change the text (`from` to
+    /// `to`, everything else kept as it came), PUT with `If-Match`.
+    pub async fn edit_entry(&self, token: &str, url: &str, from: &str, to: &str) -> reqwest::Response {
+        let resp = self.client.get(url).bearer_auth(token).send().await.unwrap();
+        let etag = resp.headers()[reqwest::header::ETAG].to_str().unwrap().to_string();
+        let body = resp.text().await.unwrap().replace(from, to);
+        self.put_entry(token, url, body, Some(&etag)).await
+    }
+
     /// Creates a feed key for `feed` through the API; answers the JSON (`id`, `key`, `url`).
     pub async fn feed_key(&self, token: &str, feed: &str) -> reqwest::Response {
         self.client

@@ -395,15 +395,13 @@ impl ConnectorStore for SqlStore {
     }
 
     async fn connector_post_pulled(&self, user_id: i64, pulled_id: &str) -> Result<Option<(i64, String)>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT connector_id, sync_id FROM connector_posts WHERE user_id = $1 AND pulled_id = $2 LIMIT 1",
         )
         .bind(user_id)
         .bind(pulled_id)
         .fetch_optional(&self.readers)
-        .await?;
-        row.map(|r| Ok((r.try_get("connector_id")?, r.try_get("sync_id")?)))
-            .transpose()
+        .await?)
     }
 
     async fn add_route(
@@ -499,15 +497,13 @@ impl ConnectorStore for SqlStore {
     }
 
     async fn route_copy_source(&self, user_id: i64, copy_sync_id: &str) -> Result<Option<(i64, String)>> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT route_id, source_sync_id FROM route_copies WHERE user_id = $1 AND copy_sync_id = $2 LIMIT 1",
         )
         .bind(user_id)
         .bind(copy_sync_id)
         .fetch_optional(&self.writer)
-        .await?;
-        row.map(|r| Ok((r.try_get("route_id")?, r.try_get("source_sync_id")?)))
-            .transpose()
+        .await?)
     }
 
     async fn claim_listeners(
