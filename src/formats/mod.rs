@@ -7,6 +7,7 @@ pub mod atom_out;
 pub mod json_out;
 pub mod opml;
 pub mod rss_out;
+pub mod sms_backup;
 pub mod vcard;
 pub mod xml;
 

@@ -15,122 +15,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use feedmesh_connector::{ConfigError, Connector, ConnectorError, Cursor, ErrorKind, OptionSpec, Options, Secret};
+use feedmesh_connector::{Connector, ConnectorError, Cursor, ErrorKind, Options};
 
 use super::Core;
+pub use super::kinds::{KINDS, Kind, OAuth, kind, kinds_help};
+use super::kinds::{build, store_err, writer};
 use crate::error::{Error, Result};
 use crate::fetch::ConnectorHttp;
 use crate::jobs::{self, Backoff, Stop, now_ms};
 use crate::store::{ConnectorRow, ConnectorRun, ConnectorState, Principal};
-
-/// A kind of connector: its options and how it is built from them.
-pub struct Kind {
-    pub name: &'static str,
-    pub options: &'static [OptionSpec],
-    /// What `--help` and the API say it does.
-    pub about: &'static str,
-    /// How often it is pulled when the service says nothing (seconds).
-    pub interval: u64,
-    /// How it is authorised when no token option is given.
-    pub oauth: OAuth,
-    /// It posts the items of its outbox collection (`KIND-outbox`, made when it is added).
-    pub posts: bool,
-    /// It listens to what its service pushes (`Connector::listen`), beside its runs.
-    pub listens: bool,
-    /// Builds it from its options and, when authorised by OAuth, the current access token.
-    build: Build,
-}
-
-/// How a kind is authorised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OAuth {
-    /// It is not (a public feed).
-    No,
-    /// At this provider, with the client its user registered (`feedmesh oauth-client add`).
-    Provider(&'static str),
-    /// At the Mastodon instance its `instance` option names, where the hub registers
-    /// itself as a client (`POST /api/v1/apps`) the first time.
-    MastodonApp,
-}
-
-/// Builds a connector from its options and, when authorised by OAuth, its access token.
-type Build = fn(&Options, Option<Secret>) -> Result<Box<dyn Connector>, ConfigError>;
-
-/// The kinds this hub runs.
-pub const KINDS: &[Kind] = &[
-    Kind {
-        name: "feed",
-        options: feedmesh_connector_feed::OPTIONS,
-        about: "an RSS, Atom or JSON Feed document, polled with conditional GETs",
-        interval: 15 * 60,
-        oauth: OAuth::No,
-        posts: false,
-        listens: false,
-        build: |o, _| {
-            let c = feedmesh_connector_feed::FeedConfig::from_options(o)?;
-            Ok(Box::new(feedmesh_connector_feed::FeedConnector::new(c)))
-        },
-    },
-    Kind {
-        name: "github",
-        options: feedmesh_connector_github::OPTIONS,
-        about: "a GitHub user's events and received events",
-        interval: 5 * 60,
-        oauth: OAuth::Provider("github"),
-        posts: false,
-        listens: false,
-        build: |o, token| {
-            let c = feedmesh_connector_github::GithubConfig::from_options(o)?;
-            let mut g = feedmesh_connector_github::GithubConnector::new(c);
-            if let Some(t) = token {
-                g = g.with_oauth_token(t);
-            }
-            Ok(Box::new(g))
-        },
-    },
-    Kind {
-        name: "mastodon",
-        options: feedmesh_connector_mastodon::OPTIONS,
-        about: "a Mastodon account's home timeline, notifications and own posts",
-        interval: 60,
-        oauth: OAuth::MastodonApp,
-        posts: true,
-        listens: true,
-        build: |o, token| {
-            let c = feedmesh_connector_mastodon::MastodonConfig::from_options(o)?;
-            let mut m = feedmesh_connector_mastodon::MastodonConnector::new(c);
-            if let Some(t) = token {
-                m = m.with_oauth_token(t);
-            }
-            Ok(Box::new(m))
-        },
-    },
-];
-
-pub fn kind(name: &str) -> Result<&'static Kind> {
-    KINDS.iter().find(|k| k.name == name).ok_or_else(|| {
-        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        Error::Invalid(format!("no connector kind {name:?} (kinds: {})", names.join(", ")))
-    })
-}
-
-/// The kinds and their options, for `feedmesh connector add --help`.
-pub fn kinds_help() -> String {
-    let mut out = String::from("Kinds and their options:\n");
-    for k in KINDS {
-        out.push_str(&format!("\n  {}: {}\n", k.name, k.about));
-        for o in k.options {
-            let mark = match (o.required, o.secret) {
-                (true, true) => " (required, secret)",
-                (true, false) => " (required)",
-                (false, true) => " (secret)",
-                (false, false) => "",
-            };
-            out.push_str(&format!("    --option {}=…{mark}: {}\n", o.name, o.doc));
-        }
-    }
-    out
-}
 
 /// Options that name a server the connector will reach: checked like every outbound URL.
 const URL_OPTIONS: [&str; 3] = ["url", "api", "instance"];
@@ -402,30 +295,6 @@ pub async fn reconnect(core: &Core, user_id: i64, id: i64) -> Result<String> {
     super::oauth::begin(core, user_id, id, &provider).await
 }
 
-/// Builds a stored connector from its options and access token.
-pub(super) fn build(
-    c: &ConnectorRow,
-    kind: &Kind,
-    token: Option<Secret>,
-) -> Result<Box<dyn Connector>, ConnectorError> {
-    match stored_options(c, kind).map(|o| (kind.build)(&o, token)) {
-        Ok(Ok(connector)) => Ok(connector),
-        Ok(Err(e)) => Err(ConnectorError::Permanent(e.to_string())),
-        Err(e) => Err(ConnectorError::Permanent(format!(
-            "its stored options cannot be read: {e}"
-        ))),
-    }
-}
-
-/// The options a connector was added with, secret ones included.
-fn stored_options(c: &ConnectorRow, kind: &Kind) -> anyhow::Result<Options> {
-    let mut pairs: BTreeMap<String, String> = serde_json::from_str(&c.options)?;
-    if let Some(s) = &c.secrets {
-        pairs.extend(serde_json::from_str::<BTreeMap<String, String>>(s)?);
-    }
-    Ok(Options::new(kind.options, pairs)?)
-}
-
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct StoredCursor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -678,10 +547,6 @@ async fn end_websub(core: &Core, user_id: i64, id: i64) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn store_err(e: anyhow::Error) -> ConnectorError {
-    ConnectorError::Unreachable(format!("the hub's store failed: {e:#}"))
-}
-
 /// Items read from the outbox per step.
 const OUTBOX_STEP: u32 = 100;
 
@@ -788,20 +653,6 @@ async fn post_outbox(
                 .map_err(|e| store_err(e.into()))?;
         }
     }
-}
-
-/// Who a connector writes as (the endpoint `connector-ID` of its user), and where.
-pub(super) async fn writer(core: &Core, c: &ConnectorRow) -> anyhow::Result<(Principal, crate::store::Collection)> {
-    let who = super::principal(core, c.user_id, &format!("connector-{}", c.id)).await?;
-    let col = core
-        .mesh
-        .store
-        .collections(c.user_id)
-        .await?
-        .into_iter()
-        .find(|col| col.id == c.collection_id)
-        .ok_or_else(|| anyhow::anyhow!("the connector's collection is gone"))?;
-    Ok((who, col))
 }
 
 /// How long a claimed run's lease lasts unless renewed (every third of it, while the run

@@ -12,7 +12,7 @@ use std::time::Duration;
 use feedmesh_connector::{ConnectorError, ErrorKind, Pulled, Sink};
 
 use super::Core;
-use super::connectors::{build, kind, store_err, writer};
+use super::kinds::{build, kind, store_err, writer};
 use crate::fetch::ConnectorHttp;
 use crate::jobs::{Backoff, Stop, now_ms};
 use crate::store::{Collection, ConnectorRow, Principal};
@@ -40,7 +40,7 @@ const NOT_BEFORE_MS: i64 = 3600 * 1000;
 
 /// Holds the listeners of this process until `stop`, claiming those no process holds.
 pub async fn run(core: Arc<Core>, stop: Stop) {
-    let kinds: Vec<&'static str> = super::connectors::KINDS
+    let kinds: Vec<&'static str> = super::kinds::KINDS
         .iter()
         .filter(|k| k.listens)
         .map(|k| k.name)

@@ -16,8 +16,10 @@ pub mod files;
 pub mod follows;
 pub mod items;
 pub mod keys;
+pub mod kinds;
 pub mod listeners;
 pub mod oauth;
+pub mod phone;
 pub mod routes;
 pub mod timelines;
 

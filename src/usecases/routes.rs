@@ -107,11 +107,7 @@ pub async fn add(core: &Core, user_id: i64, user: &str, from: &str, to: i64, fil
     let col = core.mesh.collection(user_id, from).await?;
     let c = core.mesh.store.connector(user_id, to).await?;
     let Some(outbox) = c.outbox_id else {
-        let posting: Vec<&str> = super::connectors::KINDS
-            .iter()
-            .filter(|k| k.posts)
-            .map(|k| k.name)
-            .collect();
+        let posting: Vec<&str> = super::kinds::KINDS.iter().filter(|k| k.posts).map(|k| k.name).collect();
         return Err(Error::Invalid(format!(
             "connector {to} ({}) posts nothing: a route goes to a connector that posts ({})",
             c.kind,
