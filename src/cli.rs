@@ -58,6 +58,9 @@ pub enum Command {
     /// Import what another program exported (`import opml`: a feed reader's subscriptions).
     #[command(subcommand)]
     Import(ImportCmd),
+    /// The phone's texts and calls (`phone import`: an "SMS Backup & Restore" file).
+    #[command(subcommand)]
+    Phone(PhoneCmd),
     /// Register the hub as an OAuth 2.0 client at a provider, for connectors authorised by
     /// the OAuth round trip (the provider must allow BASE/oauth/callback as redirect URI).
     #[command(name = "oauth-client", subcommand)]
@@ -213,6 +216,20 @@ pub enum RouteCmd {
         user: String,
         /// The route's id, as `feedmesh route list` shows it.
         id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PhoneCmd {
+    /// Import an "SMS Backup & Restore" XML file (sms-….xml or calls-….xml; `-` reads
+    /// standard input) into USER's collection `phone`: texts and calls become activities
+    /// linked by their numbers (E.164, national numbers read in --default-region). Records
+    /// already imported change nothing; a file that is not a backup changes nothing.
+    Import {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The backup file.
+        file: std::path::PathBuf,
     },
 }
 
@@ -691,6 +708,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("removed route {id} of {user}");
                 }
             }
+            Ok(())
+        }
+        Command::Phone(PhoneCmd::Import { user, file }) => {
+            let core = offline_core(&cli.data).await?;
+            let store = core.mesh.store.as_ref();
+            let u = user_named(store, &user).await?;
+            let (input, size): (Box<dyn std::io::BufRead + Send>, u64) = if file.as_os_str() == "-" {
+                (Box::new(std::io::BufReader::new(std::io::stdin())), 0)
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                (Box::new(std::io::BufReader::with_capacity(256 * 1024, f)), size)
+            };
+            let who = crate::usecases::principal(&core, u.id, "phone-import").await?;
+            let bar = indicatif::ProgressBar::new(size);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {elapsed} (ETA {eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let shown = bar.clone();
+            let report = crate::usecases::phone::import(&core, &who, input, move |at| shown.set_position(at))
+                .await
+                .with_context(|| format!("cannot import {}", file.display()))?;
+            bar.finish_and_clear();
+            eprintln!(
+                "{} records added, {} already there, {} skipped (no date or address)",
+                report.created, report.unchanged, report.skipped
+            );
             Ok(())
         }
         Command::Import(ImportCmd::Opml {

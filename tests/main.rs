@@ -17,6 +17,7 @@ mod feeds;
 mod follows;
 mod outbound;
 mod peers;
+mod phone;
 mod push;
 mod store_people;
 mod store_story;

@@ -32,8 +32,12 @@ fn party(number: &str, name: Option<&str>, region: Region) -> Person {
     let tel = Identity::parse(&format!("tel:{}", number.trim()), region)
         .ok()
         .map(Identity::into_string);
+    let shown = name
+        .map(str::to_string)
+        .or_else(|| tel.as_deref().map(|t| t.trim_start_matches("tel:").to_string()))
+        .unwrap_or_else(|| number.trim().to_string());
     Person {
-        name: name.unwrap_or(number).to_string(),
+        name: shown,
         email: None,
         uri: tel,
     }
@@ -414,13 +418,19 @@ fn iso_seconds(s: &str) -> Option<i64> {
     num.is_empty().then_some(total)
 }
 
-/// Stores one activity a phone sent (AS2 JSON) in its `phone` collection: the sync id, and
-/// whether it was new (the same activity again changes nothing).
-pub async fn post(core: &Core, who: &Principal, body: &[u8]) -> Result<(String, bool)> {
+/// Stores one activity a phone sent in its `phone` collection: AS2 JSON, or (`atom`) an
+/// Atom entry, stored as an AtomPub POST would. Answers the sync id, and whether it was
+/// new (the same AS2 activity again changes nothing).
+pub async fn post(core: &Core, who: &Principal, body: &[u8], atom: bool) -> Result<(String, bool)> {
+    let col = core.collection_made(who.user_id, PHONE).await?;
+    if atom {
+        let parsed = crate::formats::atom_in::parse_entry_document(body, Timestamp::now())?;
+        let done = core.mesh.publish(who, &col, parsed).await?;
+        return Ok((done.record.item.id().to_string(), done.created));
+    }
     let v: Value = serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("not AS2 JSON: {e}")))?;
     let (id, entry) = from_as2(who, &v, core.mesh.region)?;
-    let col = core.collection_made(who.user_id, PHONE).await?;
-    let created = core.mesh.ingest(who, &col, &id, entry).await?.is_some();
+    let created = core.mesh.ingest(who, &col, &id, entry).await? == Some(crate::store::ChangeKind::Create);
     Ok((id, created))
 }
 

@@ -43,6 +43,37 @@ pub async fn create(State(st): State<SharedState>, headers: HeaderMap, body: Byt
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(c)).into_response())
 }
 
+/// `POST /api/activities`: what a phone app sends as it happens (a text, a call), AS2 JSON
+/// or an Atom entry, into the user's `phone` collection. 201 when new, 200 when the same
+/// activity came before; `Location` is its AtomPub member.
+pub async fn post_activity(State(st): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    let p = principal(&st, &headers).await?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let atom = ct.starts_with("application/atom+xml");
+    if !atom
+        && !ct.starts_with("application/activity+json")
+        && !ct.starts_with("application/ld+json")
+        && !ct.starts_with("application/json")
+    {
+        return Err(Error::Unsupported(
+            "send application/activity+json (AS2) or application/atom+xml;type=entry".into(),
+        ));
+    }
+    let (id, created) = crate::usecases::phone::post(&st, &p, &body, atom).await?;
+    let location = st.member_url(&p.user, crate::usecases::phone::PHONE, &id);
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        [(header::LOCATION, location.clone())],
+        Json(serde_json::json!({"id": id, "location": location})),
+    )
+        .into_response())
+}
+
 /// The largest vCard file `POST /api/contacts/import` takes (a phone's export with photos).
 pub const MAX_IMPORT: usize = 64 << 20;
 

@@ -96,6 +96,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/blobs/{sha256}", get(blobs::get).put(blobs::put))
         .route("/api/collections", get(atompub::collections))
         .route("/api/contacts", get(contacts::list).post(contacts::create))
+        .route("/api/activities", axum::routing::post(contacts::post_activity))
         .route(
             "/api/contacts/import",
             axum::routing::post(contacts::import).layer(axum::extract::DefaultBodyLimit::max(contacts::MAX_IMPORT)),
