@@ -240,6 +240,9 @@ pub struct ImportReport {
 /// Records on their way from the reading thread to the store, at most.
 const IN_FLIGHT: usize = 256;
 
+/// Records being written at once.
+const WRITES_IN_FLIGHT: usize = 16;
+
 /// Imports an "SMS Backup & Restore" file into the user's `phone` collection as `who`,
 /// reading it on a thread of its own as a stream (memory stays bounded whatever its size);
 /// `progress(bytes read)`. Records already imported change nothing. A file that is not a
@@ -252,12 +255,23 @@ pub async fn import(
     progress: impl Fn(u64) + Send + Sync + 'static,
 ) -> Result<ImportReport> {
     let col = core.collection_made(who.user_id, PHONE).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Record>(IN_FLIGHT);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Record>(IN_FLIGHT);
     let reading = tokio::task::spawn_blocking(move || sms_backup::read(input, |r| tx.blocking_send(r), progress));
     let mut report = ImportReport::default();
-    while let Some(r) = rx.recv().await {
-        let (id, entry) = from_record(who, r, core.mesh.region);
-        match core.mesh.ingest(who, &col, &id, entry).await? {
+    // Several writes in flight, so the store commits them in groups.
+    use futures_util::StreamExt;
+    let records = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let mut stored = std::pin::pin!(
+        records
+            .map(|r| {
+                let (id, entry) = from_record(who, r, core.mesh.region);
+                let col = &col;
+                async move { core.mesh.ingest(who, col, &id, entry).await }
+            })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+    );
+    while let Some(done) = stored.next().await {
+        match done? {
             Some(_) => report.created += 1,
             None => report.unchanged += 1,
         }
