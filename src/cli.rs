@@ -517,14 +517,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
                     };
-                    let endpoint = store.feed_endpoint(u.id, "cli").await?;
-                    let who = crate::store::Principal {
-                        user_id: u.id,
-                        user: user.clone(),
-                        endpoint_id: endpoint.id,
-                        endpoint: endpoint.name,
-                        token_hash: String::new(),
-                    };
+                    let who = crate::usecases::principal(&core, u.id, "cli").await?;
                     let bar = indicatif::ProgressBar::new(0);
                     bar.set_style(
                         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cards {elapsed}")

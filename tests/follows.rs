@@ -374,7 +374,8 @@ server.serve_forever()
     let hub_url = format!("http://127.0.0.1:{port}/");
     feedmesh::net::install_crypto();
     let client = reqwest::Client::new();
-    eventually("Flask-WebSub to listen", async || {
+    // Python and Celery start slowly on a loaded machine (two tests start a hub each).
+    crate::common::eventually_within("Flask-WebSub to listen", 30, async || {
         client.get(&hub_url).send().await.is_ok()
     })
     .await;

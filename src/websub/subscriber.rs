@@ -51,26 +51,19 @@ async fn store_items(st: &WebSub, f: &Follow, items: Vec<Pulled>) -> anyhow::Res
 /// Who a follow writes as (an endpoint `feed-ID` of the user; a feed connector's
 /// subscription, `connector-ID`, as the connector's pulls do), and where.
 async fn writer(st: &WebSub, f: &Follow) -> anyhow::Result<(Principal, Collection)> {
-    let store = &st.mesh.store;
-    let user = store.user_by_id(f.user_id).await?;
     let name = match f.connector_id {
         Some(c) => format!("connector-{c}"),
         None => format!("feed-{}", f.id),
     };
-    let endpoint = store.feed_endpoint(f.user_id, &name).await?;
-    let col = store
+    let who = crate::usecases::principal(st, f.user_id, &name).await?;
+    let col = st
+        .mesh
+        .store
         .collections(f.user_id)
         .await?
         .into_iter()
         .find(|c| c.id == f.collection_id)
         .ok_or_else(|| anyhow::anyhow!("the follow's collection is gone"))?;
-    let who = Principal {
-        user_id: f.user_id,
-        user: user.name.to_string(),
-        endpoint_id: endpoint.id,
-        endpoint: endpoint.name,
-        token_hash: String::new(),
-    };
     Ok((who, col))
 }
 
