@@ -409,12 +409,22 @@ pub async fn run_one(core: &Core, c: &ConnectorRow) -> anyhow::Result<ConnectorR
 pub const NOTICES: &str = "Notices";
 
 /// Tells the user, in their stream, that a connector needs connecting again: an item of
-/// `Notices` by the endpoint `hub`, one per connector (a later episode updates it, a new
-/// activity again), with what was refused and how to reconnect.
+/// `Notices` by the endpoint `hub`, one per connector and episode (a later episode, after
+/// the connector ran well again, updates it: a new activity), with what was refused and
+/// how to reconnect.
 async fn notice_reconnect(core: &Core, c: &ConnectorRow, e: &ConnectorError) -> anyhow::Result<()> {
     use crate::domain::entry::{Content, Entry, Link, Text};
     let who = super::principal(core, c.user_id, "hub").await?;
     let col = core.collection_made(c.user_id, NOTICES).await?;
+    let id = format!("connector-{}-needs-reconnect", c.id);
+    // One notice an episode: a second refusal before the connector ever ran well again
+    // (a run that overlapped the first) says nothing new.
+    if let Some(had) = core.mesh.store.item(col.id, &id).await? {
+        let since_ok = c.last_sync_at.unwrap_or(0) / 1000;
+        if !had.item.current.sync.deleted && had.item.current.payload.updated.unix() >= since_ok {
+            return Ok(());
+        }
+    }
     let account = if c.account.is_empty() {
         String::new()
     } else {
@@ -441,9 +451,7 @@ async fn notice_reconnect(core: &Core, c: &ConnectorRow, e: &ConnectorError) -> 
         object_type: Some("service".into()),
         ..Entry::default()
     };
-    core.mesh
-        .ingest(&who, &col, &format!("connector-{}-needs-reconnect", c.id), entry)
-        .await?;
+    core.mesh.ingest(&who, &col, &id, entry).await?;
     Ok(())
 }
 
