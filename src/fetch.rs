@@ -228,6 +228,21 @@ impl feedmesh_connector::Http for ConnectorHttp<'_> {
     ) -> Result<feedmesh_connector::Streamed, feedmesh_connector::ConnectorError> {
         open(self.0, request, idle).await.map_err(contract_error)
     }
+
+    async fn dial(
+        &self,
+        to: &feedmesh_connector::Dial,
+    ) -> Result<Box<dyn feedmesh_connector::Socket>, feedmesh_connector::ConnectorError> {
+        crate::dial::dial(self.0, to).await
+    }
+
+    async fn start_tls(
+        &self,
+        plain: Box<dyn feedmesh_connector::Socket>,
+        to: &feedmesh_connector::Dial,
+    ) -> Result<Box<dyn feedmesh_connector::Socket>, feedmesh_connector::ConnectorError> {
+        crate::dial::secure(plain, to).await
+    }
 }
 
 /// A fetch's failure in the contract's terms.
@@ -325,6 +340,8 @@ async fn send_following(
         M::Put => Method::PUT,
         M::Patch => Method::PATCH,
         M::Delete => Method::DELETE,
+        M::Propfind => Method::from_bytes(b"PROPFIND").expect("a valid method"),
+        M::Report => Method::from_bytes(b"REPORT").expect("a valid method"),
     };
     let mut url = r.url.clone();
     for _ in 0..=MAX_REDIRECTS {

@@ -7,6 +7,7 @@ pub mod app;
 pub mod blobs;
 pub mod cli;
 pub mod config;
+pub mod dial;
 /// Pure types and rules (the `feedmesh-domain` crate, shared with the connectors).
 pub use feedmesh_domain as domain;
 pub mod error;

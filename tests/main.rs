@@ -15,6 +15,7 @@ mod contacts;
 mod fanout;
 mod feeds;
 mod follows;
+mod imap;
 mod outbound;
 mod peers;
 mod phone;

@@ -76,7 +76,10 @@ struct WhyJson<'a> {
 struct Attachment<'a> {
     url: &'a str,
     mime_type: &'a str,
-    size_in_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_in_bytes: Option<u64>,
 }
 
 pub fn feed(view: &FeedView<'_>) -> String {
@@ -111,10 +114,25 @@ pub fn feed(view: &FeedView<'_>) -> String {
                     (Some(m), Some(url)) => vec![Attachment {
                         url,
                         mime_type: &m.media_type,
-                        size_in_bytes: m.size,
+                        title: None,
+                        size_in_bytes: Some(m.size),
                     }],
                     _ => Vec::new(),
-                },
+                }
+                .into_iter()
+                // An entry's enclosures (an e-mail's attachments) too.
+                .chain(
+                    p.links
+                        .iter()
+                        .filter(|l| l.rel.as_deref() == Some("enclosure"))
+                        .map(|l| Attachment {
+                            url: &l.href,
+                            mime_type: l.media_type.as_deref().unwrap_or("application/octet-stream"),
+                            title: l.title.as_deref(),
+                            size_in_bytes: l.length,
+                        }),
+                )
+                .collect(),
                 feedmesh: e.activity.as_ref().map(|a| Extension {
                     about: "https://github.com/feedmesh/feedmesh#activities",
                     activity: &a.verb,

@@ -49,10 +49,19 @@ pub async fn add(
     let kind = kind(kind_name)?;
     let options = Options::new(kind.options, pairs).map_err(|e| Error::Invalid(e.to_string()))?;
     (kind.build)(&options, None).map_err(|e| Error::Invalid(e.to_string()))?;
-    let oauth: Option<String> = match kind.oauth {
+    let provider = match kind.oauth {
+        OAuth::Provider(p) => Some(p),
+        OAuth::Named(option) => options.get(option),
+        OAuth::No | OAuth::MastodonApp => None,
+    };
+    let oauth: Option<String> = match (kind.oauth, provider) {
         _ if options.get("token").is_some() => None,
-        OAuth::No => None,
-        OAuth::Provider(provider) => {
+        (OAuth::MastodonApp, _) => {
+            let instance = options.get("instance").unwrap_or_default();
+            Some(super::oauth::mastodon_app(core, user_id, instance).await?)
+        }
+        (_, None) => None,
+        (_, Some(provider)) => {
             if core.mesh.store.oauth_client(user_id, provider).await?.is_none() {
                 return Err(Error::Invalid(format!(
                     "a {} connector needs --option token=… or an OAuth client for {provider} \
@@ -61,10 +70,6 @@ pub async fn add(
                 )));
             }
             Some(provider.to_string())
-        }
-        OAuth::MastodonApp => {
-            let instance = options.get("instance").unwrap_or_default();
-            Some(super::oauth::mastodon_app(core, user_id, instance).await?)
         }
     };
     for (name, value) in options.iter().filter(|(n, _)| URL_OPTIONS.contains(n)) {
@@ -475,8 +480,11 @@ async fn pull(
     let (who, col) = writer(core, c).await.map_err(store_err)?;
     let store = async |items: Vec<feedmesh_connector::Pulled>| -> Result<(), ConnectorError> {
         for item in items.into_iter().rev() {
+            let entry = super::files::attach(core, c.user_id, item.entry, item.files)
+                .await
+                .map_err(|e| store_err(e.into()))?;
             core.mesh
-                .ingest(&who, &col, &item.id, item.entry)
+                .ingest(&who, &col, &item.id, entry)
                 .await
                 .map_err(|e| store_err(e.into()))?;
         }

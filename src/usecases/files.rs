@@ -100,3 +100,40 @@ pub async fn find(core: &Core, user_id: i64, sha256: &str) -> Result<Held> {
     let path = core.mesh.blobs.path(sha256).ok_or(Error::NotFound("blob"))?;
     Ok(Held::Stored(path, size))
 }
+
+/// Stores the files a pulled item carries as blobs of the user's and links each from its
+/// entry (`rel="enclosure"`, its type, name and length), the blob's address relative to the
+/// hub. A file already held is not written again.
+pub async fn attach(
+    core: &Core,
+    user_id: i64,
+    mut entry: crate::domain::entry::Entry,
+    files: Vec<feedmesh_connector::Attachment>,
+) -> Result<crate::domain::entry::Entry> {
+    use sha2::{Digest, Sha256};
+    if files.is_empty() {
+        return Ok(entry);
+    }
+    let mut parts = Vec::with_capacity(files.len());
+    for f in files {
+        let sha = hex::encode(Sha256::digest(&f.bytes));
+        entry.links.push(crate::domain::entry::Link {
+            href: format!("/api/blobs/{sha}"),
+            rel: Some("enclosure".into()),
+            media_type: Some(f.media_type),
+            title: (!f.name.is_empty()).then_some(f.name),
+            length: Some(f.bytes.len() as u64),
+        });
+        parts.push((sha, Bytes::from(f.bytes)));
+    }
+    let mut new = Vec::new();
+    for (sha, bytes) in parts {
+        if core.mesh.store.blob_size(user_id, &sha).await?.is_none() {
+            new.push((sha, bytes));
+        }
+    }
+    if !new.is_empty() {
+        upload_many(core, user_id, new).await?;
+    }
+    Ok(entry)
+}

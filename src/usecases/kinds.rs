@@ -35,6 +35,9 @@ pub enum OAuth {
     No,
     /// At this provider, with the client its user registered (`feedmesh oauth-client add`).
     Provider(&'static str),
+    /// At the provider the connector's option of this name gives (an IMAP server's
+    /// XOAUTH2, `oauth_provider=google`), when it gives one; otherwise not.
+    Named(&'static str),
     /// At the Mastodon instance its `instance` option names, where the hub registers
     /// itself as a client (`POST /api/v1/apps`) the first time.
     MastodonApp,
@@ -86,6 +89,23 @@ pub const KINDS: &[Kind] = &[
         build: |o, token| {
             let c = feedmesh_connector_mastodon::MastodonConfig::from_options(o)?;
             let mut m = feedmesh_connector_mastodon::MastodonConnector::new(c);
+            if let Some(t) = token {
+                m = m.with_oauth_token(t);
+            }
+            Ok(Box::new(m))
+        },
+    },
+    Kind {
+        name: "imap",
+        options: feedmesh_connector_imap::OPTIONS,
+        about: "a mailbox's messages over IMAP (INBOX and Sent), as e-mail activities; IDLE for new mail",
+        interval: 5 * 60,
+        oauth: OAuth::Named("oauth_provider"),
+        posts: false,
+        listens: true,
+        build: |o, token| {
+            let c = feedmesh_connector_imap::ImapConfig::from_options(o)?;
+            let mut m = feedmesh_connector_imap::ImapConnector::new(c);
             if let Some(t) = token {
                 m = m.with_oauth_token(t);
             }

@@ -187,9 +187,12 @@ impl Sink for HubSink<'_> {
     }
 
     async fn item(&mut self, item: Pulled) -> Result<(), ConnectorError> {
+        let entry = super::files::attach(self.core, self.user_id, item.entry, item.files)
+            .await
+            .map_err(|e| store_err(e.into()))?;
         self.core
             .mesh
-            .ingest(&self.who, &self.col, &item.id, item.entry)
+            .ingest(&self.who, &self.col, &item.id, entry)
             .await
             .map_err(|e| store_err(e.into()))?;
         Ok(())

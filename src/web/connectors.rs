@@ -21,7 +21,15 @@ pub struct NewConnector {
     kind: String,
     collection: Option<String>,
     #[serde(default)]
-    options: BTreeMap<String, String>,
+    options: BTreeMap<String, OptionValue>,
+}
+
+/// An option's value: one, or a list for options given more than once (`mailbox`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OptionValue {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(serde::Serialize)]
@@ -78,7 +86,13 @@ pub async fn create(
         p.user_id,
         &req.kind,
         req.collection.as_deref(),
-        req.options.into_iter().collect(),
+        req.options
+            .into_iter()
+            .flat_map(|(k, v)| match v {
+                OptionValue::One(v) => vec![(k, v)],
+                OptionValue::Many(vs) => vs.into_iter().map(|v| (k.clone(), v)).collect(),
+            })
+            .collect(),
         allow_private,
     )
     .await?;

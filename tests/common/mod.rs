@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod callbacks;
+pub mod dovecot;
 pub mod process;
 
 use std::path::PathBuf;

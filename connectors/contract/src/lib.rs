@@ -97,6 +97,9 @@ pub struct OptionSpec {
     pub required: bool,
     /// Sealed at rest, never printed.
     pub secret: bool,
+    /// It may be given more than once (`--option mailbox=INBOX --option mailbox=Sent`):
+    /// [`Options::all`] reads every value.
+    pub many: bool,
     pub doc: &'static str,
 }
 
@@ -131,7 +134,7 @@ impl std::fmt::Debug for Options {
 
 impl Options {
     pub fn new(specs: &[OptionSpec], pairs: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut map = std::collections::BTreeMap::new();
+        let mut map: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
         for (k, v) in pairs {
             let k = k.trim().to_string();
             if !specs.iter().any(|s| s.name == k) {
@@ -141,8 +144,17 @@ impl Options {
                     format!("unknown (this kind takes {})", known.join(", ")),
                 ));
             }
-            if map.insert(k.clone(), v).is_some() {
-                return Err(ConfigError::new(&k, "given twice"));
+            let many = specs.iter().any(|s| s.name == k && s.many);
+            match map.get_mut(&k) {
+                Some(_) if !many => return Err(ConfigError::new(&k, "given twice")),
+                Some(_) if v.contains('\n') => return Err(ConfigError::new(&k, "a value holds a line break")),
+                Some(held) => {
+                    held.push('\n');
+                    held.push_str(&v);
+                }
+                None => {
+                    map.insert(k, v);
+                }
             }
         }
         for s in specs.iter().filter(|s| s.required) {
@@ -154,6 +166,13 @@ impl Options {
     }
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+    /// Every value of an option that may be given more than once, in the order given.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .get(name)
+            .map(|v| v.split('\n').map(str::trim).filter(|v| !v.is_empty()).collect())
+            .unwrap_or_default()
     }
     pub fn secret(&self, name: &str) -> Option<Secret> {
         self.get(name).map(Secret::new)
@@ -172,6 +191,10 @@ pub enum Method {
     Put,
     Patch,
     Delete,
+    /// WebDAV (RFC 4918): a collection's members and their properties.
+    Propfind,
+    /// WebDAV (RFC 3253): CardDAV's `addressbook-multiget`, RFC 6578's `sync-collection`.
+    Report,
 }
 
 /// A request to a service's API, sent through the hub's guard ([`Http::send`]). Header
@@ -293,7 +316,40 @@ pub trait Http: Send + Sync {
     async fn open(&self, _request: Request, _idle: std::time::Duration) -> Result<Streamed, ConnectorError> {
         Err(ConnectorError::Unsupported("streaming responses"))
     }
+
+    /// Opens a TCP connection (IMAP, say) under the hub's outbound policy, with TLS when
+    /// [`Dial::tls`] asks: a refused address is [`ConnectorError::Refused`], no connection
+    /// or a certificate not trusted, [`ConnectorError::Unreachable`].
+    async fn dial(&self, _to: &Dial) -> Result<Box<dyn Socket>, ConnectorError> {
+        Err(ConnectorError::Unsupported("connections other than HTTP"))
+    }
+
+    /// Starts TLS on a connection opened plain (after the protocol's STARTTLS), checking the
+    /// certificate for `to.host`.
+    async fn start_tls(&self, _plain: Box<dyn Socket>, _to: &Dial) -> Result<Box<dyn Socket>, ConnectorError> {
+        Err(ConnectorError::Unsupported("STARTTLS"))
+    }
 }
+
+/// A TCP connection a connector asks for (see [`Http::dial`]): the hub resolves the host
+/// and refuses private addresses as it does for HTTP.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dial {
+    pub host: String,
+    pub port: u16,
+    /// TLS from the first byte (IMAPS); otherwise plain until [`Http::start_tls`].
+    pub tls: bool,
+    /// A PEM file of certificates to trust for this server (a self-signed one), beside the
+    /// system's roots.
+    pub ca_file: Option<String>,
+    /// Nothing read for this long is an error (the server hung).
+    pub idle: std::time::Duration,
+}
+
+/// A byte stream the hub opened for a connector.
+pub trait Socket: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Socket for T {}
 
 /// A response whose body is read as it arrives (see [`Http::open`]).
 pub struct Streamed {
@@ -350,6 +406,38 @@ pub struct Cursor {
 pub struct Pulled {
     pub id: String,
     pub entry: Entry,
+    /// Files that come with it (an e-mail's attachments): the hub stores each as a blob of
+    /// the user's and links it from the entry (`rel="enclosure"`).
+    pub files: Vec<Attachment>,
+}
+
+impl Pulled {
+    pub fn new(id: impl Into<String>, entry: Entry) -> Self {
+        Pulled {
+            id: id.into(),
+            entry,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// A file a pulled item carries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Its file name, as the service gave it (may be empty).
+    pub name: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("name", &self.name)
+            .field("media_type", &self.media_type)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
 }
 
 /// What one pull (or one pushed document) gave.

@@ -22,6 +22,7 @@ pub const OPTIONS: &[OptionSpec] = &[OptionSpec {
     name: "url",
     required: true,
     secret: false,
+    many: false,
     doc: "the feed's URL (Atom, RSS 2.0 or JSON Feed; http or https)",
 }];
 
@@ -58,10 +59,7 @@ impl FeedConnector {
             items: doc
                 .entries
                 .into_iter()
-                .map(|(id, entry)| Pulled {
-                    id: sync_id(&self.config.url, &id),
-                    entry,
-                })
+                .map(|(id, entry)| Pulled::new(sync_id(&self.config.url, &id), entry))
                 .collect(),
             hubs: doc.hubs,
             self_url: doc.self_url,

@@ -26,18 +26,21 @@ pub const OPTIONS: &[OptionSpec] = &[
         name: "login",
         required: true,
         secret: false,
+        many: false,
         doc: "the GitHub user whose events are read (their own and those they receive)",
     },
     OptionSpec {
         name: "api",
         required: false,
         secret: false,
+        many: false,
         doc: "the API's base URL (default https://api.github.com; GitHub Enterprise: https://HOST/api/v3)",
     },
     OptionSpec {
         name: "token",
         required: false,
         secret: true,
+        many: false,
         doc: "a personal access token, for those who prefer one to the OAuth round trip (sealed, never printed)",
     },
 ];
@@ -444,6 +447,7 @@ fn to_pulled(ev: &Value, id: u64, web: &str) -> Option<Pulled> {
     Some(Pulled {
         id: format!("github-event-{id}"),
         entry,
+        files: Vec::new(),
     })
 }
 

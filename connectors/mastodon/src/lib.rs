@@ -27,12 +27,14 @@ pub const OPTIONS: &[OptionSpec] = &[
         name: "instance",
         required: true,
         secret: false,
+        many: false,
         doc: "the instance's base URL (https://mastodon.social); the hub registers itself there and sends you to authorise it",
     },
     OptionSpec {
         name: "token",
         required: false,
         secret: true,
+        many: false,
         doc: "an access token made at the instance (Preferences, Development, New application, scopes read and write), \
               instead of the OAuth round trip (sealed, never printed)",
     },
@@ -424,6 +426,7 @@ fn status(v: &Value, ctx: &Ctx) -> Option<Pulled> {
             object_type: Some("note".into()),
             ..Entry::default()
         },
+        files: Vec::new(),
     })
 }
 
@@ -486,6 +489,7 @@ fn notification(v: &Value, ctx: &Ctx) -> Option<Pulled> {
             object_type: Some("note".into()),
             ..Entry::default()
         },
+        files: Vec::new(),
     })
 }
 

@@ -1,0 +1,205 @@
+//! Dovecot (Debian's dovecot-imapd) in a scratch directory, as ../shared/PEERS-connectors.md
+//! §5 configures it: IMAP on 127.0.0.1, any user with the password `secret`, Maildir
+//! mail under the directory, run in the foreground and stopped when dropped.
+//!
+//! Dovecot cannot listen on port 0 and say which port it got, so a free-looking port is
+//! chosen and, when Dovecot reports it taken, another (up to eight tries).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const PASSWORD: &str = "secret";
+
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    conf: PathBuf,
+    child: Child,
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sbin(program: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+impl Dovecot {
+    /// A running Dovecot, or None (a skip) when it is not installed outside CI.
+    pub fn start() -> Option<Dovecot> {
+        let Some(bin) = sbin("dovecot") else {
+            assert!(
+                !super::required(),
+                "dovecot is not installed; .ci/run installs it (scripts/deps)"
+            );
+            eprintln!("SKIP: dovecot is not installed (run scripts/deps)");
+            return None;
+        };
+        let mut dir = tempfile::Builder::new().prefix("feedmesh-dovecot").tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let d = d.as_path();
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Mail runs as nobody, and must make its users' directories.
+        chown_nobody(&d.join("mail"));
+        for attempt in 0..8u16 {
+            let port = 20000 + (std::process::id() as u16 % 1000) * 40 + rand_u16() % 40 + attempt;
+            let conf = d.join("dovecot.conf");
+            std::fs::write(&conf, config(d, port)).unwrap();
+            let log = d.join("dovecot.log");
+            let _ = std::fs::remove_file(&log);
+            let child = Command::new(&bin)
+                .arg("-F")
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(d.join("stderr.log")).unwrap())
+                .spawn()
+                .unwrap();
+            let mut dc = Dovecot { dir, port, conf, child };
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(dc);
+                }
+                if let Ok(Some(_)) = dc.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let why = std::fs::read_to_string(dc.dir.path().join("stderr.log")).unwrap_or_default()
+                + &std::fs::read_to_string(dc.dir.path().join("dovecot.log")).unwrap_or_default();
+            assert!(why.contains("in use"), "dovecot did not start on port {port}: {why}");
+            let _ = dc.child.kill();
+            let _ = dc.child.wait();
+            dir = std::mem::replace(&mut dc.dir, tempfile::tempdir().unwrap());
+        }
+        panic!("dovecot found no free port in eight tries");
+    }
+
+    /// `doveadm` with this server's config.
+    pub fn doveadm(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        use std::io::Write;
+        let bin = sbin("doveadm").expect("doveadm comes with dovecot");
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "doveadm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stores a message (RFC 5322 bytes) in `user`'s `folder`, as a delivery would.
+    pub fn deliver(&self, user: &str, folder: &str, message: &[u8]) {
+        self.doveadm(&["save", "-u", user, "-m", folder], Some(message));
+    }
+
+    /// Writes many messages straight into `user`'s INBOX Maildir (`new/`), as a delivery
+    /// agent does: tens of thousands a second, seen by the server at its next look.
+    pub fn fill_inbox(&self, user: &str, messages: impl IntoIterator<Item = Vec<u8>>) {
+        let home = self.dir.path().join("mail").join(user);
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(home.join(sub)).unwrap();
+        }
+        for (i, m) in messages.into_iter().enumerate() {
+            let name = format!("{}.M{i}P{}.feedmesh", 1_700_000_000 + i, std::process::id());
+            let tmp = home.join("tmp").join(&name);
+            std::fs::write(&tmp, m).unwrap();
+            std::fs::rename(&tmp, home.join("new").join(&name)).unwrap();
+        }
+        chown_nobody(&home);
+    }
+}
+
+fn chown_nobody(path: &Path) {
+    let ok = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "chown nobody {}", path.display());
+}
+
+fn rand_u16() -> u16 {
+    let mut b = [0u8; 2];
+    getrandom::fill(&mut b).unwrap();
+    u16::from_le_bytes(b)
+}
+
+fn config(d: &Path, port: u16) -> String {
+    let d = d.display();
+    format!(
+        r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+mail_location = maildir:{d}/mail/%u
+mail_uid = nobody
+mail_gid = nogroup
+first_valid_uid = 1
+mailbox_idle_check_interval = 1 secs
+imap_idle_notify_interval = 10 secs
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    special_use = \Sent
+    auto = create
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service stats {{
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+passdb {{
+  driver = static
+  args = password={PASSWORD}
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/mail/%u
+}}
+"#
+    )
+}

@@ -1,0 +1,454 @@
+//! The IMAP connector against Dovecot (started per test under a scratch directory): real
+//! RFC 5322 messages (plain, HTML-only, multipart with attachments, non-UTF-8 charsets, a
+//! 20 MB attachment, a malformed header, 500 recipients) into contact timelines; IDLE; a
+//! UIDVALIDITY change; CONDSTORE flag changes; `kill -9` in the middle of a sync; and
+//! servers that send garbage, hang, close, or announce a 2 GB literal.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::TestApp;
+use crate::common::dovecot::{Dovecot, PASSWORD};
+
+pub fn message(from: &str, to: &str, subject: &str, id: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Tue, 01 Dec 2026 09:00:00 +0000\r\nMessage-ID: <{id}>\r\n{extra}\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+async fn api(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The e-mails of a feed (a contact's timeline also holds the contact's own changes).
+async fn mails(app: &TestApp, token: &str, path: &str) -> Vec<Value> {
+    let mut all = items(app, token, path).await;
+    all.retain(|i| i["_feedmesh"]["object_type"] == "Message");
+    all
+}
+
+async fn contact(app: &TestApp, token: &str, name: &str, email: &str) -> String {
+    let (status, c) = api(
+        app,
+        token,
+        Method::POST,
+        "/api/contacts",
+        Some(json!({"name": name, "identities": [format!("mailto:{email}")]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    c["id"].as_str().unwrap().to_string()
+}
+
+async fn items(app: &TestApp, token: &str, path: &str) -> Vec<Value> {
+    let (status, feed) = api(app, token, Method::GET, path, None).await;
+    assert_eq!(status, 200, "{path}: {feed}");
+    feed["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The titles of the `imap` collection's members (AtomPub: one entry per item), sorted.
+pub async fn members(app: &TestApp, token: &str) -> Vec<String> {
+    let xml = app.text(token, &app.url("/atompub/alice/imap")).await;
+    let mut t: Vec<String> = xml
+        .split("<entry")
+        .skip(1)
+        .map(|e| {
+            let title = &e[e.find("<title").unwrap()..];
+            let title = &title[title.find('>').unwrap() + 1..];
+            title[..title.find("</title>").unwrap()].to_string()
+        })
+        .collect();
+    t.sort();
+    t
+}
+
+fn titles(items: &[Value]) -> Vec<String> {
+    let mut t: Vec<String> = items
+        .iter()
+        .map(|i| i["title"].as_str().unwrap_or("").to_string())
+        .collect();
+    t.sort();
+    t
+}
+
+async fn add_imap(app: &TestApp, token: &str, dc: &Dovecot, extra: Value) -> i64 {
+    let mut options = json!({
+        "host": "127.0.0.1",
+        "port": dc.port.to_string(),
+        "tls": "none",
+        "user": "alice",
+        "password": PASSWORD,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        options[k] = v.clone();
+    }
+    let (status, c) = api(
+        app,
+        token,
+        Method::POST,
+        "/api/connectors",
+        Some(json!({"kind": "imap", "options": options})),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    assert!(!c.to_string().contains(PASSWORD), "the password is never answered: {c}");
+    c["id"].as_i64().unwrap()
+}
+
+async fn synced(app: &TestApp, token: &str, id: i64) -> Value {
+    let path = format!("/api/connectors/{id}");
+    // Sync times are in whole seconds: one second on, this sync's time differs.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = api(app, token, Method::GET, &path, None).await.1["last_sync_at"].clone();
+    let (status, v) = api(app, token, Method::POST, &format!("{path}/sync"), None).await;
+    assert!(status < 300, "{v}");
+    let mut last = Value::Null;
+    crate::common::eventually_within("a sync", 60, async || {
+        last = api(app, token, Method::GET, &path, None).await.1;
+        last["last_sync_at"] != before && last["last_sync_at"].is_string()
+    })
+    .await;
+    last
+}
+
+/// Real messages of every shape into the mailbox; each lands as an e-mail activity in the
+/// timelines of its sender and recipients; attachments are blobs; a sync again adds nothing.
+#[tokio::test]
+async fn mail_of_every_shape_lands_in_contact_timelines() {
+    let Some(dc) = Dovecot::start() else { return };
+    let app = TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let bob = contact(&app, &token, "Bob", "bob@example.org").await;
+    let r499 = contact(&app, &token, "Recipient 499", "r499@example.com").await;
+
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "Bob <bob@example.org>",
+            "alice@example.net",
+            "Lunch on Friday?",
+            "m1@example.org",
+            "",
+            "Shall we?",
+        ),
+    );
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "Bob <bob@example.org>",
+            "alice@example.net",
+            "Re: Lunch on Friday?",
+            "m3@example.org",
+            "In-Reply-To: <m2@example.net>\r\nReferences: <m1@example.org> <m2@example.net>\r\n",
+            "Noon then.",
+        ),
+    );
+    // What alice wrote, in Sent: it links to Bob too.
+    dc.deliver(
+        "alice",
+        "Sent",
+        &message(
+            "Alice <alice@example.net>",
+            "Bob <bob@example.org>",
+            "Re: Lunch on Friday?",
+            "m2@example.net",
+            "In-Reply-To: <m1@example.org>\r\nReferences: <m1@example.org>\r\n",
+            "Yes! Noon?",
+        ),
+    );
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "Bob <bob@example.org>",
+            "alice@example.net",
+            "HTML only",
+            "h1@example.org",
+            "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n",
+            "<p onclick=\"steal()\">Hello <script>alert(1)</script><b>Alice</b></p>",
+        ),
+    );
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "=?ISO-8859-1?Q?Andr=E9?= <andre@example.fr>",
+            "alice@example.net",
+            "=?ISO-8859-1?Q?R=E9sum=E9_du_caf=E9?=",
+            "latin1@example.fr",
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n",
+            "Caf=E9 cr=E8me",
+        ),
+    );
+    let pdf = b"%PDF-1.4\n% feedmesh test\n".repeat(10);
+    let big: Vec<u8> = (0..20 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    use base64::Engine;
+    let b64 = |b: &[u8]| {
+        base64::engine::general_purpose::STANDARD
+            .encode(b)
+            .as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    let multipart = |id: &str, name: &str, ct: &str, bytes: &[u8]| {
+        message(
+            "Bob <bob@example.org>",
+            "alice@example.net",
+            &format!("Attached: {name}"),
+            id,
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n",
+            &format!(
+                "--zz\r\nContent-Type: multipart/alternative; boundary=\"yy\"\r\n\r\n--yy\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n--yy\r\nContent-Type: text/html\r\n\r\n<p>See the <i>file</i>.</p>\r\n--yy--\r\n--zz\r\nContent-Type: {ct}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--zz--",
+                b64(bytes)
+            ),
+        )
+    };
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &multipart("pdf@example.org", "report.pdf", "application/pdf", &pdf),
+    );
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &multipart("big@example.org", "big.bin", "application/octet-stream", &big),
+    );
+    // A malformed header (no colon, an unterminated encoded word, a broken address).
+    dc.deliver(
+        "alice",
+        "INBOX",
+        b"From: Bob <bob@example.org\r\nTo: alice@example.net\r\nThis line is no header\r\nSubject: =?utf-8?B?broken\r\nMessage-ID: <broken@example.org>\r\n\r\nStill readable.\r\n",
+    );
+    let many: Vec<String> = (0..500).map(|i| format!("R{i} <r{i}@example.com>")).collect();
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "Bob <bob@example.org>",
+            &many.join(",\r\n "),
+            "To everyone",
+            "many@example.org",
+            "",
+            "Hello all.",
+        ),
+    );
+
+    let id = add_imap(&app, &token, &dc, json!({})).await;
+    let c = synced(&app, &token, id).await;
+    assert_eq!(c["last_error"], Value::Null, "{c}");
+    assert_eq!(c["account"], "alice@127.0.0.1", "{c}");
+
+    let all = items(&app, &token, "/u/alice/search.json?collection=imap&limit=100").await;
+    assert_eq!(all.len(), 9, "{:#?}", titles(&all));
+    let t = titles(&all);
+    assert!(t.contains(&"Résumé du café".to_string()), "{t:?}");
+    assert!(
+        t.contains(&"(no subject)".to_string()) || t.iter().any(|x| x.contains("broken")),
+        "the malformed one is kept: {t:?}"
+    );
+
+    // Bob's timeline: what he wrote and what alice wrote to him, the thread linked.
+    let timeline = mails(
+        &app,
+        &token,
+        &format!("/u/alice/contacts/{bob}/timeline.json?limit=100"),
+    )
+    .await;
+    let bt = titles(&timeline);
+    assert!(
+        bt.iter().filter(|x| x.as_str() == "Re: Lunch on Friday?").count() == 2,
+        "his reply and alice's: {bt:?}"
+    );
+    assert!(bt.contains(&"Lunch on Friday?".to_string()), "{bt:?}");
+    let atom = app
+        .text(
+            &token,
+            &app.url(&format!("/u/alice/contacts/{bob}/timeline.atom?limit=100")),
+        )
+        .await;
+    assert!(
+        atom.contains("mid:m1@example.org"),
+        "the thread as related links: {atom}"
+    );
+    assert!(atom.contains("urn:feedmesh:thread"), "{atom}");
+
+    // HTML sanitised; the text alternative preferred.
+    let html = all.iter().find(|i| i["title"] == "HTML only").unwrap();
+    let h = html["content_html"].as_str().unwrap();
+    assert!(
+        h.contains("<b>Alice</b>") && !h.contains("script") && !h.contains("onclick"),
+        "{h}"
+    );
+    let pdf_item = all.iter().find(|i| i["title"] == "Attached: report.pdf").unwrap();
+    assert_eq!(pdf_item["content_text"].as_str().map(str::trim), Some("See the file."));
+    assert!(
+        all.iter()
+            .any(|i| i["content_text"].as_str().is_some_and(|t| t.contains("Café crème")))
+    );
+
+    // Attachments are the user's blobs, byte for byte (20 MB included).
+    for (title, bytes) in [("Attached: report.pdf", &pdf), ("Attached: big.bin", &big)] {
+        let item = all.iter().find(|i| i["title"] == title).unwrap();
+        let att = &item["attachments"][0];
+        assert_eq!(att["size_in_bytes"].as_u64(), Some(bytes.len() as u64), "{item}");
+        let url = att["url"].as_str().unwrap();
+        assert!(url.starts_with("/api/blobs/"), "{url}");
+        let got = app.client.get(app.url(url)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(got.status(), 200);
+        assert!(
+            got.bytes().await.unwrap().as_ref() == bytes.as_slice(),
+            "{title} comes back whole"
+        );
+        let eve = app.token("eve", "laptop").await;
+        let theirs = app.client.get(app.url(url)).bearer_auth(&eve).send().await.unwrap();
+        assert_eq!(theirs.status(), 404, "another user never sees alice's attachment");
+    }
+
+    // The 500th recipient's timeline has the message.
+    let r = titles(&mails(&app, &token, &format!("/u/alice/contacts/{r499}/timeline.json")).await);
+    assert_eq!(r, ["To everyone"]);
+
+    // A sync again takes nothing twice.
+    let seq = |v: &[Value]| {
+        v.iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let before = seq(&items(&app, &token, "/u/alice/stream.json?limit=100").await);
+    synced(&app, &token, id).await;
+    let again = seq(&items(&app, &token, "/u/alice/stream.json?limit=100").await);
+    assert_eq!(again, before, "no change made by a second sync");
+}
+
+/// IDLE: a message delivered while the connector listens is in the contact's timeline
+/// within seconds with no sync asked; a flag set at the server (CONDSTORE) shows at the
+/// next sync; a folder recreated (a new UIDVALIDITY) duplicates nothing.
+#[tokio::test]
+async fn idle_brings_new_mail_and_a_new_uidvalidity_duplicates_nothing() {
+    let Some(dc) = Dovecot::start() else { return };
+    let app = TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let bob = contact(&app, &token, "Bob", "bob@example.org").await;
+    dc.doveadm(&["mailbox", "create", "-u", "alice", "Projects"], None);
+    for i in 0..3 {
+        dc.deliver(
+            "alice",
+            "Projects",
+            &message(
+                "Bob <bob@example.org>",
+                "alice@example.net",
+                &format!("Project {i}"),
+                &format!("p{i}@example.org"),
+                "",
+                "plan",
+            ),
+        );
+    }
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "Bob <bob@example.org>",
+            "alice@example.net",
+            "Before",
+            "before@example.org",
+            "",
+            "first",
+        ),
+    );
+    let id = add_imap(&app, &token, &dc, json!({"mailbox": ["INBOX", "Projects"]})).await;
+    synced(&app, &token, id).await;
+    let path = format!("/api/connectors/{id}");
+    crate::common::eventually_within("listening", 30, async || {
+        api(&app, &token, Method::GET, &path, None).await.1["listening"] == true
+    })
+    .await;
+    let timeline = format!("/u/alice/contacts/{bob}/timeline.json?limit=100");
+    assert_eq!(mails(&app, &token, &timeline).await.len(), 4);
+
+    let delivered = Instant::now();
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "Bob <bob@example.org>",
+            "alice@example.net",
+            "Pushed",
+            "pushed@example.org",
+            "",
+            "now",
+        ),
+    );
+    crate::common::eventually_within("the pushed message", 20, async || {
+        titles(&mails(&app, &token, &timeline).await).contains(&"Pushed".to_string())
+    })
+    .await;
+    eprintln!("IDLE delivery to timeline: {:?}", delivered.elapsed());
+
+    // A flag set at the server reaches the item at the next sync (CONDSTORE).
+    dc.doveadm(
+        &[
+            "flags",
+            "add",
+            "-u",
+            "alice",
+            "\\Flagged",
+            "mailbox",
+            "INBOX",
+            "HEADER",
+            "Message-ID",
+            "before@example.org",
+        ],
+        None,
+    );
+    synced(&app, &token, id).await;
+    let all = items(&app, &token, "/u/alice/search.json?collection=imap&limit=100").await;
+    let before = all.iter().find(|i| i["title"] == "Before").unwrap();
+    assert!(
+        before["tags"].as_array().unwrap().iter().any(|t| t == "flagged"),
+        "{before}"
+    );
+
+    // The folder deleted and made again, the same messages and one more: a new UIDVALIDITY.
+    dc.doveadm(&["mailbox", "delete", "-u", "alice", "Projects"], None);
+    dc.doveadm(&["mailbox", "create", "-u", "alice", "Projects"], None);
+    for i in 0..4 {
+        dc.deliver(
+            "alice",
+            "Projects",
+            &message(
+                "Bob <bob@example.org>",
+                "alice@example.net",
+                &format!("Project {i}"),
+                &format!("p{i}@example.org"),
+                "",
+                "plan",
+            ),
+        );
+    }
+    synced(&app, &token, id).await;
+    assert_eq!(
+        members(&app, &token).await,
+        ["Before", "Project 0", "Project 1", "Project 2", "Project 3", "Pushed"],
+        "nothing twice"
+    );
+    let (_, c) = api(&app, &token, Method::GET, &path, None).await;
+    assert_eq!(c["last_error"], Value::Null, "{c}");
+    let _ = Duration::ZERO;
+}
