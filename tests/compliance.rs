@@ -119,6 +119,59 @@ async fn proxy(target: &str) -> (String, Arc<Proxy>) {
     (base, p)
 }
 
+/// A TCP proxy on 127.0.0.1 in front of `target` (an IMAP server), for the same modes: it
+/// forwards bytes (`Pass`), keeps connections waiting (`Hold`), or answers a body of its own
+/// and closes (`Replace`, `Status`: the server's greeting replaced).
+async fn tcp_proxy(target: std::net::SocketAddr) -> (u16, Arc<Proxy>) {
+    let p = Arc::new(Proxy {
+        target: target.to_string(),
+        mode: Mutex::new(Mode::Pass),
+        changed: tokio::sync::Notify::new(),
+        held: AtomicUsize::new(0),
+        client: reqwest::Client::new(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let proxy = p.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let p = proxy.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                loop {
+                    let mode = p.mode.lock().unwrap().clone();
+                    match mode {
+                        Mode::Hold => {
+                            p.held.fetch_add(1, Ordering::SeqCst);
+                            let changed = p.changed.notified();
+                            if *p.mode.lock().unwrap() == Mode::Hold {
+                                changed.await;
+                            }
+                        }
+                        Mode::Replace(body) => {
+                            let _ = client.write_all(&body).await;
+                            let _ = client.shutdown().await;
+                            return;
+                        }
+                        Mode::Status(_) => {
+                            let _ = client.write_all(b"* BYE refused by the kit\r\n").await;
+                            return;
+                        }
+                        Mode::Pass => break,
+                    }
+                }
+                if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (port, p)
+}
+
 /// A feed server: an Atom feed of `entries`, with an ETag.
 #[derive(Default)]
 struct Feed {
@@ -162,6 +215,19 @@ enum Peer {
         instance: String,
         _peer: Box<(tokio::process::Child, tempfile::TempDir)>,
     },
+    Imap(Box<crate::common::dovecot::Dovecot>),
+}
+
+/// The kit's mail, `i` of them.
+fn kit_mail(i: usize) -> Vec<u8> {
+    crate::imap::message(
+        "Bob <bob@example.org>",
+        "alice@example.net",
+        &format!("kit mail {i}"),
+        &format!("kit{i}@example.org"),
+        "",
+        "hello",
+    )
 }
 
 struct Subject {
@@ -222,6 +288,20 @@ impl Subject {
                     2,
                 )
             }
+            "imap" => {
+                let dc = crate::common::dovecot::Dovecot::start()?;
+                for i in 0..5 {
+                    dc.deliver("alice", "INBOX", &kit_mail(i));
+                }
+                let target = std::net::SocketAddr::from(([127, 0, 0, 1], dc.port));
+                let (port, proxy) = tcp_proxy(target).await;
+                return Some(Subject {
+                    peer: Peer::Imap(Box::new(dc)),
+                    base: port.to_string(),
+                    proxy,
+                    expected: 5,
+                });
+            }
             _ => unreachable!(),
         };
         let (base, proxy) = proxy(&target).await;
@@ -243,7 +323,20 @@ impl Subject {
                 format!("token={}", crate::connectors::TOKEN),
             ],
             Peer::Mastodon { .. } => vec![format!("instance={}", self.base), "token=alice-token".into()],
+            Peer::Imap(_) => self.imap_options(crate::common::dovecot::PASSWORD),
         }
+    }
+
+    /// IMAP through the proxy (its `base` is the proxy's port), with a short idle limit.
+    fn imap_options(&self, password: &str) -> Vec<String> {
+        vec![
+            "host=127.0.0.1".into(),
+            format!("port={}", self.base),
+            "tls=none".into(),
+            "user=alice".into(),
+            format!("password={password}"),
+            "timeout=5".into(),
+        ]
     }
 
     /// The same with credentials the service refuses, where it has credentials.
@@ -256,6 +349,7 @@ impl Subject {
                 "token=ghp_wrong".into(),
             ]),
             Peer::Mastodon { .. } => Some(vec![format!("instance={}", self.base), "token=wrong-token".into()]),
+            Peer::Imap(_) => Some(self.imap_options("imap-wrong-pw")),
         }
     }
 
@@ -275,6 +369,19 @@ impl Subject {
                 bad.push((vec![], "instance"));
                 bad.push((vec!["instance=https://m.example/@alice".into()], "instance"));
             }
+            Peer::Imap(_) => {
+                bad.push((vec!["user=alice".into(), "password=x".into()], "host"));
+                bad.push((vec!["host=mail.example".into(), "user=alice".into()], "password"));
+                bad.push((
+                    vec![
+                        "host=mail.example".into(),
+                        "user=a".into(),
+                        "password=x".into(),
+                        "tls=maybe".into(),
+                    ],
+                    "tls",
+                ));
+            }
         }
         bad
     }
@@ -285,6 +392,7 @@ impl Subject {
             Peer::Feed(_) => Vec::new(),
             Peer::Github(_) => vec![crate::connectors::TOKEN, "ghp_wrong"],
             Peer::Mastodon { .. } => vec!["alice-token", "wrong-token"],
+            Peer::Imap(_) => vec![crate::common::dovecot::PASSWORD, "imap-wrong-pw"],
         }
     }
 
@@ -314,6 +422,11 @@ impl Subject {
                         .await
                         .unwrap();
                     assert!(r.status().is_success(), "{}", r.status());
+                }
+            }
+            Peer::Imap(dc) => {
+                for i in 0..n {
+                    dc.deliver("alice", "INBOX", &kit_mail(self.expected + i));
                 }
             }
         }
@@ -610,4 +723,9 @@ async fn the_github_connector_complies() {
 #[tokio::test]
 async fn the_mastodon_connector_complies() {
     comply("mastodon").await;
+}
+
+#[tokio::test]
+async fn the_imap_connector_complies() {
+    comply("imap").await;
 }

@@ -452,3 +452,241 @@ async fn idle_brings_new_mail_and_a_new_uidvalidity_duplicates_nothing() {
     assert_eq!(c["last_error"], Value::Null, "{c}");
     let _ = Duration::ZERO;
 }
+
+/// What the fake server does when the connector fetches a message's body.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fake {
+    /// Sends part of a literal, then nothing.
+    HangMidLiteral,
+    /// Announces a 2 GB literal and sends bytes without end.
+    HugeLiteral,
+    /// Answers garbage.
+    Garbage,
+    /// Closes the connection.
+    Close,
+    /// Serves the message.
+    Good,
+}
+
+/// An IMAP server of a few canned answers (a real one cannot be made to misbehave so):
+/// one folder, one message, and a body fetch that does what `mode` says.
+async fn fake_imap(mode: std::sync::Arc<std::sync::Mutex<Fake>>) -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let msg = message(
+        "Bob <bob@example.org>",
+        "alice@example.net",
+        "From the fake",
+        "fake@example.org",
+        "",
+        "hi",
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let (mode, msg) = (mode.clone(), msg.clone());
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"* OK [CAPABILITY IMAP4rev1] fake ready\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let (tag, cmd) = line.split_once(' ').unwrap_or((&line, ""));
+                    let cmd = cmd.to_ascii_uppercase();
+                    let out: Vec<u8> = if cmd.starts_with("LOGIN") {
+                        format!("{tag} OK logged in\r\n").into_bytes()
+                    } else if cmd.starts_with("CAPABILITY") {
+                        format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n").into_bytes()
+                    } else if cmd.starts_with("SELECT") {
+                        format!("* 1 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 2] n\r\n{tag} OK [READ-WRITE] selected\r\n").into_bytes()
+                    } else if cmd.starts_with("UID FETCH") && cmd.contains("RFC822.SIZE") {
+                        format!("* 1 FETCH (UID 1 RFC822.SIZE {})\r\n{tag} OK done\r\n", msg.len()).into_bytes()
+                    } else if cmd.starts_with("UID FETCH") {
+                        let m = *mode.lock().unwrap();
+                        match m {
+                            Fake::Good => {
+                                let mut o =
+                                    format!("* 1 FETCH (UID 1 FLAGS () BODY[] {{{}}}\r\n", msg.len()).into_bytes();
+                                o.extend_from_slice(&msg);
+                                o.extend_from_slice(format!(")\r\n{tag} OK done\r\n").as_bytes());
+                                o
+                            }
+                            Fake::HangMidLiteral => {
+                                let _ = w
+                                    .write_all(
+                                        format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\nFrom: Bo", msg.len()).as_bytes(),
+                                    )
+                                    .await;
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                return;
+                            }
+                            Fake::HugeLiteral => {
+                                let _ = w.write_all(b"* 1 FETCH (UID 1 BODY[] {2147483648}\r\n").await;
+                                let junk = vec![b'x'; 1 << 16];
+                                while w.write_all(&junk).await.is_ok() {}
+                                return;
+                            }
+                            Fake::Garbage => b"\x00\xff garbage )))) {{{\r\n\r\n".to_vec(),
+                            Fake::Close => return,
+                        }
+                    } else if cmd.starts_with("LOGOUT") {
+                        format!("* BYE bye\r\n{tag} OK\r\n").into_bytes()
+                    } else {
+                        format!("{tag} BAD unknown\r\n").into_bytes()
+                    };
+                    if w.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Servers that hang mid-literal, announce a 2 GB literal, send garbage or close: each
+/// refused with a reason, the connector retried later, nothing written, its cursor kept
+/// (the message arrives once the server behaves).
+#[tokio::test]
+async fn hostile_servers_are_refused_and_the_cursor_kept() {
+    let mode = std::sync::Arc::new(std::sync::Mutex::new(Fake::HangMidLiteral));
+    let port = fake_imap(mode.clone()).await;
+    let app = TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let options = json!({"host": "127.0.0.1", "port": port.to_string(), "tls": "none", "user": "alice",
+        "password": "pw", "mailbox": "INBOX", "timeout": "2"});
+    let (status, c) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/connectors",
+        Some(json!({"kind": "imap", "options": options})),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    let id = c["id"].as_i64().unwrap();
+    let path = format!("/api/connectors/{id}");
+    for (m, why) in [
+        (Fake::HangMidLiteral, "nothing for 2 s"),
+        (Fake::HugeLiteral, "more than it was asked for"),
+        (Fake::Garbage, "not IMAP"),
+        (Fake::Close, "closed"),
+    ] {
+        *mode.lock().unwrap() = m;
+        let started = Instant::now();
+        let (status, v) = api(&app, &token, Method::POST, &format!("{path}/sync"), None).await;
+        assert!(status < 300, "{v}");
+        let mut c = Value::Null;
+        crate::common::eventually_within(&format!("a refused sync ({m:?})"), 30, async || {
+            c = api(&app, &token, Method::GET, &path, None).await.1;
+            c["last_error"].as_str().is_some_and(|e| e.contains(why))
+        })
+        .await;
+        assert!(
+            matches!(c["state"].as_str(), Some("active" | "failing")) && c["next_run_at"].is_string(),
+            "{m:?}: {c}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{m:?} took {:?}",
+            started.elapsed()
+        );
+        assert!(members(&app, &token).await.is_empty(), "{m:?}: nothing written");
+    }
+    *mode.lock().unwrap() = Fake::Good;
+    let c = synced(&app, &token, id).await;
+    assert_eq!(c["last_error"], Value::Null, "{c}");
+    assert_eq!(members(&app, &token).await, ["From the fake"]);
+    synced(&app, &token, id).await;
+    assert_eq!(members(&app, &token).await, ["From the fake"], "once");
+}
+
+/// `kill -9` of `serve` in the middle of the first sync of 3,000 messages: after a
+/// restart every message is there, each once.
+#[tokio::test]
+async fn kill_9_in_the_middle_of_a_sync_loses_and_duplicates_nothing() {
+    use crate::common::process::{Proc, ok, serve_with};
+    let Some(dc) = Dovecot::start() else { return };
+    const N: usize = 3000;
+    dc.fill_inbox(
+        "alice",
+        (0..N).map(|i| {
+            message(
+                "Bob <bob@example.org>",
+                "alice@example.net",
+                &format!("bulk {i}"),
+                &format!("bulk{i}@example.org"),
+                "",
+                "x",
+            )
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::common::test_db(dir.path()).await;
+    let d = dir.path();
+    let run = |args: &[&str]| ok(d, &[args, &["--database", db.as_str()]].concat());
+    run(&["user", "add", "alice"]);
+    let token = run(&["token", "add", "alice", "--device", "kit"])
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let port = dc.port.to_string();
+    let out = run(&[
+        "connector",
+        "add",
+        "alice",
+        "imap",
+        "--allow-private-network",
+        "--option",
+        "host=127.0.0.1",
+        "--option",
+        &format!("port={port}"),
+        "--option",
+        "tls=none",
+        "--option",
+        "user=alice",
+        "--option",
+        &format!("password={PASSWORD}"),
+        "--option",
+        "mailbox=INBOX",
+    ]);
+    assert!(out.lines().next().is_some_and(|l| l.parse::<i64>().is_ok()), "{out}");
+    let count = async |base: &str| -> usize {
+        let r = reqwest::Client::new()
+            .get(format!("{base}/atompub/alice/imap?limit=1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let _ = r.text().await;
+        let store = feedmesh::store::open(&db, crate::common::sealer_of(d)).await.unwrap();
+        let user = store.user("alice").await.unwrap();
+        match store.collection(user.id, "imap").await {
+            Ok(col) => store.items_since(col.id, 0, 100_000).await.unwrap().len(),
+            Err(_) => 0,
+        }
+    };
+    let (child, base) = serve_with(d, &["--allow-private-network", "--database", &db]);
+    let mut hub = Proc(child);
+    crate::common::eventually_within("part of the sync", 60, async || count(&base).await > 0).await;
+    let at_kill = count(&base).await;
+    hub.0.kill().unwrap();
+    hub.0.wait().unwrap();
+    assert!(at_kill < N, "killed midway ({at_kill} of {N})");
+    let (child, base) = serve_with(d, &["--allow-private-network", "--database", &db]);
+    let _hub = Proc(child);
+    crate::common::eventually_within("the whole mailbox", 120, async || count(&base).await >= N).await;
+    let store = feedmesh::store::open(&db, crate::common::sealer_of(d)).await.unwrap();
+    let user = store.user("alice").await.unwrap();
+    let col = store.collection(user.id, "imap").await.unwrap();
+    let all = store.items_since(col.id, 0, 100_000).await.unwrap();
+    let mut titles: Vec<String> = all.iter().map(|r| r.item.current.payload.title.value.clone()).collect();
+    titles.sort();
+    titles.dedup();
+    assert_eq!(
+        (all.len(), titles.len()),
+        (N, N),
+        "every message once (killed at {at_kill})"
+    );
+}

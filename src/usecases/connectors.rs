@@ -72,6 +72,12 @@ pub async fn add(
             Some(provider.to_string())
         }
     };
+    // A server named by its host (IMAP): an address literal on a private network is
+    // refused now, as a URL's is; a name is checked when it is dialled.
+    for (name, value) in options.iter().filter(|(n, _)| *n == "host") {
+        crate::net::check_url(&format!("http://{value}/"), allow_private)
+            .map_err(|e| Error::Invalid(format!("option {name}: {e}")))?;
+    }
     for (name, value) in options.iter().filter(|(n, _)| URL_OPTIONS.contains(n)) {
         crate::net::check_url(value, allow_private).map_err(|e| Error::Invalid(format!("option {name}: {e}")))?;
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub const PASSWORD: &str = "secret";
+pub const PASSWORD: &str = "imap-pw-7f3kq";
 
 pub struct Dovecot {
     pub dir: tempfile::TempDir,

@@ -420,6 +420,11 @@ where
             .try_collect()
             .await
             .map_err(failed)?;
+        // Fewer messages than asked: expunged meanwhile, or the connection died (a closed
+        // stream ends the answer early); a NOOP tells which, so nothing is skipped for good.
+        if fetched.iter().filter(|f| f.uid.is_some()).count() < group.len() {
+            session.noop().await.map_err(failed)?;
+        }
         for f in &fetched {
             let Some(uid) = f.uid else { continue };
             let raw = if whole { f.body() } else { f.header() };
@@ -478,6 +483,24 @@ fn failed(e: async_imap::error::Error) -> ConnectorError {
     use async_imap::error::Error as E;
     match e {
         E::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => ConnectorError::Unreachable(e.to_string()),
+        E::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            ConnectorError::Unreachable(format!("the server closed the connection ({e})"))
+        }
+        // async-imap reports what does not parse, and a response past its 512 MB, as I/O.
+        E::Io(e) if e.to_string().contains("during parsing") => {
+            ConnectorError::Malformed("the server sent something that is not IMAP".into())
+        }
+        E::Io(e) if e.to_string().contains("too large") => {
+            ConnectorError::Malformed("the server sent more than it was asked for (a response too large)".into())
+        }
         E::Io(e) => ConnectorError::Unreachable(format!("the connection failed: {e}")),
         E::ConnectionLost => ConnectorError::Unreachable("the server closed the connection".into()),
         E::No(why) => ConnectorError::Unreachable(format!("the server refused: {why}")),
