@@ -466,6 +466,9 @@ async fn notice_reconnect(core: &Core, c: &ConnectorRow, e: &ConnectorError) -> 
     Ok(())
 }
 
+/// Items of a batch written at once.
+const WRITES_IN_FLIGHT: usize = 16;
+
 /// Batches one run pulls at most while a backlog is left (then the run ends and the
 /// connector is due again at once, so its outbox and other connectors get their turn).
 const BATCHES_PER_RUN: usize = 8;
@@ -485,16 +488,24 @@ async fn pull(
     }
     let (who, col) = writer(core, c).await.map_err(store_err)?;
     let store = async |items: Vec<feedmesh_connector::Pulled>| -> Result<(), ConnectorError> {
-        for item in items.into_iter().rev() {
-            let entry = super::files::attach(core, c.user_id, item.entry, item.files)
-                .await
-                .map_err(|e| store_err(e.into()))?;
-            core.mesh
-                .ingest(&who, &col, &item.id, entry)
-                .await
-                .map_err(|e| store_err(e.into()))?;
-        }
-        Ok(())
+        // Oldest first, WRITES_IN_FLIGHT at once (the store commits them in groups).
+        use futures_util::{StreamExt, TryStreamExt};
+        futures_util::stream::iter(items.into_iter().rev())
+            .map(|item| {
+                let (who, col) = (&who, &col);
+                async move {
+                    let entry = super::files::attach(core, c.user_id, item.entry, item.files)
+                        .await
+                        .map_err(|e| store_err(e.into()))?;
+                    core.mesh
+                        .ingest(who, col, &item.id, entry)
+                        .await
+                        .map_err(|e| store_err(e.into()))
+                }
+            })
+            .buffered(WRITES_IN_FLIGHT)
+            .try_for_each(|_| async { Ok(()) })
+            .await
     };
     let mut batch = connector.pull(&http, &cursor_of(c)).await?;
     let hub = batch
