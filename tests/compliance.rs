@@ -74,7 +74,10 @@ async fn forward(State(p): State<Arc<Proxy>>, req: axum::extract::Request) -> Re
                     .into_response();
             }
             Mode::Replace(body) if !streaming => {
-                return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+                // As the status the service answers with: 207 for WebDAV's REPORT and PROPFIND.
+                let dav = matches!(req.method().as_str(), "REPORT" | "PROPFIND");
+                let status = if dav { StatusCode::MULTI_STATUS } else { StatusCode::OK };
+                return (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
             }
             _ => break,
         }
@@ -216,6 +219,16 @@ enum Peer {
         _peer: Box<(tokio::process::Child, tempfile::TempDir)>,
     },
     Imap(Box<crate::common::dovecot::Dovecot>),
+    CardDav(Box<crate::common::radicale::Radicale>),
+}
+
+/// The kit's card `i`.
+fn kit_card(i: usize) -> String {
+    crate::common::radicale::card(
+        &format!("kit{i}"),
+        &format!("Kit Person{i}"),
+        &[&format!("EMAIL:kit{i}@example.org")],
+    )
 }
 
 /// The kit's mail, `i` of them.
@@ -302,6 +315,14 @@ impl Subject {
                     expected: 5,
                 });
             }
+            "carddav" => {
+                let dav = crate::common::radicale::Radicale::start().await?;
+                for i in 0..3 {
+                    assert_eq!(dav.put(&format!("kit{i}.vcf"), &kit_card(i), None).await.0, 201);
+                }
+                let target = dav.base.clone();
+                (Peer::CardDav(Box::new(dav)), target, 3)
+            }
             _ => unreachable!(),
         };
         let (base, proxy) = proxy(&target).await;
@@ -324,6 +345,23 @@ impl Subject {
             ],
             Peer::Mastodon { .. } => vec![format!("instance={}", self.base), "token=alice-token".into()],
             Peer::Imap(_) => self.imap_options(crate::common::dovecot::PASSWORD),
+            Peer::CardDav(_) => self.dav_options(crate::common::radicale::PASSWORD),
+        }
+    }
+
+    fn dav_options(&self, password: &str) -> Vec<String> {
+        vec![
+            format!("url={}/alice/contacts/", self.base),
+            "user=alice".into(),
+            format!("password={password}"),
+        ]
+    }
+
+    /// The collection its items land in.
+    fn collection(&self, kind: &'static str) -> &'static str {
+        match self.peer {
+            Peer::CardDav(_) => "Contacts",
+            _ => kind,
         }
     }
 
@@ -350,6 +388,7 @@ impl Subject {
             ]),
             Peer::Mastodon { .. } => Some(vec![format!("instance={}", self.base), "token=wrong-token".into()]),
             Peer::Imap(_) => Some(self.imap_options("imap-wrong-pw")),
+            Peer::CardDav(_) => Some(self.dav_options("dav-wrong-pw")),
         }
     }
 
@@ -382,6 +421,14 @@ impl Subject {
                     "tls",
                 ));
             }
+            Peer::CardDav(_) => {
+                bad.push((vec!["user=alice".into(), "password=x".into()], "url"));
+                bad.push((
+                    vec!["url=ftp://x.example/".into(), "user=a".into(), "password=x".into()],
+                    "url",
+                ));
+                bad.push((vec!["url=https://dav.example/a/".into(), "user=a".into()], "password"));
+            }
         }
         bad
     }
@@ -393,6 +440,7 @@ impl Subject {
             Peer::Github(_) => vec![crate::connectors::TOKEN, "ghp_wrong"],
             Peer::Mastodon { .. } => vec!["alice-token", "wrong-token"],
             Peer::Imap(_) => vec![crate::common::dovecot::PASSWORD, "imap-wrong-pw"],
+            Peer::CardDav(_) => vec![crate::common::radicale::PASSWORD, "dav-wrong-pw"],
         }
     }
 
@@ -427,6 +475,12 @@ impl Subject {
             Peer::Imap(dc) => {
                 for i in 0..n {
                     dc.deliver("alice", "INBOX", &kit_mail(self.expected + i));
+                }
+            }
+            Peer::CardDav(dav) => {
+                for i in 0..n {
+                    let k = self.expected + i;
+                    assert_eq!(dav.put(&format!("kit{k}.vcf"), &kit_card(k), None).await.0, 201);
                 }
             }
         }
@@ -576,14 +630,14 @@ async fn comply(kind: &'static str) {
 
     // 1. Config errors are named, and nothing is added.
     for (options, named) in s.bad_options() {
-        let (success, _, err) = add(&options, kind, true);
+        let (success, _, err) = add(&options, s.collection(kind), true);
         assert!(
             !success && err.contains(named) && !err.contains("panicked"),
             "{kind} {options:?}: {err}"
         );
     }
     // 2. The peer is on 127.0.0.1: refused unless allowed.
-    let (success, _, err) = add(&s.options(), kind, false);
+    let (success, _, err) = add(&s.options(), s.collection(kind), false);
     assert!(
         !success && (err.contains("private") || err.contains("loopback")),
         "{kind}: {err}"
@@ -597,6 +651,7 @@ async fn comply(kind: &'static str) {
     hub.start();
     // 3. Refused credentials: needs-reconnect, and not run again by itself.
     let refused = match s.wrong_credentials() {
+        Some(options) if s.collection(kind) != kind => add(&options, s.collection(kind), true),
         Some(options) => add(&options, "refused", true),
         // No credentials to get wrong: the service refuses whoever asks.
         None => {
@@ -617,18 +672,19 @@ async fn comply(kind: &'static str) {
     ok(&d, &["connector", "remove", "alice", &refused]);
 
     // The connector itself, and its first pull.
-    let (success, out, err) = add(&s.options(), kind, true);
+    let (success, out, err) = add(&s.options(), s.collection(kind), true);
+    let kind_col = s.collection(kind);
     assert!(success, "{kind}: {err}");
     let id = out.lines().next().unwrap().to_string();
     hub.sync(&id).await;
-    hub.holds(kind, s.expected, "the first pull").await;
+    hub.holds(kind_col, s.expected, "the first pull").await;
 
     // 4. A restart resumes from the cursor: what came since, nothing twice.
     s.add_items(2).await;
     hub.kill();
     hub.start();
     hub.sync(&id).await;
-    hub.holds(kind, s.expected, "after a restart").await;
+    hub.holds(kind_col, s.expected, "after a restart").await;
 
     // 5. kill -9 in the middle of a pull.
     s.add_items(3).await;
@@ -645,7 +701,8 @@ async fn comply(kind: &'static str) {
     hub.sync(&id).await;
     // SQLite's `serve` owns its database and frees the dead one's claims at once; on
     // PostgreSQL the killed run's lease (half a minute) runs out first.
-    hub.holds_within(kind, s.expected, "after kill -9 mid-pull", 90).await;
+    hub.holds_within(kind_col, s.expected, "after kill -9 mid-pull", 90)
+        .await;
 
     // 6. Malformed and hostile answers: refused, logged, retried later, nothing changed.
     let bomb = {
@@ -685,7 +742,7 @@ async fn comply(kind: &'static str) {
             hub.connector(&id).await["last_error"].is_null()
         })
         .await;
-        hub.holds(kind, s.expected, what).await;
+        hub.holds(kind_col, s.expected, what).await;
     }
     let logs = hub.logs();
     let failed = logs
@@ -728,4 +785,9 @@ async fn the_mastodon_connector_complies() {
 #[tokio::test]
 async fn the_imap_connector_complies() {
     comply("imap").await;
+}
+
+#[tokio::test]
+async fn the_carddav_connector_complies() {
+    comply("carddav").await;
 }

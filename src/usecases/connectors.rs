@@ -19,7 +19,7 @@ use feedmesh_connector::{Connector, ConnectorError, Cursor, ErrorKind, Options};
 
 use super::Core;
 pub use super::kinds::{KINDS, Kind, OAuth, kind, kinds_help};
-use super::kinds::{build, store_err, writer};
+use super::kinds::{RESEND, build, store_err, writer};
 use crate::error::{Error, Result};
 use crate::fetch::ConnectorHttp;
 use crate::jobs::{self, Backoff, Stop, now_ms};
@@ -81,11 +81,21 @@ pub async fn add(
     for (name, value) in options.iter().filter(|(n, _)| URL_OPTIONS.contains(n)) {
         crate::net::check_url(value, allow_private).map_err(|e| Error::Invalid(format!("option {name}: {e}")))?;
     }
-    let col_name = collection.unwrap_or(kind.name);
+    let col_name = match (kind.contacts, collection) {
+        (true, Some(c)) if c != super::activities::CONTACTS => {
+            return Err(Error::Invalid(format!(
+                "a {} connector syncs the collection {}; --collection {c:?} is not that",
+                kind.name,
+                super::activities::CONTACTS
+            )));
+        }
+        (true, _) => super::activities::CONTACTS,
+        (false, c) => c.unwrap_or(kind.name),
+    };
     // One outbox per posting connector: `KIND-outbox`, or for a second account of the kind
     // (in a collection of its own) `COLLECTION-outbox`.
     let mut outbox_name = format!("{}-outbox", kind.name);
-    if kind.posts {
+    if kind.posts && !kind.contacts {
         let mine = list(core, user_id).await?;
         let taken = async |name: &str| -> Result<Option<i64>> {
             match core.mesh.collection(user_id, name).await {
@@ -104,9 +114,11 @@ pub async fn add(
         }
     }
     let col = core.collection_made(user_id, col_name).await?;
-    let outbox = match kind.posts {
-        true => Some(core.collection_made(user_id, &outbox_name).await?.id),
-        false => None,
+    let outbox = match (kind.posts, kind.contacts) {
+        // What changes in Contacts (but for its own writes) goes back to its server.
+        (_, true) => Some(col.id),
+        (true, false) => Some(core.collection_made(user_id, &outbox_name).await?.id),
+        (false, false) => None,
     };
     let (mut plain, mut secret) = (BTreeMap::new(), BTreeMap::new());
     for (name, value) in options.iter() {
@@ -487,7 +499,17 @@ async fn pull(
         run.account = connector.check(&http).await?;
     }
     let (who, col) = writer(core, c).await.map_err(store_err)?;
-    let store = async |items: Vec<feedmesh_connector::Pulled>| -> Result<(), ConnectorError> {
+    let contacts = kind(&c.kind).is_ok_and(|k| k.contacts);
+    let store_items = async |items: Vec<feedmesh_connector::Pulled>| -> Result<(), ConnectorError> {
+        if contacts {
+            // Cards one at a time: two of one person must fold into one contact.
+            for item in items.into_iter().rev() {
+                super::contacts::take_pulled(core, &who, c.id, item)
+                    .await
+                    .map_err(|e| store_err(e.into()))?;
+            }
+            return Ok(());
+        }
         // Oldest first, WRITES_IN_FLIGHT at once (the store commits them in groups).
         use futures_util::{StreamExt, TryStreamExt};
         futures_util::stream::iter(items.into_iter().rev())
@@ -507,6 +529,22 @@ async fn pull(
             .try_for_each(|_| async { Ok(()) })
             .await
     };
+    // What the batch brought, then what it says is gone at the service.
+    let store = async |items: Vec<feedmesh_connector::Pulled>, gone: Vec<String>| -> Result<(), ConnectorError> {
+        store_items(items).await?;
+        for id in gone {
+            let done = if contacts {
+                super::contacts::pulled_gone(core, &who, c.id, &id).await
+            } else {
+                match core.mesh.delete(&who, &col, &id, None).await {
+                    Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            };
+            done.map_err(|e| store_err(e.into()))?;
+        }
+        Ok(())
+    };
     let mut batch = connector.pull(&http, &cursor_of(c)).await?;
     let hub = batch
         .hubs
@@ -517,11 +555,11 @@ async fn pull(
     let (mut poll_after, more) = loop {
         let (poll_after, more, cursor) = (batch.poll_after, batch.more, batch.cursor);
         if !more || rounds == BATCHES_PER_RUN {
-            store(batch.items).await?;
+            store(batch.items, batch.gone).await?;
             run.cursor = stored_cursor(cursor);
             break (poll_after, more);
         }
-        let (stored, next) = tokio::join!(store(batch.items), connector.pull(&http, &cursor));
+        let (stored, next) = tokio::join!(store(batch.items, batch.gone), connector.pull(&http, &cursor));
         stored?;
         run.cursor = stored_cursor(cursor);
         batch = next?;
@@ -620,11 +658,14 @@ async fn post_outbox(
             from = rec.seq;
             let sync_id = rec.item.id().to_string();
             let by_me = rec.item.current.sync.topmost().and_then(|h| h.by.as_deref()) == Some(me.as_str());
-            if !by_me {
-                let posted = store
-                    .connector_post(c.user_id, c.id, &sync_id)
-                    .await
-                    .map_err(|e| store_err(e.into()))?;
+            let posted = store
+                .connector_post(c.user_id, c.id, &sync_id)
+                .await
+                .map_err(|e| store_err(e.into()))?;
+            // Its own write that folded what the hub had into what the service sent: that
+            // goes back too (`RESEND`).
+            let resend = posted.as_ref().is_some_and(|p| p.sent_seq == RESEND);
+            if !by_me || resend {
                 let entry = &rec.item.current.payload;
                 let key = format!("feedmesh-{}-{}", c.id, sync_id);
                 let ask = match (&posted, rec.item.current.sync.deleted) {

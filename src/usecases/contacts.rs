@@ -568,3 +568,105 @@ pub async fn detail(core: &Core, user_id: i64, user: &str, id: &str) -> Result<C
 pub async fn companies(core: &Core, user_id: i64) -> Result<Vec<crate::store::Company>> {
     Ok(core.mesh.store.companies(user_id).await?)
 }
+
+/// A card an address-book connector pulled (its item `pulled`, the connector `connector`
+/// writing as `who`): folded into the contact it is, never a second one. That contact is
+/// the one this card was taken into before (recorded with where the card lives, so an edit
+/// made in the hub goes back there), else the one with its UID or any of its identities,
+/// else a new one. A card seen before brings its fields (the server's edit wins); one met
+/// for the first time only adds to the contact it matched. A card that does not parse is
+/// skipped, and the reason logged.
+pub async fn take_pulled(
+    core: &Core,
+    who: &Principal,
+    connector: i64,
+    pulled: feedmesh_connector::Pulled,
+) -> Result<()> {
+    let store = &core.mesh.store;
+    let text = pulled
+        .entry
+        .content
+        .as_ref()
+        .map(|c| c.value.as_bytes())
+        .unwrap_or_default();
+    let theirs = match vcard::parse_card(text, core.mesh.region) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(connector, item = %pulled.id, error = %e, "a card that does not parse was skipped");
+            return Ok(());
+        }
+    };
+    let col = collection(core, who.user_id).await?;
+    let known = store
+        .connector_post_pulled(who.user_id, &pulled.id)
+        .await?
+        .filter(|(c, _)| *c == connector)
+        .map(|(_, id)| id);
+    let live = async |id: &str| -> Result<Option<Card>> {
+        match store.item(col.id, id).await? {
+            Some(r) if !r.item.current.sync.deleted => Ok(Some(self::card(core, who.user_id, id).await?.0)),
+            _ => Ok(None),
+        }
+    };
+    let (id, merged, before) = match known {
+        Some(id) => {
+            let current = live(&id).await?;
+            let mut merged = theirs.clone();
+            if let Some(c) = &current {
+                fold(&mut merged, c);
+            }
+            (id, merged, current)
+        }
+        None => match existing_contact(core, who.user_id, &col, &theirs).await? {
+            Some(id) => {
+                let current = live(&id).await?;
+                let mut merged = current.clone().unwrap_or_default();
+                fold(&mut merged, &theirs);
+                (id, merged, current)
+            }
+            None => {
+                let id = theirs
+                    .uid
+                    .clone()
+                    .filter(|u| usable_id(u))
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+                (id, theirs.clone(), None)
+            }
+        },
+    };
+    let mut same = merged.clone();
+    same.uid = Some(id.clone());
+    if before.as_ref() != Some(&same) {
+        put(core, who, &col, &id, &merged).await?;
+    }
+    // The contact has more than the card: it goes back to the server.
+    let mut server = theirs.clone();
+    server.uid = Some(id.clone());
+    let post = crate::store::ConnectorPost {
+        remote_id: pulled.remote_id.unwrap_or_default(),
+        remote_url: None,
+        sent_seq: if server == same { 0 } else { super::kinds::RESEND },
+        pulled_id: Some(pulled.id),
+    };
+    store.put_connector_post(who.user_id, connector, &id, &post).await?;
+    Ok(())
+}
+
+/// A card an address-book connector saw deleted at its server: its contact is deleted (a
+/// card never taken, or taken into a contact deleted since, changes nothing).
+pub async fn pulled_gone(core: &Core, who: &Principal, connector: i64, pulled_id: &str) -> Result<()> {
+    let store = &core.mesh.store;
+    let Some((c, id)) = store.connector_post_pulled(who.user_id, pulled_id).await? else {
+        return Ok(());
+    };
+    if c != connector {
+        return Ok(());
+    }
+    let col = collection(core, who.user_id).await?;
+    match core.mesh.delete(who, &col, &id, None).await {
+        Ok(_) | Err(Error::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    store.remove_connector_post(who.user_id, connector, &id).await?;
+    Ok(())
+}

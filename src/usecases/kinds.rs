@@ -24,6 +24,9 @@ pub struct Kind {
     pub posts: bool,
     /// It listens to what its service pushes (`Connector::listen`), beside its runs.
     pub listens: bool,
+    /// Its items are contacts: it writes into `Contacts` (each card folded into the contact
+    /// it is, `contacts::take_pulled`), and what changes there in the hub is its outbox.
+    pub contacts: bool,
     /// Builds it from its options and, when authorised by OAuth, the current access token.
     pub(super) build: Build,
 }
@@ -46,6 +49,10 @@ pub enum OAuth {
 /// Builds a connector from its options and, when authorised by OAuth, its access token.
 type Build = fn(&Options, Option<Secret>) -> Result<Box<dyn Connector>, ConfigError>;
 
+/// A post's `sent_seq` when the hub's version differs from the service's and is to be sent
+/// (an address book's card folded into a contact that had more).
+pub const RESEND: i64 = -1;
+
 /// The kinds this hub runs.
 pub const KINDS: &[Kind] = &[
     Kind {
@@ -56,6 +63,7 @@ pub const KINDS: &[Kind] = &[
         oauth: OAuth::No,
         posts: false,
         listens: false,
+        contacts: false,
         build: |o, _| {
             let c = feedmesh_connector_feed::FeedConfig::from_options(o)?;
             Ok(Box::new(feedmesh_connector_feed::FeedConnector::new(c)))
@@ -69,6 +77,7 @@ pub const KINDS: &[Kind] = &[
         oauth: OAuth::Provider("github"),
         posts: false,
         listens: false,
+        contacts: false,
         build: |o, token| {
             let c = feedmesh_connector_github::GithubConfig::from_options(o)?;
             let mut g = feedmesh_connector_github::GithubConnector::new(c);
@@ -86,6 +95,7 @@ pub const KINDS: &[Kind] = &[
         oauth: OAuth::MastodonApp,
         posts: true,
         listens: true,
+        contacts: false,
         build: |o, token| {
             let c = feedmesh_connector_mastodon::MastodonConfig::from_options(o)?;
             let mut m = feedmesh_connector_mastodon::MastodonConnector::new(c);
@@ -103,6 +113,7 @@ pub const KINDS: &[Kind] = &[
         oauth: OAuth::Named("oauth_provider"),
         posts: false,
         listens: true,
+        contacts: false,
         build: |o, token| {
             let c = feedmesh_connector_imap::ImapConfig::from_options(o)?;
             let mut m = feedmesh_connector_imap::ImapConnector::new(c);
@@ -110,6 +121,20 @@ pub const KINDS: &[Kind] = &[
                 m = m.with_oauth_token(t);
             }
             Ok(Box::new(m))
+        },
+    },
+    Kind {
+        name: "carddav",
+        options: feedmesh_connector_carddav::OPTIONS,
+        about: "an address book on a CardDAV server, synced both ways with Contacts",
+        interval: 15 * 60,
+        oauth: OAuth::No,
+        posts: true,
+        listens: false,
+        contacts: true,
+        build: |o, _| {
+            let c = feedmesh_connector_carddav::CardDavConfig::from_options(o)?;
+            Ok(Box::new(feedmesh_connector_carddav::CardDavConnector::new(c)))
         },
     },
 ];

@@ -129,7 +129,12 @@ impl Dovecot {
         for (i, m) in messages.into_iter().enumerate() {
             // With its size in its name, as Dovecot's own deliveries are named: without,
             // Dovecot stats every file at each look (0.4 s a look with 10,000).
-            let name = format!("{}.M{i}P{}.feedmesh,S={}", 1_700_000_000 + i, std::process::id(), m.len());
+            let name = format!(
+                "{}.M{i}P{}.feedmesh,S={}",
+                1_700_000_000 + i,
+                std::process::id(),
+                m.len()
+            );
             let tmp = home.join("tmp").join(&name);
             std::fs::write(&tmp, m).unwrap();
             std::fs::rename(&tmp, home.join("new").join(&name)).unwrap();

@@ -6,6 +6,7 @@
 pub mod callbacks;
 pub mod dovecot;
 pub mod process;
+pub mod radicale;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -409,6 +409,10 @@ pub struct Pulled {
     /// Files that come with it (an e-mail's attachments): the hub stores each as a blob of
     /// the user's and links it from the entry (`rel="enclosure"`).
     pub files: Vec<Attachment>,
+    /// Where it lives at the service, for a connector that syncs both ways (a CardDAV
+    /// card's address and ETag, in the connector's own format): the hub records it, and an
+    /// edit made in the hub goes there as an [`Outgoing::Update`] of this `remote_id`.
+    pub remote_id: Option<String>,
 }
 
 impl Pulled {
@@ -417,6 +421,7 @@ impl Pulled {
             id: id.into(),
             entry,
             files: Vec::new(),
+            remote_id: None,
         }
     }
 }
@@ -458,6 +463,8 @@ pub struct Batch {
     pub poll_after: Option<u64>,
     /// The pull stopped at its page limit with more waiting: the hub runs it again at once.
     pub more: bool,
+    /// Ids ([`Pulled::id`]) of items deleted at the service since the cursor.
+    pub gone: Vec<String>,
 }
 
 /// What the hub asks a connector to do with an item of its outbox collection.

@@ -448,6 +448,7 @@ fn to_pulled(ev: &Value, id: u64, web: &str) -> Option<Pulled> {
         id: format!("github-event-{id}"),
         entry,
         files: Vec::new(),
+        remote_id: None,
     })
 }
 

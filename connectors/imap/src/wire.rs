@@ -437,7 +437,13 @@ where
                 f.internal_date().map(|d| d.timestamp()),
                 (!whole).then_some(size),
             );
-            each(Pulled { id, entry, files }).await?;
+            each(Pulled {
+                id,
+                entry,
+                files,
+                remote_id: None,
+            })
+            .await?;
         }
     }
     Ok(())

@@ -427,6 +427,7 @@ fn status(v: &Value, ctx: &Ctx) -> Option<Pulled> {
             ..Entry::default()
         },
         files: Vec::new(),
+        remote_id: None,
     })
 }
 
@@ -490,6 +491,7 @@ fn notification(v: &Value, ctx: &Ctx) -> Option<Pulled> {
             ..Entry::default()
         },
         files: Vec::new(),
+        remote_id: None,
     })
 }
 
