@@ -502,11 +502,32 @@ async fn pull(
     let contacts = kind(&c.kind).is_ok_and(|k| k.contacts);
     let store_items = async |items: Vec<feedmesh_connector::Pulled>| -> Result<(), ConnectorError> {
         if contacts {
-            // Cards one at a time: two of one person must fold into one contact.
-            for item in items.into_iter().rev() {
-                super::contacts::take_pulled(core, &who, c.id, item)
-                    .await
-                    .map_err(|e| store_err(e.into()))?;
+            // Cards in waves of WRITES_IN_FLIGHT that share no identity: two cards of one
+            // person are never folded at once, so they fold into one contact.
+            let mut left: Vec<_> = items.into_iter().rev().collect();
+            while !left.is_empty() {
+                let (mut wave, mut later) = (Vec::new(), Vec::new());
+                // Identities of this wave, and of the cards left for later (a card after one
+                // of its person's waits for it).
+                let (mut seen, mut waiting) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+                for item in left {
+                    let ids = super::contacts::identities_of(core, &item);
+                    let free = ids.iter().all(|i| !seen.contains(i) && !waiting.contains(i));
+                    if wave.len() < WRITES_IN_FLIGHT && free {
+                        seen.extend(ids);
+                        wave.push(item);
+                    } else {
+                        waiting.extend(ids);
+                        later.push(item);
+                    }
+                }
+                futures_util::future::try_join_all(
+                    wave.into_iter()
+                        .map(|item| super::contacts::take_pulled(core, &who, c.id, item)),
+                )
+                .await
+                .map_err(|e| store_err(e.into()))?;
+                left = later;
             }
             return Ok(());
         }

@@ -652,6 +652,21 @@ pub async fn take_pulled(
     Ok(())
 }
 
+/// The identities of a pulled card (none when it does not parse), and its item id.
+pub fn identities_of(core: &Core, pulled: &feedmesh_connector::Pulled) -> Vec<String> {
+    let text = pulled
+        .entry
+        .content
+        .as_ref()
+        .map(|c| c.value.as_bytes())
+        .unwrap_or_default();
+    let mut ids = vcard::parse_card(text, core.mesh.region)
+        .map(|c| c.identities)
+        .unwrap_or_default();
+    ids.push(pulled.id.clone());
+    ids
+}
+
 /// A card an address-book connector saw deleted at its server: its contact is deleted (a
 /// card never taken, or taken into a contact deleted since, changes nothing).
 pub async fn pulled_gone(core: &Core, who: &Principal, connector: i64, pulled_id: &str) -> Result<()> {
