@@ -530,7 +530,7 @@ async fn a_github_connector_runs_into_its_collection_and_contact_timelines() {
 
 /// oidc-provider on 127.0.0.1 (tests/fixtures/oidc-provider.mjs): its issuer URL, and the
 /// process (killed on drop). None (a skip) without node and the package.
-async fn oidc_provider(redirect_uri: &str, extra: &[(&str, &str)]) -> Option<(String, tokio::process::Child)> {
+pub async fn oidc_provider(redirect_uri: &str, extra: &[(&str, &str)]) -> Option<(String, tokio::process::Child)> {
     let (node, dir) = crate::common::node_with("oidc-provider")?;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc-provider.mjs");
     // The script imports oidc-provider from the peers' node_modules.
@@ -567,7 +567,7 @@ async fn oidc_provider(redirect_uri: &str, extra: &[(&str, &str)]) -> Option<(St
 
 /// The browser's part of the round trip, headless: oidc-provider's dev login and consent
 /// forms (any login), cookies carried by hand, up to the redirect back to the hub.
-async fn authorise_in_browser(authorize_url: &str) -> String {
+pub async fn authorise_in_browser(authorize_url: &str) -> String {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -677,3 +677,141 @@ async fn kill_9_in_the_middle_of_a_sync_loses_and_duplicates_nothing() {
         "every message once (killed at {at_kill})"
     );
 }
+
+/// TLS: implicit (IMAPS) and STARTTLS, each trusting the server's CA through `ca_file`; the
+/// same server without `ca_file` is refused (its certificate is not one the system trusts).
+#[tokio::test]
+async fn tls_implicit_and_starttls_with_a_ca_file() {
+    let Some(dc) = Dovecot::start_tls() else { return };
+    let (imaps, ca) = dc.tls.clone().unwrap();
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "Bob <bob@example.org>",
+            "alice@example.net",
+            "Over TLS",
+            "tls@example.org",
+            "",
+            "secret",
+        ),
+    );
+    let app = TestApp::spawn().await;
+    let token = app.token("alice", "laptop").await;
+    let ca = ca.display().to_string();
+    let base = json!({"host": "127.0.0.1", "user": "alice", "password": PASSWORD, "mailbox": "INBOX"});
+    let with = |extra: Value| {
+        let mut o = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            o[k] = v.clone();
+        }
+        o
+    };
+    for (collection, options) in [
+        (
+            "imaps",
+            with(json!({"port": imaps.to_string(), "tls": "implicit", "ca_file": ca})),
+        ),
+        (
+            "starttls",
+            with(json!({"port": dc.port.to_string(), "tls": "starttls", "ca_file": ca})),
+        ),
+    ] {
+        let (status, c) = api(
+            &app,
+            &token,
+            Method::POST,
+            "/api/connectors",
+            Some(json!({"kind": "imap", "collection": collection, "options": options})),
+        )
+        .await;
+        assert_eq!(status, 201, "{c}");
+        synced(&app, &token, c["id"].as_i64().unwrap()).await;
+        let got = titles(&items(&app, &token, &format!("/u/alice/search.json?collection={collection}")).await);
+        assert_eq!(got, ["Over TLS"], "{collection}");
+    }
+    let options = with(json!({"port": imaps.to_string(), "tls": "implicit"}));
+    let (status, c) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/connectors",
+        Some(json!({"kind": "imap", "collection": "untrusted", "options": options})),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    let path = format!("/api/connectors/{}", c["id"]);
+    crate::common::eventually_within("the certificate refused", 30, async || {
+        let c = api(&app, &token, Method::GET, &path, None).await.1;
+        c["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("TLS") && e.to_ascii_lowercase().contains("certificate"))
+    })
+    .await;
+}
+
+/// XOAUTH2 with a token from the OAuth runtime: an OAuth client registered for the
+/// provider (oidc-provider), the connector added with `oauth_provider` and no password,
+/// the round trip through the browser, then Dovecot takes the bearer token (checked by
+/// RFC 7662 introspection at the provider) and the mailbox is read.
+#[tokio::test]
+async fn xoauth2_with_a_token_from_the_oauth_runtime() {
+    let app = TestApp::spawn().await;
+    let Some((issuer, _provider)) =
+        crate::connectors::oidc_provider(&format!("{}/oauth/callback", app.base), &[]).await
+    else {
+        return;
+    };
+    let introspection = format!(
+        "{}/token/introspection",
+        issuer.replace("http://", "http://hub:hub-secret@")
+    );
+    let Some(dc) = Dovecot::start_oauth(&introspection) else {
+        return;
+    };
+    dc.deliver(
+        "alice",
+        "INBOX",
+        &message(
+            "Bob <bob@example.org>",
+            "alice@example.net",
+            "Via XOAUTH2",
+            "x@example.org",
+            "",
+            "hi",
+        ),
+    );
+    let token = app.token("alice", "laptop").await;
+    let client = json!({"provider": "mailhost", "client_id": "hub", "client_secret": "hub-secret",
+        "authorize_url": format!("{issuer}/auth"), "token_url": format!("{issuer}/token"),
+        "scope": "openid offline_access"});
+    let (status, v) = api(&app, &token, Method::POST, "/api/oauth-clients", Some(client)).await;
+    assert_eq!(status, 201, "{v}");
+    let options = json!({"host": "127.0.0.1", "port": dc.port.to_string(), "tls": "none", "user": "alice",
+        "oauth_provider": "mailhost", "mailbox": "INBOX"});
+    let (status, c) = api(
+        &app,
+        &token,
+        Method::POST,
+        "/api/connectors",
+        Some(json!({"kind": "imap", "options": options})),
+    )
+    .await;
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(c["state"], "needs-auth", "{c}");
+    let back = crate::connectors::authorise_in_browser(c["authorize_url"].as_str().unwrap()).await;
+    let page = app.client.get(&back).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Connected"), "{page}");
+    let path = format!("/api/connectors/{}", c["id"]);
+    let mut last = Value::Null;
+    crate::common::eventually_within("a pull over XOAUTH2", 30, async || {
+        last = api(&app, &token, Method::GET, &path, None).await.1;
+        last["last_sync_at"].is_string()
+    })
+    .await;
+    assert_eq!(last["last_error"], Value::Null, "{last}");
+    assert_eq!(
+        titles(&items(&app, &token, "/u/alice/search.json?collection=imap").await),
+        ["Via XOAUTH2"]
+    );
+}

@@ -14,6 +14,8 @@ pub const PASSWORD: &str = "imap-pw-7f3kq";
 pub struct Dovecot {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// With TLS: the IMAPS port, and the CA file that signed the server's certificate.
+    pub tls: Option<(u16, PathBuf)>,
     conf: PathBuf,
     child: Child,
 }
@@ -35,6 +37,22 @@ fn sbin(program: &str) -> Option<PathBuf> {
 impl Dovecot {
     /// A running Dovecot, or None (a skip) when it is not installed outside CI.
     pub fn start() -> Option<Dovecot> {
+        Self::start_with(false, None)
+    }
+
+    /// The same, taking XOAUTH2 and OAUTHBEARER too: a bearer token is checked at
+    /// `introspection` (RFC 7662, `http://CLIENT:SECRET@HOST/…`), its `sub` the user.
+    pub fn start_oauth(introspection: &str) -> Option<Dovecot> {
+        Self::start_with(false, Some(introspection))
+    }
+
+    /// The same with TLS: STARTTLS on `port`, implicit TLS on `tls.0`, a certificate for
+    /// 127.0.0.1 signed by a CA made for the test (`tls.1`, PEM).
+    pub fn start_tls() -> Option<Dovecot> {
+        Self::start_with(true, None)
+    }
+
+    fn start_with(tls: bool, oauth: Option<&str>) -> Option<Dovecot> {
         let Some(bin) = sbin("dovecot") else {
             assert!(
                 !super::required(),
@@ -53,10 +71,19 @@ impl Dovecot {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
         // Mail runs as nobody, and must make its users' directories.
         chown_nobody(&d.join("mail"));
+        let ca = tls.then(|| make_certificates(d));
+        if let Some(url) = oauth {
+            std::fs::write(
+                d.join("oauth2.conf.ext"),
+                format!("introspection_mode = post\nintrospection_url = {url}\nusername_attribute = sub\nactive_attribute = active\nactive_value = true\n"),
+            )
+            .unwrap();
+        }
         for attempt in 0..8u16 {
             let port = 20000 + (std::process::id() as u16 % 1000) * 40 + rand_u16() % 40 + attempt;
             let conf = d.join("dovecot.conf");
-            std::fs::write(&conf, config(d, port)).unwrap();
+            let imaps = ca.as_ref().map(|_| port + 500);
+            std::fs::write(&conf, config(d, port, imaps, oauth.is_some())).unwrap();
             let log = d.join("dovecot.log");
             let _ = std::fs::remove_file(&log);
             let child = Command::new(&bin)
@@ -68,7 +95,13 @@ impl Dovecot {
                 .stderr(std::fs::File::create(d.join("stderr.log")).unwrap())
                 .spawn()
                 .unwrap();
-            let mut dc = Dovecot { dir, port, conf, child };
+            let mut dc = Dovecot {
+                dir,
+                port,
+                tls: imaps.zip(ca.clone()),
+                conf,
+                child,
+            };
             for _ in 0..100 {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     return Some(dc);
@@ -158,7 +191,88 @@ fn rand_u16() -> u16 {
     u16::from_le_bytes(b)
 }
 
-fn config(d: &Path, port: u16) -> String {
+/// A CA and a server certificate for 127.0.0.1 it signed (openssl, P-256): answers the CA's
+/// PEM file; the server's are `server.pem` and `server.key` beside it.
+fn make_certificates(d: &Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(d).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=feedmesh test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+    ]
+    .concat());
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    d.join("ca.pem")
+}
+
+fn config(d: &Path, port: u16, imaps: Option<u16>, oauth: bool) -> String {
+    let (mechanisms, oauth_passdb) = if oauth {
+        (
+            "plain login xoauth2 oauthbearer",
+            format!(
+                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}/oauth2.conf.ext\n}}\n",
+                d.display()
+            ),
+        )
+    } else {
+        ("plain login", String::new())
+    };
+    let ssl = match imaps {
+        Some(_) => format!(
+            "ssl = yes\nssl_cert = <{0}/server.pem\nssl_key = <{0}/server.key",
+            d.display()
+        ),
+        None => "ssl = no".to_string(),
+    };
+    let imaps = imaps.unwrap_or(0);
     let d = d.display();
     format!(
         r#"base_dir = {d}/run
@@ -167,9 +281,9 @@ log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:{d}/mail/%u
 mail_uid = nobody
@@ -191,7 +305,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
   }}
 }}
 service stats {{
@@ -199,7 +314,7 @@ service stats {{
     mode = 0666
   }}
 }}
-passdb {{
+{oauth_passdb}passdb {{
   driver = static
   args = password={PASSWORD}
 }}
