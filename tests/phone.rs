@@ -234,3 +234,86 @@ async fn an_android_backup_is_imported_once() {
         .count();
     assert_eq!(linked, 4, "Ann's four, whatever the notation ({})", ann.name);
 }
+
+fn bulk_backup(n: usize) -> String {
+    let mut x = format!("<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>\n<smses count=\"{n}\">\n");
+    for i in 0..n {
+        x.push_str(&format!(
+            "  <sms protocol=\"0\" address=\"+1415555{:04}\" date=\"{}\" type=\"1\" body=\"bulk {i}\" read=\"1\" />\n",
+            i % 1000,
+            1_700_000_000_000u64 + i as u64 * 1000
+        ));
+    }
+    x.push_str("</smses>\n");
+    x
+}
+
+/// A backup cut in the middle: the import stops with a reason naming where, every record
+/// before it is whole, and the whole file later adds the rest once. `kill -9` in the middle
+/// of an import: importing again adds exactly what is missing.
+#[tokio::test]
+async fn a_cut_backup_and_a_killed_import_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    const N: usize = 20_000;
+    let full = bulk_backup(N);
+    let cut = d.join("cut.xml");
+    let at = full.find("body=\"bulk 150\"").unwrap();
+    std::fs::write(
+        &cut,
+        format!("{}<sms address=\"+14155550000\" date=\"1\" body=\"broken", &full[..at]),
+    )
+    .unwrap();
+    let (success, _, err) = feedmesh(d, &["phone", "import", "alice", cut.to_str().unwrap()]);
+    assert!(!success && !err.contains("panicked"), "{err}");
+    assert!(
+        err.to_lowercase().contains("line") || err.to_lowercase().contains("position") || err.contains("byte"),
+        "names where: {err}"
+    );
+    let url = format!("sqlite://{}", d.join("feedmesh.db").display());
+    let count = async || -> Vec<String> {
+        let store = feedmesh::store::open(&url, crate::common::sealer_of(d)).await.unwrap();
+        let user = store.user("alice").await.unwrap();
+        let Ok(col) = store.collection(user.id, "phone").await else {
+            return Vec::new();
+        };
+        let items = store.items_since(col.id, 0, 100_000).await.unwrap();
+        items
+            .iter()
+            .map(|r| r.item.current.payload.title.value.clone())
+            .collect()
+    };
+    let before = count().await;
+    assert!(before.len() <= 150, "only records before the cut: {}", before.len());
+    assert!(before.iter().all(|t| t.contains("bulk ")), "each whole: {before:?}");
+
+    let path = d.join("full.xml");
+    std::fs::write(&path, &full).unwrap();
+    let mut child = std::process::Command::new(crate::common::process::BIN)
+        .args(["phone", "import", "alice", path.to_str().unwrap()])
+        .env("FEEDMESH_DATA_DIR", d)
+        .env_remove("FEEDMESH_DATABASE_URL")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once it has written some, before it is done.
+    let t = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if count().await.len() > before.len() + 100 || t.elapsed() > std::time::Duration::from_secs(30) {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = count().await.len();
+    assert!(at_kill < N, "killed midway ({at_kill})");
+    let (success, _, err) = feedmesh(d, &["phone", "import", "alice", path.to_str().unwrap()]);
+    assert!(success, "{err}");
+    let mut all = count().await;
+    assert_eq!(all.len(), N, "(killed at {at_kill}) {err}");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), N, "each once");
+}
