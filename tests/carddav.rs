@@ -12,16 +12,7 @@ use serde_json::{Value, json};
 use crate::common::TestApp;
 use crate::common::radicale::{PASSWORD, Radicale, USER, card};
 
-async fn api(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
+use crate::common::api;
 
 async fn contacts(app: &TestApp, token: &str) -> Vec<Value> {
     let (status, v) = api(app, token, Method::GET, "/api/contacts", None).await;

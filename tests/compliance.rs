@@ -233,14 +233,7 @@ fn kit_card(i: usize) -> String {
 
 /// The kit's mail, `i` of them.
 fn kit_mail(i: usize) -> Vec<u8> {
-    crate::imap::message(
-        "Bob <bob@example.org>",
-        "alice@example.net",
-        &format!("kit mail {i}"),
-        &format!("kit{i}@example.org"),
-        "",
-        "hello",
-    )
+    crate::imap::from_bob(&format!("kit mail {i}"), &format!("kit{i}@example.org"), "", "hello")
 }
 
 struct Subject {

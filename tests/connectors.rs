@@ -5,6 +5,7 @@
 //! its OpenAPI description, `tests/fixtures/github-activity-examples.json`, extracted once
 //! from npm `@octokit/openapi`).
 
+use crate::common::api;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -359,23 +360,6 @@ async fn github_failures_are_classified_and_nothing_panics() {
     let e = c.pull(&ConnectorHttp(&strict), &Cursor::default()).await.unwrap_err();
     assert!(matches!(e, ConnectorError::Refused(_)), "{e}");
     assert_eq!(e.kind(), ErrorKind::Permanent);
-}
-
-async fn api(
-    app: &crate::common::TestApp,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 /// The runtime end to end: a GitHub connector added over the API pulls into its own

@@ -19,22 +19,18 @@ pub fn message(from: &str, to: &str, subject: &str, id: &str, extra: &str, body:
     .into_bytes()
 }
 
-async fn api(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
+use crate::common::api;
 
 /// The e-mails of a feed (a contact's timeline also holds the contact's own changes).
 async fn mails(app: &TestApp, token: &str, path: &str) -> Vec<Value> {
     let mut all = items(app, token, path).await;
     all.retain(|i| i["_feedmesh"]["object_type"] == "Message");
     all
+}
+
+/// A message from Bob to alice.
+pub fn from_bob(subject: &str, id: &str, extra: &str, body: &str) -> Vec<u8> {
+    message("Bob <bob@example.org>", "alice@example.net", subject, id, extra, body)
 }
 
 async fn contact(app: &TestApp, token: &str, name: &str, email: &str) -> String {
@@ -134,21 +130,12 @@ async fn mail_of_every_shape_lands_in_contact_timelines() {
     dc.deliver(
         "alice",
         "INBOX",
-        &message(
-            "Bob <bob@example.org>",
-            "alice@example.net",
-            "Lunch on Friday?",
-            "m1@example.org",
-            "",
-            "Shall we?",
-        ),
+        &from_bob("Lunch on Friday?", "m1@example.org", "", "Shall we?"),
     );
     dc.deliver(
         "alice",
         "INBOX",
-        &message(
-            "Bob <bob@example.org>",
-            "alice@example.net",
+        &from_bob(
             "Re: Lunch on Friday?",
             "m3@example.org",
             "In-Reply-To: <m2@example.net>\r\nReferences: <m1@example.org> <m2@example.net>\r\n",
@@ -171,9 +158,7 @@ async fn mail_of_every_shape_lands_in_contact_timelines() {
     dc.deliver(
         "alice",
         "INBOX",
-        &message(
-            "Bob <bob@example.org>",
-            "alice@example.net",
+        &from_bob(
             "HTML only",
             "h1@example.org",
             "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n",
@@ -207,9 +192,7 @@ async fn mail_of_every_shape_lands_in_contact_timelines() {
             .join("\r\n")
     };
     let multipart = |id: &str, name: &str, ct: &str, bytes: &[u8]| {
-        message(
-            "Bob <bob@example.org>",
-            "alice@example.net",
+        from_bob(
             &format!("Attached: {name}"),
             id,
             "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n",
@@ -350,28 +333,10 @@ async fn idle_brings_new_mail_and_a_new_uidvalidity_duplicates_nothing() {
         dc.deliver(
             "alice",
             "Projects",
-            &message(
-                "Bob <bob@example.org>",
-                "alice@example.net",
-                &format!("Project {i}"),
-                &format!("p{i}@example.org"),
-                "",
-                "plan",
-            ),
+            &from_bob(&format!("Project {i}"), &format!("p{i}@example.org"), "", "plan"),
         );
     }
-    dc.deliver(
-        "alice",
-        "INBOX",
-        &message(
-            "Bob <bob@example.org>",
-            "alice@example.net",
-            "Before",
-            "before@example.org",
-            "",
-            "first",
-        ),
-    );
+    dc.deliver("alice", "INBOX", &from_bob("Before", "before@example.org", "", "first"));
     let id = add_imap(&app, &token, &dc, json!({"mailbox": ["INBOX", "Projects"]})).await;
     synced(&app, &token, id).await;
     let path = format!("/api/connectors/{id}");
@@ -383,18 +348,7 @@ async fn idle_brings_new_mail_and_a_new_uidvalidity_duplicates_nothing() {
     assert_eq!(mails(&app, &token, &timeline).await.len(), 4);
 
     let delivered = Instant::now();
-    dc.deliver(
-        "alice",
-        "INBOX",
-        &message(
-            "Bob <bob@example.org>",
-            "alice@example.net",
-            "Pushed",
-            "pushed@example.org",
-            "",
-            "now",
-        ),
-    );
+    dc.deliver("alice", "INBOX", &from_bob("Pushed", "pushed@example.org", "", "now"));
     crate::common::eventually_within("the pushed message", 20, async || {
         titles(&mails(&app, &token, &timeline).await).contains(&"Pushed".to_string())
     })
@@ -432,14 +386,7 @@ async fn idle_brings_new_mail_and_a_new_uidvalidity_duplicates_nothing() {
         dc.deliver(
             "alice",
             "Projects",
-            &message(
-                "Bob <bob@example.org>",
-                "alice@example.net",
-                &format!("Project {i}"),
-                &format!("p{i}@example.org"),
-                "",
-                "plan",
-            ),
+            &from_bob(&format!("Project {i}"), &format!("p{i}@example.org"), "", "plan"),
         );
     }
     synced(&app, &token, id).await;
@@ -474,14 +421,7 @@ async fn fake_imap(mode: std::sync::Arc<std::sync::Mutex<Fake>>) -> u16 {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let msg = message(
-        "Bob <bob@example.org>",
-        "alice@example.net",
-        "From the fake",
-        "fake@example.org",
-        "",
-        "hi",
-    );
+    let msg = from_bob("From the fake", "fake@example.org", "", "hi");
     tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else { return };
@@ -610,16 +550,7 @@ async fn kill_9_in_the_middle_of_a_sync_loses_and_duplicates_nothing() {
     const N: usize = 3000;
     dc.fill_inbox(
         "alice",
-        (0..N).map(|i| {
-            message(
-                "Bob <bob@example.org>",
-                "alice@example.net",
-                &format!("bulk {i}"),
-                &format!("bulk{i}@example.org"),
-                "",
-                "x",
-            )
-        }),
+        (0..N).map(|i| from_bob(&format!("bulk {i}"), &format!("bulk{i}@example.org"), "", "x")),
     );
     let dir = tempfile::tempdir().unwrap();
     let db = crate::common::test_db(dir.path()).await;
@@ -684,18 +615,7 @@ async fn kill_9_in_the_middle_of_a_sync_loses_and_duplicates_nothing() {
 async fn tls_implicit_and_starttls_with_a_ca_file() {
     let Some(dc) = Dovecot::start_tls() else { return };
     let (imaps, ca) = dc.tls.clone().unwrap();
-    dc.deliver(
-        "alice",
-        "INBOX",
-        &message(
-            "Bob <bob@example.org>",
-            "alice@example.net",
-            "Over TLS",
-            "tls@example.org",
-            "",
-            "secret",
-        ),
-    );
+    dc.deliver("alice", "INBOX", &from_bob("Over TLS", "tls@example.org", "", "secret"));
     let app = TestApp::spawn().await;
     let token = app.token("alice", "laptop").await;
     let ca = ca.display().to_string();
@@ -769,18 +689,7 @@ async fn xoauth2_with_a_token_from_the_oauth_runtime() {
     let Some(dc) = Dovecot::start_oauth(&introspection) else {
         return;
     };
-    dc.deliver(
-        "alice",
-        "INBOX",
-        &message(
-            "Bob <bob@example.org>",
-            "alice@example.net",
-            "Via XOAUTH2",
-            "x@example.org",
-            "",
-            "hi",
-        ),
-    );
+    dc.deliver("alice", "INBOX", &from_bob("Via XOAUTH2", "x@example.org", "", "hi"));
     let token = app.token("alice", "laptop").await;
     let client = json!({"provider": "mailhost", "client_id": "hub", "client_secret": "hub-secret",
         "authorize_url": format!("{issuer}/auth"), "token_url": format!("{issuer}/token"),

@@ -583,13 +583,7 @@ pub async fn take_pulled(
     pulled: feedmesh_connector::Pulled,
 ) -> Result<()> {
     let store = &core.mesh.store;
-    let text = pulled
-        .entry
-        .content
-        .as_ref()
-        .map(|c| c.value.as_bytes())
-        .unwrap_or_default();
-    let theirs = match vcard::parse_card(text, core.mesh.region) {
+    let theirs = match pulled_card(core, &pulled) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(connector, item = %pulled.id, error = %e, "a card that does not parse was skipped");
@@ -652,17 +646,20 @@ pub async fn take_pulled(
     Ok(())
 }
 
-/// The identities of a pulled card (none when it does not parse), and its item id.
-pub fn identities_of(core: &Core, pulled: &feedmesh_connector::Pulled) -> Vec<String> {
+/// The card a pulled item carries.
+fn pulled_card(core: &Core, pulled: &feedmesh_connector::Pulled) -> std::result::Result<Card, vcard::VcardError> {
     let text = pulled
         .entry
         .content
         .as_ref()
         .map(|c| c.value.as_bytes())
         .unwrap_or_default();
-    let mut ids = vcard::parse_card(text, core.mesh.region)
-        .map(|c| c.identities)
-        .unwrap_or_default();
+    vcard::parse_card(text, core.mesh.region)
+}
+
+/// The identities of a pulled card (none when it does not parse), and its item id.
+pub fn identities_of(core: &Core, pulled: &feedmesh_connector::Pulled) -> Vec<String> {
+    let mut ids = pulled_card(core, pulled).map(|c| c.identities).unwrap_or_default();
     ids.push(pulled.id.clone());
     ids
 }

@@ -450,3 +450,24 @@ pub fn header(resp: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// A JSON API call as `token`: the status and the body (JSON, or the text as a string).
+pub async fn api(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
