@@ -46,6 +46,15 @@ struct Proxy {
 }
 
 impl Proxy {
+    /// Counts a request held, and waits until the mode is no longer `Hold`.
+    async fn hold(&self) {
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let changed = self.changed.notified();
+        if *self.mode.lock().unwrap() == Mode::Hold {
+            changed.await;
+        }
+    }
+
     fn set(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
         self.changed.notify_waiters();
@@ -58,11 +67,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: axum::extract::Request) -> Re
         let mode = p.mode.lock().unwrap().clone();
         match mode {
             Mode::Hold => {
-                p.held.fetch_add(1, Ordering::SeqCst);
-                let changed = p.changed.notified();
-                if *p.mode.lock().unwrap() == Mode::Hold {
-                    changed.await;
-                }
+                p.hold().await;
                 continue;
             }
             Mode::Status(s) => {
@@ -147,13 +152,7 @@ async fn tcp_proxy(target: std::net::SocketAddr) -> (u16, Arc<Proxy>) {
                 loop {
                     let mode = p.mode.lock().unwrap().clone();
                     match mode {
-                        Mode::Hold => {
-                            p.held.fetch_add(1, Ordering::SeqCst);
-                            let changed = p.changed.notified();
-                            if *p.mode.lock().unwrap() == Mode::Hold {
-                                changed.await;
-                            }
-                        }
+                        Mode::Hold => p.hold().await,
                         Mode::Replace(body) => {
                             let _ = client.write_all(&body).await;
                             let _ = client.shutdown().await;

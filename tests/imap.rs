@@ -77,6 +77,13 @@ fn titles(items: &[Value]) -> Vec<String> {
     t
 }
 
+/// A connector added over the API (201), as the API answered it.
+async fn added(app: &TestApp, token: &str, body: Value) -> Value {
+    let (status, c) = api(app, token, Method::POST, "/api/connectors", Some(body)).await;
+    assert_eq!(status, 201, "{c}");
+    c
+}
+
 async fn add_imap(app: &TestApp, token: &str, dc: &Dovecot, extra: Value) -> i64 {
     let mut options = json!({
         "host": "127.0.0.1",
@@ -495,15 +502,7 @@ async fn hostile_servers_are_refused_and_the_cursor_kept() {
     let token = app.token("alice", "laptop").await;
     let options = json!({"host": "127.0.0.1", "port": port.to_string(), "tls": "none", "user": "alice",
         "password": "pw", "mailbox": "INBOX", "timeout": "2"});
-    let (status, c) = api(
-        &app,
-        &token,
-        Method::POST,
-        "/api/connectors",
-        Some(json!({"kind": "imap", "options": options})),
-    )
-    .await;
-    assert_eq!(status, 201, "{c}");
+    let c = added(&app, &token, json!({"kind": "imap", "options": options})).await;
     let id = c["id"].as_i64().unwrap();
     let path = format!("/api/connectors/{id}");
     for (m, why) in [
@@ -637,15 +636,12 @@ async fn tls_implicit_and_starttls_with_a_ca_file() {
             with(json!({"port": dc.port.to_string(), "tls": "starttls", "ca_file": ca})),
         ),
     ] {
-        let (status, c) = api(
+        let c = added(
             &app,
             &token,
-            Method::POST,
-            "/api/connectors",
-            Some(json!({"kind": "imap", "collection": collection, "options": options})),
+            json!({"kind": "imap", "collection": collection, "options": options}),
         )
         .await;
-        assert_eq!(status, 201, "{c}");
         synced(&app, &token, c["id"].as_i64().unwrap()).await;
         let got = titles(&items(&app, &token, &format!("/u/alice/search.json?collection={collection}")).await);
         assert_eq!(got, ["Over TLS"], "{collection}");
@@ -698,15 +694,7 @@ async fn xoauth2_with_a_token_from_the_oauth_runtime() {
     assert_eq!(status, 201, "{v}");
     let options = json!({"host": "127.0.0.1", "port": dc.port.to_string(), "tls": "none", "user": "alice",
         "oauth_provider": "mailhost", "mailbox": "INBOX"});
-    let (status, c) = api(
-        &app,
-        &token,
-        Method::POST,
-        "/api/connectors",
-        Some(json!({"kind": "imap", "options": options})),
-    )
-    .await;
-    assert_eq!(status, 201, "{c}");
+    let c = added(&app, &token, json!({"kind": "imap", "options": options})).await;
     assert_eq!(c["state"], "needs-auth", "{c}");
     let back = crate::connectors::authorise_in_browser(c["authorize_url"].as_str().unwrap()).await;
     let page = app.client.get(&back).send().await.unwrap().text().await.unwrap();
