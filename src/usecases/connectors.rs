@@ -502,34 +502,9 @@ async fn pull(
     let contacts = kind(&c.kind).is_ok_and(|k| k.contacts);
     let store_items = async |items: Vec<feedmesh_connector::Pulled>| -> Result<(), ConnectorError> {
         if contacts {
-            // Cards in waves of WRITES_IN_FLIGHT that share no identity: two cards of one
-            // person are never folded at once, so they fold into one contact.
-            let mut left: Vec<_> = items.into_iter().rev().collect();
-            while !left.is_empty() {
-                let (mut wave, mut later) = (Vec::new(), Vec::new());
-                // Identities of this wave, and of the cards left for later (a card after one
-                // of its person's waits for it).
-                let (mut seen, mut waiting) = (std::collections::HashSet::new(), std::collections::HashSet::new());
-                for item in left {
-                    let ids = super::contacts::identities_of(core, &item);
-                    let free = ids.iter().all(|i| !seen.contains(i) && !waiting.contains(i));
-                    if wave.len() < WRITES_IN_FLIGHT && free {
-                        seen.extend(ids);
-                        wave.push(item);
-                    } else {
-                        waiting.extend(ids);
-                        later.push(item);
-                    }
-                }
-                futures_util::future::try_join_all(
-                    wave.into_iter()
-                        .map(|item| super::contacts::take_pulled(core, &who, c.id, item)),
-                )
+            return super::contacts::take_pulled_all(core, &who, c.id, items.into_iter().rev().collect())
                 .await
-                .map_err(|e| store_err(e.into()))?;
-                left = later;
-            }
-            return Ok(());
+                .map_err(|e| store_err(e.into()));
         }
         // Oldest first, WRITES_IN_FLIGHT at once (the store commits them in groups).
         use futures_util::{StreamExt, TryStreamExt};
@@ -666,6 +641,7 @@ async fn post_outbox(
         .into_iter()
         .find(|x| x.id == outbox_id)
         .ok_or_else(|| ConnectorError::Permanent("its outbox collection is gone".into()))?;
+    let two_way = kind(&c.kind).is_ok_and(|k| k.contacts);
     let mut from = c.outbox_seq.max(0) as u64;
     loop {
         let recs = store
@@ -679,12 +655,16 @@ async fn post_outbox(
             from = rec.seq;
             let sync_id = rec.item.id().to_string();
             let by_me = rec.item.current.sync.topmost().and_then(|h| h.by.as_deref()) == Some(me.as_str());
-            let posted = store
-                .connector_post(c.user_id, c.id, &sync_id)
-                .await
-                .map_err(|e| store_err(e.into()))?;
-            // Its own write that folded what the hub had into what the service sent: that
-            // goes back too (`RESEND`).
+            // Its own write is skipped, but one that folded what the hub had into what the
+            // service sent (`RESEND`, written only for a contacts kind's cards): that goes back.
+            let posted = if !by_me || two_way {
+                store
+                    .connector_post(c.user_id, c.id, &sync_id)
+                    .await
+                    .map_err(|e| store_err(e.into()))?
+            } else {
+                None
+            };
             let resend = posted.as_ref().is_some_and(|p| p.sent_seq == RESEND);
             if !by_me || resend {
                 let entry = &rec.item.current.payload;

@@ -569,27 +569,63 @@ pub async fn companies(core: &Core, user_id: i64) -> Result<Vec<crate::store::Co
     Ok(core.mesh.store.companies(user_id).await?)
 }
 
-/// A card an address-book connector pulled (its item `pulled`, the connector `connector`
-/// writing as `who`): folded into the contact it is, never a second one. That contact is
-/// the one this card was taken into before (recorded with where the card lives, so an edit
-/// made in the hub goes back there), else the one with its UID or any of its identities,
-/// else a new one. A card seen before brings its fields (the server's edit wins); one met
-/// for the first time only adds to the contact it matched. A card that does not parse is
-/// skipped, and the reason logged.
-pub async fn take_pulled(
+/// Cards an address-book connector pulled, oldest first: each folded into the contact it
+/// is (`take_card`), in waves of 16 that share no identity, so two cards of one person are
+/// never folded at once and end in one contact.
+pub async fn take_pulled_all(
+    core: &Core,
+    who: &Principal,
+    connector: i64,
+    pulled: Vec<feedmesh_connector::Pulled>,
+) -> Result<()> {
+    const WAVE: usize = 16;
+    // Each card read once; one that does not parse is skipped, and the reason logged.
+    let mut left = Vec::new();
+    for p in pulled {
+        let text = p.entry.content.as_ref().map(|c| c.value.as_bytes()).unwrap_or_default();
+        match vcard::parse_card(text, core.mesh.region) {
+            Ok(card) => left.push((p, card)),
+            Err(e) => tracing::warn!(connector, item = %p.id, error = %e, "a card that does not parse was skipped"),
+        }
+    }
+    while !left.is_empty() {
+        let (mut wave, mut later) = (Vec::new(), Vec::new());
+        // The identities of this wave, and of the cards left for later (a card after one of
+        // its person's waits for it).
+        let (mut seen, mut waiting) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        for (p, card) in left {
+            let ids: Vec<String> = card.identities.iter().cloned().chain([p.id.clone()]).collect();
+            if wave.len() < WAVE && ids.iter().all(|i| !seen.contains(i) && !waiting.contains(i)) {
+                seen.extend(ids);
+                wave.push((p, card));
+            } else {
+                waiting.extend(ids);
+                later.push((p, card));
+            }
+        }
+        futures_util::future::try_join_all(
+            wave.into_iter()
+                .map(|(p, card)| take_card(core, who, connector, p, card)),
+        )
+        .await?;
+        left = later;
+    }
+    Ok(())
+}
+
+/// One pulled card (`theirs`, of item `pulled`): folded into the contact it is, never a
+/// second one. That contact is the one this card was taken into before (recorded with where
+/// the card lives, so an edit made in the hub goes back there), else the one with its UID or
+/// any of its identities, else a new one. A card seen before brings its fields (the
+/// server's edit wins); one met for the first time only adds to the contact it matched.
+async fn take_card(
     core: &Core,
     who: &Principal,
     connector: i64,
     pulled: feedmesh_connector::Pulled,
+    theirs: Card,
 ) -> Result<()> {
     let store = &core.mesh.store;
-    let theirs = match pulled_card(core, &pulled) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(connector, item = %pulled.id, error = %e, "a card that does not parse was skipped");
-            return Ok(());
-        }
-    };
     let col = collection(core, who.user_id).await?;
     let known = store
         .connector_post_pulled(who.user_id, &pulled.id)
@@ -644,24 +680,6 @@ pub async fn take_pulled(
     };
     store.put_connector_post(who.user_id, connector, &id, &post).await?;
     Ok(())
-}
-
-/// The card a pulled item carries.
-fn pulled_card(core: &Core, pulled: &feedmesh_connector::Pulled) -> std::result::Result<Card, vcard::VcardError> {
-    let text = pulled
-        .entry
-        .content
-        .as_ref()
-        .map(|c| c.value.as_bytes())
-        .unwrap_or_default();
-    vcard::parse_card(text, core.mesh.region)
-}
-
-/// The identities of a pulled card (none when it does not parse), and its item id.
-pub fn identities_of(core: &Core, pulled: &feedmesh_connector::Pulled) -> Vec<String> {
-    let mut ids = pulled_card(core, pulled).map(|c| c.identities).unwrap_or_default();
-    ids.push(pulled.id.clone());
-    ids
 }
 
 /// A card an address-book connector saw deleted at its server: its contact is deleted (a

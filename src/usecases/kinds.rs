@@ -25,7 +25,7 @@ pub struct Kind {
     /// It listens to what its service pushes (`Connector::listen`), beside its runs.
     pub listens: bool,
     /// Its items are contacts: it writes into `Contacts` (each card folded into the contact
-    /// it is, `contacts::take_pulled`), and what changes there in the hub is its outbox.
+    /// it is, `contacts::take_pulled_all`), and what changes there in the hub is its outbox.
     pub contacts: bool,
     /// Builds it from its options and, when authorised by OAuth, the current access token.
     pub(super) build: Build,
