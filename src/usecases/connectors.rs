@@ -260,10 +260,12 @@ pub async fn get(core: &Core, user_id: i64, id: i64) -> Result<ConnectorRow> {
 /// Removes a connector, revoking its tokens at its provider first where it offers that.
 pub async fn remove(core: &Core, user_id: i64, id: i64) -> Result<()> {
     let c = core.mesh.store.connector(user_id, id).await?;
-    super::oauth::revoke(core, &c).await;
     end_websub(core, user_id, id).await?;
     core.mesh.store.remove_connector(user_id, id).await?;
     core.listener_check.notify_waiters();
+    // Revoked once it is gone: a run still under way that the revocation fails writes no
+    // needs-reconnect notice for a connector nobody has any more.
+    super::oauth::revoke(core, &c).await;
     Ok(())
 }
 
@@ -437,6 +439,11 @@ pub const NOTICES: &str = "Notices";
 /// how to reconnect.
 async fn notice_reconnect(core: &Core, c: &ConnectorRow, e: &ConnectorError) -> anyhow::Result<()> {
     use crate::domain::entry::{Content, Entry, Link, Text};
+    // A connector removed while it ran (its tokens revoked as it went) needs nothing.
+    match core.mesh.store.connector(c.user_id, c.id).await {
+        Err(crate::store::StoreError::NotFound(_)) => return Ok(()),
+        other => drop(other?),
+    }
     let who = super::principal(core, c.user_id, "hub").await?;
     let col = core.collection_made(c.user_id, NOTICES).await?;
     let id = format!("connector-{}-needs-reconnect", c.id);
