@@ -24,6 +24,7 @@ const GRACE: Duration = Duration::from_secs(5);
 
 pub struct App {
     listener: TcpListener,
+    limits: crate::server::Limits,
     state: Arc<AppState>,
     /// Background work: restarted if it dies, drained at shutdown, aborted when dropped.
     workers: Supervisor,
@@ -75,6 +76,7 @@ impl App {
         let state = Arc::new(AppState::new(ws.clone(), settings.serve.max_entry_bytes));
         Ok(App {
             listener,
+            limits: settings.serve.limits(),
             state,
             workers: spawn_workers(&ws),
         })
@@ -95,16 +97,7 @@ impl App {
             tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
         });
         let router = web::router(self.state.clone()).layer(trace);
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        // Without TCP_NODELAY a response written in two pieces (headers, then a body) waits
-        // for the client's delayed ACK: 40 ms per small blob download.
-        use axum::serve::ListenerExt;
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+        crate::server::serve(self.listener, router, self.limits, shutdown, GRACE).await?;
         let aborted = self.workers.shutdown(GRACE).await;
         if aborted > 0 {
             tracing::warn!(

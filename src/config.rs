@@ -154,6 +154,30 @@ pub struct ServeArgs {
     /// `Content-Range`) may hold together, in bytes (more: 413). They are dropped after 7 days.
     #[arg(long, env = "FEEDMESH_MAX_PARTIAL_BYTES", default_value_t = 8 << 30, value_name = "BYTES")]
     pub max_partial_bytes: u64,
+
+    /// Seconds a client has to send a request's headers (then it is cut off), counted from
+    /// its first byte or, on a kept-alive connection, from the previous response.
+    #[arg(long, env = "FEEDMESH_HEADER_TIMEOUT", default_value_t = 30, value_name = "SECONDS")]
+    pub header_timeout: u64,
+
+    /// Largest request line and headers together, in bytes (more: 431; at least 8192).
+    #[arg(long, env = "FEEDMESH_MAX_HEADER_BYTES", default_value_t = 64 << 10, value_name = "BYTES")]
+    pub max_header_bytes: usize,
+
+    /// Connections open at once (one more is answered 503 and closed).
+    #[arg(long, env = "FEEDMESH_MAX_CONNECTIONS", default_value_t = 4096, value_name = "N")]
+    pub max_connections: usize,
+}
+
+impl ServeArgs {
+    /// What one client may take of the server.
+    pub fn limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout.max(1)),
+            max_header_bytes: self.max_header_bytes,
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 /// Everything `App::build` needs.

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod net;
 pub mod seal;
 pub mod secrets;
+pub mod server;
 pub mod store;
 pub mod ttl;
 pub mod usecases;

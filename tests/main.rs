@@ -16,6 +16,7 @@ mod contacts;
 mod fanout;
 mod feeds;
 mod follows;
+mod http_edges;
 mod imap;
 mod outbound;
 mod peers;

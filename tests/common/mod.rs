@@ -172,6 +172,9 @@ pub fn settings(dir: &std::path::Path, db_url: &str) -> Settings {
             websub_strict_secrets: false,
             websub_strict_topic_hub_link: false,
             poll_interval: 900,
+            header_timeout: 30,
+            max_header_bytes: 64 << 10,
+            max_connections: 4096,
         },
         hub: feedmesh::config::HubSettings {
             min_lease: 1,
