@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::jobs::shutdown_signal;
 use crate::store::{Store, User};
 use crate::usecases::items::Mesh;
-use crate::usecases::{Core, accounts, connectors, contacts, follows, keys, routes};
+use crate::usecases::{Core, accounts, connectors, contacts, follows, keys, logins, routes};
 use crate::websub::WebSub;
 
 /// feedmesh: link your devices and services through RSS/Atom feeds.
@@ -340,6 +340,36 @@ pub enum UserCmd {
     },
     /// List users.
     List,
+    /// Set USER's account password, for the web app's login form and reader apps. Asked
+    /// twice on a terminal; otherwise read from the first line of standard input (so
+    /// `echo "$PW" | feedmesh user passwd alice` works). Stored as an argon2id hash; the
+    /// user's browser sessions end.
+    Passwd {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
+    /// Make an app password for one reader app of USER and print it (once: only its hash is
+    /// stored). Reader apps (Google Reader, Miniflux and Fever APIs) take it in place of the
+    /// account password, and it can be revoked alone.
+    AppPassword {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// What it is for (e.g. "newsboat on the laptop").
+        #[arg(long)]
+        name: String,
+    },
+    /// List USER's app passwords: id, name, prefix, created, last used, state.
+    AppPasswords {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+    },
+    /// Revoke app password ID of USER: apps using it are refused from then on.
+    RevokeAppPassword {
+        /// The user (as made by `feedmesh user add`).
+        user: String,
+        /// The app password's id (see `user app-passwords`).
+        id: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -448,6 +478,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     for u in accounts::users(store.as_ref()).await? {
                         println!("{}\t{}", u.name, u.created_at);
                     }
+                }
+                UserCmd::Passwd { user } => {
+                    let password = read_new_password(&user)?;
+                    logins::set_password(store.as_ref(), &user, &password)
+                        .await
+                        .with_context(|| format!("cannot set the password of {user}"))?;
+                    eprintln!("password of {user} set; their browser sessions have ended");
+                }
+                UserCmd::AppPassword { user, name } => {
+                    let issued = logins::add_app_password(store.as_ref(), &user, &name)
+                        .await
+                        .with_context(|| format!("cannot make an app password for {user}"))?;
+                    eprintln!(
+                        "app password {} ({}) for {user}; it is shown once, only its hash is stored:",
+                        issued.info.id, issued.info.name
+                    );
+                    println!("{}", issued.password);
+                }
+                UserCmd::AppPasswords { user } => {
+                    let list = logins::app_passwords(store.as_ref(), &user)
+                        .await
+                        .with_context(|| format!("no user {user}"))?;
+                    println!("ID\tNAME\tPREFIX\tCREATED\tLAST-USED\tSTATE");
+                    for a in list {
+                        let state = if a.revoked { "revoked" } else { "live" };
+                        let used = a.last_used.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+                        println!("{}\t{}\t{}…\t{}\t{used}\t{state}", a.id, a.name, a.prefix, a.created_at);
+                    }
+                }
+                UserCmd::RevokeAppPassword { user, id } => {
+                    logins::revoke_app_password(store.as_ref(), &user, id)
+                        .await
+                        .with_context(|| format!("cannot revoke app password {id} of {user}"))?;
+                    eprintln!("revoked app password {id} of {user}");
                 }
             }
             Ok(())
@@ -920,6 +984,29 @@ async fn user_named(store: &dyn Store, user: &str) -> anyhow::Result<User> {
     accounts::user(store, user)
         .await
         .with_context(|| format!("no user {user:?}"))
+}
+
+/// A new password: asked twice without echo on a terminal, else the first line of stdin.
+fn read_new_password(user: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("new password for {user}: "))?;
+        let again = rpassword::prompt_password("the same again: ")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing changed");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.is_empty() {
+        anyhow::bail!("no password on standard input (its first line is the password)");
+    }
+    Ok(line.to_string())
 }
 
 /// The use cases' context for a command run beside (or without) `serve`: the same store and

@@ -53,6 +53,10 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         }
     }
 
+    pub fn remove(&self, key: &K) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
     pub fn clear(&self) {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }

@@ -24,6 +24,7 @@ mod phone;
 mod push;
 mod store_people;
 mod store_story;
+mod web;
 mod websub;
 mod websub_delivery;
 mod websub_open;

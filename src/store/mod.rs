@@ -468,6 +468,49 @@ pub trait AccountStore: Send + Sync {
     async fn feed_endpoint(&self, user_id: i64, name: &str) -> Result<Endpoint>;
 }
 
+/// An app password as listed (the password itself is shown once, when issued).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppPassword {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub last_used: Option<Timestamp>,
+    pub revoked: bool,
+}
+
+/// Who a browser session or an app password speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    pub user_id: i64,
+    pub user: String,
+}
+
+/// How people log in: account passwords (argon2id PHC strings), browser sessions and app
+/// passwords (both random, kept as SHA-256 hashes).
+#[async_trait]
+pub trait LoginStore: Send + Sync {
+    /// Sets the user's password and ends every session of theirs.
+    async fn set_password(&self, user_id: i64, phc: &str) -> Result<()>;
+    async fn password(&self, user_id: i64) -> Result<Option<String>>;
+    async fn add_session(&self, user_id: i64, token_hash: &str, expires_at: i64) -> Result<()>;
+    /// The live session with this hash (expired ones are gone).
+    async fn session(&self, token_hash: &str, now: i64) -> Result<Option<Login>>;
+    async fn end_session(&self, token_hash: &str) -> Result<()>;
+    async fn add_app_password(
+        &self,
+        user_id: i64,
+        name: &str,
+        hash: &str,
+        fever_hash: &str,
+        prefix: &str,
+    ) -> Result<AppPassword>;
+    async fn app_passwords(&self, user_id: i64) -> Result<Vec<AppPassword>>;
+    async fn revoke_app_password(&self, user_id: i64, id: i64) -> Result<()>;
+    /// The live app password with this hash (or, `fever`, this Fever key hash); marks it used.
+    async fn app_password(&self, hash: &str, fever: bool) -> Result<Option<Login>>;
+}
+
 /// Items and their changes: the FeedSync state of every collection, and the change log that feeds and streams read.
 #[async_trait]
 pub trait ItemStore: Send + Sync {
@@ -915,7 +958,7 @@ pub trait BlobStore: Send + Sync {
 /// and PostgreSQL. Callers bring the area's trait into scope (`use crate::store::areas::*`).
 #[async_trait]
 pub trait Store:
-    AccountStore + ItemStore + WebSubStore + FollowStore + BlobStore + PeopleStore + ConnectorStore + 'static
+    AccountStore + LoginStore + ItemStore + WebSubStore + FollowStore + BlobStore + PeopleStore + ConnectorStore + 'static
 {
     /// Releases every claim on verifications and deliveries: for a process that owns the
     /// database alone (SQLite `serve`) starting after a crash, so nothing waits for a lease.
@@ -924,7 +967,9 @@ pub trait Store:
 
 /// The area traits, to bring into scope at once.
 pub mod areas {
-    pub use super::{AccountStore, BlobStore, ConnectorStore, FollowStore, ItemStore, PeopleStore, Store, WebSubStore};
+    pub use super::{
+        AccountStore, BlobStore, ConnectorStore, FollowStore, ItemStore, LoginStore, PeopleStore, Store, WebSubStore,
+    };
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.

@@ -1,5 +1,6 @@
 //! Who is asking: a device token (`Authorization: Bearer`), HTTP Basic (user name + token,
-//! for feed readers), or a revocable feed key in the URL (`?key=`, for one feed only).
+//! app password or account password, for feed readers), a browser's session cookie
+//! (`session.rs`), or a revocable feed key in the URL (`?key=`, for one feed only).
 //! Another user's resources answer 404, never their content.
 
 use axum::http::HeaderMap;
@@ -8,10 +9,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::AppState;
+use super::session::{SESSION_COOKIE, WEB_ENDPOINT, cookie};
 use crate::error::{Error, Result};
 use crate::secrets;
 use crate::store::Principal;
 use crate::usecases::keys::feed_key_path;
+use crate::usecases::logins;
 
 enum Credential {
     Bearer(String),
@@ -48,14 +51,19 @@ pub enum Check {
     Cached,
 }
 
-/// The principal behind the request's token, if it sent one; a bad one is 401.
+/// The principal behind the request's credential, if it sent one; a bad one is 401. A
+/// request without `Authorization` may come from a browser's live session cookie.
 pub async fn optional_principal(state: &AppState, headers: &HeaderMap, check: Check) -> Result<Option<Principal>> {
     let (token, claimed_user) = match credential(headers)? {
-        None => return Ok(None),
+        None => return session_principal(state, headers, check).await,
         Some(Credential::Bearer(t)) => (t, None),
         Some(Credential::Basic { user, token }) => (token, Some(user)),
     };
-    let digest = secrets::digest(&token);
+    // A password is only good with its user name: the two together are the cache's key.
+    let digest = match &claimed_user {
+        None => secrets::digest(&token),
+        Some(u) => secrets::digest(&format!("{u}\u{0}{token}")),
+    };
     let cached = match check {
         Check::Cached => state.principals.get(&digest),
         Check::Fresh => None,
@@ -63,12 +71,13 @@ pub async fn optional_principal(state: &AppState, headers: &HeaderMap, check: Ch
     let principal = match cached {
         Some(p) => p,
         None => {
-            let p = state
-                .mesh
-                .store
-                .principal(&hex::encode(digest))
-                .await?
-                .ok_or(Error::Unauthorized)?;
+            let p = match state.mesh.store.principal(&secrets::hash(&token)).await? {
+                Some(p) => p,
+                None => match &claimed_user {
+                    Some(user) => password_principal(state, user, &token).await?,
+                    None => return Err(Error::Unauthorized),
+                },
+            };
             state.principals.put(digest, p.clone());
             p
         }
@@ -77,6 +86,58 @@ pub async fn optional_principal(state: &AppState, headers: &HeaderMap, check: Ch
         return Err(Error::Unauthorized);
     }
     Ok(Some(principal))
+}
+
+/// HTTP Basic with a password instead of a device token: an app password, or the account
+/// password (argon2, so failures count towards the login bound of the user).
+async fn password_principal(state: &AppState, user: &str, password: &str) -> Result<Principal> {
+    let store = state.mesh.store.as_ref();
+    if password.starts_with("fm_") {
+        // A device token that is not (or no longer) live: no password starts so.
+        return Err(Error::Unauthorized);
+    }
+    let login = match logins::check_app_password(store, user, password).await? {
+        Some(l) => l,
+        None => {
+            if let Some(wait) = state.failed_logins.wait(None, user) {
+                return Err(Error::RateLimited(
+                    format!("too many failed logins; try again in {wait} s"),
+                    wait,
+                ));
+            }
+            match logins::check_password(store, user, password).await? {
+                Some(l) => l,
+                None => {
+                    state.failed_logins.failed(None, user);
+                    return Err(Error::Unauthorized);
+                }
+            }
+        }
+    };
+    crate::usecases::principal(&state.core, login.user_id, WEB_ENDPOINT)
+        .await
+        .map_err(Error::Internal)
+}
+
+/// The principal of a browser's live session cookie (a stale cookie is no credential).
+async fn session_principal(state: &AppState, headers: &HeaderMap, check: Check) -> Result<Option<Principal>> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let digest = secrets::digest(token);
+    if check == Check::Cached
+        && let Some(p) = state.principals.get(&digest)
+    {
+        return Ok(Some(p));
+    }
+    let Some(login) = logins::session(state.mesh.store.as_ref(), token).await? else {
+        return Ok(None);
+    };
+    let p = crate::usecases::principal(&state.core, login.user_id, WEB_ENDPOINT)
+        .await
+        .map_err(Error::Internal)?;
+    state.principals.put(digest, p.clone());
+    Ok(Some(p))
 }
 
 /// The principal behind the request's token, checked against the store; no token is 401.

@@ -1,6 +1,7 @@
 //! HTTP: the one table of routes, shared state, and helpers. Handlers only translate a
 //! request into one use-case call and its result into a response.
 
+mod assets;
 mod atompub;
 mod auth;
 mod blobs;
@@ -15,10 +16,13 @@ mod hub;
 mod keys;
 mod oauth;
 mod pages;
+mod session;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::store::{FeedKey, Principal};
@@ -42,6 +46,8 @@ pub struct AppState {
     pub feed_keys: TtlMap<[u8; 32], FeedKey>,
     /// Self keys by (user, hash of the feed key path), trusted for at most a second.
     pub self_keys: TtlMap<(i64, u64), Arc<str>>,
+    /// Failed password attempts: 10 per client address and 10 per user name in 5 minutes.
+    pub failed_logins: session::FailedLogins,
 }
 
 impl AppState {
@@ -54,6 +60,7 @@ impl AppState {
             principals: TtlMap::new(second, 100_000),
             feed_keys: TtlMap::new(second, 100_000),
             self_keys: TtlMap::new(second, 100_000),
+            failed_logins: session::FailedLogins::new(std::time::Duration::from_secs(300), 10, 10),
         }
     }
 }
@@ -70,8 +77,13 @@ pub type SharedState = Arc<AppState>;
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/", get(pages::landing))
-        .route("/login", get(pages::login))
+        .route("/login", get(session::login_form).post(session::login))
+        .route("/logout", axum::routing::post(session::logout))
+        .route("/static/{file}", get(assets::file))
         .route("/healthz", get(pages::health))
+        .route("/events", get(pages::events))
+        .route("/devices", get(pages::devices).post(pages::add_device))
+        .route("/devices/{id}/revoke", axum::routing::post(pages::revoke_device))
         .route("/hub", axum::routing::post(hub::request))
         .route("/atompub", get(atompub::service))
         .route(
@@ -133,8 +145,23 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/follows", get(follows::list).post(follows::create))
         .route("/api/follows/{id}", axum::routing::delete(follows::remove))
         .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), session::csrf))
         .with_state(state)
         .layer(axum::middleware::map_response(files::common_headers))
+}
+
+/// What pages may load: only this hub's own stylesheet, script, images and forms.
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// An HTML page as a response: never cached by shared caches, under the page CSP.
+pub fn html(body: String) -> Response {
+    let mut resp = Html(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    resp
 }
 
 /// A request body as the use cases take an upload: a stream of bytes, an interruption an

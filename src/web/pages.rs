@@ -1,17 +1,70 @@
-//! HTML pages: the landing page (version, your feeds once logged in, how to start).
+//! HTML pages of the web app: server-rendered (askama), working without JavaScript, under a
+//! strict Content-Security-Policy. Each handler makes one use-case call and renders it; the
+//! page chrome (navigation, search box, logout form with its CSRF token) is [`Chrome`].
+
+use std::convert::Infallible;
+use std::time::Duration;
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
 
-use super::SharedState;
 use super::auth::{Check, optional_principal};
+use super::session::page_csrf;
+use super::{SharedState, html};
+use crate::domain::time::Timestamp;
 use crate::error::{Error, Result};
+use crate::store::Principal;
+use crate::usecases::lines::{self, Line};
 
-pub struct FeedLink {
-    pub title: String,
-    pub url: String,
+fn render(page: impl Template) -> Result<Response> {
+    Ok(html(page.render().map_err(|e| Error::Internal(e.into()))?))
+}
+
+/// The navigation: (URL, label, key).
+const NAV: &[(&str, &str, &str)] = &[("/", "Stream", "stream"), ("/devices", "Devices", "devices")];
+
+/// What every page around its content shows.
+pub struct Chrome {
+    pub user: Option<String>,
+    pub csrf: String,
+    pub current: &'static str,
+    pub nav: &'static [(&'static str, &'static str, &'static str)],
+    pub conflicts: u64,
+    pub query: String,
+    pub version: &'static str,
+    pub css: String,
+    pub js: String,
+}
+
+impl Chrome {
+    pub fn new(st: &super::AppState, headers: &HeaderMap, who: &Principal, current: &'static str) -> Chrome {
+        Chrome {
+            user: Some(who.user.clone()),
+            csrf: page_csrf(st, headers),
+            current,
+            nav: NAV,
+            conflicts: 0,
+            query: String::new(),
+            version: env!("CARGO_PKG_VERSION"),
+            css: super::assets::url("app.css"),
+            js: super::assets::url("app.js"),
+        }
+    }
+}
+
+/// The browser's user, or a redirect to the login form (a page is never a 401 prompt).
+pub(super) async fn viewer(st: &SharedState, headers: &HeaderMap, here: &str) -> Result<Principal, Response> {
+    match optional_principal(st, headers, Check::Cached).await {
+        Ok(Some(p)) => Ok(p),
+        _ => {
+            let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+            Err(axum::response::Redirect::to(&format!("/login?next={next}")).into_response())
+        }
+    }
 }
 
 #[derive(Template)]
@@ -19,55 +72,188 @@ pub struct FeedLink {
 struct Landing {
     version: &'static str,
     base_url: String,
-    user: Option<String>,
-    device: String,
-    feeds: Vec<FeedLink>,
-    collections: Vec<FeedLink>,
 }
 
-pub async fn landing(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
+/// A day of the stream: its heading and its lines.
+pub struct Day {
+    pub label: String,
+    pub lines: Vec<Line>,
+}
+
+/// Groups lines (newest first) by UTC day: "Today", "Yesterday", then the date.
+pub fn by_day(lines: Vec<Line>, now: Timestamp) -> Vec<Day> {
+    let today = now.datetime().date_naive();
+    let mut days: Vec<Day> = Vec::new();
+    for l in lines {
+        let date = l.at.datetime().date_naive();
+        let label = match (today - date).num_days() {
+            0 => "Today".to_string(),
+            1 => "Yesterday".to_string(),
+            _ => date.format("%A %-d %B %Y").to_string(),
+        };
+        match days.last_mut() {
+            Some(d) if d.label == label => d.lines.push(l),
+            _ => days.push(Day { label, lines: vec![l] }),
+        }
+    }
+    days
+}
+
+#[derive(Template)]
+#[template(path = "stream.html")]
+struct StreamPage {
+    chrome: Chrome,
+    days: Vec<Day>,
+    older: Option<u64>,
+    paged: bool,
+    base_url: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct PageQuery {
+    before: Option<u64>,
+}
+
+/// `/`: the user's stream once logged in; the public page otherwise.
+pub async fn landing(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Response> {
     // A bad credential on the landing page just shows the public page.
-    let who = optional_principal(&st, &headers, Check::Cached).await.unwrap_or(None);
-    let mut page = Landing {
-        version: env!("CARGO_PKG_VERSION"),
-        base_url: st.base_url.clone(),
-        user: None,
-        device: String::new(),
-        feeds: Vec::new(),
-        collections: Vec::new(),
-    };
-    if let Some(p) = who {
-        for ext in ["atom", "rss", "json"] {
-            page.feeds.push(FeedLink {
-                title: format!("Your stream ({ext})"),
-                url: format!("{}/u/{}/stream.{ext}", st.base_url, p.user),
-            });
-        }
-        page.feeds.push(FeedLink {
-            title: format!("What {} published (atom)", p.by()),
-            url: format!("{}/u/{}/endpoints/{}/stream.atom", st.base_url, p.user, p.endpoint),
+    let Some(who) = optional_principal(&st, &headers, Check::Cached).await.unwrap_or(None) else {
+        return render(Landing {
+            version: env!("CARGO_PKG_VERSION"),
+            base_url: st.base_url.clone(),
         });
-        for c in st.mesh.collections(p.user_id).await? {
-            page.collections.push(FeedLink {
-                url: st.collection_url(&p.user, &c.name),
-                title: c.name,
-            });
-        }
-        page.device = p.endpoint;
-        page.user = Some(p.user);
-    }
-    let html = page.render().map_err(|e| Error::Internal(e.into()))?;
-    Ok(Html(html).into_response())
+    };
+    let page = lines::stream(&st.core, &who, q.before).await?;
+    render(StreamPage {
+        chrome: Chrome::new(&st, &headers, &who, "stream"),
+        days: by_day(page.lines, Timestamp::now()),
+        older: page.older,
+        paged: q.before.is_some(),
+        base_url: st.base_url.clone(),
+    })
 }
 
-/// Asks the browser for a user name and token (HTTP Basic), then shows the landing page.
-pub async fn login(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
-    match optional_principal(&st, &headers, Check::Cached).await {
-        Ok(Some(_)) => Ok(Redirect::to("/").into_response()),
-        _ => Err(Error::Unauthorized),
-    }
+/// `/events`: Server-Sent Events for the browser's user, one `change` event whenever their
+/// stream has something new (the page then offers "N new"), a comment every 15 s to keep
+/// proxies from closing it.
+pub async fn events(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let who = optional_principal(&st, &headers, Check::Cached)
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    let mut heads = lines::heads(st.core.clone(), who.user_id);
+    let stream = async_stream(move |tx| async move {
+        while let Some(head) = heads.recv().await {
+            let event = Event::default().event("change").data(head.to_string());
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// A stream fed by a task through a small channel (ends when the task or the client does).
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(f(tx));
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 pub async fn health() -> &'static str {
     "ok\n"
+}
+
+#[derive(Template)]
+#[template(path = "devices.html")]
+struct DevicesPage {
+    chrome: Chrome,
+    tokens: Vec<crate::store::TokenInfo>,
+    /// A token just made: (device, token), shown this once.
+    issued: Option<(String, String)>,
+    error: String,
+    base_url: String,
+}
+
+async fn devices_page(
+    st: &SharedState,
+    headers: &HeaderMap,
+    who: &Principal,
+    issued: Option<(String, String)>,
+    error: String,
+) -> Result<Response> {
+    let tokens = crate::usecases::accounts::tokens(st.mesh.store.as_ref(), &who.user).await?;
+    let mut resp = render(DevicesPage {
+        chrome: Chrome::new(st, headers, who, "devices"),
+        tokens,
+        issued,
+        error: error.clone(),
+        base_url: st.base_url.clone(),
+    })?;
+    if !error.is_empty() {
+        *resp.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+    }
+    Ok(resp)
+}
+
+/// `/devices`: the user's devices and their tokens.
+pub async fn devices(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
+    let who = match viewer(&st, &headers, "/devices").await {
+        Ok(p) => p,
+        Err(redirect) => return Ok(redirect),
+    };
+    devices_page(&st, &headers, &who, None, String::new()).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeviceForm {
+    #[serde(default)]
+    device: String,
+}
+
+/// `POST /devices`: a token for a (new) device, shown once on the page that answers.
+pub async fn add_device(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<DeviceForm>,
+) -> Result<Response> {
+    let who = match viewer(&st, &headers, "/devices").await {
+        Ok(p) => p,
+        Err(redirect) => return Ok(redirect),
+    };
+    let device = form.device.trim().to_string();
+    match crate::usecases::accounts::add_token(st.mesh.store.as_ref(), &who.user, &device).await {
+        Ok(t) => devices_page(&st, &headers, &who, Some((device, t.token)), String::new()).await,
+        Err(Error::Invalid(why)) => devices_page(&st, &headers, &who, None, why).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /devices/{id}/revoke`: the token stops working at once.
+pub async fn revoke_device(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Response> {
+    let who = match viewer(&st, &headers, "/devices").await {
+        Ok(p) => p,
+        Err(redirect) => return Ok(redirect),
+    };
+    crate::usecases::accounts::revoke_token(st.mesh.store.as_ref(), &who.user, id).await?;
+    st.principals.clear();
+    Ok(axum::response::Redirect::to("/devices").into_response())
 }

@@ -24,7 +24,7 @@ impl Timestamp {
             .ok()
             .map(|d| Timestamp(d.timestamp()))
     }
-    fn datetime(self) -> DateTime<Utc> {
+    pub fn datetime(self) -> DateTime<Utc> {
         DateTime::from_timestamp(self.0, 0).unwrap_or_default()
     }
     pub fn rfc3339(self) -> String {

@@ -336,6 +336,7 @@ mod blobs;
 mod connectors;
 mod follows;
 mod items;
+mod logins;
 mod people;
 mod queues;
 mod rows;

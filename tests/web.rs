@@ -1,0 +1,537 @@
+//! The web app over HTTP as a browser uses it: the login form, the session cookie, CSRF on
+//! every state change, logout, the login bound, passwords from the CLI, app passwords, the
+//! stream page, live updates and the devices page. (The real-browser tests drive Chromium.)
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use feedmesh::usecases::logins;
+
+use crate::common::process::*;
+use crate::common::{TestApp, entry};
+
+/// A browser without JavaScript: keeps cookies, follows no redirect by itself.
+pub struct Browser {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Browser {
+        Browser {
+            base: base.to_string(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap();
+            let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            if val.is_empty() || attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), val.to_string());
+            }
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> (u16, String) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+        let body = resp.text().await.unwrap();
+        (status, location.unwrap_or(body))
+    }
+
+    /// Posts a form; (status, Location for a redirect else the body).
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&resp);
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
+        let body = resp.text().await.unwrap();
+        (status, location.unwrap_or(body))
+    }
+
+    /// Opens the login form and sends it; the status and where it leads.
+    pub async fn log_in(&mut self, user: &str, password: &str) -> (u16, String) {
+        let (status, form) = self.get("/login").await;
+        assert_eq!(status, 200, "{form}");
+        let csrf = csrf_of(&form);
+        self.post("/login", &[("user", user), ("password", password), ("csrf", &csrf)])
+            .await
+    }
+}
+
+/// The CSRF token of the first form on a page.
+pub fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn with_password(app: &TestApp, user: &str, password: &str) -> String {
+    let token = app.token(user, "laptop").await;
+    logins::set_password(app.store.as_ref(), user, password).await.unwrap();
+    token
+}
+
+#[tokio::test]
+async fn a_password_set_from_a_script_logs_a_browser_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let passwd = |input: &str, user: &str| {
+        let mut child = Command::new(BIN)
+            .args(["user", "passwd", user])
+            .env("FEEDMESH_DATA_DIR", d)
+            .env_remove("FEEDMESH_DATABASE_URL")
+            .env_remove("FEEDMESH_SECRET_KEY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (success, err) = passwd("short\n", "alice");
+    assert!(!success && err.contains("shorter than 8"), "{err}");
+    let (success, err) = passwd("", "alice");
+    assert!(!success && err.contains("standard input"), "{err}");
+    let (success, err) = passwd("correct horse battery\n", "nobody");
+    assert!(!success && err.contains("nobody"), "{err}");
+    let (success, err) = passwd("correct horse battery\n", "alice");
+    assert!(success, "{err}");
+    assert!(!err.contains("correct horse"), "the password was echoed: {err}");
+    // Only an argon2id hash is kept.
+    let db = std::fs::read(d.join("feedmesh.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("correct horse battery"));
+
+    let (_serve, base) = serve(d);
+    let mut browser = Browser::new(&base);
+    assert_eq!(
+        browser.log_in("alice", "correct horse battery").await,
+        (303, "/".into())
+    );
+    let (status, page) = browser.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<h1>Stream</h1>") && page.contains("alice"), "{page}");
+    // The log keeps no password (serve logs failed logins by user name only).
+    let mut wrong = Browser::new(&base);
+    assert_eq!(wrong.log_in("alice", "not the password").await.0, 401);
+}
+
+#[tokio::test]
+async fn login_sessions_csrf_and_logout() {
+    let app = TestApp::spawn().await;
+    let token = with_password(&app, "alice", "correct horse battery").await;
+    let mut b = Browser::new(&app.base);
+
+    // Not logged in: pages send the browser to the form, keeping where it was going.
+    assert_eq!(b.get("/devices").await, (303, "/login?next=%2Fdevices".into()));
+
+    // The form's CSRF token belongs with its pre-session cookie.
+    let (_, form) = b.get("/login").await;
+    let csrf = csrf_of(&form);
+    let pre = b.cookies.get("fm_pre").cloned().expect("a pre-session cookie");
+    let mut other = Browser::new(&app.base);
+    let (status, _) = other
+        .post(
+            "/login",
+            &[
+                ("user", "alice"),
+                ("password", "correct horse battery"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(status, 403, "a login form posted without its cookie");
+    let (status, body) = b
+        .post(
+            "/login",
+            &[("user", "alice"), ("password", "wrong password"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert!(body.contains("Wrong user name or password") && body.contains("value=\"alice\""));
+    assert!(!body.contains("wrong password"), "the form echoed the password");
+
+    // Session fixation: a session id planted before login is never the one after.
+    b.cookies.insert("fm_session".into(), "fms_planted".into());
+    let raw = b
+        .client
+        .post(format!("{}/login", app.base))
+        .header("cookie", format!("fm_pre={pre}; fm_session=fms_planted"))
+        .form(&[
+            ("user", "alice"),
+            ("password", "correct horse battery"),
+            ("csrf", csrf.as_str()),
+            ("next", "/devices"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 303);
+    assert_eq!(raw.headers()["location"], "/devices");
+    let set: Vec<String> = raw
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("fm_session="))
+        .expect("a session cookie");
+    assert!(!session.contains("fms_planted"));
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(!session.contains("Secure"), "Secure on a plain-http hub: {session}");
+    b.keep(&raw);
+    assert_ne!(b.cookies["fm_session"], "fms_planted");
+
+    // A login form never sends the browser to another site.
+    let mut c = Browser::new(&app.base);
+    let (_, form) = c.get("/login?next=//evil.example/").await;
+    assert!(form.contains("name=\"next\" value=\"/\""), "{form}");
+
+    // Logged in: the stream, and state changes need the page's CSRF token.
+    let (status, page) = b.get("/devices").await;
+    assert_eq!(status, 200, "{page}");
+    let page_csrf = csrf_of(&page);
+    let before = app.store.tokens(&"alice".parse().unwrap()).await.unwrap().len();
+    assert_eq!(b.post("/devices", &[("device", "phone")]).await.0, 403);
+    assert_eq!(
+        b.post("/devices", &[("device", "phone"), ("csrf", "forged")]).await.0,
+        403
+    );
+    assert_eq!(
+        app.store.tokens(&"alice".parse().unwrap()).await.unwrap().len(),
+        before,
+        "a refused form changed something"
+    );
+    // The JSON API takes the session too, with the token in a header.
+    let api = |csrf: Option<&str>| {
+        let mut r = b
+            .client
+            .post(format!("{}/api/contacts", app.base))
+            .header("cookie", b.cookie_header())
+            .json(&serde_json::json!({"name": "Bob", "identities": ["mailto:bob@example.com"]}));
+        if let Some(c) = csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        r.send()
+    };
+    assert_eq!(api(None).await.unwrap().status(), 403);
+    assert_eq!(api(Some(&page_csrf)).await.unwrap().status(), 201);
+    // Another site's page cannot post even with a token it somehow had.
+    let cross = b
+        .client
+        .post(format!("{}/api/contacts", app.base))
+        .header("cookie", b.cookie_header())
+        .header("origin", "https://evil.example")
+        .header("x-csrf-token", &page_csrf)
+        .json(&serde_json::json!({"name": "Eve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    // Device tokens never ride in cookies: no CSRF token needed.
+    let by_token = app
+        .client
+        .post(app.url("/api/contacts"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "Carol"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_token.status(), 201);
+
+    // Logout ends the session: the same cookie opens nothing afterwards.
+    let cookie = b.cookies["fm_session"].clone();
+    assert_eq!(b.post("/logout", &[("csrf", &page_csrf)]).await, (303, "/login".into()));
+    let mut replay = Browser::new(&app.base);
+    replay.cookies.insert("fm_session".into(), cookie);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the credential cache
+    assert_eq!(replay.get("/devices").await.0, 303);
+}
+
+#[tokio::test]
+async fn failed_logins_are_bounded() {
+    let app = TestApp::spawn().await;
+    with_password(&app, "alice", "correct horse battery").await;
+    let mut b = Browser::new(&app.base);
+    for _ in 0..10 {
+        assert_eq!(b.log_in("alice", "guess").await.0, 401);
+    }
+    // The eleventh attempt is refused before any password is looked at, the right one too.
+    let (status, body) = b.log_in("alice", "correct horse battery").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too many failed logins"), "{body}");
+    // HTTP Basic with a password counts towards the same user's bound.
+    let basic = app
+        .client
+        .get(app.url("/u/alice/stream.atom"))
+        .basic_auth("alice", Some("correct horse battery"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 429);
+    assert!(basic.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn reader_apps_log_in_with_app_passwords_or_the_password() {
+    let app = TestApp::spawn().await;
+    with_password(&app, "alice", "correct horse battery").await;
+    let issued = logins::add_app_password(app.store.as_ref(), "alice", "newsboat")
+        .await
+        .unwrap();
+    let feed = |user: &str, pw: &str| {
+        app.client
+            .get(app.url("/u/alice/stream.atom"))
+            .basic_auth(user, Some(pw.to_string()))
+            .send()
+    };
+    assert_eq!(feed("alice", &issued.password).await.unwrap().status(), 200);
+    assert_eq!(feed("alice", "correct horse battery").await.unwrap().status(), 200);
+    assert_eq!(feed("alice", "wrong password").await.unwrap().status(), 401);
+    // Another user's name with alice's app password is nobody.
+    app.token("bob", "phone").await;
+    assert_eq!(feed("bob", &issued.password).await.unwrap().status(), 401);
+    // Fever's key is md5("alice:PASSWORD") of the app password.
+    let fever = logins::fever_key("alice", &issued.password);
+    let login = logins::fever_login(app.store.as_ref(), &fever).await.unwrap().unwrap();
+    assert_eq!(login.user, "alice");
+    let listed = logins::app_passwords(app.store.as_ref(), "alice").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].last_used.is_some(), "{listed:?}");
+    logins::revoke_app_password(app.store.as_ref(), "alice", issued.info.id)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the credential cache
+    assert_eq!(feed("alice", &issued.password).await.unwrap().status(), 401);
+    assert!(logins::fever_login(app.store.as_ref(), &fever).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_cli_makes_lists_and_revokes_app_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["user", "add", "alice"]);
+    let out = ok(
+        d,
+        &["user", "app-password", "alice", "--name", "newsboat on the laptop"],
+    );
+    let password = out.lines().last().unwrap();
+    assert!(password.starts_with("fma_") && password.len() > 40, "{out}");
+    let list = ok(d, &["user", "app-passwords", "alice"]);
+    assert!(
+        list.contains("newsboat on the laptop") && list.contains("live"),
+        "{list}"
+    );
+    assert!(!list.contains(password), "the list shows the password");
+    let id = list.lines().nth(1).unwrap().split('\t').next().unwrap();
+    ok(d, &["user", "revoke-app-password", "alice", id]);
+    assert!(ok(d, &["user", "app-passwords", "alice"]).contains("revoked"));
+    let (success, _, err) = feedmesh(d, &["user", "app-password", "alice", "--name", ""]);
+    assert!(!success && err.contains("name"), "{err}");
+}
+
+#[tokio::test]
+async fn the_stream_page_shows_activities_escaped_and_pages_hold_their_place() {
+    let app = TestApp::spawn().await;
+    let token = with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Notes").await;
+    for i in 0..55 {
+        let r = app
+            .post_entry(&token, "/atompub/alice/Notes", entry(&format!("note {i}"), "body"))
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let evil = r#"<entry xmlns="http://www.w3.org/2005/Atom"><title>&lt;script&gt;alert('title')&lt;/script&gt;</title><content type="html">&lt;p&gt;hi&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;&lt;/p&gt;</content></entry>"#;
+    assert_eq!(app.post_entry(&token, "/atompub/alice/Notes", evil).await.status(), 201);
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let resp = b
+        .client
+        .get(format!("{}/", app.base))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("&#60;script&#62;alert(") && !page.contains("<script>alert"),
+        "{page}"
+    );
+    assert!(!page.contains("onerror") && !page.contains("alert(2)"), "{page}");
+    assert!(page.contains("<p>hi"), "the sanitised HTML is shown: {page}");
+    assert!(page.contains("Today") && page.contains("note 54"));
+    // 50 a page; the next page starts below the last one shown, whatever arrives meanwhile.
+    let older = page
+        .split("href=\"/?before=")
+        .nth(1)
+        .expect("an older page")
+        .split('"')
+        .next()
+        .unwrap();
+    let title = |n: u32| format!("<span class=\"title\">note {n}</span>");
+    assert!(
+        page.contains(&title(6)) && !page.contains(&title(5)),
+        "not 50 on the first page"
+    );
+    for i in 55..60 {
+        app.post_entry(&token, "/atompub/alice/Notes", entry(&format!("note {i}"), "b"))
+            .await;
+    }
+    let (_, second) = b.get(&format!("/?before={older}")).await;
+    assert!(second.contains(&title(5)) && second.contains(&title(0)), "{second}");
+    assert!(!second.contains(&title(55)) && !second.contains(&title(6)), "{second}");
+    assert!(!second.contains("rel=\"next\""), "a third page of nothing");
+}
+
+#[tokio::test]
+async fn the_stream_is_told_live_of_what_arrives() {
+    use futures_util::StreamExt;
+    let app = TestApp::spawn().await;
+    let token = with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Notes").await;
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let resp = b
+        .client
+        .get(format!("{}/events", app.base))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut body = resp.bytes_stream();
+    // Another user's writes say nothing to alice's page.
+    let bob = app.token("bob", "phone").await;
+    app.collection("bob", "Notes").await;
+    app.post_entry(&bob, "/atompub/bob/Notes", entry("bob's", "x")).await;
+    app.post_entry(&token, "/atompub/alice/Notes", entry("hello", "x"))
+        .await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains("event: change") {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let head = app
+        .store
+        .user_head(app.store.user("alice").await.unwrap().id)
+        .await
+        .unwrap();
+    assert!(seen.contains(&format!("data: {head}")), "{seen}");
+    // Without a session there is no stream of events.
+    let anon = app.client.get(app.url("/events")).send().await.unwrap();
+    assert_eq!(anon.status(), 401);
+}
+
+#[tokio::test]
+async fn devices_are_added_with_a_token_shown_once_and_revoked() {
+    let app = TestApp::spawn().await;
+    with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Notes").await;
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (_, page) = b.get("/devices").await;
+    let csrf = csrf_of(&page);
+    let (status, page) = b.post("/devices", &[("device", "bad name!"), ("csrf", &csrf)]).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, page) = b.post("/devices", &[("device", "phone"), ("csrf", &csrf)]).await;
+    assert_eq!(status, 200);
+    let at = page.find("id=\"new-token\">").unwrap() + 15;
+    let token = page[at..].split('<').next().unwrap().to_string();
+    assert!(token.starts_with("fm_"), "{token}");
+    assert!(page.contains(&format!("feedmesh agent --hub {} --token {token}", app.base)));
+    let atompub = |t: String| app.client.get(app.url("/atompub")).bearer_auth(t).send();
+    assert_eq!(atompub(token.clone()).await.unwrap().status(), 200);
+    // Shown once: the list has its prefix only.
+    let (_, list) = b.get("/devices").await;
+    assert!(!list.contains(&token) && list.contains(&token[..7]));
+    let id = app
+        .store
+        .tokens(&"alice".parse().unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.device == "phone")
+        .unwrap()
+        .id;
+    let (status, to) = b.post(&format!("/devices/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!((status, to.as_str()), (303, "/devices"));
+    assert_eq!(atompub(token).await.unwrap().status(), 401);
+    // Another user's device is not found.
+    app.token("bob", "tablet").await;
+    let bobs = app.store.tokens(&"bob".parse().unwrap()).await.unwrap()[0].id;
+    let (status, _) = b.post(&format!("/devices/{bobs}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn an_https_hub_marks_its_cookies_secure() {
+    feedmesh::net::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("feedmesh.db").display());
+    let mut settings = crate::common::settings(dir.path(), &url);
+    settings.serve.base_url = Some("https://mesh.example".into());
+    let app = feedmesh::app::App::build(&settings).await.unwrap();
+    let addr = app.local_addr();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let resp = reqwest::get(format!("http://{addr}/login")).await.unwrap();
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("; Secure") && cookie.starts_with("fm_pre="), "{cookie}");
+    server.abort();
+}
