@@ -535,3 +535,129 @@ async fn an_https_hub_marks_its_cookies_secure() {
     assert!(cookie.contains("; Secure") && cookie.starts_with("fm_pre="), "{cookie}");
     server.abort();
 }
+
+#[tokio::test]
+async fn the_feeds_page_and_opml_list_every_feed_with_a_working_key_url() {
+    let app = TestApp::spawn().await;
+    let token = with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Notes").await;
+    app.post_entry(&token, "/atompub/alice/Notes", entry("first", "x"))
+        .await;
+    let contact = app
+        .client
+        .post(app.url("/api/contacts"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "Bob <b>", "org": "Acme & Co", "identities": ["mailto:bob@acme.example"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(contact.status(), 201);
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (status, page) = b.get("/feeds").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("{}/u/alice/stream.atom?key=fk_", app.base)),
+        "{page}"
+    );
+    assert!(page.contains(&format!("{}/atompub/alice/Notes?key=fk_", app.base)));
+    assert!(page.contains("1 contact timelines"), "{page}");
+
+    // The OPML export, imported by a real reader: newsboat -i (its exit code ignores
+    // errors, so the URLs it wrote are what counts), then every feed fetched without a login.
+    let opml = app
+        .client
+        .get(app.url("/u/alice/feeds.opml"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opml.status(), 200);
+    assert!(
+        opml.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/x-opml")
+    );
+    let doc = opml.text().await.unwrap();
+    assert!(
+        doc.contains("Bob &lt;b&gt;") && doc.contains("<opml version=\"2.0\">"),
+        "{doc}"
+    );
+    let nb = tempfile::tempdir().unwrap();
+    std::fs::write(nb.path().join("feeds.opml"), &doc).unwrap();
+    std::fs::write(nb.path().join("urls"), "").unwrap();
+    let out = Command::new("newsboat")
+        .env("HOME", nb.path())
+        .arg("-u")
+        .arg(nb.path().join("urls"))
+        .arg("-c")
+        .arg(nb.path().join("cache.db"))
+        .arg("-C")
+        .arg("/dev/null")
+        .arg("-i")
+        .arg(nb.path().join("feeds.opml"))
+        .output()
+        .expect("newsboat runs (apt-get install newsboat)");
+    let urls = std::fs::read_to_string(nb.path().join("urls")).unwrap();
+    let urls: Vec<&str> = urls
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|u| u.starts_with("http"))
+        .collect();
+    assert!(
+        urls.len() >= 6,
+        "newsboat imported {urls:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in [
+        "/u/alice/stream.atom?key=",
+        "/u/alice/stream.rss?key=",
+        "/u/alice/stream.json?key=",
+        "/u/alice/endpoints/laptop/stream.atom?key=",
+        "/atompub/alice/Notes?key=",
+        "/u/alice/companies/",
+        "/u/alice/contacts/",
+    ] {
+        assert!(urls.iter().any(|u| u.contains(kind)), "no {kind} in {urls:?}");
+    }
+    let anonymous = reqwest::Client::new();
+    for u in &urls {
+        let r = anonymous.get(*u).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{u}");
+    }
+    // Another user's OPML is not there for alice.
+    app.token("bob", "phone").await;
+    let theirs = app
+        .client
+        .get(app.url("/u/bob/feeds.opml"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 404);
+
+    // Revoking a key from the page: that URL stops working, the page shows the next one.
+    let stream_key = urls
+        .iter()
+        .find(|u| u.contains("/u/alice/stream.atom?key="))
+        .unwrap()
+        .to_string();
+    let (_, page) = b.get("/feeds").await;
+    let csrf = csrf_of(&page);
+    let listed = app.keys(&token).await;
+    let id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["feed"] == "/u/alice/stream" && k["revoked"] == false)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, to) = b.post(&format!("/feeds/keys/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!((status, to.as_str()), (303, "/feeds"));
+    tokio::time::sleep(Duration::from_millis(1100)).await; // past the credential cache
+    assert_eq!(anonymous.get(&stream_key).send().await.unwrap().status(), 401);
+    let (_, page) = b.get("/feeds").await;
+    assert!(!page.contains(&stream_key) && page.contains("/u/alice/stream.atom?key=fk_"));
+}

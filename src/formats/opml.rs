@@ -1,8 +1,34 @@
-//! OPML 1.0/2.0 in, as feed readers export their subscriptions: the feeds (`xmlUrl`) and the
+//! OPML 2.0 out (the feeds a user can read, for any reader to import), and OPML 1.0/2.0
+//! in, as feed readers export their subscriptions: the feeds (`xmlUrl`) and the
 //! folder each sits in (its outermost enclosing outline). Read with the strict reader (no
 //! DTDs, bounded depth and size).
 
-use super::xml::{Node, Reader, XmlError};
+use super::xml::{Node, Reader, XmlError, esc, xml_safe};
+
+/// An OPML 2.0 document: one folder outline per group, one `rss` outline per feed
+/// (title, feed URL), in the order given.
+pub fn write(title: &str, created: &str, groups: &[(String, Vec<(String, String)>)]) -> String {
+    let t = |s: &str| esc(&xml_safe(s)).into_owned();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<opml version=\"2.0\">\n<head>\n");
+    out.push_str(&format!(
+        "<title>{}</title>\n<dateCreated>{}</dateCreated>\n</head>\n<body>\n",
+        t(title),
+        t(created)
+    ));
+    for (group, feeds) in groups.iter().filter(|(_, f)| !f.is_empty()) {
+        out.push_str(&format!("<outline text=\"{0}\" title=\"{0}\">\n", t(group)));
+        for (title, url) in feeds {
+            out.push_str(&format!(
+                "<outline type=\"rss\" text=\"{0}\" title=\"{0}\" xmlUrl=\"{1}\"/>\n",
+                t(title),
+                t(url)
+            ));
+        }
+        out.push_str("</outline>\n");
+    }
+    out.push_str("</body>\n</opml>\n");
+    out
+}
 
 /// One subscription of an OPML file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +92,27 @@ pub fn read(body: &[u8]) -> Result<Vec<Subscription>, XmlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_written_reads_back() {
+        let groups = vec![
+            (
+                "Stream".to_string(),
+                vec![(
+                    "Everything <&>".to_string(),
+                    "https://h/u/a/stream.atom?key=fk_1&x=\"".to_string(),
+                )],
+            ),
+            ("Empty".to_string(), vec![]),
+        ];
+        let doc = write("a's feeds", "Wed, 02 Dec 2026 00:00:00 GMT", &groups);
+        let subs = read(doc.as_bytes()).unwrap();
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].url, "https://h/u/a/stream.atom?key=fk_1&x=\"");
+        assert_eq!(subs[0].title, "Everything <&>");
+        assert_eq!(subs[0].folder.as_deref(), Some("Stream"));
+        assert!(!doc.contains("Empty"));
+    }
 
     #[test]
     fn feeds_and_their_folders_are_read() {

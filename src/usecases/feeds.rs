@@ -390,3 +390,73 @@ mod tests {
         assert_eq!(FeedPath::parse("/atompub/bob/Notes").map(|f| f.user()), Some("bob"));
     }
 }
+
+/// One feed of a user's directory: what to call it and its URL (without a key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedLink {
+    pub title: String,
+    pub url: String,
+}
+
+/// The feeds a user can read, by group: the stream in three formats, each device's stream,
+/// each collection, each saved view, each company's and each contact's timeline.
+pub async fn directory(core: &Core, user_id: i64, user: &str) -> Result<Vec<(String, Vec<FeedLink>)>> {
+    use super::timelines::feed_url;
+    let store = &core.mesh.store;
+    let name = crate::domain::names::UserName::parse(user)?;
+    let link = |title: String, url: String| FeedLink { title, url };
+    let stream = [Format::Atom, Format::Rss, Format::Json]
+        .into_iter()
+        .map(|f| {
+            link(
+                format!("Everything ({})", f.extension()),
+                stream_url(core, user, None, f),
+            )
+        })
+        .collect();
+    let mut devices: Vec<String> = store.tokens(&name).await?.into_iter().map(|t| t.device).collect();
+    devices.sort();
+    devices.dedup();
+    let devices = devices
+        .into_iter()
+        .map(|d| {
+            link(
+                format!("What {d} published"),
+                stream_url(core, user, Some(&d), Format::Atom),
+            )
+        })
+        .collect();
+    let collections = core
+        .mesh
+        .collections(user_id)
+        .await?
+        .into_iter()
+        .map(|c| link(c.name.clone(), core.collection_url(user, &c.name)))
+        .collect();
+    let views = store
+        .views(user_id)
+        .await?
+        .into_iter()
+        .map(|(v, _)| link(v.clone(), feed_url(core, user, Of::View(&v), Format::Atom)))
+        .collect();
+    let companies = store
+        .companies(user_id)
+        .await?
+        .into_iter()
+        .map(|c| link(c.name.clone(), feed_url(core, user, Of::Company(&c.slug), Format::Atom)))
+        .collect();
+    let contacts = store
+        .contacts(user_id)
+        .await?
+        .into_iter()
+        .map(|c| link(c.name.clone(), feed_url(core, user, Of::Contact(&c.id), Format::Atom)))
+        .collect();
+    Ok(vec![
+        ("Stream".into(), stream),
+        ("Devices".into(), devices),
+        ("Collections".into(), collections),
+        ("Views".into(), views),
+        ("Companies".into(), companies),
+        ("Contacts".into(), contacts),
+    ])
+}

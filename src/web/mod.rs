@@ -84,6 +84,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/events", get(pages::events))
         .route("/devices", get(pages::devices).post(pages::add_device))
         .route("/devices/{id}/revoke", axum::routing::post(pages::revoke_device))
+        .route("/feeds", get(pages::feeds))
+        .route("/feeds/keys/{id}/revoke", axum::routing::post(pages::revoke_key))
+        .route("/u/{user}/feeds.opml", get(pages::opml))
         .route("/hub", axum::routing::post(hub::request))
         .route("/atompub", get(atompub::service))
         .route(

@@ -25,7 +25,11 @@ fn render(page: impl Template) -> Result<Response> {
 }
 
 /// The navigation: (URL, label, key).
-const NAV: &[(&str, &str, &str)] = &[("/", "Stream", "stream"), ("/devices", "Devices", "devices")];
+const NAV: &[(&str, &str, &str)] = &[
+    ("/", "Stream", "stream"),
+    ("/devices", "Devices", "devices"),
+    ("/feeds", "Feeds", "feeds"),
+];
 
 /// What every page around its content shows.
 pub struct Chrome {
@@ -256,4 +260,124 @@ pub async fn revoke_device(
     crate::usecases::accounts::revoke_token(st.mesh.store.as_ref(), &who.user, id).await?;
     st.principals.clear();
     Ok(axum::response::Redirect::to("/devices").into_response())
+}
+
+/// A feed's URL with its self key: what a reader that cannot log in subscribes to.
+async fn keyed(st: &super::AppState, user_id: i64, url: &str) -> Result<String> {
+    let path = url.strip_prefix(&st.base_url).unwrap_or(url);
+    let key = super::auth::self_key(st, user_id, path).await?;
+    Ok(format!("{url}?key={key}"))
+}
+
+/// A feed as the feeds page shows it: title, URL, and the URL with its key.
+pub struct FeedRow {
+    /// The element id of its key URL (for its copy button).
+    pub id: String,
+    pub title: String,
+    pub url: String,
+    pub keyed: String,
+}
+
+#[derive(Template)]
+#[template(path = "feeds.html")]
+struct FeedsPage {
+    chrome: Chrome,
+    groups: Vec<(String, Vec<FeedRow>)>,
+    contacts: usize,
+    keys: Vec<crate::store::FeedKey>,
+    opml: String,
+}
+
+/// `/feeds`: every feed URL with its key URL, the keys to revoke, and the OPML export.
+pub async fn feeds(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
+    let who = match viewer(&st, &headers, "/feeds").await {
+        Ok(p) => p,
+        Err(redirect) => return Ok(redirect),
+    };
+    let mut groups = Vec::new();
+    let mut contacts = 0;
+    for (group, links) in crate::usecases::feeds::directory(&st.core, who.user_id, &who.user).await? {
+        // Contact timelines are on each contact's page and in the OPML export.
+        if group == "Contacts" {
+            contacts = links.len();
+            continue;
+        }
+        let mut rows = Vec::with_capacity(links.len());
+        for l in links {
+            rows.push(FeedRow {
+                id: format!("feed-{}-{}", groups.len(), rows.len()),
+                keyed: keyed(&st, who.user_id, &l.url).await?,
+                title: l.title,
+                url: l.url,
+            });
+        }
+        groups.push((group, rows));
+    }
+    let keys = crate::usecases::keys::list(st.mesh.store.as_ref(), who.user_id)
+        .await?
+        .into_iter()
+        .filter(|k| !k.revoked)
+        .collect();
+    render(FeedsPage {
+        chrome: Chrome::new(&st, &headers, &who, "feeds"),
+        groups,
+        contacts,
+        keys,
+        opml: format!("/u/{}/feeds.opml", who.user),
+    })
+}
+
+/// `POST /feeds/keys/{id}/revoke`: the key's URL stops working (its self key is made anew).
+pub async fn revoke_key(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Response> {
+    let who = match viewer(&st, &headers, "/feeds").await {
+        Ok(p) => p,
+        Err(redirect) => return Ok(redirect),
+    };
+    let forget = || {
+        st.feed_keys.remove_where(|k| k.id == id);
+        st.self_keys.clear();
+    };
+    crate::websub::hub::revoke_key(&st.websub, who.user_id, id, forget).await?;
+    Ok(axum::response::Redirect::to("/feeds").into_response())
+}
+
+/// `GET /u/{user}/feeds.opml`: every feed the user can read, with key URLs, in OPML 2.0.
+pub async fn opml(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    axum::extract::Path(user): axum::extract::Path<String>,
+) -> Result<Response> {
+    let who = super::auth::owner(&st, &headers, &user, Check::Cached).await?;
+    let mut groups = Vec::new();
+    for (group, links) in crate::usecases::feeds::directory(&st.core, who.user_id, &who.user).await? {
+        let mut feeds = Vec::with_capacity(links.len());
+        for l in links {
+            feeds.push((l.title, keyed(&st, who.user_id, &l.url).await?));
+        }
+        groups.push((group, feeds));
+    }
+    let doc = crate::formats::opml::write(
+        &format!("{}'s feeds on feedmesh", who.user),
+        &Timestamp::now().rfc2822(),
+        &groups,
+    );
+    let mut resp = doc.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/x-opml; charset=utf-8"),
+    );
+    h.insert(
+        axum::http::header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment; filename=\"feedmesh.opml\""),
+    );
+    h.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("private, no-store"),
+    );
+    Ok(resp)
 }
