@@ -661,3 +661,199 @@ async fn the_feeds_page_and_opml_list_every_feed_with_a_working_key_url() {
     let (_, page) = b.get("/feeds").await;
     assert!(!page.contains(&stream_key) && page.contains("/u/alice/stream.atom?key=fk_"));
 }
+
+fn mail_from(name: &str, email: &str, title: &str) -> String {
+    format!(
+        r#"<entry xmlns="http://www.w3.org/2005/Atom" xmlns:activity="http://activitystrea.ms/spec/1.0/"><title>{title}</title><author><name>{name}</name><email>{email}</email></author><activity:object-type>http://activitystrea.ms/schema/1.0/message</activity:object-type><content type="text">hello</content></entry>"#
+    )
+}
+
+/// The contact ids on a page, in the order their links appear.
+fn contact_links(page: &str) -> Vec<String> {
+    page.split("href=\"/contacts/")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .filter(|id| !id.contains('?') && !id.contains('/') && *id != "import")
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn contacts_from_suggestions_notes_merge_and_undo_in_the_browser() {
+    let app = TestApp::spawn().await;
+    let token = with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Mail").await;
+    for i in 0..3 {
+        app.post_entry(
+            &token,
+            "/atompub/alice/Mail",
+            mail_from("Bob B", "bob@example.com", &format!("bob {i}")),
+        )
+        .await;
+    }
+    app.post_entry(
+        &token,
+        "/atompub/alice/Mail",
+        mail_from("Robert", "robert@work.example", "from work"),
+    )
+    .await;
+    app.post_entry(
+        &token,
+        "/atompub/alice/Mail",
+        mail_from("&lt;script&gt;x&lt;/script&gt;", "evil@example.com", "evil"),
+    )
+    .await;
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (status, page) = b.get("/contacts").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("mailto:bob@example.com") && page.contains("seen 3 times"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>x"), "a name seen in mail ran: {page}");
+    let csrf = csrf_of(&page);
+    // Accept two suggestions.
+    let (status, to) = b
+        .post(
+            "/contacts",
+            &[
+                ("identity", "mailto:bob@example.com"),
+                ("name", "Bob B"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303, "{to}");
+    let bob = to.trim_start_matches("/contacts/").to_string();
+    let (_, to) = b
+        .post(
+            "/contacts",
+            &[
+                ("identity", "mailto:robert@work.example"),
+                ("name", "Robert"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    let robert = to.trim_start_matches("/contacts/").to_string();
+    let (_, page) = b.get(&format!("/contacts/{bob}")).await;
+    assert!(
+        page.contains("bob 2") && page.contains("bob 0") && !page.contains("from work"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Here because Bob B (mailto:bob@example.com) is its actor"),
+        "{page}"
+    );
+    // A bad identity is a clear error on the page, nothing made.
+    let (status, page) = b.post("/contacts", &[("identity", "tel:abc"), ("csrf", &csrf)]).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("role=\"alert\""), "{page}");
+
+    // Notes: added, shown in the timeline, edited in place; they are items of Notes.
+    let (status, to) = b
+        .post(
+            &format!("/contacts/{bob}/notes"),
+            &[("text", "Met at the conference"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!((status, to.clone()), (303, format!("/contacts/{bob}")));
+    let (_, page) = b.get(&format!("/contacts/{bob}")).await;
+    assert!(page.contains("Met at the conference"), "{page}");
+    let needle = format!("action=\"/contacts/{bob}/notes/");
+    let at = page.find(&needle).expect("an edit form") + needle.len();
+    let note = page[at..].split('"').next().unwrap().to_string();
+    let (status, _) = b
+        .post(
+            &format!("/contacts/{bob}/notes/{note}"),
+            &[("text", "Met at the conference in Lisbon"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let notes = app.get(&token, "/atompub/alice/Notes").await.text().await.unwrap();
+    assert!(notes.contains("Met at the conference in Lisbon"), "{notes}");
+
+    // Merge Robert into Bob: one timeline with both; then undo: two again.
+    let (status, to) = b
+        .post(
+            &format!("/contacts/{bob}/merge"),
+            &[("other", &robert), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 303, "{to}");
+    let (_, page) = b.get(&to).await;
+    assert!(
+        page.contains("Undo the merge") && page.contains("from work") && page.contains("bob 1"),
+        "{page}"
+    );
+    assert!(page.contains("mailto:robert@work.example"));
+    let at = page.find("action=\"/contacts/merges/").unwrap() + 25;
+    let merge = page[at..].split('/').next().unwrap().to_string();
+    let (status, to) = b
+        .post(&format!("/contacts/merges/{merge}/undo"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!((status, to), (303, format!("/contacts/{bob}")));
+    let (_, page) = b.get(&format!("/contacts/{bob}")).await;
+    assert!(!page.contains("from work") && page.contains("bob 1"), "{page}");
+    let (status, page) = b.get(&format!("/contacts/{robert}")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("from work"), "{page}");
+    // Merging with itself: a clear error.
+    let (status, page) = b
+        .post(&format!("/contacts/{bob}/merge"), &[("other", &bob), ("csrf", &csrf)])
+        .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("cannot be merged with itself"));
+
+    // Another user's contact is not found.
+    app.token("bob", "phone").await;
+    let mut other = Browser::new(&app.base);
+    logins::set_password(app.store.as_ref(), "bob", "another long password")
+        .await
+        .unwrap();
+    other.log_in("bob", "another long password").await;
+    assert_eq!(other.get(&format!("/contacts/{robert}")).await.0, 404);
+    assert!(contact_links(&other.get("/contacts").await.1).is_empty());
+}
+
+#[tokio::test]
+async fn vcards_are_imported_from_a_form_and_exported() {
+    let app = TestApp::spawn().await;
+    with_password(&app, "alice", "correct horse battery").await;
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (_, page) = b.get("/contacts").await;
+    let csrf = csrf_of(&page);
+    let vcf = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Carol Cell\r\nTEL:+1 415 555 0100\r\nEMAIL:carol@example.com\r\nEND:VCARD\r\nBEGIN:VCARD\r\nVERSION:4.0\r\nFN:Dan\r\nEMAIL:dan@example.org\r\nEND:VCARD\r\n";
+    let (client, cookie) = (b.client.clone(), b.cookie_header());
+    let upload = |csrf: Option<String>, body: &'static str| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(body.as_bytes()).file_name("contacts.vcf"),
+        );
+        let url = match csrf {
+            Some(c) => format!("{}/contacts/import?csrf={c}", app.base),
+            None => format!("{}/contacts/import", app.base),
+        };
+        client.post(url).header("cookie", cookie.clone()).multipart(form).send()
+    };
+    assert_eq!(upload(None, vcf).await.unwrap().status(), 403);
+    let r = upload(Some(csrf.clone()), vcf).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let (_, page) = b.get(&to).await;
+    assert!(page.contains("Imported: 2 created, 0 updated, 0 unchanged"), "{page}");
+    assert!(
+        page.contains("Carol Cell") && page.contains("tel:+14155550100"),
+        "{page}"
+    );
+    // A broken file changes nothing and says why.
+    let r = upload(Some(csrf.clone()), "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Broken\r\n")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("END:VCARD"));
+    let (_, export) = b.get("/api/contacts/export").await;
+    assert_eq!(export.matches("BEGIN:VCARD").count(), 2, "{export}");
+}

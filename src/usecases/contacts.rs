@@ -530,6 +530,32 @@ pub async fn add_note(core: &Core, who: &Principal, id: &str, text: &str) -> Res
     Ok(note_id)
 }
 
+/// Changes the text of a note about a contact (an update of its `Notes` item, which syncs).
+pub async fn edit_note(core: &Core, who: &Principal, note_id: &str, text: &str) -> Result<()> {
+    let text = checked(text, "a note", 100_000)?;
+    if text.is_empty() {
+        return Err(Error::Invalid("a note needs some text (delete it instead)".into()));
+    }
+    let col = core.mesh.collection(who.user_id, NOTES).await?;
+    let current = core
+        .mesh
+        .store
+        .item(col.id, note_id)
+        .await?
+        .filter(|i| !i.item.current.sync.deleted)
+        .ok_or(Error::NotFound("note"))?;
+    let mut entry = current.item.current.payload.clone();
+    entry.title = Text::plain(text.lines().next().unwrap_or("").chars().take(80).collect::<String>());
+    entry.content = Some(Content {
+        kind: "text".into(),
+        value: text,
+        src: None,
+    });
+    entry.updated = Timestamp::now();
+    core.mesh.ingest(who, &col, note_id, entry).await?;
+    Ok(())
+}
+
 /// A contact with its numbers: activities by channel and by month, the last interaction.
 #[derive(Clone, Debug, Serialize)]
 pub struct ContactDetail {
@@ -563,6 +589,11 @@ pub async fn detail(core: &Core, user_id: i64, user: &str, id: &str) -> Result<C
         by_month,
         timeline,
     })
+}
+
+/// When the contact's latest activity happened, if it has any.
+pub async fn last_interaction(core: &Core, user_id: i64, id: &str) -> Result<Option<Timestamp>> {
+    Ok(core.mesh.store.tally(user_id, Some(id), None).await?.last)
 }
 
 pub async fn companies(core: &Core, user_id: i64) -> Result<Vec<crate::store::Company>> {

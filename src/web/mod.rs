@@ -16,6 +16,7 @@ mod hub;
 mod keys;
 mod oauth;
 mod pages;
+mod people;
 mod session;
 
 use std::sync::Arc;
@@ -84,6 +85,16 @@ pub fn router(state: SharedState) -> Router {
         .route("/events", get(pages::events))
         .route("/devices", get(pages::devices).post(pages::add_device))
         .route("/devices/{id}/revoke", axum::routing::post(pages::revoke_device))
+        .route("/contacts", get(people::list).post(people::create))
+        .route(
+            "/contacts/import",
+            axum::routing::post(people::import).layer(axum::extract::DefaultBodyLimit::max(contacts::MAX_IMPORT)),
+        )
+        .route("/contacts/merges/{merge_id}/undo", axum::routing::post(people::undo))
+        .route("/contacts/{id}", get(people::show))
+        .route("/contacts/{id}/notes", axum::routing::post(people::add_note))
+        .route("/contacts/{id}/notes/{note}", axum::routing::post(people::edit_note))
+        .route("/contacts/{id}/merge", axum::routing::post(people::merge))
         .route("/feeds", get(pages::feeds))
         .route("/feeds/keys/{id}/revoke", axum::routing::post(pages::revoke_key))
         .route("/u/{user}/feeds.opml", get(pages::opml))

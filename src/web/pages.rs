@@ -20,13 +20,14 @@ use crate::error::{Error, Result};
 use crate::store::Principal;
 use crate::usecases::lines::{self, Line};
 
-fn render(page: impl Template) -> Result<Response> {
+pub(super) fn render(page: impl Template) -> Result<Response> {
     Ok(html(page.render().map_err(|e| Error::Internal(e.into()))?))
 }
 
 /// The navigation: (URL, label, key).
 const NAV: &[(&str, &str, &str)] = &[
     ("/", "Stream", "stream"),
+    ("/contacts", "Contacts", "contacts"),
     ("/devices", "Devices", "devices"),
     ("/feeds", "Feeds", "feeds"),
 ];
@@ -107,6 +108,8 @@ pub fn by_day(lines: Vec<Line>, now: Timestamp) -> Vec<Day> {
 #[template(path = "stream.html")]
 struct StreamPage {
     chrome: Chrome,
+    /// The contact whose notes the lines may edit (none on the stream).
+    note_of: String,
     days: Vec<Day>,
     older: Option<u64>,
     paged: bool,
@@ -134,6 +137,7 @@ pub async fn landing(
     let page = lines::stream(&st.core, &who, q.before).await?;
     render(StreamPage {
         chrome: Chrome::new(&st, &headers, &who, "stream"),
+        note_of: String::new(),
         days: by_day(page.lines, Timestamp::now()),
         older: page.older,
         paged: q.before.is_some(),
