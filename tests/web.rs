@@ -857,3 +857,87 @@ async fn vcards_are_imported_from_a_form_and_exported() {
     let (_, export) = b.get("/api/contacts/export").await;
     assert_eq!(export.matches("BEGIN:VCARD").count(), 2, "{export}");
 }
+
+#[tokio::test]
+async fn search_from_the_box_saved_as_a_view_with_its_feeds() {
+    let app = TestApp::spawn().await;
+    let token = with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Notes").await;
+    app.collection("alice", "Mail").await;
+    app.post_entry(
+        &token,
+        "/atompub/alice/Notes",
+        entry("invoice for march", "the numbers"),
+    )
+    .await;
+    app.post_entry(
+        &token,
+        "/atompub/alice/Mail",
+        mail_from("Bob", "bob@example.com", "invoice overdue"),
+    )
+    .await;
+    app.post_entry(&token, "/atompub/alice/Notes", entry("holiday plans", "beach"))
+        .await;
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (status, page) = b.get("/search?q=invoice").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("invoice for march") && page.contains("invoice overdue"),
+        "{page}"
+    );
+    assert!(!page.contains("holiday plans"));
+    let (_, page) = b.get("/search?q=invoice&collection=Mail").await;
+    assert!(
+        !page.contains("invoice for march") && page.contains("invoice overdue"),
+        "{page}"
+    );
+    // Bad syntax and unknown filters: a 400 naming the problem, on the page.
+    let (status, page) = b.get("/search?q=%22unbalanced").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("role=\"alert\"") && page.contains("quote"), "{page}");
+    let (status, page) = b.get("/search?q=x&collection=Nope").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("no such collection"), "{page}");
+    let (status, _) = b.get("/search?since=yesterday").await;
+    assert_eq!(status, 400);
+
+    // Saved as a view: its page, its feeds (which readers can follow), then deleted.
+    let (_, page) = b.get("/search?q=invoice&collection=Mail").await;
+    let csrf = csrf_of(&page);
+    let (status, to) = b
+        .post(
+            "/views",
+            &[
+                ("q", "invoice"),
+                ("collection", "Mail"),
+                ("name", "billing"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!((status, to.as_str()), (303, "/views/billing"));
+    let (status, page) = b.get("/views/billing").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("invoice overdue") && !page.contains("invoice for march"),
+        "{page}"
+    );
+    let feed = format!("{}/u/alice/views/billing.atom", app.base);
+    assert!(page.contains(&feed), "{page}");
+    let atom = app
+        .get(&token, "/u/alice/views/billing.atom")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(atom.contains("invoice overdue"), "{atom}");
+    let (status, page) = b
+        .post("/views", &[("q", "x"), ("name", "bad name"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("view name"), "{page}");
+    let (status, to) = b.post("/views/billing/delete", &[("csrf", &csrf)]).await;
+    assert_eq!((status, to.as_str()), (303, "/search"));
+    assert_eq!(b.get("/views/billing").await.0, 404);
+}

@@ -17,6 +17,7 @@ mod keys;
 mod oauth;
 mod pages;
 mod people;
+mod search;
 mod session;
 
 use std::sync::Arc;
@@ -95,6 +96,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/contacts/{id}/notes", axum::routing::post(people::add_note))
         .route("/contacts/{id}/notes/{note}", axum::routing::post(people::edit_note))
         .route("/contacts/{id}/merge", axum::routing::post(people::merge))
+        .route("/search", get(search::search))
+        .route("/views", axum::routing::post(search::save))
+        .route("/views/{name}", get(search::view))
+        .route("/views/{name}/delete", axum::routing::post(search::delete))
         .route("/feeds", get(pages::feeds))
         .route("/feeds/keys/{id}/revoke", axum::routing::post(pages::revoke_key))
         .route("/u/{user}/feeds.opml", get(pages::opml))

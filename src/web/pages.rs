@@ -28,6 +28,7 @@ pub(super) fn render(page: impl Template) -> Result<Response> {
 const NAV: &[(&str, &str, &str)] = &[
     ("/", "Stream", "stream"),
     ("/contacts", "Contacts", "contacts"),
+    ("/search", "Search", "search"),
     ("/devices", "Devices", "devices"),
     ("/feeds", "Feeds", "feeds"),
 ];
