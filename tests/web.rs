@@ -941,3 +941,190 @@ async fn search_from_the_box_saved_as_a_view_with_its_feeds() {
     assert_eq!((status, to.as_str()), (303, "/search"));
     assert_eq!(b.get("/views/billing").await.0, 404);
 }
+
+/// Two devices edit one note offline: the hub keeps both (laptop wins, phone's kept).
+async fn a_conflict(app: &TestApp, laptop: &str) -> String {
+    use crate::common::sync_entry;
+    let phone = app.token("alice", "phone").await;
+    let base = [(1, "2026-01-01T10:00:00Z", "alice/laptop")];
+    let body = |who: &str, at: &str, text: &str| {
+        sync_entry("note-1", 2, false, &[(2, at, who), base[0]], text)
+            .replace(&format!("{text} body"), &format!("shared line\n{text}\nlast line"))
+    };
+    app.post_entry(
+        laptop,
+        "/atompub/alice/Notes",
+        sync_entry("note-1", 1, false, &base, "v1"),
+    )
+    .await;
+    app.post_entry(
+        laptop,
+        "/atompub/alice/Notes",
+        body("alice/laptop", "2026-01-01T10:05:00Z", "laptop words"),
+    )
+    .await;
+    let r = app
+        .post_entry(
+            &phone,
+            "/atompub/alice/Notes",
+            body("alice/phone", "2026-01-01T10:07:00Z", "phone words"),
+        )
+        .await;
+    assert_eq!(r.headers()["feedmesh-change"], "conflict");
+    phone
+}
+
+#[tokio::test]
+async fn a_conflict_made_by_two_devices_is_settled_in_the_browser() {
+    let app = TestApp::spawn().await;
+    let laptop = with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Notes").await;
+    let phone = a_conflict(&app, &laptop).await;
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (_, page) = b.get("/conflicts").await;
+    assert!(page.contains("aria-label=\"1 in conflict\""), "the badge: {page}");
+    assert!(
+        page.contains("/conflicts/item?collection=Notes&amp;id=note-1"),
+        "{page}"
+    );
+    let (status, page) = b.get("/conflicts/item?collection=Notes&id=note-1").await;
+    assert_eq!(status, 200, "{page}");
+    // Side by side: device and time of each, the lines only one side has marked.
+    assert!(
+        page.contains("by alice/phone") && page.contains("by alice/laptop"),
+        "{page}"
+    );
+    assert!(
+        page.contains("class=\"del\">- phone words") && page.contains("class=\"add\">+ laptop words"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let seq = page
+        .split("name=\"seq\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    // Kept from a stale page: refused, nothing lost, the page shows it anew.
+    let (status, _) = b
+        .post(
+            "/conflicts/resolve",
+            &[
+                ("collection", "Notes"),
+                ("id", "note-1"),
+                ("seq", "1"),
+                ("keep", "conflict-0"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, to) = b
+        .post(
+            "/conflicts/resolve",
+            &[
+                ("collection", "Notes"),
+                ("id", "note-1"),
+                ("seq", &seq),
+                ("keep", "merged"),
+                ("text", "shared line\nlaptop words\nphone words\nlast line"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!((status, to.as_str()), (303, "/files/Notes/item?id=note-1"), "{to}");
+    // The FeedSync feed every device reads shows the resolution: no conflicts, the merged
+    // text, the web endpoint's update on top and both devices' edits subsumed (§2.8).
+    let feed = app.get(&phone, "/atompub/alice/Notes").await.text().await.unwrap();
+    assert!(!feed.contains("<sx:conflicts>"), "{feed}");
+    assert!(feed.contains("laptop words\nphone words"), "{feed}");
+    assert!(
+        feed.contains(r#"updates="3""#) && feed.contains(r#"by="alice/web""#),
+        "{feed}"
+    );
+    assert!(
+        feed.contains(r#"when="2026-01-01T10:05:00Z" by="alice/laptop""#),
+        "{feed}"
+    );
+    assert!(
+        feed.contains(r#"when="2026-01-01T10:07:00Z" by="alice/phone""#),
+        "{feed}"
+    );
+    let (_, page) = b.get("/conflicts").await;
+    assert!(
+        page.contains("No conflicts") && !page.contains("in conflict\""),
+        "{page}"
+    );
+    // The item's page: its history, who changed it when.
+    let (_, page) = b.get("/files/Notes/item?id=note-1").await;
+    assert!(
+        page.contains("alice/web") && page.contains("alice/phone") && page.contains("alice/laptop"),
+        "{page}"
+    );
+    let (_, page) = b.get("/files/Notes").await;
+    assert!(page.contains("note-1") || page.contains("v1"), "{page}");
+    assert_eq!(b.get("/files/Nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn a_synced_folder_is_a_tree_with_downloads() {
+    let app = TestApp::spawn().await;
+    let token = with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Files").await;
+    // A real folder, synced by the agent.
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(folder.path().join("docs/old")).unwrap();
+    for (path, body) in [
+        ("docs/report.txt", "the report"),
+        ("docs/old/draft.txt", "a draft"),
+        ("top.txt", "top"),
+    ] {
+        std::fs::write(folder.path().join(path), body).unwrap();
+    }
+    let state = tempfile::tempdir().unwrap();
+    // Not run on the test's own thread: the hub it talks to runs there.
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "agent",
+            "--hub",
+            &app.base,
+            "--token",
+            &token,
+            "--collection",
+            "Files",
+            "--once",
+            "--dir",
+        ])
+        .arg(folder.path())
+        .env("FEEDMESH_DATA_DIR", state.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (_, page) = b.get("/files").await;
+    assert!(page.contains("href=\"/files/Files\""), "{page}");
+    let (_, page) = b.get("/files/Files").await;
+    assert!(page.contains("3 items"), "{page}");
+    assert!(
+        page.contains("📁 docs/</h2>") && page.contains("📁 docs/old/</h2>"),
+        "a tree: {page}"
+    );
+    assert!(
+        page.contains(">report.txt</a>") && page.contains(">draft.txt</a>"),
+        "{page}"
+    );
+    let first = page.find("/files/Files/item?id=").unwrap() + 21;
+    let id = page[first..].split('"').next().unwrap().to_string();
+    let (status, item) = b.get(&format!("/files/Files/item?id={id}")).await;
+    assert_eq!(status, 200, "{item}");
+    let at = item.find("class=\"button\" href=\"").expect("a download link") + 21;
+    let download = item[at..].split('"').next().unwrap().to_string();
+    let (status, body) = b.get(download.trim_start_matches(&app.base)).await;
+    assert_eq!(status, 200);
+    assert!(["the report", "a draft", "top"].contains(&body.as_str()), "{body}");
+}

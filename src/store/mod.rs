@@ -520,6 +520,10 @@ pub trait ItemStore: Send + Sync {
     async fn write_item(&self, write: ItemWrite<'_>) -> Result<u64>;
     /// Items of a collection changed after `after`, oldest change first.
     async fn items_since(&self, collection_id: i64, after: u64, limit: u32) -> Result<Vec<ItemRecord>>;
+    /// The user's items in conflict, with their collection's name, latest change first.
+    async fn conflicted(&self, user_id: i64, limit: u32) -> Result<Vec<(String, ItemRecord)>>;
+    /// How many of the user's items are in conflict.
+    async fn conflict_count(&self, user_id: i64) -> Result<u64>;
     /// The sequence number of the collection's latest change (0 if none).
     async fn collection_head(&self, collection_id: i64) -> Result<u64>;
     /// The user's changes (or one endpoint's), newest first, before `before` if given.

@@ -226,6 +226,19 @@ impl Mesh {
         }
     }
 
+    /// A FeedSync conflict resolution (§2.8) by this endpoint: `entry` becomes the item's
+    /// content and every conflict is settled, so every device sees the resolution.
+    pub async fn resolve(
+        &self,
+        who: &Principal,
+        col: &Collection,
+        sync_id: &str,
+        if_match: Option<u64>,
+        entry: Entry,
+    ) -> Result<Accepted> {
+        self.edit(who, col, sync_id, if_match, Edit::Resolve(entry)).await
+    }
+
     /// AtomPub DELETE: a FeedSync tombstone, kept so the deletion propagates.
     pub async fn delete(
         &self,

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod activities;
+pub mod browse;
 pub mod connectors;
 pub mod contacts;
 pub mod feeds;

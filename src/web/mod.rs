@@ -6,6 +6,7 @@ mod atompub;
 mod auth;
 mod blobs;
 mod cache;
+mod collections;
 mod connectors;
 mod contacts;
 mod error;
@@ -100,6 +101,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/views", axum::routing::post(search::save))
         .route("/views/{name}", get(search::view))
         .route("/views/{name}/delete", axum::routing::post(search::delete))
+        .route("/files", get(collections::index))
+        .route("/files/{collection}", get(collections::collection))
+        .route("/files/{collection}/item", get(collections::item))
+        .route("/conflicts", get(collections::conflicts))
+        .route("/conflicts/item", get(collections::conflict))
+        .route("/conflicts/resolve", axum::routing::post(collections::resolve))
         .route("/feeds", get(pages::feeds))
         .route("/feeds/keys/{id}/revoke", axum::routing::post(pages::revoke_key))
         .route("/u/{user}/feeds.opml", get(pages::opml))

@@ -29,6 +29,8 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/", "Stream", "stream"),
     ("/contacts", "Contacts", "contacts"),
     ("/search", "Search", "search"),
+    ("/files", "Files", "files"),
+    ("/conflicts", "Conflicts", "conflicts"),
     ("/devices", "Devices", "devices"),
     ("/feeds", "Feeds", "feeds"),
 ];
@@ -59,6 +61,14 @@ impl Chrome {
             css: super::assets::url("app.css"),
             js: super::assets::url("app.js"),
         }
+    }
+}
+
+impl Chrome {
+    /// With the count of items in conflict, for the navigation's badge.
+    pub async fn with_conflicts(mut self, st: &super::AppState, user_id: i64) -> Result<Chrome> {
+        self.conflicts = crate::usecases::browse::conflict_count(&st.core, user_id).await?;
+        Ok(self)
     }
 }
 
@@ -137,7 +147,9 @@ pub async fn landing(
     };
     let page = lines::stream(&st.core, &who, q.before).await?;
     render(StreamPage {
-        chrome: Chrome::new(&st, &headers, &who, "stream"),
+        chrome: Chrome::new(&st, &headers, &who, "stream")
+            .with_conflicts(&st, who.user_id)
+            .await?,
         note_of: String::new(),
         days: by_day(page.lines, Timestamp::now()),
         older: page.older,
@@ -324,7 +336,9 @@ pub async fn feeds(State(st): State<SharedState>, headers: HeaderMap) -> Result<
         .filter(|k| !k.revoked)
         .collect();
     render(FeedsPage {
-        chrome: Chrome::new(&st, &headers, &who, "feeds"),
+        chrome: Chrome::new(&st, &headers, &who, "feeds")
+            .with_conflicts(&st, who.user_id)
+            .await?,
         groups,
         contacts,
         keys,

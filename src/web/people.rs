@@ -91,7 +91,9 @@ async fn list_page(st: &SharedState, headers: &HeaderMap, q: ListQuery, error: S
             .finish();
         format!("/contacts?{query}")
     });
-    let mut chrome = Chrome::new(st, headers, &who, "contacts");
+    let mut chrome = Chrome::new(st, headers, &who, "contacts")
+        .with_conflicts(st, who.user_id)
+        .await?;
     chrome.query = String::new();
     let page = ContactsPage {
         chrome,
@@ -246,7 +248,9 @@ async fn contact_page(
     let merged = (!q.merged.is_empty()).then(|| (q.merged.clone(), String::new()));
     let counts = c.counts.iter().map(|(k, v)| (*k, *v)).collect();
     let mut resp = render(ContactPage {
-        chrome: Chrome::new(st, headers, &who, "contacts"),
+        chrome: Chrome::new(st, headers, &who, "contacts")
+            .with_conflicts(st, who.user_id)
+            .await?,
         note_of: id.to_string(),
         c,
         days: by_day(page.lines, Timestamp::now()),

@@ -165,7 +165,9 @@ async fn search_page(st: &SharedState, headers: &HeaderMap, form: SearchForm, er
             (name, url)
         })
         .collect();
-    let mut chrome = Chrome::new(st, headers, &who, "search");
+    let mut chrome = Chrome::new(st, headers, &who, "search")
+        .with_conflicts(st, who.user_id)
+        .await?;
     chrome.query = form.q.clone();
     let feed = format!("{}/u/{}/search.atom?{}", st.base_url, who.user, form.query_string());
     let mut resp = render(SearchPage {
@@ -264,7 +266,9 @@ pub async fn view(
         })
         .collect();
     render(ViewPage {
-        chrome: Chrome::new(&st, &headers, &who, "search"),
+        chrome: Chrome::new(&st, &headers, &who, "search")
+            .with_conflicts(&st, who.user_id)
+            .await?,
         note_of: String::new(),
         name,
         feeds,

@@ -111,6 +111,32 @@ impl ItemStore for SqlStore {
         rows.iter().map(item_row).collect()
     }
 
+    async fn conflicted(&self, user_id: i64, limit: u32) -> Result<Vec<(String, ItemRecord)>> {
+        let rows = sqlx::query(
+            "SELECT c.name AS collection, i.seq, i.changed_at, i.document FROM items i \
+             JOIN collections c ON c.id = i.collection_id \
+             WHERE c.user_id = $1 AND i.conflicts > 0 ORDER BY i.seq DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("collection")?, item_row(r)?)))
+            .collect()
+    }
+
+    async fn conflict_count(&self, user_id: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM items i JOIN collections c ON c.id = i.collection_id \
+             WHERE c.user_id = $1 AND i.conflicts > 0",
+        )
+        .bind(user_id)
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn collection_head(&self, collection_id: i64) -> Result<u64> {
         let head: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM items WHERE collection_id = $1")
             .bind(collection_id)
