@@ -8,6 +8,7 @@ mod atompub;
 mod atompub_clients;
 mod bad_input;
 mod blobs;
+mod browser;
 mod carddav;
 mod cli;
 mod compliance;

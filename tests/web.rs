@@ -1111,7 +1111,7 @@ async fn a_synced_folder_is_a_tree_with_downloads() {
     let (_, page) = b.get("/files/Files").await;
     assert!(page.contains("3 items"), "{page}");
     assert!(
-        page.contains("📁 docs/</h2>") && page.contains("📁 docs/old/</h2>"),
+        page.contains("▸ docs/</h2>") && page.contains("▸ docs/old/</h2>"),
         "a tree: {page}"
     );
     assert!(

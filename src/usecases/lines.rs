@@ -181,6 +181,8 @@ pub fn sanitise(html: &str) -> String {
     ammonia::Builder::default()
         .link_rel(Some("noopener noreferrer nofollow"))
         .url_schemes(["http", "https", "mailto", "tel"].into_iter().collect())
+        // A relative URL would point at this hub, with the reader's cookies: dropped.
+        .url_relative(ammonia::UrlRelative::Deny)
         .clean(html)
         .to_string()
 }
