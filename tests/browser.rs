@@ -90,6 +90,26 @@ async fn a_person_uses_the_web_app_in_chromium() {
         .await;
     assert_eq!(r.headers()["feedmesh-change"], "conflict");
 
+    // A GitHub account behind a real OAuth server (oidc-provider), connected in the browser.
+    let provider = crate::connectors::oidc_provider(&format!("{}/oauth/callback", app.base), &[]).await;
+    let (gh_api, gh) = crate::connectors::github().await;
+    if let Some((issuer, _)) = &provider {
+        // The GitHub API checks the tokens the OAuth server issued.
+        gh.lock().unwrap().introspect = Some(format!("{issuer}/token/introspection"));
+        let client = serde_json::json!({"provider": "github", "client_id": "hub", "client_secret": "hub-secret",
+            "authorize_url": format!("{issuer}/auth"), "token_url": format!("{issuer}/token"),
+            "revoke_url": format!("{issuer}/token/revocation"), "scope": "openid offline_access read:user"});
+        let r = app
+            .client
+            .post(app.url("/api/oauth-clients"))
+            .bearer_auth(&laptop)
+            .json(&client)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     let out = tokio::process::Command::new(node)
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/app.mjs"))
@@ -100,6 +120,7 @@ async fn a_person_uses_the_web_app_in_chromium() {
         .env("FM_PEERS", &peers)
         .env("FM_SHOTS", &shots)
         .env("FM_CHROMIUM", &chromium)
+        .env("FM_GITHUB_API", if provider.is_some() { gh_api.as_str() } else { "" })
         .output()
         .await
         .expect("node runs");

@@ -19,6 +19,7 @@ mod oauth;
 mod pages;
 mod people;
 mod search;
+mod services;
 mod session;
 
 use std::sync::Arc;
@@ -107,6 +108,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/conflicts", get(collections::conflicts))
         .route("/conflicts/item", get(collections::conflict))
         .route("/conflicts/resolve", axum::routing::post(collections::resolve))
+        .route("/connectors", get(services::index).post(services::add))
+        .route("/connectors/{id}/{action}", axum::routing::post(services::act))
         .route("/feeds", get(pages::feeds))
         .route("/feeds/keys/{id}/revoke", axum::routing::post(pages::revoke_key))
         .route("/u/{user}/feeds.opml", get(pages::opml))

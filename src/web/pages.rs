@@ -32,6 +32,7 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/files", "Files", "files"),
     ("/conflicts", "Conflicts", "conflicts"),
     ("/devices", "Devices", "devices"),
+    ("/connectors", "Connectors", "connectors"),
     ("/feeds", "Feeds", "feeds"),
 ];
 

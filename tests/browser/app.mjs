@@ -180,6 +180,36 @@ try {
   probe = await fetch(`${base}/atompub`, { headers: { authorization: `Bearer ${newToken}` } });
   assert.equal(probe.status, 401);
 
+  if (process.env.FM_GITHUB_API) {
+    step('connect an OAuth connector through the provider\'s login page');
+    await page.click('nav.main >> text=Connectors');
+    await check('connectors');
+    await page.selectOption('#kind', 'github');
+    await page.fill('#coptions', `login=octocat\napi=${process.env.FM_GITHUB_API}`);
+    await page.click('text=Add the connector');
+    await page.waitForSelector('h1:has-text("Authorise github")');
+    await check('authorise');
+    await page.click('#authorise');
+    // oidc-provider's own pages: its login form, then its consent form.
+    await page.waitForSelector('input[name=login]', { timeout: 15000 });
+    await page.fill('input[name=login]', 'alice');
+    await page.fill('input[name=password]', 'any');
+    await page.click('button[type=submit]');
+    await page.waitForURL(/\/interaction\/|\/oauth\/callback/, { timeout: 15000 });
+    if (!page.url().includes('/oauth/callback')) {
+      await page.click('button[type=submit]');
+    }
+    await page.waitForURL(/\/oauth\/callback/, { timeout: 15000 });
+    assert.match(await page.textContent('h1'), /connected|authori[sz]ed/i);
+    await page.click('text=Back to your connectors');
+    await page.waitForSelector('h2:has-text("github")');
+    for (let i = 0; i < 50 && !(await page.isVisible('text=State: active')); i++) {
+      await page.waitForTimeout(200);
+      await page.reload();
+    }
+    assert.ok(await page.isVisible('text=State: active'), await page.textContent('main'));
+  }
+
   step('feeds');
   await page.click('nav.main >> text=Feeds');
   await check('feeds');
