@@ -8,8 +8,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::SharedState;
-use super::pages::{Chrome, render, viewer};
+use super::pages::{Chrome, Viewer, render, render_refused};
 use crate::error::{Error, Result};
+use crate::store::Principal;
 use crate::usecases::browse::{self, Choice, Detail, Listed};
 use crate::usecases::encode_segment;
 
@@ -21,11 +22,7 @@ struct FilesPage {
 }
 
 /// `/files`: the user's collections.
-pub async fn index(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/files").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+pub async fn index(State(st): State<SharedState>, headers: HeaderMap, Viewer(who): Viewer) -> Result<Response> {
     let collections = st
         .mesh
         .collections(who.user_id)
@@ -81,12 +78,9 @@ struct CollectionPage {
 pub async fn collection(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Path(name): Path<String>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, &format!("/files/{}", encode_segment(&name))).await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let (items, more) = browse::list(&st.core, who.user_id, &name).await?;
     let count = items.len();
     render(CollectionPage {
@@ -120,13 +114,10 @@ struct ItemPage {
 pub async fn item(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Path(name): Path<String>,
     Query(q): Query<ItemQuery>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, &format!("/files/{}", encode_segment(&name))).await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let d = browse::item(&st.core, who.user_id, &name, &q.id).await?;
     let download = d
         .current
@@ -150,11 +141,7 @@ struct ConflictsPage {
 }
 
 /// `/conflicts`: every item with `sx:conflicts`.
-pub async fn conflicts(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/conflicts").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+pub async fn conflicts(State(st): State<SharedState>, headers: HeaderMap, Viewer(who): Viewer) -> Result<Response> {
     render(ConflictsPage {
         chrome: Chrome::new(&st, &headers, &who, "conflicts")
             .with_conflicts(&st, who.user_id)
@@ -173,11 +160,13 @@ struct ConflictPage {
     error: String,
 }
 
-async fn conflict_page(st: &SharedState, headers: &HeaderMap, q: &ItemQuery, error: String) -> Result<Response> {
-    let who = match viewer(st, headers, "/conflicts").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+async fn conflict_page(
+    st: &SharedState,
+    headers: &HeaderMap,
+    who: &Principal,
+    q: &ItemQuery,
+    error: String,
+) -> Result<Response> {
     let d = browse::item(&st.core, who.user_id, &q.collection, &q.id).await?;
     if d.conflicts.is_empty() {
         return Ok(Redirect::to("/conflicts").into_response());
@@ -187,27 +176,28 @@ async fn conflict_page(st: &SharedState, headers: &HeaderMap, q: &ItemQuery, err
         .iter()
         .map(|c| (c.clone(), browse::line_diff(&d.current.text, &c.text)))
         .collect();
-    let mut resp = render(ConflictPage {
-        chrome: Chrome::new(st, headers, &who, "conflicts")
-            .with_conflicts(st, who.user_id)
-            .await?,
-        d,
-        versions,
-        error: error.clone(),
-    })?;
-    if !error.is_empty() {
-        *resp.status_mut() = axum::http::StatusCode::CONFLICT;
-    }
-    Ok(resp)
+    render_refused(
+        ConflictPage {
+            chrome: Chrome::new(st, headers, &who, "conflicts")
+                .with_conflicts(st, who.user_id)
+                .await?,
+            d,
+            versions,
+            error: error.clone(),
+        },
+        &error,
+        axum::http::StatusCode::CONFLICT,
+    )
 }
 
 /// `/conflicts/item?collection=C&id=ID`: the versions side by side, and the choice.
 pub async fn conflict(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Query(q): Query<ItemQuery>,
 ) -> Result<Response> {
-    conflict_page(&st, &headers, &q, String::new()).await
+    conflict_page(&st, &headers, &who, &q, String::new()).await
 }
 
 #[derive(serde::Deserialize)]
@@ -229,12 +219,9 @@ pub struct ResolveForm {
 pub async fn resolve(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     axum::Form(form): axum::Form<ResolveForm>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/conflicts").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let choice = match form.keep.as_str() {
         "current" => Choice::Current,
         "merged" => Choice::Merged(form.text.clone()),
@@ -258,6 +245,7 @@ pub async fn resolve(
             conflict_page(
                 &st,
                 &headers,
+                &who,
                 &q,
                 "The item changed while you looked at it: here it is now.".into(),
             )

@@ -73,15 +73,35 @@ impl Chrome {
     }
 }
 
-/// The browser's user, or a redirect to the login form (a page is never a 401 prompt).
-pub(super) async fn viewer(st: &SharedState, headers: &HeaderMap, here: &str) -> Result<Principal, Response> {
-    match optional_principal(st, headers, Check::Cached).await {
-        Ok(Some(p)) => Ok(p),
-        _ => {
-            let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
-            Err(axum::response::Redirect::to(&format!("/login?next={next}")).into_response())
+/// The browser's user, as a page handler takes it: without a live credential, the page
+/// answers a redirect to the login form (coming back here after it, for a GET), never a 401.
+pub struct Viewer(pub Principal);
+
+impl axum::extract::FromRequestParts<SharedState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, st: &SharedState) -> Result<Self, Response> {
+        match optional_principal(st, &parts.headers, Check::Cached).await {
+            Ok(Some(p)) => Ok(Viewer(p)),
+            _ => {
+                let here = match parts.method {
+                    axum::http::Method::GET => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                    _ => "/",
+                };
+                let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+                Err(axum::response::Redirect::to(&format!("/login?next={next}")).into_response())
+            }
         }
     }
+}
+
+/// A page that shows an error of the person's input: rendered, with that status.
+pub(super) fn render_refused(page: impl Template, error: &str, status: axum::http::StatusCode) -> Result<Response> {
+    let mut resp = render(page)?;
+    if !error.is_empty() {
+        *resp.status_mut() = status;
+    }
+    Ok(resp)
 }
 
 #[derive(Template)]
@@ -219,25 +239,21 @@ async fn devices_page(
     error: String,
 ) -> Result<Response> {
     let tokens = crate::usecases::accounts::tokens(st.mesh.store.as_ref(), &who.user).await?;
-    let mut resp = render(DevicesPage {
-        chrome: Chrome::new(st, headers, who, "devices"),
-        tokens,
-        issued,
-        error: error.clone(),
-        base_url: st.base_url.clone(),
-    })?;
-    if !error.is_empty() {
-        *resp.status_mut() = axum::http::StatusCode::BAD_REQUEST;
-    }
-    Ok(resp)
+    render_refused(
+        DevicesPage {
+            chrome: Chrome::new(st, headers, who, "devices"),
+            tokens,
+            issued,
+            error: error.clone(),
+            base_url: st.base_url.clone(),
+        },
+        &error,
+        axum::http::StatusCode::BAD_REQUEST,
+    )
 }
 
 /// `/devices`: the user's devices and their tokens.
-pub async fn devices(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/devices").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+pub async fn devices(State(st): State<SharedState>, headers: HeaderMap, Viewer(who): Viewer) -> Result<Response> {
     devices_page(&st, &headers, &who, None, String::new()).await
 }
 
@@ -251,12 +267,9 @@ pub struct DeviceForm {
 pub async fn add_device(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     axum::Form(form): axum::Form<DeviceForm>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/devices").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let device = form.device.trim().to_string();
     match crate::usecases::accounts::add_token(st.mesh.store.as_ref(), &who.user, &device).await {
         Ok(t) => devices_page(&st, &headers, &who, Some((device, t.token)), String::new()).await,
@@ -268,13 +281,9 @@ pub async fn add_device(
 /// `POST /devices/{id}/revoke`: the token stops working at once.
 pub async fn revoke_device(
     State(st): State<SharedState>,
-    headers: HeaderMap,
+    Viewer(who): Viewer,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/devices").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     crate::usecases::accounts::revoke_token(st.mesh.store.as_ref(), &who.user, id).await?;
     st.principals.clear();
     Ok(axum::response::Redirect::to("/devices").into_response())
@@ -307,11 +316,7 @@ struct FeedsPage {
 }
 
 /// `/feeds`: every feed URL with its key URL, the keys to revoke, and the OPML export.
-pub async fn feeds(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/feeds").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+pub async fn feeds(State(st): State<SharedState>, headers: HeaderMap, Viewer(who): Viewer) -> Result<Response> {
     let mut groups = Vec::new();
     let mut contacts = 0;
     for (group, links) in crate::usecases::feeds::directory(&st.core, who.user_id, &who.user).await? {
@@ -350,13 +355,9 @@ pub async fn feeds(State(st): State<SharedState>, headers: HeaderMap) -> Result<
 /// `POST /feeds/keys/{id}/revoke`: the key's URL stops working (its self key is made anew).
 pub async fn revoke_key(
     State(st): State<SharedState>,
-    headers: HeaderMap,
+    Viewer(who): Viewer,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/feeds").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let forget = || {
         st.feed_keys.remove_where(|k| k.id == id);
         st.self_keys.clear();

@@ -9,10 +9,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::SharedState;
-use super::pages::{Chrome, Day, by_day, render, viewer};
+use super::pages::{Chrome, Day, Viewer, by_day, render_refused};
 use crate::domain::time::Timestamp;
 use crate::error::{Error, Result};
 use crate::formats::Format;
+use crate::store::Principal;
 use crate::store::{ContactSummary, Suggestion};
 use crate::usecases::contacts::{self, ContactDetail, ContactInput};
 use crate::usecases::feeds::Of;
@@ -61,11 +62,13 @@ fn matches(c: &ContactSummary, q: &ListQuery) -> bool {
         && (q.company.is_empty() || c.companies.iter().any(|s| s == &q.company))
 }
 
-async fn list_page(st: &SharedState, headers: &HeaderMap, q: ListQuery, error: String) -> Result<Response> {
-    let who = match viewer(st, headers, "/contacts").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+async fn list_page(
+    st: &SharedState,
+    headers: &HeaderMap,
+    who: &Principal,
+    q: ListQuery,
+    error: String,
+) -> Result<Response> {
     let all = contacts::list(&st.core, who.user_id).await?;
     let mut tags: Vec<String> = all.iter().flat_map(|c| c.tags.iter().cloned()).collect();
     tags.sort();
@@ -112,16 +115,17 @@ async fn list_page(st: &SharedState, headers: &HeaderMap, q: ListQuery, error: S
         report: q.imported.clone(),
         error: error.clone(),
     };
-    let mut resp = render(page)?;
-    if !error.is_empty() {
-        *resp.status_mut() = axum::http::StatusCode::BAD_REQUEST;
-    }
-    Ok(resp)
+    render_refused(page, &error, axum::http::StatusCode::BAD_REQUEST)
 }
 
 /// `/contacts`: the list, with search, tag and company filters and suggestions.
-pub async fn list(State(st): State<SharedState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<Response> {
-    list_page(&st, &headers, q, String::new()).await
+pub async fn list(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    Viewer(who): Viewer,
+    Query(q): Query<ListQuery>,
+) -> Result<Response> {
+    list_page(&st, &headers, &who, q, String::new()).await
 }
 
 #[derive(serde::Deserialize)]
@@ -136,12 +140,9 @@ pub struct NewContact {
 pub async fn create(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     axum::Form(form): axum::Form<NewContact>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/contacts").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let identities = (!form.identity.trim().is_empty()).then(|| vec![form.identity.trim().to_string()]);
     let name = match form.name.trim() {
         "" => form.identity.trim().to_string(),
@@ -154,17 +155,18 @@ pub async fn create(
     };
     match contacts::create(&st.core, &who, input).await {
         Ok(c) => Ok(Redirect::to(&format!("/contacts/{}", c.id)).into_response()),
-        Err(Error::Invalid(why)) => list_page(&st, &headers, ListQuery::default(), why).await,
+        Err(Error::Invalid(why)) => list_page(&st, &headers, &who, ListQuery::default(), why).await,
         Err(e) => Err(e),
     }
 }
 
 /// `POST /contacts/import?csrf=…`: a vCard file from a multipart form.
-pub async fn import(State(st): State<SharedState>, headers: HeaderMap, mut form: Multipart) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/contacts").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+pub async fn import(
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    Viewer(who): Viewer,
+    mut form: Multipart,
+) -> Result<Response> {
     let mut file = None;
     while let Some(field) = form
         .next_field()
@@ -184,6 +186,7 @@ pub async fn import(State(st): State<SharedState>, headers: HeaderMap, mut form:
         return list_page(
             &st,
             &headers,
+            &who,
             ListQuery::default(),
             "choose a vCard file to import".into(),
         )
@@ -198,7 +201,7 @@ pub async fn import(State(st): State<SharedState>, headers: HeaderMap, mut form:
             let q: String = url::form_urlencoded::byte_serialize(said.as_bytes()).collect();
             Ok(Redirect::to(&format!("/contacts?imported={q}")).into_response())
         }
-        Err(Error::Invalid(why)) => list_page(&st, &headers, ListQuery::default(), why).await,
+        Err(Error::Invalid(why)) => list_page(&st, &headers, &who, ListQuery::default(), why).await,
         Err(e) => Err(e),
     }
 }
@@ -229,14 +232,11 @@ pub struct ContactQuery {
 async fn contact_page(
     st: &SharedState,
     headers: &HeaderMap,
+    who: &Principal,
     id: &str,
     q: ContactQuery,
     error: String,
 ) -> Result<Response> {
-    let who = match viewer(st, headers, &format!("/contacts/{id}")).await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let c = contacts::detail(&st.core, who.user_id, &who.user, id).await?;
     let r = timelines::resolve(&st.core, who.user_id, &who.user, Of::Contact(id), Format::Atom).await?;
     let page = lines::page(&st.core, who.user_id, &r, q.before).await?;
@@ -247,34 +247,35 @@ async fn contact_page(
         .collect();
     let merged = (!q.merged.is_empty()).then(|| (q.merged.clone(), String::new()));
     let counts = c.counts.iter().map(|(k, v)| (*k, *v)).collect();
-    let mut resp = render(ContactPage {
-        chrome: Chrome::new(st, headers, &who, "contacts")
-            .with_conflicts(st, who.user_id)
-            .await?,
-        note_of: id.to_string(),
-        c,
-        days: by_day(page.lines, Timestamp::now()),
-        older: page.older,
-        paged: q.before.is_some(),
-        others,
-        merged,
-        counts,
-        error: error.clone(),
-    })?;
-    if !error.is_empty() {
-        *resp.status_mut() = axum::http::StatusCode::BAD_REQUEST;
-    }
-    Ok(resp)
+    render_refused(
+        ContactPage {
+            chrome: Chrome::new(st, headers, &who, "contacts")
+                .with_conflicts(st, who.user_id)
+                .await?,
+            note_of: id.to_string(),
+            c,
+            days: by_day(page.lines, Timestamp::now()),
+            older: page.older,
+            paged: q.before.is_some(),
+            others,
+            merged,
+            counts,
+            error: error.clone(),
+        },
+        &error,
+        axum::http::StatusCode::BAD_REQUEST,
+    )
 }
 
 /// `/contacts/{id}`: the person, their notes and their timeline.
 pub async fn show(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Path(id): Path<String>,
     Query(q): Query<ContactQuery>,
 ) -> Result<Response> {
-    contact_page(&st, &headers, &id, q, String::new()).await
+    contact_page(&st, &headers, &who, &id, q, String::new()).await
 }
 
 #[derive(serde::Deserialize)]
@@ -287,16 +288,13 @@ pub struct NoteForm {
 pub async fn add_note(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Path(id): Path<String>,
     axum::Form(form): axum::Form<NoteForm>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, &format!("/contacts/{id}")).await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     match contacts::add_note(&st.core, &who, &id, &form.text).await {
         Ok(_) => Ok(Redirect::to(&format!("/contacts/{id}")).into_response()),
-        Err(Error::Invalid(why)) => contact_page(&st, &headers, &id, ContactQuery::default(), why).await,
+        Err(Error::Invalid(why)) => contact_page(&st, &headers, &who, &id, ContactQuery::default(), why).await,
         Err(e) => Err(e),
     }
 }
@@ -305,16 +303,13 @@ pub async fn add_note(
 pub async fn edit_note(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Path((id, note)): Path<(String, String)>,
     axum::Form(form): axum::Form<NoteForm>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, &format!("/contacts/{id}")).await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     match contacts::edit_note(&st.core, &who, &note, &form.text).await {
         Ok(()) => Ok(Redirect::to(&format!("/contacts/{id}")).into_response()),
-        Err(Error::Invalid(why)) => contact_page(&st, &headers, &id, ContactQuery::default(), why).await,
+        Err(Error::Invalid(why)) => contact_page(&st, &headers, &who, &id, ContactQuery::default(), why).await,
         Err(e) => Err(e),
     }
 }
@@ -330,26 +325,23 @@ pub struct MergeForm {
 pub async fn merge(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Path(id): Path<String>,
     axum::Form(form): axum::Form<MergeForm>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, &format!("/contacts/{id}")).await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     match contacts::merge(&st.core, &who, &id, form.other.trim()).await {
         Ok(merge_id) => Ok(Redirect::to(&format!("/contacts/{id}?merged={merge_id}")).into_response()),
-        Err(Error::Invalid(why)) => contact_page(&st, &headers, &id, ContactQuery::default(), why).await,
+        Err(Error::Invalid(why)) => contact_page(&st, &headers, &who, &id, ContactQuery::default(), why).await,
         Err(e) => Err(e),
     }
 }
 
 /// `POST /contacts/merges/{merge_id}/undo`: splits them back as they were.
-pub async fn undo(State(st): State<SharedState>, headers: HeaderMap, Path(merge_id): Path<String>) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/contacts").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+pub async fn undo(
+    State(st): State<SharedState>,
+    Viewer(who): Viewer,
+    Path(merge_id): Path<String>,
+) -> Result<Response> {
     let kept = contacts::undo(&st.core, &who, &merge_id).await?;
     Ok(Redirect::to(&format!("/contacts/{}", kept.id)).into_response())
 }

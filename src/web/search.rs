@@ -8,10 +8,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::SharedState;
-use super::pages::{Chrome, Day, by_day, render, viewer};
+use super::pages::{Chrome, Day, Viewer, by_day, render, render_refused};
 use crate::domain::time::Timestamp;
 use crate::error::{Error, Result};
 use crate::formats::Format;
+use crate::store::Principal;
 use crate::usecases::feeds::Of;
 use crate::usecases::timelines::{self, SearchQuery};
 use crate::usecases::{contacts, lines};
@@ -119,11 +120,13 @@ struct SearchPage {
     error: String,
 }
 
-async fn search_page(st: &SharedState, headers: &HeaderMap, form: SearchForm, error: String) -> Result<Response> {
-    let who = match viewer(st, headers, "/search").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+async fn search_page(
+    st: &SharedState,
+    headers: &HeaderMap,
+    who: &Principal,
+    form: SearchForm,
+    error: String,
+) -> Result<Response> {
     let searched = !form.is_empty();
     let mut error = error;
     let (mut days, mut older) = (Vec::new(), None);
@@ -170,50 +173,48 @@ async fn search_page(st: &SharedState, headers: &HeaderMap, form: SearchForm, er
         .await?;
     chrome.query = form.q.clone();
     let feed = format!("{}/u/{}/search.atom?{}", st.base_url, who.user, form.query_string());
-    let mut resp = render(SearchPage {
-        chrome,
-        note_of: String::new(),
-        form,
-        searched,
-        days,
-        older,
-        contacts,
-        collections,
-        types: TYPES,
-        views,
-        feed,
-        error: error.clone(),
-    })?;
-    if !error.is_empty() {
-        *resp.status_mut() = axum::http::StatusCode::BAD_REQUEST;
-    }
-    Ok(resp)
+    render_refused(
+        SearchPage {
+            chrome,
+            note_of: String::new(),
+            form,
+            searched,
+            days,
+            older,
+            contacts,
+            collections,
+            types: TYPES,
+            views,
+            feed,
+            error: error.clone(),
+        },
+        &error,
+        axum::http::StatusCode::BAD_REQUEST,
+    )
 }
 
 /// `/search?q=…&contact=…`: the filters of the search feed, and what they find.
 pub async fn search(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Query(form): Query<SearchForm>,
 ) -> Result<Response> {
-    search_page(&st, &headers, form, String::new()).await
+    search_page(&st, &headers, &who, form, String::new()).await
 }
 
 /// `POST /views`: saves the search as a view named NAME (then its page).
 pub async fn save(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     axum::Form(form): axum::Form<SearchForm>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/search").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let name = form.name.trim().to_string();
     match timelines::save_view(&st.core, who.user_id, &name, &form.query()).await {
         Ok(()) => Ok(Redirect::to(&format!("/views/{name}")).into_response()),
-        Err(Error::Invalid(why)) => search_page(&st, &headers, form, why).await,
-        Err(Error::NotFound(what)) => search_page(&st, &headers, form, format!("no such {what}")).await,
+        Err(Error::Invalid(why)) => search_page(&st, &headers, &who, form, why).await,
+        Err(Error::NotFound(what)) => search_page(&st, &headers, &who, form, format!("no such {what}")).await,
         Err(e) => Err(e),
     }
 }
@@ -240,13 +241,10 @@ pub struct PageQuery {
 pub async fn view(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Path(name): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, &format!("/views/{name}")).await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let r = timelines::resolve(&st.core, who.user_id, &who.user, Of::View(&name), Format::Atom).await?;
     let page = lines::page(&st.core, who.user_id, &r, q.before).await?;
     let saved = timelines::views(&st.core, who.user_id)
@@ -297,11 +295,7 @@ fn serde_urlencoded_query(q: &SearchQuery) -> String {
 }
 
 /// `POST /views/{name}/delete`.
-pub async fn delete(State(st): State<SharedState>, headers: HeaderMap, Path(name): Path<String>) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/search").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+pub async fn delete(State(st): State<SharedState>, Viewer(who): Viewer, Path(name): Path<String>) -> Result<Response> {
     timelines::delete_view(&st.core, who.user_id, &name).await?;
     Ok(Redirect::to("/search").into_response())
 }

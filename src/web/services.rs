@@ -9,10 +9,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::SharedState;
-use super::pages::{Chrome, render, viewer};
+use super::pages::{Chrome, Viewer, render, render_refused};
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 use crate::store::ConnectorState;
+use crate::store::Principal;
 use crate::usecases::connectors;
 use crate::usecases::kinds::{KINDS, Kind};
 
@@ -38,11 +39,7 @@ struct ConnectorsPage {
     error: String,
 }
 
-async fn page(st: &SharedState, headers: &HeaderMap, error: String) -> Result<Response> {
-    let who = match viewer(st, headers, "/connectors").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
+async fn page(st: &SharedState, headers: &HeaderMap, who: &Principal, error: String) -> Result<Response> {
     let collections = st.mesh.collections(who.user_id).await?;
     let mut cards = Vec::new();
     for c in connectors::list(&st.core, who.user_id).await? {
@@ -74,18 +71,18 @@ async fn page(st: &SharedState, headers: &HeaderMap, error: String) -> Result<Re
             last_error: c.last_error.clone().unwrap_or_default(),
         });
     }
-    let mut resp = render(ConnectorsPage {
-        chrome: Chrome::new(st, headers, &who, "connectors")
-            .with_conflicts(st, who.user_id)
-            .await?,
-        cards,
-        kinds: KINDS,
-        error: error.clone(),
-    })?;
-    if !error.is_empty() {
-        *resp.status_mut() = axum::http::StatusCode::BAD_REQUEST;
-    }
-    Ok(resp)
+    render_refused(
+        ConnectorsPage {
+            chrome: Chrome::new(st, headers, &who, "connectors")
+                .with_conflicts(st, who.user_id)
+                .await?,
+            cards,
+            kinds: KINDS,
+            error: error.clone(),
+        },
+        &error,
+        axum::http::StatusCode::BAD_REQUEST,
+    )
 }
 
 #[derive(Template)]
@@ -115,8 +112,8 @@ async fn to_provider(
 }
 
 /// `/connectors`.
-pub async fn index(State(st): State<SharedState>, headers: HeaderMap) -> Result<Response> {
-    page(&st, &headers, String::new()).await
+pub async fn index(State(st): State<SharedState>, headers: HeaderMap, Viewer(who): Viewer) -> Result<Response> {
+    page(&st, &headers, &who, String::new()).await
 }
 
 #[derive(serde::Deserialize)]
@@ -134,17 +131,14 @@ pub struct NewForm {
 pub async fn add(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     axum::Form(form): axum::Form<NewForm>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/connectors").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let mut options = Vec::new();
     for line in form.options.lines().map(str::trim).filter(|l| !l.is_empty()) {
         match line.split_once('=') {
             Some((k, v)) => options.push((k.trim().to_string(), v.trim().to_string())),
-            None => return page(&st, &headers, format!("option {line:?} is not KEY=VALUE")).await,
+            None => return page(&st, &headers, &who, format!("option {line:?} is not KEY=VALUE")).await,
         }
     }
     let collection = Some(form.collection.trim()).filter(|c| !c.is_empty());
@@ -163,8 +157,8 @@ pub async fn add(
             Some(url) => to_provider(&st, &headers, &who, &added.connector.kind, url).await,
             None => Ok(Redirect::to("/connectors").into_response()),
         },
-        Err(Error::Invalid(why)) | Err(Error::Conflict(why)) => page(&st, &headers, why).await,
-        Err(Error::NotFound(what)) => page(&st, &headers, format!("no such {what}")).await,
+        Err(Error::Invalid(why)) | Err(Error::Conflict(why)) => page(&st, &headers, &who, why).await,
+        Err(Error::NotFound(what)) => page(&st, &headers, &who, format!("no such {what}")).await,
         Err(e) => Err(e),
     }
 }
@@ -174,12 +168,9 @@ pub async fn add(
 pub async fn act(
     State(st): State<SharedState>,
     headers: HeaderMap,
+    Viewer(who): Viewer,
     Path((id, action)): Path<(i64, String)>,
 ) -> Result<Response> {
-    let who = match viewer(&st, &headers, "/connectors").await {
-        Ok(p) => p,
-        Err(redirect) => return Ok(redirect),
-    };
     let core = &st.core;
     match action.as_str() {
         "sync" => drop(connectors::sync_now(core, who.user_id, id).await?),
