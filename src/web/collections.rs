@@ -178,7 +178,7 @@ async fn conflict_page(
         .collect();
     render_refused(
         ConflictPage {
-            chrome: Chrome::new(st, headers, &who, "conflicts")
+            chrome: Chrome::new(st, headers, who, "conflicts")
                 .with_conflicts(st, who.user_id)
                 .await?,
             d,

@@ -94,7 +94,7 @@ async fn list_page(
             .finish();
         format!("/contacts?{query}")
     });
-    let mut chrome = Chrome::new(st, headers, &who, "contacts")
+    let mut chrome = Chrome::new(st, headers, who, "contacts")
         .with_conflicts(st, who.user_id)
         .await?;
     chrome.query = String::new();
@@ -249,7 +249,7 @@ async fn contact_page(
     let counts = c.counts.iter().map(|(k, v)| (*k, *v)).collect();
     render_refused(
         ContactPage {
-            chrome: Chrome::new(st, headers, &who, "contacts")
+            chrome: Chrome::new(st, headers, who, "contacts")
                 .with_conflicts(st, who.user_id)
                 .await?,
             note_of: id.to_string(),

@@ -168,7 +168,7 @@ async fn search_page(
             (name, url)
         })
         .collect();
-    let mut chrome = Chrome::new(st, headers, &who, "search")
+    let mut chrome = Chrome::new(st, headers, who, "search")
         .with_conflicts(st, who.user_id)
         .await?;
     chrome.query = form.q.clone();

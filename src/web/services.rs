@@ -73,7 +73,7 @@ async fn page(st: &SharedState, headers: &HeaderMap, who: &Principal, error: Str
     }
     render_refused(
         ConnectorsPage {
-            chrome: Chrome::new(st, headers, &who, "connectors")
+            chrome: Chrome::new(st, headers, who, "connectors")
                 .with_conflicts(st, who.user_id)
                 .await?,
             cards,
