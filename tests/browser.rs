@@ -111,6 +111,8 @@ async fn a_person_uses_the_web_app_in_chromium() {
     }
 
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    // Only this run's pictures (a failure's too) are left there.
+    let _ = std::fs::remove_dir_all(&shots);
     let out = tokio::process::Command::new(node)
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/app.mjs"))
         .env("FM_BASE", &app.base)
