@@ -148,7 +148,7 @@ async fn a_password_set_from_a_script_logs_a_browser_in() {
     let (status, page) = browser.get("/").await;
     assert_eq!(status, 200);
     assert!(page.contains("<h1>Stream</h1>") && page.contains("alice"), "{page}");
-    // The log keeps no password (serve logs failed logins by user name only).
+    // A wrong password is refused by the real server too.
     let mut wrong = Browser::new(&base);
     assert_eq!(wrong.log_in("alice", "not the password").await.0, 401);
 }
