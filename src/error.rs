@@ -14,6 +14,9 @@ pub enum Error {
     Invalid(String),
     #[error("authentication required")]
     Unauthorized,
+    /// Known, but this credential may not do it (a device token minting credentials).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     /// It clashes with what exists (a name taken, a write that kept losing its race).

@@ -1128,3 +1128,117 @@ async fn a_synced_folder_is_a_tree_with_downloads() {
     assert_eq!(status, 200);
     assert!(["the report", "a draft", "top"].contains(&body.as_str()), "{body}");
 }
+
+#[tokio::test]
+async fn every_page_action_is_a_json_api_call_too() {
+    let app = TestApp::spawn().await;
+    let laptop = with_password(&app, "alice", "correct horse battery").await;
+    app.collection("alice", "Notes").await;
+    let phone = a_conflict(&app, &laptop).await;
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (_, page) = b.get("/devices").await;
+    let csrf = csrf_of(&page);
+    let cookie = b.cookie_header();
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut r = b
+            .client
+            .request(method, format!("{}{path}", app.base))
+            .header("cookie", cookie.clone())
+            .header("x-csrf-token", csrf.clone());
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::String(text)),
+            )
+        }
+    };
+    use reqwest::Method;
+    // Devices: made (the token once), listed (its prefix only), revoked.
+    let (status, made) = call(
+        Method::POST,
+        "/api/devices",
+        Some(serde_json::json!({"device": "tablet"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let token = made["token"].as_str().unwrap().to_string();
+    assert_eq!(app.get(&token, "/atompub").await.status(), 200);
+    let (_, list) = call(Method::GET, "/api/devices", None).await;
+    assert!(
+        list.as_array().unwrap().iter().any(|t| t["device"] == "tablet"),
+        "{list}"
+    );
+    assert!(!list.to_string().contains(&token));
+    let (status, _) = call(Method::DELETE, &format!("/api/devices/{}", made["id"]), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(app.get(&token, "/atompub").await.status(), 401);
+    // App passwords the same way.
+    let (status, pw) = call(
+        Method::POST,
+        "/api/app-passwords",
+        Some(serde_json::json!({"name": "reader"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{pw}");
+    let (_, list) = call(Method::GET, "/api/app-passwords", None).await;
+    assert_eq!(list[0]["name"], "reader");
+    let (status, _) = call(Method::DELETE, &format!("/api/app-passwords/{}", pw["id"]), None).await;
+    assert_eq!(status, 204);
+    // A device token (or an app password) may not mint credentials, by API or by page.
+    for path in ["/api/devices", "/api/app-passwords"] {
+        let r = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&laptop)
+            .json(&serde_json::json!({"device": "x", "name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let r = app
+        .client
+        .post(app.url("/devices"))
+        .bearer_auth(&laptop)
+        .form(&[("device", "sneaky")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Conflicts: listed, read, resolved; a stale seq is 412 and changes nothing.
+    let (_, list) = call(Method::GET, "/api/conflicts", None).await;
+    assert_eq!(list[0]["id"], "note-1", "{list}");
+    assert_eq!(list[0]["versions"], 2);
+    let (_, item) = call(Method::GET, "/api/conflicts/item?collection=Notes&id=note-1", None).await;
+    assert_eq!(item["current"]["by"], "alice/phone", "{item}");
+    assert_eq!(item["conflicts"][0]["by"], "alice/laptop");
+    let seq = item["seq"].as_u64().unwrap();
+    let resolve =
+        |seq: u64, keep: &str| serde_json::json!({"collection": "Notes", "id": "note-1", "seq": seq, "keep": keep});
+    let (status, _) = call(
+        Method::POST,
+        "/api/conflicts/resolve",
+        Some(resolve(seq - 1, "conflict-0")),
+    )
+    .await;
+    assert_eq!(status, 412);
+    let (status, _) = call(Method::POST, "/api/conflicts/resolve", Some(resolve(seq, "sideways"))).await;
+    assert_eq!(status, 400);
+    let (status, done) = call(Method::POST, "/api/conflicts/resolve", Some(resolve(seq, "conflict-0"))).await;
+    assert_eq!(status, 200, "{done}");
+    let feed = app.get(&phone, "/atompub/alice/Notes").await.text().await.unwrap();
+    assert!(
+        !feed.contains("<sx:conflicts>") && feed.contains("laptop words"),
+        "{feed}"
+    );
+    let (_, list) = call(Method::GET, "/api/conflicts", None).await;
+    assert_eq!(list, serde_json::json!([]));
+}

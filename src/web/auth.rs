@@ -147,6 +147,19 @@ pub async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principa
         .ok_or(Error::Unauthorized)
 }
 
+/// The principal of a browser session, for what mints or revokes credentials (devices, app
+/// passwords): a device token or an app password may read and write, never make more of them.
+pub async fn session_owner(state: &AppState, headers: &HeaderMap) -> Result<Principal> {
+    if headers.contains_key(AUTHORIZATION) {
+        return Err(Error::Forbidden(
+            "devices and app passwords are managed from a logged-in browser session (or the CLI), not with a token or password".into(),
+        ));
+    }
+    session_principal(state, headers, Check::Fresh)
+        .await?
+        .ok_or(Error::Unauthorized)
+}
+
 /// The principal, who must be `user` (else the resource does not exist for them).
 pub async fn owner(state: &AppState, headers: &HeaderMap, user: &str, check: Check) -> Result<Principal> {
     let p = optional_principal(state, headers, check)

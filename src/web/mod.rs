@@ -1,6 +1,7 @@
 //! HTTP: the one table of routes, shared state, and helpers. Handlers only translate a
 //! request into one use-case call and its result into a response.
 
+mod account;
 mod assets;
 mod atompub;
 mod auth;
@@ -129,6 +130,19 @@ pub fn router(state: SharedState) -> Router {
         .route("/u/{user}/views/{feed}", get(feeds::view))
         .route("/u/{user}/{kind}/{id}/{feed}", get(feeds::timeline))
         .route("/api/keys", get(keys::list).post(keys::create))
+        .route("/api/devices", get(account::devices).post(account::add_device))
+        .route("/api/devices/{id}", axum::routing::delete(account::revoke_device))
+        .route(
+            "/api/app-passwords",
+            get(account::app_passwords).post(account::add_app_password),
+        )
+        .route(
+            "/api/app-passwords/{id}",
+            axum::routing::delete(account::revoke_app_password),
+        )
+        .route("/api/conflicts", get(account::conflicts))
+        .route("/api/conflicts/item", get(account::conflict))
+        .route("/api/conflicts/resolve", axum::routing::post(account::resolve))
         .route("/api/keys/{id}", axum::routing::delete(keys::revoke))
         .route(
             "/api/blobs",

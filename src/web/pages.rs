@@ -270,6 +270,8 @@ pub async fn add_device(
     Viewer(who): Viewer,
     axum::Form(form): axum::Form<DeviceForm>,
 ) -> Result<Response> {
+    // A device token may not make or revoke tokens, even through the page.
+    super::auth::session_owner(&st, &headers).await?;
     let device = form.device.trim().to_string();
     match crate::usecases::accounts::add_token(st.mesh.store.as_ref(), &who.user, &device).await {
         Ok(t) => devices_page(&st, &headers, &who, Some((device, t.token)), String::new()).await,
@@ -281,9 +283,12 @@ pub async fn add_device(
 /// `POST /devices/{id}/revoke`: the token stops working at once.
 pub async fn revoke_device(
     State(st): State<SharedState>,
+    headers: HeaderMap,
     Viewer(who): Viewer,
     axum::extract::Path(id): axum::extract::Path<i64>,
 ) -> Result<Response> {
+    // A device token may not make or revoke tokens, even through the page.
+    super::auth::session_owner(&st, &headers).await?;
     crate::usecases::accounts::revoke_token(st.mesh.store.as_ref(), &who.user, id).await?;
     st.principals.clear();
     Ok(axum::response::Redirect::to("/devices").into_response())
