@@ -269,6 +269,21 @@ async fn login_sessions_csrf_and_logout() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
+    // The hub reached by another name than its base URL's (localhost for 127.0.0.1): the
+    // browser's Origin is the host it addressed, which is this hub.
+    let port = app.base.rsplit(':').next().unwrap();
+    let local = b
+        .client
+        .post(format!("{}/api/contacts", app.base))
+        .header("cookie", b.cookie_header())
+        .header("host", format!("localhost:{port}"))
+        .header("origin", format!("http://localhost:{port}"))
+        .header("x-csrf-token", &page_csrf)
+        .json(&serde_json::json!({"name": "Dora"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local.status(), 201);
     // Device tokens never ride in cookies: no CSRF token needed.
     let by_token = app
         .client

@@ -126,7 +126,7 @@ pub async fn csrf(State(st): State<SharedState>, req: Request<Body>, next: Next)
         return next.run(req).await;
     };
     if let Some(origin) = req.headers().get(axum::http::header::ORIGIN)
-        && origin.as_bytes() != origin_of(&st.base_url).as_bytes()
+        && !same_site(origin.as_bytes(), &st.base_url, req.headers())
     {
         return refused();
     }
@@ -167,6 +167,19 @@ pub async fn csrf(State(st): State<SharedState>, req: Request<Body>, next: Next)
         true => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         false => refused(),
     }
+}
+
+/// Whether a request's `Origin` is this hub: its public URL's origin, or the host the
+/// browser addressed (a hub reached as `localhost` while its base URL says `127.0.0.1`).
+fn same_site(origin: &[u8], base_url: &str, headers: &HeaderMap) -> bool {
+    if origin == origin_of(base_url).as_bytes() {
+        return true;
+    }
+    let host = headers.get(axum::http::header::HOST).map(|h| h.as_bytes());
+    let addressed = origin
+        .strip_prefix(b"http://")
+        .or_else(|| origin.strip_prefix(b"https://"));
+    matches!((addressed, host), (Some(a), Some(h)) if a == h)
 }
 
 fn origin_of(base_url: &str) -> String {
