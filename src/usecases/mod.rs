@@ -105,7 +105,13 @@ impl Core {
 pub async fn principal(core: &Core, user_id: i64, endpoint: &str) -> anyhow::Result<crate::store::Principal> {
     let store = &core.mesh.store;
     let user = store.user_by_id(user_id).await?;
-    let endpoint = store.feed_endpoint(user_id, endpoint).await?;
+    // Read first: this runs on every credential check of a browser session or a password, and
+    // the endpoint exists after the first (making it is a write).
+    let endpoint = match store.endpoint(user_id, endpoint).await {
+        Ok(e) => e,
+        Err(crate::store::StoreError::NotFound(_)) => store.feed_endpoint(user_id, endpoint).await?,
+        Err(e) => return Err(e.into()),
+    };
     Ok(crate::store::Principal {
         user_id,
         user: user.name.to_string(),
