@@ -103,7 +103,12 @@ impl Dovecot {
                 child,
             };
             for _ in 0..100 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Ready once IMAP takes connections and so does the auth socket doveadm
+                // asks for users (it can come up later: a `doveadm save` then fails).
+                let userdb = dc.dir.path().join("run").join("auth-userdb");
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && std::os::unix::net::UnixStream::connect(&userdb).is_ok()
+                {
                     return Some(dc);
                 }
                 if let Ok(Some(_)) = dc.child.try_wait() {
