@@ -511,6 +511,45 @@ pub trait LoginStore: Send + Sync {
     async fn app_password(&self, hash: &str, fever: bool) -> Result<Option<Login>>;
 }
 
+/// A feed as the reading APIs number it: `kind` and `key` say what it is (see
+/// `usecases::reading`), `id` is its stable integer id for that user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaderFeed {
+    pub id: i64,
+    pub kind: String,
+    pub key: String,
+}
+
+/// What a user marked on one activity: `read` None means "as the watermark says".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadMark {
+    pub read: Option<bool>,
+    pub starred: bool,
+}
+
+/// What reader apps keep per user: feed ids, the read watermark, read and starred marks.
+#[async_trait]
+pub trait ReadingStore: Send + Sync {
+    /// Gives each of `wanted` (kind, key) an id if it has none (the next free one, in
+    /// order), and answers every feed id of the user.
+    async fn reader_feeds(&self, user_id: i64, wanted: &[(String, String)]) -> Result<Vec<ReaderFeed>>;
+    /// Every activity at or below this is read, unless marked otherwise (0 at first).
+    async fn read_upto(&self, user_id: i64) -> Result<u64>;
+    /// Raises the watermark to `upto` (never lowers it); marks at or below it that said
+    /// read are dropped as said by it, those kept unread become read.
+    async fn mark_read_upto(&self, user_id: i64, upto: u64) -> Result<()>;
+    /// The marks of these activities (those without a row are default).
+    async fn read_marks(&self, user_id: i64, seqs: &[u64]) -> Result<Vec<(u64, ReadMark)>>;
+    /// Sets read (when given) and starred (when given) on each of `seqs`.
+    async fn set_marks(&self, user_id: i64, seqs: &[u64], read: Option<bool>, starred: Option<bool>) -> Result<()>;
+    /// Starred activities, newest first, below `before`.
+    async fn starred(&self, user_id: i64, before: Option<u64>, limit: u32) -> Result<Vec<u64>>;
+    /// The lowest activity kept unread at or below the watermark, if any.
+    async fn lowest_kept_unread(&self, user_id: i64) -> Result<Option<u64>>;
+    /// These changes of the user, by sequence number (newest first; unknown ones left out).
+    async fn changes_at(&self, user_id: i64, seqs: &[u64]) -> Result<Vec<ChangeRecord>>;
+}
+
 /// Items and their changes: the FeedSync state of every collection, and the change log that feeds and streams read.
 #[async_trait]
 pub trait ItemStore: Send + Sync {
@@ -962,7 +1001,7 @@ pub trait BlobStore: Send + Sync {
 /// and PostgreSQL. Callers bring the area's trait into scope (`use crate::store::areas::*`).
 #[async_trait]
 pub trait Store:
-    AccountStore + LoginStore + ItemStore + WebSubStore + FollowStore + BlobStore + PeopleStore + ConnectorStore + 'static
+    AccountStore + LoginStore + ItemStore + WebSubStore + FollowStore + BlobStore + PeopleStore + ConnectorStore + ReadingStore + 'static
 {
     /// Releases every claim on verifications and deliveries: for a process that owns the
     /// database alone (SQLite `serve`) starting after a crash, so nothing waits for a lease.
@@ -972,7 +1011,8 @@ pub trait Store:
 /// The area traits, to bring into scope at once.
 pub mod areas {
     pub use super::{
-        AccountStore, BlobStore, ConnectorStore, FollowStore, ItemStore, LoginStore, PeopleStore, Store, WebSubStore,
+        AccountStore, BlobStore, ConnectorStore, FollowStore, ItemStore, LoginStore, PeopleStore, ReadingStore, Store,
+        WebSubStore,
     };
 }
 

@@ -132,7 +132,7 @@ async fn contact_name(core: &Core, user_id: i64, id: &str, names: &mut HashMap<S
     Ok(name)
 }
 
-fn line(core: &Core, c: &ChangeRecord, why: Vec<(String, Role, Option<String>, String)>) -> Line {
+pub(crate) fn line(core: &Core, c: &ChangeRecord, why: Vec<(String, Role, Option<String>, String)>) -> Line {
     let entry = &c.version.payload;
     let change = match c.verb.as_str() {
         "Delete" => Change::Delete,
@@ -177,6 +177,13 @@ fn line(core: &Core, c: &ChangeRecord, why: Vec<(String, Role, Option<String>, S
 
 /// HTML a service sent, made safe to show: no scripts, no event handlers, no styles, links
 /// opening without access to the page.
+/// The text of some HTML, without its tags (for a title made of a post's first words).
+pub fn plain(html: &str) -> String {
+    let text = ammonia::Builder::empty().clean(html).to_string();
+    let text = quick_xml::escape::unescape(&text).map(|t| t.into_owned()).unwrap_or(text);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 pub fn sanitise(html: &str) -> String {
     ammonia::Builder::default()
         .link_rel(Some("noopener noreferrer nofollow"))

@@ -23,6 +23,7 @@ pub mod listeners;
 pub mod logins;
 pub mod oauth;
 pub mod phone;
+pub mod reading;
 pub mod routes;
 pub mod timelines;
 

@@ -91,32 +91,59 @@ pub async fn optional_principal(state: &AppState, headers: &HeaderMap, check: Ch
 /// HTTP Basic with a password instead of a device token: an app password, or the account
 /// password (argon2, so failures count towards the login bound of the user).
 async fn password_principal(state: &AppState, user: &str, password: &str) -> Result<Principal> {
-    let store = state.mesh.store.as_ref();
     if password.starts_with("fm_") {
         // A device token that is not (or no longer) live: no password starts so.
         return Err(Error::Unauthorized);
     }
-    let login = match logins::check_app_password(store, user, password).await? {
-        Some(l) => l,
-        None => {
-            if let Some(wait) = state.failed_logins.wait(None, user) {
-                return Err(Error::RateLimited(
-                    format!("too many failed logins; try again in {wait} s"),
-                    wait,
-                ));
-            }
-            match logins::check_password(store, user, password).await? {
-                Some(l) => l,
-                None => {
-                    state.failed_logins.failed(None, user);
-                    return Err(Error::Unauthorized);
-                }
-            }
-        }
-    };
+    let login = reader_login(state, None, user, password).await?;
     crate::usecases::principal(&state.core, login.user_id, WEB_ENDPOINT)
         .await
         .map_err(Error::Internal)
+}
+
+/// A reader app's login with a user name and password (account or app password), bounded
+/// like the login form: 10 failures per 5 minutes per address and per user name.
+pub async fn reader_login(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    user: &str,
+    password: &str,
+) -> Result<crate::store::Login> {
+    let store = state.mesh.store.as_ref();
+    if let Some(l) = logins::check_app_password(store, user, password).await? {
+        return Ok(l);
+    }
+    if let Some(wait) = state.failed_logins.wait(ip, user) {
+        return Err(Error::RateLimited(
+            format!("too many failed logins; try again in {wait} s"),
+            wait,
+        ));
+    }
+    match logins::check_password(store, user, password).await? {
+        Some(l) => Ok(l),
+        None => {
+            state.failed_logins.failed(ip, user);
+            tracing::info!(user = %user, "failed reader login");
+            Err(Error::Unauthorized)
+        }
+    }
+}
+
+/// Who a session token speaks for (a browser's cookie, or the `Auth` a Google Reader
+/// client got from ClientLogin); a stale one is 401.
+pub async fn token_principal(state: &AppState, token: &str) -> Result<Principal> {
+    let digest = secrets::digest(token);
+    if let Some(p) = state.principals.get(&digest) {
+        return Ok(p);
+    }
+    let login = logins::session(state.mesh.store.as_ref(), token)
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    let p = crate::usecases::principal(&state.core, login.user_id, WEB_ENDPOINT)
+        .await
+        .map_err(Error::Internal)?;
+    state.principals.put(digest, p.clone());
+    Ok(p)
 }
 
 /// The principal of a browser's live session cookie (a stale cookie is no credential).

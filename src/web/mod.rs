@@ -12,10 +12,13 @@ mod connectors;
 mod contacts;
 mod error;
 mod feeds;
+mod fever;
 mod files;
 mod follows;
+mod greader;
 mod hub;
 mod keys;
+mod miniflux;
 mod oauth;
 mod pages;
 mod people;
@@ -188,9 +191,29 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/follows", get(follows::list).post(follows::create))
         .route("/api/follows/{id}", axum::routing::delete(follows::remove))
         .route("/websub/callback/{token}", get(follows::verify).post(follows::receive))
+        .route("/api/greader/{*rest}", axum::routing::any(greader::dispatch))
+        .route("/api/fever", get(fever::call).post(fever::call))
+        .route("/api/fever/", get(fever::call).post(fever::call))
+        .nest("/api/miniflux/v1", miniflux_routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), session::csrf))
         .with_state(state)
         .layer(axum::middleware::map_response(files::common_headers))
+}
+
+/// The Miniflux API v1 subset (`miniflux.rs`).
+fn miniflux_routes() -> Router<SharedState> {
+    use axum::routing::put;
+    Router::new()
+        .route("/me", get(miniflux::me))
+        .route("/categories", get(miniflux::categories))
+        .route("/categories/{id}/entries", get(miniflux::category_entries_route))
+        .route("/feeds", get(miniflux::feeds))
+        .route("/feeds/{id}", get(miniflux::feed))
+        .route("/feeds/{id}/entries", get(miniflux::feed_entries))
+        .route("/feeds/{id}/mark-all-as-read", put(miniflux::feed_read))
+        .route("/entries", get(miniflux::entries).put(miniflux::set_status))
+        .route("/entries/{id}", get(miniflux::entry))
+        .route("/entries/{id}/bookmark", put(miniflux::bookmark))
 }
 
 /// What pages may load: only this hub's own stylesheet, script, images and forms.

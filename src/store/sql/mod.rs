@@ -339,6 +339,7 @@ mod items;
 mod logins;
 mod people;
 mod queues;
+mod reading;
 mod rows;
 mod websub;
 mod writer;
