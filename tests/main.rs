@@ -23,6 +23,7 @@ mod outbound;
 mod peers;
 mod phone;
 mod push;
+mod readers;
 mod store_people;
 mod store_story;
 mod web;

@@ -1001,7 +1001,16 @@ pub trait BlobStore: Send + Sync {
 /// and PostgreSQL. Callers bring the area's trait into scope (`use crate::store::areas::*`).
 #[async_trait]
 pub trait Store:
-    AccountStore + LoginStore + ItemStore + WebSubStore + FollowStore + BlobStore + PeopleStore + ConnectorStore + ReadingStore + 'static
+    AccountStore
+    + LoginStore
+    + ItemStore
+    + WebSubStore
+    + FollowStore
+    + BlobStore
+    + PeopleStore
+    + ConnectorStore
+    + ReadingStore
+    + 'static
 {
     /// Releases every claim on verifications and deliveries: for a process that owns the
     /// database alone (SQLite `serve`) starting after a crash, so nothing waits for a lease.

@@ -180,7 +180,9 @@ pub(crate) fn line(core: &Core, c: &ChangeRecord, why: Vec<(String, Role, Option
 /// The text of some HTML, without its tags (for a title made of a post's first words).
 pub fn plain(html: &str) -> String {
     let text = ammonia::Builder::empty().clean(html).to_string();
-    let text = quick_xml::escape::unescape(&text).map(|t| t.into_owned()).unwrap_or(text);
+    let text = quick_xml::escape::unescape(&text)
+        .map(|t| t.into_owned())
+        .unwrap_or(text);
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -97,7 +97,13 @@ pub async fn feeds(core: &Core, user_id: i64, user: &str) -> Result<Vec<Feed>> {
     devices.dedup();
     for d in devices {
         let url = stream_url(core, user, Some(&d), Format::Atom);
-        found.push((Source::Device(d.clone()), format!("What {d} published"), "Devices", url, format!("{base}/devices")));
+        found.push((
+            Source::Device(d.clone()),
+            format!("What {d} published"),
+            "Devices",
+            url,
+            format!("{base}/devices"),
+        ));
     }
     for c in core.mesh.collections(user_id).await? {
         let url = core.collection_url(user, &c.name);
@@ -303,7 +309,11 @@ async fn entries_of(core: &Core, user_id: i64, user: &str, all: &[Feed], q: &Que
         (true, after) => {
             // Oldest unread first: nothing at or below `all_read_upto` can be unread.
             let from = after.unwrap_or(0);
-            Page::After(if q.unread_only { from.max(st.all_read_upto) } else { from })
+            Page::After(if q.unread_only {
+                from.max(st.all_read_upto)
+            } else {
+                from
+            })
         }
         (false, _) => Page::Before(q.before),
     };
@@ -335,7 +345,11 @@ async fn entries_of(core: &Core, user_id: i64, user: &str, all: &[Feed], q: &Que
         }
         match last {
             Some(s) if full && scanned < MAX_SCAN => {
-                page = if q.oldest_first { Page::After(s) } else { Page::Before(Some(s)) };
+                page = if q.oldest_first {
+                    Page::After(s)
+                } else {
+                    Page::Before(Some(s))
+                };
             }
             _ => break,
         }
@@ -452,10 +466,21 @@ pub async fn mark(core: &Core, user_id: i64, ids: &[u64], mark: Mark) -> Result<
 
 /// Marks read every entry of a feed (the whole stream when None) published before `before`
 /// (Unix seconds; everything when None).
-pub async fn mark_all_read(core: &Core, user_id: i64, user: &str, feed: Option<i64>, before: Option<i64>) -> Result<()> {
+pub async fn mark_all_read(
+    core: &Core,
+    user_id: i64,
+    user: &str,
+    feed: Option<i64>,
+    before: Option<i64>,
+) -> Result<()> {
     let all = feeds(core, user_id, user).await?;
     let source = match feed {
-        Some(id) => all.iter().find(|f| f.id == id).ok_or(Error::NotFound("feed"))?.source.clone(),
+        Some(id) => all
+            .iter()
+            .find(|f| f.id == id)
+            .ok_or(Error::NotFound("feed"))?
+            .source
+            .clone(),
         None => Source::Everything,
     };
     let store = &core.mesh.store;

@@ -72,7 +72,11 @@ fn has(params: &[(String, String)], key: &str) -> bool {
 fn number<T: std::str::FromStr>(params: &[(String, String)], key: &str) -> Result<Option<T>> {
     get(params, key)
         .filter(|v| !v.trim().is_empty())
-        .map(|v| v.trim().parse().map_err(|_| Error::Invalid(format!("{key} is a number"))))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|_| Error::Invalid(format!("{key} is a number")))
+        })
         .transpose()
 }
 
@@ -104,7 +108,11 @@ async fn answer(st: &SharedState, params: &[(String, String)]) -> Result<Value> 
                     _ => Mark::Unstarred,
                 };
                 reading::mark(core, user_id, &[id], m).await?;
-                let key = if matches!(m, Mark::Read | Mark::Unread) { "unread_item_ids" } else { "saved_item_ids" };
+                let key = if matches!(m, Mark::Read | Mark::Unread) {
+                    "unread_item_ids"
+                } else {
+                    "saved_item_ids"
+                };
                 let ids = match m {
                     Mark::Read | Mark::Unread => reading::unread_ids(core, user_id, user, IDS).await?,
                     _ => reading::starred_ids(core, user_id, user, IDS).await?,
@@ -181,7 +189,11 @@ async fn answer(st: &SharedState, params: &[(String, String)]) -> Result<Value> 
             let ids: Vec<u64> = list
                 .split(',')
                 .filter(|s| !s.trim().is_empty())
-                .map(|s| s.trim().parse().map_err(|_| Error::Invalid("with_ids is a list of numbers".into())))
+                .map(|s| {
+                    s.trim()
+                        .parse()
+                        .map_err(|_| Error::Invalid("with_ids is a list of numbers".into()))
+                })
                 .collect::<Result<_>>()?;
             if ids.len() > ITEMS as usize {
                 return Err(Error::Invalid(format!("with_ids names at most {ITEMS} items")));

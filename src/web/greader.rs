@@ -126,7 +126,10 @@ async fn route(
             Some(rest) => {
                 let stream = match rest.strip_prefix('/') {
                     Some(s) if !s.is_empty() => decode(s)?,
-                    _ => form.get("s").unwrap_or("user/-/state/com.google/reading-list").to_string(),
+                    _ => form
+                        .get("s")
+                        .unwrap_or("user/-/state/com.google/reading-list")
+                        .to_string(),
                 };
                 stream_contents(st, &who, &stream, form).await
             }
@@ -211,10 +214,7 @@ enum Stream {
 
 fn stream(id: &str) -> Result<Stream> {
     if let Some(n) = id.strip_prefix("feed/") {
-        return n
-            .parse()
-            .map(Stream::Feed)
-            .map_err(|_| Error::NotFound("feed"));
+        return n.parse().map(Stream::Feed).map_err(|_| Error::NotFound("feed"));
     }
     // `user/-/…` or `user/<id>/…`.
     let rest = id
@@ -285,7 +285,9 @@ async fn unread_count(st: &SharedState, who: &Principal) -> Result<Response> {
     let usec = |t: Option<crate::domain::time::Timestamp>| t.map(|t| (t.unix() * 1_000_000).to_string());
     let mut list: Vec<Value> = counts
         .iter()
-        .map(|(id, n, newest)| json!({"id": format!("feed/{id}"), "count": n, "newestItemTimestampUsec": usec(*newest)}))
+        .map(
+            |(id, n, newest)| json!({"id": format!("feed/{id}"), "count": n, "newestItemTimestampUsec": usec(*newest)}),
+        )
         .collect();
     if let Some((_, n, newest)) = counts.iter().find(|(id, ..)| *id == reading::EVERYTHING) {
         list.push(json!({"id": format!("{STATE}reading-list"), "count": n, "newestItemTimestampUsec": usec(*newest)}));
@@ -310,13 +312,20 @@ fn query_of(stream: &Stream, form: &Form, default_n: u32, max_n: u32) -> Result<
     let secs = |k: &str| -> Result<Option<i64>> {
         form.get(k)
             .filter(|v| !v.is_empty())
-            .map(|v| v.trim().parse::<i64>().map_err(|_| Error::Invalid(format!("{k} is Unix seconds"))))
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| Error::Invalid(format!("{k} is Unix seconds")))
+            })
             .transpose()
     };
     q.since = secs("ot")?;
     q.until = secs("nt")?;
     if let Some(c) = form.get("c").filter(|c| !c.is_empty()) {
-        let c: u64 = c.trim().parse().map_err(|_| Error::Invalid("bad continuation".into()))?;
+        let c: u64 = c
+            .trim()
+            .parse()
+            .map_err(|_| Error::Invalid("bad continuation".into()))?;
         if q.oldest_first {
             q.after = Some(c);
         } else {
@@ -358,7 +367,9 @@ async fn entries(st: &SharedState, who: &Principal, q: Option<Query>) -> Result<
 }
 
 async fn item_ids(st: &SharedState, who: &Principal, form: &Form) -> Result<Response> {
-    let s = form.get("s").ok_or_else(|| Error::Invalid("s (the stream id) is required".into()))?;
+    let s = form
+        .get("s")
+        .ok_or_else(|| Error::Invalid("s (the stream id) is required".into()))?;
     let q = query_of(&stream(s)?, form, 20, MAX_IDS)?;
     // Ids only: pages of the most entries one call reads, until `n`.
     let mut refs = Vec::new();
@@ -422,7 +433,13 @@ fn item_json(e: &Entry, feeds: &[Feed]) -> Value {
     })
 }
 
-async fn contents(st: &SharedState, who: &Principal, id: &str, title: &str, page: reading::Entries) -> Result<Response> {
+async fn contents(
+    st: &SharedState,
+    who: &Principal,
+    id: &str,
+    title: &str,
+    page: reading::Entries,
+) -> Result<Response> {
     let feeds = reading::feeds(&st.core, who.user_id, &who.user).await?;
     let items: Vec<Value> = page.entries.iter().map(|e| item_json(e, &feeds)).collect();
     let updated = page.entries.first().map(|e| e.published.unix()).unwrap_or(0);
@@ -486,7 +503,9 @@ async fn edit_tag(st: &SharedState, who: &Principal, form: &Form) -> Result<Resp
 }
 
 async fn mark_all(st: &SharedState, who: &Principal, form: &Form) -> Result<Response> {
-    let s = form.get("s").ok_or_else(|| Error::Invalid("s (the stream id) is required".into()))?;
+    let s = form
+        .get("s")
+        .ok_or_else(|| Error::Invalid("s (the stream id) is required".into()))?;
     // `ts`: seconds, or (16 digits and more) microseconds.
     let before = match form.get("ts").map(str::trim).filter(|t| !t.is_empty()) {
         Some(t) => {
@@ -529,10 +548,15 @@ async fn atom(st: &SharedState, who: &Principal, id: &str, form: &Form) -> Resul
         .first()
         .map(|e| e.published)
         .unwrap_or_else(crate::domain::time::Timestamp::now);
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">");
+    let mut x =
+        String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">");
     x.push_str(&format!(
         "<id>{}</id><title>{}</title><updated>{}</updated>",
-        esc(&format!("{}{BASE}/reader/atom/{}", st.base_url, crate::usecases::encode_segment(id))),
+        esc(&format!(
+            "{}{BASE}/reader/atom/{}",
+            st.base_url,
+            crate::usecases::encode_segment(id)
+        )),
         esc(&title),
         updated.rfc3339()
     ));
@@ -581,7 +605,10 @@ mod tests {
 
     #[test]
     fn raw_and_encoded_forms_read_alike_and_keys_repeat() {
-        let raw = Form::parse(None, b"i=tag:google.com,2005:reader/item/1&a=user/-/state/com.google/read&a=x&T=tok\n");
+        let raw = Form::parse(
+            None,
+            b"i=tag:google.com,2005:reader/item/1&a=user/-/state/com.google/read&a=x&T=tok\n",
+        );
         let enc = Form::parse(
             Some("output=json"),
             b"i=tag%3Agoogle.com%2C2005%3Areader%2Fitem%2F1&a=user%2F-%2Fstate%2Fcom.google%2Fread&a=x&T=tok%0A",
@@ -599,7 +626,10 @@ mod tests {
     #[test]
     fn stream_ids() {
         assert!(matches!(stream("feed/3"), Ok(Stream::Feed(3))));
-        assert!(matches!(stream("user/-/state/com.google/reading-list"), Ok(Stream::Everything)));
+        assert!(matches!(
+            stream("user/-/state/com.google/reading-list"),
+            Ok(Stream::Everything)
+        ));
         assert!(matches!(stream("user/1/state/com.google/starred"), Ok(Stream::Starred)));
         assert!(matches!(stream("user/-/label/Contacts"), Ok(Stream::Label(l)) if l == "Contacts"));
         assert!(stream("feed/x").is_err());

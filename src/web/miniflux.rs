@@ -165,12 +165,19 @@ pub struct EntriesParams {
 async fn list(st: &SharedState, p: &Principal, feed: Option<i64>, params: &EntriesParams) -> Result<Response> {
     let limit = params.limit.unwrap_or(100).clamp(1, reading::MAX_ENTRIES);
     let offset = params.offset.unwrap_or(0).min(10 * reading::MAX_ENTRIES);
-    let statuses: Vec<&str> = params.status.as_deref().map(|s| s.split(',').collect()).unwrap_or_default();
+    let statuses: Vec<&str> = params
+        .status
+        .as_deref()
+        .map(|s| s.split(',').collect())
+        .unwrap_or_default();
     let mut q = Query {
         feed,
         unread_only: statuses == ["unread"],
         read_only: statuses == ["read"],
-        starred_only: matches!(params.starred.as_deref(), Some("true" | "1")),
+        starred_only: params
+            .starred
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("true") || s == "1"),
         oldest_first: params.direction.as_deref() == Some("asc"),
         since: params.after.map(|a| a + 1),
         until: params.before,
@@ -251,7 +258,10 @@ pub async fn category_entries_route(
 }
 
 async fn category_entries(st: &SharedState, p: &Principal, id: i64, params: &EntriesParams) -> Result<Response> {
-    let (_, name) = GROUPS.iter().find(|(g, _)| *g == id).ok_or(Error::NotFound("category"))?;
+    let (_, name) = GROUPS
+        .iter()
+        .find(|(g, _)| *g == id)
+        .ok_or(Error::NotFound("category"))?;
     if *name == "Stream" || *name == "Collections" {
         return list(st, p, None, params).await;
     }
@@ -267,7 +277,7 @@ async fn category_entries(st: &SharedState, p: &Principal, id: i64, params: &Ent
         };
         shown.extend(reading::entries(&st.core, p.user_id, &p.user, &q).await?.entries);
     }
-    shown.sort_by(|a, b| b.id.cmp(&a.id));
+    shown.sort_by_key(|e| std::cmp::Reverse(e.id));
     shown.dedup_by_key(|e| e.id);
     shown.truncate(limit);
     let out: Vec<Value> = shown.iter().map(|e| entry_json(e, &feeds, p.user_id)).collect();
@@ -298,8 +308,11 @@ struct StatusBody {
 pub async fn set_status(State(st): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
     let run = async {
         let p = who(&st, &headers).await?;
-        let b: StatusBody = serde_json::from_slice(&body)
-            .map_err(|e| Error::Invalid(format!("the body is not {{\"entry_ids\": [...], \"status\": ...}}: {e}")))?;
+        let b: StatusBody = serde_json::from_slice(&body).map_err(|e| {
+            Error::Invalid(format!(
+                "the body is not {{\"entry_ids\": [...], \"status\": ...}}: {e}"
+            ))
+        })?;
         let mark = match b.status.as_str() {
             "read" | "removed" => Mark::Read,
             "unread" => Mark::Unread,

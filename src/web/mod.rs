@@ -194,6 +194,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/greader/{*rest}", axum::routing::any(greader::dispatch))
         .route("/api/fever", get(fever::call).post(fever::call))
         .route("/api/fever/", get(fever::call).post(fever::call))
+        // Where FreshRSS serves it, which Fever clients such as freshrss-api hard-code.
+        .route("/api/fever.php", get(fever::call).post(fever::call))
         .nest("/api/miniflux/v1", miniflux_routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), session::csrf))
         .with_state(state)

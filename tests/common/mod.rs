@@ -56,6 +56,8 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
         // scripts/deps puts Flask-WebSub and mastodon-mock in venvs of their own.
         peers_dir().map(|d| d.join("venv-websub/bin/python")),
         peers_dir().map(|d| d.join("venv-mm/bin/python")),
+        // … and the reader apps' clients (google-reader, freshrss-api, miniflux) in a third.
+        peers_dir().map(|d| d.join("venv-readers/bin/python")),
     ];
     for py in candidates.into_iter().flatten() {
         let ok = std::process::Command::new(&py)

@@ -182,7 +182,7 @@ impl ReadingStore for SqlStore {
                 out.push(change_row(&r)?);
             }
         }
-        out.sort_by(|a, b| b.seq.cmp(&a.seq));
+        out.sort_by_key(|c| std::cmp::Reverse(c.seq));
         out.dedup_by_key(|c| c.seq);
         Ok(out)
     }
