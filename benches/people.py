@@ -11,7 +11,10 @@ On BENCH_ACTIVITIES activities (default 1,000,000) and BENCH_CONTACTS contacts (
  4. a merge and an undo of two contacts with BENCH_MERGE_SHARE of the activities between them;
  5. resident memory of serve;
  6. a gzip feed against nginx's gzip_static of the same pre-compressed bytes (nproc workers);
- 7. every feed kind under a steady write load: reads and writes against each alone.
+ 7. every feed kind under a steady write load: reads and writes against each alone;
+ 8. the web app's stream, contact and search pages (server time, p50/p99 of cold renders),
+    and the Google Reader API's stream contents of 1,000 items, with nginx serving the same
+    bytes for scale.
 """
 import http.client
 import json
@@ -40,8 +43,8 @@ MERGE_SHARE = float(os.environ.get("BENCH_MERGE_SHARE", "0.1"))
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "200"))
 VOCAB = 1000
 CORES = os.cpu_count() or 2
-# Which of the seven figures to measure (default all), e.g. BENCH_PARTS=1,7.
-PARTS = {int(x) for x in os.environ.get("BENCH_PARTS", "1,2,3,4,5,6,7").split(",") if x.strip()}
+# Which of the eight figures to measure (default all), e.g. BENCH_PARTS=1,7.
+PARTS = {int(x) for x in os.environ.get("BENCH_PARTS", "1,2,3,4,5,6,7,8").split(",") if x.strip()}
 
 W = tempfile.mkdtemp(prefix="feedmesh-people-bench.")
 os.chmod(W, 0o755)
@@ -231,6 +234,57 @@ def ratio(a, b):
     return f"{a / b:.2f}" if b else "n/a"
 
 
+def timed(c, path, headers=None, method="GET", body=None, ctype=None):
+    t = time.perf_counter()
+    st, out, _ = c.request(method, path, body, ctype, headers)
+    ms = (time.perf_counter() - t) * 1000
+    assert st == 200, (path, st, out[:300])
+    return ms, out
+
+
+def pages_and_readers(base, token, data, ids):
+    """8. The web app's pages and the Google Reader API on the full data set."""
+    c = Client(base, token)
+    head = count(os.path.join(data, "feedmesh.db"))
+    stream = [timed(c, "/")[0]]
+    stream += [timed(c, f"/?before={random.randrange(50, head)}")[0] for _ in range(SAMPLES)]
+    contact = [timed(c, f"/contacts/{cid}")[0] for cid in random.sample(ids, min(SAMPLES, len(ids)))]
+    search = []
+    for i in range(SAMPLES):
+        q = f"w{random.randrange(VOCAB)}" if i % 2 else f"w{random.randrange(VOCAB)} w{random.randrange(VOCAB)}"
+        search.append(timed(c, "/search?q=" + urllib.parse.quote(q))[0])
+    print(f"8. web pages (server time, cold): stream p50 {pct(stream, .5):.1f} ms, p99 {pct(stream, .99):.1f} ms; "
+          f"contact p50 {pct(contact, .5):.1f} ms, p99 {pct(contact, .99):.1f} ms; "
+          f"search p50 {pct(search, .5):.1f} ms, p99 {pct(search, .99):.1f} ms (target p99 < 30 each)")
+    # The Google Reader API, logged in as a reader app is (ClientLogin with a password).
+    cli(B, data, "user", "passwd", "bench", stdin="bench-password-1\n")
+    st, body, _ = c.request("POST", "/api/greader/accounts/ClientLogin",
+                            urllib.parse.urlencode({"Email": "bench", "Passwd": "bench-password-1"}),
+                            "application/x-www-form-urlencoded")
+    assert st == 200, body
+    auth = {"Authorization": "GoogleLogin auth=" + re.search(rb"Auth=(\S+)", body).group(1).decode()}
+    path = "/api/greader/reader/api/0/stream/contents/user%2F-%2Fstate%2Fcom.google%2Freading-list?n=1000"
+    gr, last = [], b""
+    for i in range(max(20, SAMPLES // 4)):
+        ms, last = timed(c, path + ("" if i == 0 else f"&c={random.randrange(1000, head)}"), auth)
+        gr.append(ms)
+    items = len(json.loads(last)["items"])
+    www = os.path.join(W, "www-greader")
+    os.makedirs(www, exist_ok=True)
+    open(os.path.join(www, "contents.json"), "wb").write(last)
+    ngx = nginx(www)
+    u = urllib.parse.urlparse(ngx)
+    nc = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    ng = []
+    for _ in range(len(gr)):
+        t = time.perf_counter()
+        nc.request("GET", "/contents.json")
+        nc.getresponse().read()
+        ng.append((time.perf_counter() - t) * 1000)
+    print(f"   Google Reader stream/contents, {items} items ({len(last)} bytes): p50 {pct(gr, .5):.1f} ms, "
+          f"p99 {pct(gr, .99):.1f} ms (target < 50); nginx serving the same bytes p50 {pct(ng, .5):.2f} ms")
+
+
 def main():
     print(f"feedmesh people benchmark: {CORES} cores, {SECS}s per run, medians of {ROUNDS} runs, "
           f"{ACTIVITIES} activities, {CONTACTS} contacts with {3 * CONTACTS} identities")
@@ -280,6 +334,11 @@ def main():
     by_name = {x["name"]: x["id"] for x in contacts}
     ids = [x["id"] for x in contacts]
     random.seed(7)
+
+    if 8 in PARTS:
+        pages_and_readers(base, token, data, ids)
+    if not PARTS - {1, 8}:
+        return
 
     # 2. cold first pages of timelines and searches.
     lat_t, lat_s = [], []

@@ -533,6 +533,10 @@ pub trait ReadingStore: Send + Sync {
     /// Gives each of `wanted` (kind, key) an id if it has none (the next free one, in
     /// order), and answers every feed id of the user.
     async fn reader_feeds(&self, user_id: i64, wanted: &[(String, String)]) -> Result<Vec<ReaderFeed>>;
+    /// One feed by id.
+    async fn reader_feed(&self, user_id: i64, feed_id: i64) -> Result<Option<ReaderFeed>>;
+    /// The id of one feed, if it has one.
+    async fn reader_feed_id(&self, user_id: i64, kind: &str, key: &str) -> Result<Option<i64>>;
     /// Every activity at or below this is read, unless marked otherwise (0 at first).
     async fn read_upto(&self, user_id: i64) -> Result<u64>;
     /// Raises the watermark to `upto` (never lowers it); marks at or below it that said

@@ -9,6 +9,7 @@
 //! feed's activities one by one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::Core;
 use super::timelines::{self, Resolved};
@@ -76,58 +77,93 @@ pub fn group_id(name: &str) -> i64 {
     GROUPS.iter().find(|(_, n)| *n == name).map(|(i, _)| *i).unwrap_or(0)
 }
 
-/// Every feed the user can read, each with its id (given now if it is new), by group.
-pub async fn feeds(core: &Core, user_id: i64, user: &str) -> Result<Vec<Feed>> {
+impl Source {
+    fn from_kind_key(kind: &str, key: &str) -> Option<Source> {
+        let key = key.to_string();
+        Some(match kind {
+            "stream" => Source::Everything,
+            "device" => Source::Device(key),
+            "collection" => Source::Collection(key),
+            "view" => Source::View(key),
+            "company" => Source::Company(key),
+            "contact" => Source::Contact(key),
+            _ => return None,
+        })
+    }
+}
+
+/// The feed `source` is, named `title`, with id `id`: its folder and URLs.
+fn feed_of(core: &Core, user: &str, id: i64, source: Source, title: String) -> Feed {
     use super::feeds::{Of, stream_url};
     use super::timelines::feed_url;
+    let base = &core.base_url;
+    let enc = super::encode_segment;
+    let (group, url, html_url) = match &source {
+        Source::Everything => ("Stream", stream_url(core, user, None, Format::Atom), format!("{base}/")),
+        Source::Device(d) => (
+            "Devices",
+            stream_url(core, user, Some(d), Format::Atom),
+            format!("{base}/devices"),
+        ),
+        Source::Collection(c) => (
+            "Collections",
+            core.collection_url(user, c),
+            format!("{base}/files/{}", enc(c)),
+        ),
+        Source::View(v) => (
+            "Views",
+            feed_url(core, user, Of::View(v), Format::Atom),
+            format!("{base}/views/{}", enc(v)),
+        ),
+        Source::Company(c) => (
+            "Companies",
+            feed_url(core, user, Of::Company(c), Format::Atom),
+            format!("{base}/search?company={}", enc(c)),
+        ),
+        Source::Contact(c) => (
+            "Contacts",
+            feed_url(core, user, Of::Contact(c), Format::Atom),
+            format!("{base}/contacts/{}", enc(c)),
+        ),
+    };
+    Feed {
+        id,
+        source,
+        title,
+        group,
+        url,
+        html_url,
+    }
+}
+
+/// Every feed the user can read, each with its id (given now if it is new), by group.
+pub async fn feeds(core: &Core, user_id: i64, user: &str) -> Result<Vec<Feed>> {
     use crate::domain::names::UserName;
     let store = &core.mesh.store;
     let name = UserName::parse(user)?;
-    let base = &core.base_url;
-    let enc = super::encode_segment;
-    let mut found: Vec<(Source, String, &'static str, String, String)> = vec![(
-        Source::Everything,
-        "Everything".into(),
-        "Stream",
-        stream_url(core, user, None, Format::Atom),
-        format!("{base}/"),
-    )];
+    let mut found: Vec<(Source, String)> = vec![(Source::Everything, "Everything".into())];
     let mut devices: Vec<String> = store.tokens(&name).await?.into_iter().map(|t| t.device).collect();
     devices.sort();
     devices.dedup();
     for d in devices {
-        let url = stream_url(core, user, Some(&d), Format::Atom);
-        found.push((
-            Source::Device(d.clone()),
-            format!("What {d} published"),
-            "Devices",
-            url,
-            format!("{base}/devices"),
-        ));
+        let title = format!("What {d} published");
+        found.push((Source::Device(d), title));
     }
     for c in core.mesh.collections(user_id).await? {
-        let url = core.collection_url(user, &c.name);
-        let html = format!("{base}/files/{}", enc(&c.name));
-        found.push((Source::Collection(c.name.clone()), c.name, "Collections", url, html));
+        found.push((Source::Collection(c.name.clone()), c.name));
     }
     for (v, _) in store.views(user_id).await? {
-        let url = feed_url(core, user, Of::View(&v), Format::Atom);
-        let html = format!("{base}/views/{}", enc(&v));
-        found.push((Source::View(v.clone()), v, "Views", url, html));
+        found.push((Source::View(v.clone()), v));
     }
     for c in store.companies(user_id).await? {
-        let url = feed_url(core, user, Of::Company(&c.slug), Format::Atom);
-        let html = format!("{base}/search?company={}", enc(&c.slug));
-        found.push((Source::Company(c.slug), c.name, "Companies", url, html));
+        found.push((Source::Company(c.slug), c.name));
     }
     for c in store.contacts(user_id).await? {
-        let url = feed_url(core, user, Of::Contact(&c.id), Format::Atom);
-        let html = format!("{base}/contacts/{}", enc(&c.id));
-        found.push((Source::Contact(c.id), c.name, "Contacts", url, html));
+        found.push((Source::Contact(c.id), c.name));
     }
     let wanted: Vec<(String, String)> = found
         .iter()
-        .map(|(s, ..)| {
+        .map(|(s, _)| {
             let (k, v) = s.kind_key();
             (k.to_string(), v.to_string())
         })
@@ -141,26 +177,30 @@ pub async fn feeds(core: &Core, user_id: i64, user: &str) -> Result<Vec<Feed>> {
     Ok(found
         .into_iter()
         .zip(wanted)
-        .filter_map(|((source, title, group, url, html_url), key)| {
-            ids.get(&key).map(|&id| Feed {
-                id,
-                source,
-                title,
-                group,
-                url,
-                html_url,
-            })
-        })
+        .filter_map(|((source, title), key)| ids.get(&key).map(|&id| feed_of(core, user, id, source, title)))
         .collect())
 }
 
-/// One of the user's feeds by id; an unknown id (or another user's) is a 404.
+/// One of the user's feeds by id (as listed before); an unknown id (or another user's, or
+/// one whose contact, view or collection is gone) is a 404.
 pub async fn feed(core: &Core, user_id: i64, user: &str, id: i64) -> Result<Feed> {
-    feeds(core, user_id, user)
-        .await?
-        .into_iter()
-        .find(|f| f.id == id)
-        .ok_or(Error::NotFound("feed"))
+    let store = &core.mesh.store;
+    let row = store.reader_feed(user_id, id).await?.ok_or(Error::NotFound("feed"))?;
+    let source = Source::from_kind_key(&row.kind, &row.key).ok_or(Error::NotFound("feed"))?;
+    let title = match &source {
+        Source::Everything => "Everything".to_string(),
+        Source::Device(d) => format!("What {d} published"),
+        Source::Collection(c) | Source::View(c) => c.clone(),
+        Source::Company(slug) => store
+            .companies(user_id)
+            .await?
+            .into_iter()
+            .find(|c| &c.slug == slug)
+            .map(|c| c.name)
+            .ok_or(Error::NotFound("feed"))?,
+        Source::Contact(c) => store.contact(user_id, c).await?.ok_or(Error::NotFound("feed"))?.name,
+    };
+    Ok(feed_of(core, user, id, source, title))
 }
 
 async fn resolve(core: &Core, user_id: i64, user: &str, source: &Source) -> Result<Resolved> {
@@ -186,7 +226,7 @@ async fn resolve(core: &Core, user_id: i64, user: &str, source: &Source) -> Resu
 pub struct Entry {
     pub id: u64,
     /// The feed it was asked through, or (asked for all) its collection's feed.
-    pub feed_id: i64,
+    pub feed: Arc<Feed>,
     pub title: String,
     pub author: String,
     pub html: String,
@@ -249,16 +289,15 @@ fn is_read(seq: u64, mark: Option<&ReadMark>, st: &ReadState) -> bool {
 
 /// The entries `q` asks for.
 pub async fn entries(core: &Core, user_id: i64, user: &str, q: &Query) -> Result<Entries> {
-    let all = feeds(core, user_id, user).await?;
-    entries_of(core, user_id, user, &all, q).await
-}
-
-async fn entries_of(core: &Core, user_id: i64, user: &str, all: &[Feed], q: &Query) -> Result<Entries> {
-    let limit = q.limit.clamp(1, MAX_ENTRIES);
     let feed = match q.feed {
-        Some(id) => Some(all.iter().find(|f| f.id == id).ok_or(Error::NotFound("feed"))?),
+        Some(id) => Some(Arc::new(feed(core, user_id, user, id).await?)),
         None => None,
     };
+    entries_of(core, user_id, user, feed, q).await
+}
+
+async fn entries_of(core: &Core, user_id: i64, user: &str, feed: Option<Arc<Feed>>, q: &Query) -> Result<Entries> {
+    let limit = q.limit.clamp(1, MAX_ENTRIES);
     let st = read_state(core, user_id).await?;
     let store = &core.mesh.store;
     if q.starred_only {
@@ -276,7 +315,7 @@ async fn entries_of(core: &Core, user_id: i64, user: &str, all: &[Feed], q: &Que
         }
         let mut changes = store.changes_at(user_id, &seqs).await?;
         changes.retain(|c| q.since.is_none_or(|s| c.at.unix() >= s) && q.until.is_none_or(|u| c.at.unix() < u));
-        if let Some(f) = feed.filter(|f| f.source != Source::Everything) {
+        if let Some(f) = feed.as_ref().filter(|f| f.source != Source::Everything) {
             let r = resolve(core, user_id, user, &f.source).await?;
             let mut kept = Vec::new();
             for c in changes {
@@ -292,10 +331,10 @@ async fn entries_of(core: &Core, user_id: i64, user: &str, all: &[Feed], q: &Que
         let more = changes.len() > limit as usize;
         changes.truncate(limit as usize);
         let next = more.then(|| changes.last().map(|c| c.seq)).flatten();
-        let entries = build(core, user_id, all, feed.map(|f| f.id), &changes, &st).await?;
+        let entries = build(core, user_id, user, feed, &changes, &st).await?;
         return Ok(Entries { entries, next });
     }
-    let r = match feed {
+    let r = match &feed {
         Some(f) => resolve(core, user_id, user, &f.source).await?,
         None => resolve(core, user_id, user, &Source::Everything).await?,
     };
@@ -355,7 +394,7 @@ async fn entries_of(core: &Core, user_id: i64, user: &str, all: &[Feed], q: &Que
         }
     }
     let next = more.then(|| kept.last().map(|c| c.seq)).flatten();
-    let entries = build(core, user_id, all, feed.map(|f| f.id), &kept, &st).await?;
+    let entries = build(core, user_id, user, feed, &kept, &st).await?;
     Ok(Entries { entries, next })
 }
 
@@ -375,28 +414,43 @@ pub async fn entries_by_id(core: &Core, user_id: i64, user: &str, ids: &[u64]) -
     ids.sort_unstable();
     ids.dedup();
     ids.truncate(MAX_ENTRIES as usize);
-    let all = feeds(core, user_id, user).await?;
     let st = read_state(core, user_id).await?;
     let changes = core.mesh.store.changes_at(user_id, &ids).await?;
-    build(core, user_id, &all, None, &changes, &st).await
+    build(core, user_id, user, None, &changes, &st).await
 }
 
 async fn build(
     core: &Core,
     user_id: i64,
-    all: &[Feed],
-    feed: Option<i64>,
+    user: &str,
+    feed: Option<Arc<Feed>>,
     changes: &[ChangeRecord],
     st: &ReadState,
 ) -> Result<Vec<Entry>> {
+    let store = &core.mesh.store;
     let seqs: Vec<u64> = changes.iter().map(|c| c.seq).collect();
-    let marks: HashMap<u64, ReadMark> = core.mesh.store.read_marks(user_id, &seqs).await?.into_iter().collect();
-    let collection_feed = |name: &str| {
-        all.iter()
-            .find(|f| f.source == Source::Collection(name.to_string()))
-            .map(|f| f.id)
-            .unwrap_or(EVERYTHING)
-    };
+    let marks: HashMap<u64, ReadMark> = store.read_marks(user_id, &seqs).await?.into_iter().collect();
+    // Asked for all: each entry is in its collection's feed (the whole stream's, if the
+    // collection has no id yet).
+    let mut homes: HashMap<String, Arc<Feed>> = HashMap::new();
+    if feed.is_none() {
+        for c in changes {
+            if homes.contains_key(&c.collection) {
+                continue;
+            }
+            let home = match store.reader_feed_id(user_id, "collection", &c.collection).await? {
+                Some(id) => feed_of(
+                    core,
+                    user,
+                    id,
+                    Source::Collection(c.collection.clone()),
+                    c.collection.clone(),
+                ),
+                None => feed_of(core, user, EVERYTHING, Source::Everything, "Everything".into()),
+            };
+            homes.insert(c.collection.clone(), Arc::new(home));
+        }
+    }
     let base = &core.base_url;
     Ok(changes
         .iter()
@@ -420,7 +474,7 @@ async fn build(
             };
             Entry {
                 id: c.seq,
-                feed_id: feed.unwrap_or_else(|| collection_feed(&c.collection)),
+                feed: feed.clone().unwrap_or_else(|| homes[&c.collection].clone()),
                 title,
                 author: line.actor.clone(),
                 html,
@@ -555,18 +609,18 @@ async fn ids(core: &Core, user_id: i64, user: &str, limit: u32, starred: bool) -
 /// Reader did: "1000+"), with the time of its newest entry.
 pub async fn unread_counts(core: &Core, user_id: i64, user: &str) -> Result<Vec<(i64, u32, Option<Timestamp>)>> {
     let mut out = Vec::new();
-    let all = feeds(core, user_id, user).await?;
-    for f in &all {
+    for f in feeds(core, user_id, user).await? {
         let q = Query {
             feed: Some(f.id),
             unread_only: true,
             limit: MAX_ENTRIES,
             ..Query::default()
         };
-        let page = entries_of(core, user_id, user, &all, &q).await?;
+        let id = f.id;
+        let page = entries_of(core, user_id, user, Some(Arc::new(f)), &q).await?;
         if !page.entries.is_empty() {
             let newest = page.entries.first().map(|e| e.published);
-            out.push((f.id, page.entries.len() as u32, newest));
+            out.push((id, page.entries.len() as u32, newest));
         }
     }
     Ok(out)

@@ -221,7 +221,7 @@ async fn answer(st: &SharedState, params: &[(String, String)]) -> Result<Value> 
             .map(|e| {
                 json!({
                     "id": e.id,
-                    "feed_id": e.feed_id,
+                    "feed_id": e.feed.id,
                     "title": e.title,
                     "author": e.author,
                     "html": e.html,

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::formats::xml::esc;
 use crate::store::Principal;
 use crate::usecases::logins;
-use crate::usecases::reading::{self, Entry, Feed, Mark, Query};
+use crate::usecases::reading::{self, Entry, Mark, Query};
 
 pub const BASE: &str = "/api/greader";
 const STATE: &str = "user/-/state/com.google/";
@@ -400,12 +400,8 @@ async fn item_ids(st: &SharedState, who: &Principal, form: &Form) -> Result<Resp
     Ok(axum::Json(out).into_response())
 }
 
-fn item_json(e: &Entry, feeds: &[Feed]) -> Value {
-    let feed = feeds.iter().find(|f| f.id == e.feed_id);
-    let mut categories = vec![format!("{STATE}reading-list")];
-    if let Some(f) = feed {
-        categories.push(format!("user/-/label/{}", f.group));
-    }
+fn item_json(e: &Entry) -> Value {
+    let mut categories = vec![format!("{STATE}reading-list"), format!("user/-/label/{}", e.feed.group)];
     if e.read {
         categories.push(format!("{STATE}read"));
     }
@@ -425,23 +421,16 @@ fn item_json(e: &Entry, feeds: &[Feed]) -> Value {
         "alternate": [{"href": e.url, "type": "text/html"}],
         "categories": categories,
         "origin": {
-            "streamId": format!("feed/{}", e.feed_id),
-            "title": feed.map(|f| f.title.as_str()).unwrap_or(""),
-            "htmlUrl": feed.map(|f| f.html_url.as_str()).unwrap_or(""),
+            "streamId": format!("feed/{}", e.feed.id),
+            "title": e.feed.title,
+            "htmlUrl": e.feed.html_url,
         },
         "summary": {"direction": "ltr", "content": e.html},
     })
 }
 
-async fn contents(
-    st: &SharedState,
-    who: &Principal,
-    id: &str,
-    title: &str,
-    page: reading::Entries,
-) -> Result<Response> {
-    let feeds = reading::feeds(&st.core, who.user_id, &who.user).await?;
-    let items: Vec<Value> = page.entries.iter().map(|e| item_json(e, &feeds)).collect();
+fn contents(st: &SharedState, id: &str, title: &str, page: reading::Entries) -> Result<Response> {
+    let items: Vec<Value> = page.entries.iter().map(item_json).collect();
     let updated = page.entries.first().map(|e| e.published.unix()).unwrap_or(0);
     let mut out = json!({
         "id": id,
@@ -460,7 +449,7 @@ async fn contents(
 async fn stream_contents(st: &SharedState, who: &Principal, id: &str, form: &Form) -> Result<Response> {
     let q = query_of(&stream(id)?, form, 20, reading::MAX_ENTRIES)?;
     let page = entries(st, who, q).await?;
-    contents(st, who, id, id, page).await
+    contents(st, id, id, page)
 }
 
 async fn items_contents(st: &SharedState, who: &Principal, form: &Form) -> Result<Response> {
@@ -470,7 +459,7 @@ async fn items_contents(st: &SharedState, who: &Principal, form: &Form) -> Resul
     }
     let entries = reading::entries_by_id(&st.core, who.user_id, &who.user, &ids).await?;
     let page = reading::Entries { entries, next: None };
-    contents(st, who, &format!("{STATE}reading-list"), "", page).await
+    contents(st, &format!("{STATE}reading-list"), "", page)
 }
 
 async fn edit_tag(st: &SharedState, who: &Principal, form: &Form) -> Result<Response> {
@@ -537,12 +526,10 @@ async fn mark_all(st: &SharedState, who: &Principal, form: &Form) -> Result<Resp
 async fn atom(st: &SharedState, who: &Principal, id: &str, form: &Form) -> Result<Response> {
     let q = query_of(&stream(id)?, form, 20, reading::MAX_ENTRIES)?;
     let page = entries(st, who, q).await?;
-    let feeds = reading::feeds(&st.core, who.user_id, &who.user).await?;
     let title = match stream(id)? {
-        Stream::Feed(n) => feeds.iter().find(|f| f.id == n).map(|f| f.title.clone()),
-        _ => None,
-    }
-    .unwrap_or_else(|| id.to_string());
+        Stream::Feed(n) => reading::feed(&st.core, who.user_id, &who.user, n).await?.title,
+        _ => id.to_string(),
+    };
     let updated = page
         .entries
         .first()

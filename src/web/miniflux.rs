@@ -67,13 +67,12 @@ fn feed_json(f: &Feed, user_id: i64) -> Value {
     })
 }
 
-fn entry_json(e: &Entry, feeds: &[Feed], user_id: i64) -> Value {
-    let feed = feeds.iter().find(|f| f.id == e.feed_id);
+fn entry_json(e: &Entry, user_id: i64) -> Value {
     let at = e.published.rfc3339();
     json!({
         "id": e.id,
         "user_id": user_id,
-        "feed_id": e.feed_id,
+        "feed_id": e.feed.id,
         "status": if e.read { "read" } else { "unread" },
         "hash": format!("{:016x}", e.id),
         "title": e.title,
@@ -89,7 +88,7 @@ fn entry_json(e: &Entry, feeds: &[Feed], user_id: i64) -> Value {
         "reading_time": 0,
         "enclosures": [],
         "tags": [],
-        "feed": feed.map(|f| feed_json(f, user_id)),
+        "feed": feed_json(&e.feed, user_id),
     })
 }
 
@@ -188,7 +187,6 @@ async fn list(st: &SharedState, p: &Principal, feed: Option<i64>, params: &Entri
     if q.after.is_some() && q.before.is_none() {
         q.oldest_first = true;
     }
-    let feeds = reading::feeds(&st.core, p.user_id, &p.user).await?;
     let mut entries = Vec::new();
     let mut more = true;
     while more && entries.len() < (offset + limit) as usize {
@@ -205,7 +203,7 @@ async fn list(st: &SharedState, p: &Principal, feed: Option<i64>, params: &Entri
         .iter()
         .skip(offset as usize)
         .take(limit as usize)
-        .map(|e| entry_json(e, &feeds, p.user_id))
+        .map(|e| entry_json(e, p.user_id))
         .collect();
     Ok(Json(json!({"total": total, "entries": shown})).into_response())
 }
@@ -280,7 +278,7 @@ async fn category_entries(st: &SharedState, p: &Principal, id: i64, params: &Ent
     shown.sort_by_key(|e| std::cmp::Reverse(e.id));
     shown.dedup_by_key(|e| e.id);
     shown.truncate(limit);
-    let out: Vec<Value> = shown.iter().map(|e| entry_json(e, &feeds, p.user_id)).collect();
+    let out: Vec<Value> = shown.iter().map(|e| entry_json(e, p.user_id)).collect();
     Ok(Json(json!({"total": out.len(), "entries": out})).into_response())
 }
 
@@ -291,8 +289,7 @@ pub async fn entry(State(st): State<SharedState>, headers: HeaderMap, Path(id): 
         let id: u64 = id.parse().map_err(|_| Error::NotFound("entry"))?;
         let found = reading::entries_by_id(&st.core, p.user_id, &p.user, &[id]).await?;
         let e = found.first().ok_or(Error::NotFound("entry"))?;
-        let feeds = reading::feeds(&st.core, p.user_id, &p.user).await?;
-        Ok::<_, Error>(Json(entry_json(e, &feeds, p.user_id)).into_response())
+        Ok::<_, Error>(Json(entry_json(e, p.user_id)).into_response())
     };
     run.await.unwrap_or_else(refuse)
 }

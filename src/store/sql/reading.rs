@@ -24,9 +24,11 @@ impl ReadingStore for SqlStore {
         };
         let select = "SELECT feed_id, kind, key FROM reader_feeds WHERE user_id = $1 ORDER BY feed_id";
         let known = list(sqlx::query(select).bind(user_id).fetch_all(&self.readers).await?)?;
+        let have: std::collections::HashSet<(&str, &str)> =
+            known.iter().map(|f| (f.kind.as_str(), f.key.as_str())).collect();
         let missing: Vec<&(String, String)> = wanted
             .iter()
-            .filter(|(kind, key)| !known.iter().any(|f| &f.kind == kind && &f.key == key))
+            .filter(|(kind, key)| !have.contains(&(kind.as_str(), key.as_str())))
             .collect();
         if missing.is_empty() {
             return Ok(known);
@@ -47,6 +49,33 @@ impl ReadingStore for SqlStore {
         let all = list(sqlx::query(select).bind(user_id).fetch_all(&mut *tx).await?)?;
         tx.commit().await?;
         Ok(all)
+    }
+
+    async fn reader_feed(&self, user_id: i64, feed_id: i64) -> Result<Option<ReaderFeed>> {
+        let row = sqlx::query("SELECT feed_id, kind, key FROM reader_feeds WHERE user_id = $1 AND feed_id = $2")
+            .bind(user_id)
+            .bind(feed_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(|r| {
+            Ok(ReaderFeed {
+                id: r.try_get("feed_id")?,
+                kind: r.try_get("kind")?,
+                key: r.try_get("key")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn reader_feed_id(&self, user_id: i64, kind: &str, key: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT feed_id FROM reader_feeds WHERE user_id = $1 AND kind = $2 AND key = $3")
+                .bind(user_id)
+                .bind(kind)
+                .bind(key)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
     }
 
     async fn read_upto(&self, user_id: i64) -> Result<u64> {
