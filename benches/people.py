@@ -253,9 +253,28 @@ def pages_and_readers(base, token, data, ids):
     for i in range(SAMPLES):
         q = f"w{random.randrange(VOCAB)}" if i % 2 else f"w{random.randrange(VOCAB)} w{random.randrange(VOCAB)}"
         search.append(timed(c, "/search?q=" + urllib.parse.quote(q))[0])
+    # The same pages loaded whole in Chromium (HTML, the stylesheet, the script).
+    peers = os.environ.get("FEEDMESH_PEERS_DIR") or os.path.expanduser("~/.cache/feedmesh-peers")
+    node, chromium = shutil.which("node"), shutil.which("chromium") or "/usr/bin/chromium"
+    loads = None
+    if node and os.path.exists(chromium) and os.path.isdir(os.path.join(peers, "node_modules/playwright-core")):
+        paths = ["/"] + [f"/?before={random.randrange(50, head)}" for _ in range(20)]
+        paths += [f"/contacts/{cid}" for cid in random.sample(ids, min(20, len(ids)))]
+        paths += [f"/search?q=w{random.randrange(VOCAB)}" for _ in range(20)]
+        out = subprocess.run([node, os.path.join(os.path.dirname(__file__), "page_load.mjs")],
+                             env={**os.environ, "FM_BASE": base, "FM_TOKEN": token, "FM_PATHS": "\n".join(paths),
+                                  "FM_PEERS": peers, "FM_CHROMIUM": chromium},
+                             capture_output=True, text=True)
+        if out.returncode == 0:
+            loads = json.loads(out.stdout.strip().splitlines()[-1])
+        else:
+            print(f"   Chromium page loads failed: {out.stderr[-500:]}")
     print(f"8. web pages (server time, cold): stream p50 {pct(stream, .5):.1f} ms, p99 {pct(stream, .99):.1f} ms; "
           f"contact p50 {pct(contact, .5):.1f} ms, p99 {pct(contact, .99):.1f} ms; "
           f"search p50 {pct(search, .5):.1f} ms, p99 {pct(search, .99):.1f} ms (target p99 < 30 each)")
+    if loads:
+        print("   full page load in Chromium (navigation start to load event, target < 300 ms): " + "; ".join(
+            f"{p} p50 {pct(v, .5):.0f} ms, max {max(v):.0f} ms" for p, v in loads.items()))
     # The Google Reader API, logged in as a reader app is (ClientLogin with a password).
     cli(B, data, "user", "passwd", "bench", stdin="bench-password-1\n")
     st, body, _ = c.request("POST", "/api/greader/accounts/ClientLogin",

@@ -1257,3 +1257,72 @@ async fn every_page_action_is_a_json_api_call_too() {
     let (_, list) = call(Method::GET, "/api/conflicts", None).await;
     assert_eq!(list, serde_json::json!([]));
 }
+
+/// With more contacts than a picker lists (200), the contact page offers the likely matches
+/// and takes any other contact's id, and the search form takes a contact id: the pages stay
+/// small however many contacts there are.
+#[tokio::test]
+async fn pages_with_many_contacts_offer_likely_matches_and_take_an_id() {
+    let app = TestApp::spawn().await;
+    let token = with_password(&app, "alice", "correct horse battery").await;
+    let mut cards = String::new();
+    for i in 0..230 {
+        cards.push_str(&format!(
+            "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Person {i:03}\r\nEMAIL:p{i}@example.org\r\nEND:VCARD\r\n"
+        ));
+    }
+    cards.push_str(
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Zed Twin\r\nORG:Twins Ltd\r\nEMAIL:zed@twins.example\r\nEND:VCARD\r\n",
+    );
+    cards.push_str("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Zed T.\r\nEMAIL:zed.t@else.example\r\nEND:VCARD\r\n");
+    cards.push_str("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Other Twin\r\nORG:Twins Ltd\r\nEND:VCARD\r\n");
+    let r = app
+        .client
+        .post(app.url("/api/contacts/import"))
+        .bearer_auth(&token)
+        .header("content-type", "text/vcard")
+        .body(cards)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: serde_json::Value = app.get(&token, "/api/contacts").await.json().await.unwrap();
+    let id_of = |name: &str| {
+        list.as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (zed, zed_t, person) = (id_of("Zed Twin"), id_of("Zed T."), id_of("Person 007"));
+    let mut b = Browser::new(&app.base);
+    b.log_in("alice", "correct horse battery").await;
+    let (status, page) = b.get(&format!("/contacts/{zed}")).await;
+    assert_eq!(status, 200);
+    // The likely matches (same first word, same org) and no long list of everyone.
+    assert!(page.contains("Zed T.") && page.contains("Other Twin"), "{page}");
+    assert!(
+        !page.contains("Person 007") && page.contains("name=\"other_id\""),
+        "{page}"
+    );
+    // Anyone else, by id.
+    let csrf = csrf_of(&page);
+    let (status, to) = b
+        .post(
+            &format!("/contacts/{zed}/merge"),
+            &[("other", ""), ("other_id", &person), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 303, "{to}");
+    let (_, page) = b.get(&to).await;
+    assert!(
+        page.contains("p7@example.org") && page.contains("Undo the merge"),
+        "{page}"
+    );
+    // The search form takes a contact's id instead of listing 232 names.
+    let (status, page) = b.get(&format!("/search?q=&contact={zed_t}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!("name=\"contact\" value=\"{zed_t}\"")) && !page.contains("Person 100"),
+        "{page}"
+    );
+}

@@ -951,6 +951,14 @@ pub trait PeopleStore: Send + Sync {
     ) -> Result<Vec<Link>>;
     /// The user's contacts, by name.
     async fn contacts(&self, user_id: i64) -> Result<Vec<ContactSummary>>;
+    /// At most `limit` contacts by name, as (id, name, org): all of them, or (`like`) those
+    /// whose name starts with `like.0` or whose org is `like.1` (not empty), for pickers.
+    async fn contact_names(
+        &self,
+        user_id: i64,
+        like: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String)>>;
     async fn contact(&self, user_id: i64, contact_id: &str) -> Result<Option<ContactSummary>>;
     /// The identities of a contact, of a company's people, or of contacts with any of these
     /// tags (the first given), with the contact each belongs to: (identity, contact), sorted.

@@ -225,6 +225,40 @@ pub async fn list(core: &Core, user_id: i64) -> Result<Vec<ContactSummary>> {
     Ok(core.mesh.store.contacts(user_id).await?)
 }
 
+/// Most contacts a page's picker lists; with more, the page takes a contact's id instead.
+pub const PICKER_MAX: u32 = 200;
+
+/// The contacts a picker offers, as (id, name, org), and whether they are all of them.
+pub struct Picker {
+    pub choices: Vec<(String, String, String)>,
+    pub all: bool,
+}
+
+/// Every contact for a picker, when there are at most [`PICKER_MAX`].
+pub async fn picker(core: &Core, user_id: i64) -> Result<Picker> {
+    let mut choices = core.mesh.store.contact_names(user_id, None, PICKER_MAX + 1).await?;
+    let all = choices.len() <= PICKER_MAX as usize;
+    choices.truncate(PICKER_MAX as usize);
+    Ok(Picker { choices, all })
+}
+
+/// The contacts to offer for merging into `id`: all of them when there are few, else those
+/// likeliest to be the same person (a name starting alike, the same org).
+pub async fn merge_candidates(core: &Core, user_id: i64, id: &str, name: &str, org: &str) -> Result<Picker> {
+    let mut p = picker(core, user_id).await?;
+    if !p.all {
+        let first = name.split_whitespace().next().unwrap_or("");
+        p.choices = core
+            .mesh
+            .store
+            .contact_names(user_id, Some((first, org)), PICKER_MAX + 1)
+            .await?;
+    }
+    p.choices.retain(|(c, ..)| c != id);
+    p.choices.truncate(PICKER_MAX as usize);
+    Ok(p)
+}
+
 /// Changes the fields given.
 pub async fn patch(core: &Core, who: &Principal, id: &str, input: ContactInput) -> Result<ContactView> {
     let (mut card, _) = card(core, who.user_id, id).await?;

@@ -215,7 +215,10 @@ struct ContactPage {
     days: Vec<Day>,
     older: Option<u64>,
     paged: bool,
-    others: Vec<ContactSummary>,
+    /// Contacts to merge in: (id, name, org); `all_others` says whether that is everyone
+    /// (else the form takes an id too).
+    others: Vec<(String, String, String)>,
+    all_others: bool,
     merged: Option<(String, String)>,
     counts: Vec<(&'static str, u64)>,
     error: String,
@@ -240,11 +243,7 @@ async fn contact_page(
     let c = contacts::detail(&st.core, who.user_id, &who.user, id).await?;
     let r = timelines::resolve(&st.core, who.user_id, &who.user, Of::Contact(id), Format::Atom).await?;
     let page = lines::page(&st.core, who.user_id, &r, q.before).await?;
-    let others = contacts::list(&st.core, who.user_id)
-        .await?
-        .into_iter()
-        .filter(|o| o.id != id)
-        .collect();
+    let others = contacts::merge_candidates(&st.core, who.user_id, id, &c.contact.name, &c.contact.org).await?;
     let merged = (!q.merged.is_empty()).then(|| (q.merged.clone(), String::new()));
     let counts = c.counts.iter().map(|(k, v)| (*k, *v)).collect();
     render_refused(
@@ -257,7 +256,8 @@ async fn contact_page(
             days: by_day(page.lines, Timestamp::now()),
             older: page.older,
             paged: q.before.is_some(),
-            others,
+            others: others.choices,
+            all_others: others.all,
             merged,
             counts,
             error: error.clone(),
@@ -318,6 +318,9 @@ pub async fn edit_note(
 pub struct MergeForm {
     #[serde(default)]
     other: String,
+    /// The other contact's id, typed (when the page could not list everyone).
+    #[serde(default)]
+    other_id: String,
 }
 
 /// `POST /contacts/{id}/merge`: folds another contact into this one; the page then offers
@@ -329,7 +332,12 @@ pub async fn merge(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<MergeForm>,
 ) -> Result<Response> {
-    match contacts::merge(&st.core, &who, &id, form.other.trim()).await {
+    let other = if form.other.trim().is_empty() {
+        form.other_id.trim()
+    } else {
+        form.other.trim()
+    };
+    match contacts::merge(&st.core, &who, &id, other).await {
         Ok(merge_id) => Ok(Redirect::to(&format!("/contacts/{id}?merged={merge_id}")).into_response()),
         Err(Error::Invalid(why)) => contact_page(&st, &headers, &who, &id, ContactQuery::default(), why).await,
         Err(e) => Err(e),

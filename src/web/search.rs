@@ -113,6 +113,8 @@ struct SearchPage {
     days: Vec<Day>,
     older: Option<String>,
     contacts: Vec<(String, String)>,
+    /// Whether `contacts` is everyone (else the form takes a contact id).
+    all_contacts: bool,
     collections: Vec<String>,
     types: &'static [(&'static str, &'static str)],
     views: Vec<(String, String)>,
@@ -148,11 +150,9 @@ async fn search_page(
             Err(e) => return Err(e),
         }
     }
-    let contacts = contacts::list(&st.core, who.user_id)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect();
+    let picker = contacts::picker(&st.core, who.user_id).await?;
+    let all_contacts = picker.all;
+    let contacts = picker.choices.into_iter().map(|(id, name, _)| (id, name)).collect();
     let collections = st
         .mesh
         .collections(who.user_id)
@@ -182,6 +182,7 @@ async fn search_page(
             days,
             older,
             contacts,
+            all_contacts,
             collections,
             types: TYPES,
             views,

@@ -367,6 +367,38 @@ impl PeopleStore for SqlStore {
         self.contact_rows(user_id, None).await
     }
 
+    async fn contact_names(
+        &self,
+        user_id: i64,
+        like: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String)>> {
+        let mut q = Sql::new("SELECT contact_id, name, org FROM contacts WHERE user_id = ");
+        q.push_bind(user_id);
+        if let Some((name, org)) = like {
+            // A prefix of the name, its LIKE wildcards escaped.
+            let prefix: String = name
+                .chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            q.push(" AND (name LIKE ")
+                .push_bind(format!("{prefix}%"))
+                .push(" ESCAPE '\\'");
+            if !org.is_empty() {
+                q.push(" OR org = ").push_bind(org);
+            }
+            q.push(")");
+        }
+        q.push(" ORDER BY name, contact_id LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.readers).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("contact_id")?, r.try_get("name")?, r.try_get("org")?)))
+            .collect()
+    }
+
     async fn contact(&self, user_id: i64, contact_id: &str) -> Result<Option<ContactSummary>> {
         Ok(self.contact_rows(user_id, Some(contact_id)).await?.pop())
     }
