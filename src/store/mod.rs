@@ -951,7 +951,8 @@ pub trait PeopleStore: Send + Sync {
     ) -> Result<Vec<Link>>;
     /// The user's contacts, by name.
     async fn contacts(&self, user_id: i64) -> Result<Vec<ContactSummary>>;
-    /// At most `limit` contacts by name, as (id, name, org): all of them, or (`like`) those
+    /// At most `limit` contacts by name, as (id, name, hint: the first identity, else the
+    /// org): all of them, or (`like`) those
     /// whose name starts with `like.0` or whose org is `like.1` (not empty), for pickers.
     async fn contact_names(
         &self,

@@ -228,7 +228,8 @@ pub async fn list(core: &Core, user_id: i64) -> Result<Vec<ContactSummary>> {
 /// Most contacts a page's picker lists; with more, the page takes a contact's id instead.
 pub const PICKER_MAX: u32 = 200;
 
-/// The contacts a picker offers, as (id, name, org), and whether they are all of them.
+/// The contacts a picker offers, as (id, name, hint: an identity or the org), and whether
+/// they are all of them.
 pub struct Picker {
     pub choices: Vec<(String, String, String)>,
     pub all: bool,

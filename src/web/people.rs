@@ -215,7 +215,7 @@ struct ContactPage {
     days: Vec<Day>,
     older: Option<u64>,
     paged: bool,
-    /// Contacts to merge in: (id, name, org); `all_others` says whether that is everyone
+    /// Contacts to merge in: (id, name, hint); `all_others` says whether that is everyone
     /// (else the form takes an id too).
     others: Vec<(String, String, String)>,
     all_others: bool,

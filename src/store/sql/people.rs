@@ -373,7 +373,13 @@ impl PeopleStore for SqlStore {
         like: Option<(&str, &str)>,
         limit: u32,
     ) -> Result<Vec<(String, String, String)>> {
-        let mut q = Sql::new("SELECT contact_id, name, org FROM contacts WHERE user_id = ");
+        // Each with its first identity (as `contacts` lists them), to tell namesakes apart.
+        let mut q = Sql::new(
+            "SELECT contact_id, name, org, (SELECT MIN(ci.identity) FROM contact_identities ci \
+             WHERE ci.user_id = contacts.user_id AND ci.contact_id = contacts.contact_id \
+             AND ci.identity NOT LIKE 'urn:feedmesh:contact:%') AS first_identity \
+             FROM contacts WHERE user_id = ",
+        );
         q.push_bind(user_id);
         if let Some((name, org)) = like {
             // A prefix of the name, its LIKE wildcards escaped.
@@ -395,7 +401,11 @@ impl PeopleStore for SqlStore {
         q.push(" ORDER BY name, contact_id LIMIT ").push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.readers).await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("contact_id")?, r.try_get("name")?, r.try_get("org")?)))
+            .map(|r| {
+                let first: Option<String> = r.try_get("first_identity")?;
+                let org: String = r.try_get("org")?;
+                Ok((r.try_get("contact_id")?, r.try_get("name")?, first.unwrap_or(org)))
+            })
             .collect()
     }
 
