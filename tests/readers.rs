@@ -488,5 +488,54 @@ async fn read_state_survives_every_kind_of_mark_and_stays_per_user() {
             .await
             .unwrap();
         assert_eq!(r.status(), 400);
+        // Miniflux: a body that is not the JSON it takes is a 400 with a JSON reason, and
+        // marks nothing; an id of no entry changes nothing either.
+        let put = async |body: &str| {
+            let r = app
+                .client
+                .put(app.url("/api/miniflux/v1/entries"))
+                .basic_auth("alice", Some(PASSWORD))
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        };
+        let (status, body) = put("entry_ids=1&status=unread").await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("error_message"), "{body}");
+        assert_eq!(put(r#"{"entry_ids":[1],"status":"gone"}"#).await.0, 400);
+        assert_eq!(put(r#"{"entry_ids":[999999],"status":"unread"}"#).await.0, 204);
+        assert!(unread_ids(&app, &auth).await.is_empty());
+        // Fever: ids that are not numbers, and more than 50 at once, are refused.
+        let app_password = logins::add_app_password(app.store.as_ref(), "alice", "f")
+            .await
+            .unwrap()
+            .password;
+        let key = logins::fever_key("alice", &app_password);
+        for query in [
+            "api&items&with_ids=1,x",
+            "api&items&since_id=-3",
+            "api&mark=item&as=read&id=x",
+        ] {
+            let r = app
+                .client
+                .post(app.url(&format!("/api/fever?{query}")))
+                .form(&[("api_key", key.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400, "{query}");
+        }
+        let many: Vec<String> = (1..=51).map(|i| i.to_string()).collect();
+        let r = app
+            .client
+            .post(app.url(&format!("/api/fever?api&items&with_ids={}", many.join(","))))
+            .form(&[("api_key", key.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(unread_ids(&app, &auth).await.is_empty());
     }
 }

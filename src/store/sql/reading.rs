@@ -8,20 +8,18 @@ use crate::store::{ChangeRecord, ReadMark, ReaderFeed, ReadingStore};
 /// Most sequence numbers put in one statement (SQLite allows 32,766 parameters).
 const CHUNK: usize = 500;
 
+fn feed_row(r: &AnyRow) -> Result<ReaderFeed> {
+    Ok(ReaderFeed {
+        id: r.try_get("feed_id")?,
+        kind: r.try_get("kind")?,
+        key: r.try_get("key")?,
+    })
+}
+
 #[async_trait]
 impl ReadingStore for SqlStore {
     async fn reader_feeds(&self, user_id: i64, wanted: &[(String, String)]) -> Result<Vec<ReaderFeed>> {
-        let list = |rows: Vec<AnyRow>| -> Result<Vec<ReaderFeed>> {
-            rows.iter()
-                .map(|r| {
-                    Ok(ReaderFeed {
-                        id: r.try_get("feed_id")?,
-                        kind: r.try_get("kind")?,
-                        key: r.try_get("key")?,
-                    })
-                })
-                .collect()
-        };
+        let list = |rows: Vec<AnyRow>| -> Result<Vec<ReaderFeed>> { rows.iter().map(feed_row).collect() };
         let select = "SELECT feed_id, kind, key FROM reader_feeds WHERE user_id = $1 ORDER BY feed_id";
         let known = list(sqlx::query(select).bind(user_id).fetch_all(&self.readers).await?)?;
         let have: std::collections::HashSet<(&str, &str)> =
@@ -57,14 +55,7 @@ impl ReadingStore for SqlStore {
             .bind(feed_id)
             .fetch_optional(&self.readers)
             .await?;
-        row.map(|r| {
-            Ok(ReaderFeed {
-                id: r.try_get("feed_id")?,
-                kind: r.try_get("kind")?,
-                key: r.try_get("key")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(feed_row).transpose()
     }
 
     async fn reader_feed_id(&self, user_id: i64, kind: &str, key: &str) -> Result<Option<i64>> {
