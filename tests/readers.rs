@@ -428,6 +428,34 @@ async fn read_state_survives_every_kind_of_mark_and_stays_per_user() {
         ];
         assert_eq!(post("edit-tag", &edit).await, (200, "OK".into()));
         assert_eq!(unread_ids(&app, &auth).await, ["2"]);
+        // Unread counts agree: the stream, the laptop's feed, Notes and the reading list each 1.
+        let counts: Value = app
+            .client
+            .get(app.url("/api/greader/reader/api/0/unread-count?output=json"))
+            .header("Authorization", format!("GoogleLogin auth={auth}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut got: Vec<(String, u64)> = counts["unreadcounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].as_str().unwrap().to_string(), c["count"].as_u64().unwrap()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("feed/1".to_string(), 1),
+                ("feed/2".to_string(), 1),
+                ("feed/3".to_string(), 1),
+                ("user/-/state/com.google/reading-list".to_string(), 1)
+            ],
+            "{counts}"
+        );
         // Newer activity arrives unread; "mark all read" of the Notes feed reads it and the kept one.
         let token = app.token("alice", "laptop").await;
         app.post_entry(&token, "/atompub/alice/Notes", entry("note 6", "x"))

@@ -358,6 +358,7 @@ async fn entries_of(core: &Core, user_id: i64, user: &str, feed: Option<Arc<Feed
     };
     let mut scanned = 0usize;
     let mut more = false;
+    let mut cut = None;
     'scan: loop {
         let changes = store.activities(user_id, &filter, page, batch).await?;
         let full = changes.len() == batch as usize;
@@ -390,10 +391,15 @@ async fn entries_of(core: &Core, user_id: i64, user: &str, feed: Option<Arc<Feed
                     Page::Before(Some(s))
                 };
             }
+            Some(s) if full => {
+                // Looked through enough for one call: the client goes on from here.
+                cut = Some(s);
+                break;
+            }
             _ => break,
         }
     }
-    let next = more.then(|| kept.last().map(|c| c.seq)).flatten();
+    let next = if more { kept.last().map(|c| c.seq) } else { cut };
     let entries = build(core, user_id, user, feed, &kept, &st).await?;
     Ok(Entries { entries, next })
 }
@@ -605,11 +611,17 @@ async fn ids(core: &Core, user_id: i64, user: &str, limit: u32, starred: bool) -
     }
 }
 
+/// Most feeds whose unread entries one `unread_counts` call counts (in their order: the
+/// stream, devices, collections and views first), so a user with 10,000 contacts is
+/// answered in bounded time.
+pub const MAX_COUNTED_FEEDS: usize = 250;
+
 /// Unread counts of each feed, counted over its newest `MAX_ENTRIES` entries (as Google
-/// Reader did: "1000+"), with the time of its newest entry.
+/// Reader did: "1000+"), with the time of its newest entry; the first
+/// [`MAX_COUNTED_FEEDS`] feeds only.
 pub async fn unread_counts(core: &Core, user_id: i64, user: &str) -> Result<Vec<(i64, u32, Option<Timestamp>)>> {
     let mut out = Vec::new();
-    for f in feeds(core, user_id, user).await? {
+    for f in feeds(core, user_id, user).await?.into_iter().take(MAX_COUNTED_FEEDS) {
         let q = Query {
             feed: Some(f.id),
             unread_only: true,
