@@ -95,6 +95,23 @@ async fn unread_ids(app: &TestApp, auth: &str) -> Vec<String> {
         .collect()
 }
 
+/// A Google Reader GET with a ClientLogin token.
+async fn gr_get(app: &TestApp, auth: &str, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header("Authorization", format!("GoogleLogin auth={auth}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn new_app_password(app: &TestApp, name: &str) -> String {
+    logins::add_app_password(app.store.as_ref(), "alice", name)
+        .await
+        .unwrap()
+        .password
+}
+
 async fn client_login(app: &TestApp, user: &str, password: &str) -> reqwest::Response {
     app.client
         .post(app.url("/api/greader/accounts/ClientLogin"))
@@ -245,10 +262,7 @@ async fn newsboat_and_the_miniflux_client_share_read_and_starred_state() {
     };
     let app = TestApp::spawn().await;
     alice_with_notes(&app, 3).await;
-    let app_password = logins::add_app_password(app.store.as_ref(), "alice", "miniflux")
-        .await
-        .unwrap()
-        .password;
+    let app_password = new_app_password(&app, "miniflux").await;
     let home = newsboat_home(&format!(
         "urls-source \"miniflux\"\nminiflux-url \"{}/api/miniflux\"\nminiflux-login \"alice\"\nminiflux-password \"{PASSWORD}\"\n",
         app.base
@@ -312,10 +326,7 @@ async fn fever_clients_read_mark_and_save_with_an_app_password() {
     };
     let app = TestApp::spawn().await;
     alice_with_notes(&app, 3).await;
-    let app_password = logins::add_app_password(app.store.as_ref(), "alice", "fever")
-        .await
-        .unwrap()
-        .password;
+    let app_password = new_app_password(&app, "fever").await;
     let script = r#"
 import json, os
 from freshrss_api import FreshRSSAPI
@@ -429,13 +440,8 @@ async fn read_state_survives_every_kind_of_mark_and_stays_per_user() {
         assert_eq!(post("edit-tag", &edit).await, (200, "OK".into()));
         assert_eq!(unread_ids(&app, &auth).await, ["2"]);
         // Unread counts agree: the stream, the laptop's feed, Notes and the reading list each 1.
-        let counts: Value = app
-            .client
-            .get(app.url("/api/greader/reader/api/0/unread-count?output=json"))
-            .header("Authorization", format!("GoogleLogin auth={auth}"))
-            .send()
+        let counts: Value = gr_get(&app, &auth, "/api/greader/reader/api/0/unread-count?output=json")
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -480,13 +486,7 @@ async fn read_state_survives_every_kind_of_mark_and_stays_per_user() {
             .unwrap();
         assert_eq!(r.status(), 200);
         assert!(unread_ids(&app, &auth).await.is_empty(), "bob's mark touched alice");
-        let r = app
-            .client
-            .get(app.url("/api/greader/reader/atom/feed%2F3"))
-            .header("Authorization", format!("GoogleLogin auth={bob}"))
-            .send()
-            .await
-            .unwrap();
+        let r = gr_get(&app, &bob, "/api/greader/reader/atom/feed%2F3").await;
         assert_eq!(r.status(), 404, "alice's feed 3 is not bob's");
 
         // What clients never send: a bad token, a wrong password, nonsense ids and numbers.
@@ -508,13 +508,7 @@ async fn read_state_survives_every_kind_of_mark_and_stays_per_user() {
         );
         let (status, body) = post("mark-all-as-read", &[("s", "feed/x")]).await;
         assert_eq!(status, 404, "{body}");
-        let r = app
-            .client
-            .get(app.url("/api/greader/reader/api/0/stream/contents/feed%2F1?n=lots"))
-            .header("Authorization", format!("GoogleLogin auth={auth}"))
-            .send()
-            .await
-            .unwrap();
+        let r = gr_get(&app, &auth, "/api/greader/reader/api/0/stream/contents/feed%2F1?n=lots").await;
         assert_eq!(r.status(), 400);
         // Miniflux: a body that is not the JSON it takes is a 400 with a JSON reason, and
         // marks nothing; an id of no entry changes nothing either.
@@ -536,10 +530,7 @@ async fn read_state_survives_every_kind_of_mark_and_stays_per_user() {
         assert_eq!(put(r#"{"entry_ids":[999999],"status":"unread"}"#).await.0, 204);
         assert!(unread_ids(&app, &auth).await.is_empty());
         // Fever: ids that are not numbers, and more than 50 at once, are refused.
-        let app_password = logins::add_app_password(app.store.as_ref(), "alice", "f")
-            .await
-            .unwrap()
-            .password;
+        let app_password = new_app_password(&app, "f").await;
         let key = logins::fever_key("alice", &app_password);
         for query in [
             "api&items&with_ids=1,x",
