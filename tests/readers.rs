@@ -558,3 +558,49 @@ async fn read_state_survives_every_kind_of_mark_and_stays_per_user() {
         assert!(unread_ids(&app, &auth).await.is_empty());
     }
 }
+
+/// Reader apps listing their subscriptions at once for the first time (several devices
+/// starting together): every call succeeds and every feed gets one id, the same in each.
+#[tokio::test]
+async fn first_listings_at_once_give_each_feed_one_id() {
+    let app = TestApp::spawn().await;
+    alice_with_notes(&app, 1).await;
+    for name in ["Ann", "Ben", "Cid", "Dot"] {
+        let r = app
+            .client
+            .post(app.url("/api/contacts"))
+            .bearer_auth(app.token("alice", "laptop").await)
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let auth = auth_of(&app).await;
+    let calls = (0..8).map(|_| gr_get(&app, &auth, "/api/greader/reader/api/0/subscription/list"));
+    let mut lists = Vec::new();
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let mut subs: Vec<(String, String)> = v["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["title"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        subs.sort();
+        lists.push(subs);
+    }
+    let first = &lists[0];
+    assert!(lists.iter().all(|l| l == first), "{lists:?}");
+    let mut ids: Vec<&String> = first.iter().map(|(id, _)| id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), first.len());
+    // Everything, the laptop, Notes, Contacts and the four people.
+    assert_eq!(first.len(), 8, "{first:?}");
+}

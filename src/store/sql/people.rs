@@ -211,7 +211,7 @@ pub(super) fn contact_statements(user_id: i64, seq: i64, c: &ContactRow) -> Vec<
     out
 }
 
-const CHANGE_COLUMNS: &str = "c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version, \
+pub(super) const CHANGE_COLUMNS: &str = "c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version, \
      c.verb, c.object_type";
 
 /// The seqs of activities that name an identity of the contact, company or tagged contacts.
@@ -671,7 +671,11 @@ impl SqlStore {
     /// Runs a query of `CHANGE_COLUMNS`. On SQLite the rows come back packed as one JSON
     /// array: sqlx hands SQLite rows to the runtime one by one, each a wake-up of another
     /// thread, which cost more than the query for a page of fifty.
-    async fn fetch_changes(&self, q: Sql, newest_first: bool) -> std::result::Result<Vec<ChangeRecord>, StoreError> {
+    pub(super) async fn fetch_changes(
+        &self,
+        q: Sql,
+        newest_first: bool,
+    ) -> std::result::Result<Vec<ChangeRecord>, StoreError> {
         if self.backend == Backend::Postgres {
             let rows = q.build().fetch_all(&self.readers).await?;
             return rows.iter().map(change_row).collect();

@@ -1,6 +1,6 @@
 //! What reader apps keep: `SqlStore`'s `ReadingStore`. Every query is keyed by one user.
 
-use super::people::Sql;
+use super::people::{CHANGE_COLUMNS, Sql};
 use super::*;
 
 use crate::store::{ChangeRecord, ReadMark, ReaderFeed, ReadingStore};
@@ -32,6 +32,14 @@ impl ReadingStore for SqlStore {
             return Ok(known);
         }
         let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Two first listings at once would take the same next id: one at a time per user
+            // (SQLite has one writer already).
+            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) l")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for (kind, key) in missing {
             sqlx::query(
                 "INSERT INTO reader_feeds (user_id, feed_id, kind, key) \
@@ -188,19 +196,15 @@ impl ReadingStore for SqlStore {
     async fn changes_at(&self, user_id: i64, seqs: &[u64]) -> Result<Vec<ChangeRecord>> {
         let mut out = Vec::new();
         for chunk in seqs.chunks(CHUNK) {
-            let mut q = Sql::new(
-                "SELECT c.seq, col.name AS collection, c.sync_id, e.name AS endpoint, c.kind, c.at, c.version, \
-                 c.verb, c.object_type \
-                 FROM changes c JOIN collections col ON col.id = c.collection_id \
-                 LEFT JOIN endpoints e ON e.id = c.endpoint_id WHERE c.user_id = ",
-            );
+            let mut q = Sql::new(format!(
+                "SELECT {CHANGE_COLUMNS} FROM changes c JOIN collections col ON col.id = c.collection_id \
+                 LEFT JOIN endpoints e ON e.id = c.endpoint_id WHERE c.user_id = "
+            ));
             q.push_bind(user_id)
                 .push(" AND c.seq IN (")
                 .push_list(chunk.iter().map(|s| sql_seq(*s)))
                 .push(")");
-            for r in q.build().fetch_all(&self.readers).await? {
-                out.push(change_row(&r)?);
-            }
+            out.extend(self.fetch_changes(q, true).await?);
         }
         out.sort_by_key(|c| std::cmp::Reverse(c.seq));
         out.dedup_by_key(|c| c.seq);
