@@ -603,4 +603,59 @@ async fn first_listings_at_once_give_each_feed_one_id() {
     assert_eq!(ids.len(), first.len());
     // Everything, the laptop, Notes, Contacts and the four people.
     assert_eq!(first.len(), 8, "{first:?}");
+
+    // A folder is the union of its feeds, each entry once: the Contacts folder holds each
+    // person's timeline, where the card that made them is. Google Reader and Miniflux agree.
+    let v: Value = gr_get(
+        &app,
+        &auth,
+        "/api/greader/reader/api/0/stream/contents/user%2F-%2Flabel%2FContacts?n=10",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let titles: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Dot", "Cid", "Ben", "Ann"], "{v}");
+    let two = gr_get(
+        &app,
+        &auth,
+        "/api/greader/reader/api/0/stream/contents/user%2F-%2Flabel%2FContacts?n=2",
+    )
+    .await
+    .json::<Value>()
+    .await
+    .unwrap();
+    let c = two["continuation"].as_str().unwrap().to_string();
+    let rest: Value = gr_get(
+        &app,
+        &auth,
+        &format!("/api/greader/reader/api/0/stream/contents/user%2F-%2Flabel%2FContacts?n=2&c={c}"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(rest["items"][1]["title"], "Ann", "{rest}");
+    let r = app
+        .client
+        .get(app.url("/api/miniflux/v1/categories/6/entries"))
+        .basic_auth("alice", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let mf: Value = r.json().await.unwrap();
+    assert_eq!(mf["entries"].as_array().unwrap().len(), 4, "{mf}");
+    let r = gr_get(
+        &app,
+        &auth,
+        "/api/greader/reader/api/0/stream/contents/user%2F-%2Flabel%2FNope",
+    )
+    .await;
+    assert_eq!(r.status(), 404);
 }

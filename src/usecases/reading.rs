@@ -404,6 +404,49 @@ async fn entries_of(core: &Core, user_id: i64, user: &str, feed: Option<Arc<Feed
     Ok(Entries { entries, next })
 }
 
+/// The entries `q` asks for, of every feed in folder `group` (a Google Reader label, a
+/// Miniflux category): `Stream` and `Collections` hold the whole stream; another folder is
+/// the union of its first [`MAX_COUNTED_FEEDS`] feeds, each entry once.
+pub async fn group_entries(core: &Core, user_id: i64, user: &str, group: &str, q: &Query) -> Result<Entries> {
+    if !GROUPS.iter().any(|(_, g)| *g == group) {
+        return Err(Error::NotFound("folder"));
+    }
+    if group == "Stream" || group == "Collections" {
+        let q = Query {
+            feed: None,
+            ..q.clone()
+        };
+        return entries(core, user_id, user, &q).await;
+    }
+    let limit = q.limit.clamp(1, MAX_ENTRIES) as usize;
+    let mut all = Vec::new();
+    let mut more = false;
+    for f in feeds(core, user_id, user)
+        .await?
+        .into_iter()
+        .filter(|f| f.group == group)
+        .take(MAX_COUNTED_FEEDS)
+    {
+        let fq = Query {
+            feed: Some(f.id),
+            ..q.clone()
+        };
+        let page = entries_of(core, user_id, user, Some(Arc::new(f)), &fq).await?;
+        more |= page.next.is_some();
+        all.extend(page.entries);
+    }
+    if q.oldest_first {
+        all.sort_by_key(|e| e.id);
+    } else {
+        all.sort_by_key(|e| std::cmp::Reverse(e.id));
+    }
+    all.dedup_by_key(|e| e.id);
+    more |= all.len() > limit;
+    all.truncate(limit);
+    let next = if more { all.last().map(|e| e.id) } else { None };
+    Ok(Entries { entries: all, next })
+}
+
 /// Whether activity `seq` passes `filter`.
 async fn in_feed(core: &Core, user_id: i64, filter: &ActivityFilter, seq: u64) -> Result<bool> {
     let found = core

@@ -296,7 +296,7 @@ async fn unread_count(st: &SharedState, who: &Principal) -> Result<Response> {
 }
 
 /// The query of a stream read: `n`, `r=o`, `ot`, `nt`, `xt`, `it`, `c`.
-fn query_of(stream: &Stream, form: &Form, default_n: u32, max_n: u32) -> Result<Option<Query>> {
+fn query_of(stream: &Stream, form: &Form, default_n: u32, max_n: u32) -> Result<Query> {
     let mut q = Query {
         limit: match form.get("n") {
             Some(n) => n
@@ -348,21 +348,17 @@ fn query_of(stream: &Stream, form: &Form, default_n: u32, max_n: u32) -> Result<
         Stream::Feed(id) => q.feed = Some(*id),
         Stream::Everything => {}
         Stream::Starred => q.starred_only = true,
-        // The whole stream is in the folders Stream and Collections; a folder of other
-        // feeds is read feed by feed.
-        Stream::Label(l) if l == "Stream" || l == "Collections" => {}
-        Stream::Label(_) => return Ok(None),
+        // A folder: read through `reading::group_entries` (see `entries`).
+        Stream::Label(_) => {}
     }
-    Ok(Some(q))
+    Ok(q)
 }
 
-async fn entries(st: &SharedState, who: &Principal, q: Option<Query>) -> Result<reading::Entries> {
-    match q {
-        Some(q) => reading::entries(&st.core, who.user_id, &who.user, &q).await,
-        None => Ok(reading::Entries {
-            entries: Vec::new(),
-            next: None,
-        }),
+/// A stream's entries: a feed's, the whole stream's, the starred ones, or a folder's.
+async fn entries(st: &SharedState, who: &Principal, stream: &Stream, q: &Query) -> Result<reading::Entries> {
+    match stream {
+        Stream::Label(l) => reading::group_entries(&st.core, who.user_id, &who.user, l, q).await,
+        _ => reading::entries(&st.core, who.user_id, &who.user, q).await,
     }
 }
 
@@ -370,29 +366,26 @@ async fn item_ids(st: &SharedState, who: &Principal, form: &Form) -> Result<Resp
     let s = form
         .get("s")
         .ok_or_else(|| Error::Invalid("s (the stream id) is required".into()))?;
-    let q = query_of(&stream(s)?, form, 20, MAX_IDS)?;
+    let stream = stream(s)?;
+    let mut q = query_of(&stream, form, 20, MAX_IDS)?;
     // Ids only: pages of the most entries one call reads, until `n`.
     let mut refs = Vec::new();
-    let mut next = None;
-    if let Some(mut q) = q {
-        let want = q.limit;
-        loop {
-            q.limit = reading::MAX_ENTRIES.min(want - refs.len() as u32);
-            let page = reading::entries(&st.core, who.user_id, &who.user, &q).await?;
-            refs.extend(page.entries.iter().map(|e| json!({"id": e.id.to_string(), "directStreamIds": [], "timestampUsec": (e.published.unix() * 1_000_000).to_string()})));
-            next = page.next;
-            match page.next {
-                Some(n) if (refs.len() as u32) < want => {
-                    if q.oldest_first {
-                        q.after = Some(n);
-                    } else {
-                        q.before = Some(n);
-                    }
+    let want = q.limit;
+    let next = loop {
+        q.limit = reading::MAX_ENTRIES.min(want - refs.len() as u32);
+        let page = entries(st, who, &stream, &q).await?;
+        refs.extend(page.entries.iter().map(|e| json!({"id": e.id.to_string(), "directStreamIds": [], "timestampUsec": (e.published.unix() * 1_000_000).to_string()})));
+        match page.next {
+            Some(n) if (refs.len() as u32) < want => {
+                if q.oldest_first {
+                    q.after = Some(n);
+                } else {
+                    q.before = Some(n);
                 }
-                _ => break,
             }
+            next => break next,
         }
-    }
+    };
     let mut out = json!({ "itemRefs": refs });
     if let Some(n) = next {
         out["continuation"] = json!(n.to_string());
@@ -447,8 +440,9 @@ fn contents(st: &SharedState, id: &str, title: &str, page: reading::Entries) -> 
 }
 
 async fn stream_contents(st: &SharedState, who: &Principal, id: &str, form: &Form) -> Result<Response> {
-    let q = query_of(&stream(id)?, form, 20, reading::MAX_ENTRIES)?;
-    let page = entries(st, who, q).await?;
+    let stream = stream(id)?;
+    let q = query_of(&stream, form, 20, reading::MAX_ENTRIES)?;
+    let page = entries(st, who, &stream, &q).await?;
     contents(st, id, id, page)
 }
 
@@ -524,9 +518,10 @@ async fn mark_all(st: &SharedState, who: &Principal, form: &Form) -> Result<Resp
 /// `GET /reader/atom/<stream>?n=`: the stream as Atom, each entry's read and starred state as
 /// a Google Reader category (what newsboat 2.21 reads).
 async fn atom(st: &SharedState, who: &Principal, id: &str, form: &Form) -> Result<Response> {
-    let q = query_of(&stream(id)?, form, 20, reading::MAX_ENTRIES)?;
-    let page = entries(st, who, q).await?;
-    let title = match stream(id)? {
+    let stream = stream(id)?;
+    let q = query_of(&stream, form, 20, reading::MAX_ENTRIES)?;
+    let page = entries(st, who, &stream, &q).await?;
+    let title = match stream {
         Stream::Feed(n) => reading::feed(&st.core, who.user_id, &who.user, n).await?.title,
         _ => id.to_string(),
     };

@@ -263,23 +263,18 @@ async fn category_entries(st: &SharedState, p: &Principal, id: i64, params: &Ent
     if *name == "Stream" || *name == "Collections" {
         return list(st, p, None, params).await;
     }
-    let feeds = reading::feeds(&st.core, p.user_id, &p.user).await?;
-    let mut shown = Vec::new();
-    let limit = params.limit.unwrap_or(100).clamp(1, reading::MAX_ENTRIES) as usize;
-    for f in feeds.iter().filter(|f| f.group == *name) {
-        let q = Query {
-            feed: Some(f.id),
-            unread_only: params.status.as_deref() == Some("unread"),
-            limit: limit as u32,
-            ..Query::default()
-        };
-        shown.extend(reading::entries(&st.core, p.user_id, &p.user, &q).await?.entries);
-    }
-    shown.sort_by_key(|e| std::cmp::Reverse(e.id));
-    shown.dedup_by_key(|e| e.id);
-    shown.truncate(limit);
-    let out: Vec<Value> = shown.iter().map(|e| entry_json(e, p.user_id)).collect();
-    Ok(Json(json!({"total": out.len(), "entries": out})).into_response())
+    let q = Query {
+        unread_only: params.status.as_deref() == Some("unread"),
+        starred_only: params
+            .starred
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("true") || s == "1"),
+        limit: params.limit.unwrap_or(100).clamp(1, reading::MAX_ENTRIES),
+        ..Query::default()
+    };
+    let page = reading::group_entries(&st.core, p.user_id, &p.user, name, &q).await?;
+    let out: Vec<Value> = page.entries.iter().map(|e| entry_json(e, p.user_id)).collect();
+    Ok(Json(json!({"total": out.len() as u64 + u64::from(page.next.is_some()), "entries": out})).into_response())
 }
 
 /// `GET /v1/entries/{id}`.
